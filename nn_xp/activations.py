@@ -1,0 +1,170 @@
+"""Activation functions as forward/backward pairs, written against the Array API standard.
+
+Each forward is `A = f(xp, Z)`; each backward is `dZ = df(xp, dA, Z, A)`, computing the
+derivative from the saved output `A` where that is cheaper and exact (relu, sigmoid, tanh).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+
+@dataclass(frozen=True)
+class Activation:
+    """A named forward/backward pair; `params` holds its settings (e.g. a leaky ReLU slope)."""
+
+    name: str
+    forward: Callable
+    backward: Callable
+    params: dict = field(default_factory=dict)
+
+    def spec(self) -> dict:
+        """A JSON-ready description, inverted by `get_activation`."""
+        return {"name": self.name, **self.params}
+
+
+def _linear(xp, Z):
+    return Z
+
+
+def _linear_backward(xp, dA, Z, A):
+    return dA
+
+
+def _relu(xp, Z):
+    return xp.where(Z > 0, Z, xp.zeros_like(Z))
+
+
+def _relu_backward(xp, dA, Z, A):
+    return xp.where(A > 0, dA, xp.zeros_like(dA))
+
+
+def _sigmoid(xp, Z):
+    # exp of a non-positive number never overflows: 1/(1+e^-z) for z >= 0, e^z/(1+e^z) below.
+    E = xp.exp(-xp.abs(Z))
+    return xp.where(Z >= 0, 1 / (1 + E), E / (1 + E))
+
+
+def _sigmoid_backward(xp, dA, Z, A):
+    return dA * A * (1 - A)
+
+
+def _tanh(xp, Z):
+    return xp.tanh(Z)
+
+
+def _tanh_backward(xp, dA, Z, A):
+    return dA * (1 - A * A)
+
+
+def _softmax(xp, Z):
+    E = xp.exp(Z - xp.max(Z, axis=1, keepdims=True))
+    return E / xp.sum(E, axis=1, keepdims=True)
+
+
+def _softmax_backward(xp, dA, Z, A):
+    # Jacobian-vector product of softmax: A * (dA - <dA, A>) row by row.
+    return A * (dA - xp.sum(dA * A, axis=1, keepdims=True))
+
+
+def _softplus(xp, Z):
+    return xp.where(Z > 0, Z, xp.zeros_like(Z)) + xp.log1p(xp.exp(-xp.abs(Z)))
+
+
+def _softplus_backward(xp, dA, Z, A):
+    return dA * _sigmoid(xp, Z)
+
+
+def _silu(xp, Z):
+    return Z * _sigmoid(xp, Z)
+
+
+def _silu_backward(xp, dA, Z, A):
+    S = _sigmoid(xp, Z)
+    return dA * (S + Z * S * (1 - S))
+
+
+_GELU_C = math.sqrt(2.0 / math.pi)
+
+
+def _gelu(xp, Z):
+    # The tanh form (PyTorch's gelu(approximate="tanh")): erf is not in the Array API standard.
+    return 0.5 * Z * (1 + xp.tanh(_GELU_C * (Z + 0.044715 * Z * Z * Z)))
+
+
+def _gelu_backward(xp, dA, Z, A):
+    T = xp.tanh(_GELU_C * (Z + 0.044715 * Z * Z * Z))
+    dT = (1 - T * T) * _GELU_C * (1 + 3 * 0.044715 * Z * Z)
+    return dA * (0.5 * (1 + T) + 0.5 * Z * dT)
+
+
+def leaky_relu(negative_slope: float = 0.01) -> Activation:
+    """Leaky ReLU, f(z) = z for z > 0 else negative_slope * z."""
+    slope = _check_positive_param("negative_slope", negative_slope, allow_zero=True)
+
+    def forward(xp, Z):
+        return xp.where(Z > 0, Z, slope * Z)
+
+    def backward(xp, dA, Z, A):
+        return xp.where(Z > 0, dA, slope * dA)
+
+    return Activation("leaky_relu", forward, backward, {"negative_slope": slope})
+
+
+def elu(alpha: float = 1.0) -> Activation:
+    """ELU, f(z) = z for z > 0 else alpha * (exp(z) - 1)."""
+    alpha = _check_positive_param("alpha", alpha)
+
+    def forward(xp, Z):
+        return xp.where(Z > 0, Z, alpha * xp.expm1(xp.where(Z > 0, xp.zeros_like(Z), Z)))
+
+    def backward(xp, dA, Z, A):
+        return xp.where(Z > 0, dA, dA * (A + alpha))
+
+    return Activation("elu", forward, backward, {"alpha": alpha})
+
+
+def _check_positive_param(name, value, allow_zero=False):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise TypeError(f"{name} must be a finite number, got {value!r}")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+    return float(value)
+
+
+_FIXED = {
+    "linear": Activation("linear", _linear, _linear_backward),
+    "relu": Activation("relu", _relu, _relu_backward),
+    "sigmoid": Activation("sigmoid", _sigmoid, _sigmoid_backward),
+    "tanh": Activation("tanh", _tanh, _tanh_backward),
+    "softmax": Activation("softmax", _softmax, _softmax_backward),
+    "softplus": Activation("softplus", _softplus, _softplus_backward),
+    "silu": Activation("silu", _silu, _silu_backward),
+    "gelu": Activation("gelu", _gelu, _gelu_backward),
+}
+_PARAMETRIC = {"leaky_relu": leaky_relu, "elu": elu}
+ACTIVATIONS = tuple(sorted([*_FIXED, *_PARAMETRIC]))
+
+
+def get_activation(spec, parameter: str = "activation") -> Activation:
+    """An Activation from a name ("relu"), a dict ({"name": "leaky_relu", "negative_slope": 0.2})
+    or an Activation object. Unknown names raise ValueError listing the valid ones."""
+    if isinstance(spec, Activation):
+        return spec
+    params = {}
+    if isinstance(spec, dict):
+        params = {k: v for k, v in spec.items() if k != "name"}
+        spec = spec.get("name")
+    if not isinstance(spec, str):
+        raise TypeError(f"{parameter} must be an activation name, one of {list(ACTIVATIONS)}, got {spec!r}")
+    name = spec.strip().lower()
+    if name in _FIXED and not params:
+        return _FIXED[name]
+    if name in _PARAMETRIC:
+        try:
+            return _PARAMETRIC[name](**params)
+        except TypeError as error:
+            raise ValueError(f"{parameter}: bad settings for {name}: {error}") from None
+    raise ValueError(f"{parameter} must be one of {list(ACTIVATIONS)}, got {spec!r}")

@@ -1,0 +1,230 @@
+"""Devices and array namespaces: the one place that knows about NumPy, CuPy and array-api-strict.
+
+A device is a string: "cpu", "cuda", "cuda:N", or "auto" (resolved once, at the edge, by
+`resolve_device`). Everything past the edge takes its namespace from the arrays at hand.
+"array_api_strict" is an extra, test-only device: arrays from array-api-strict, on the host, which
+reject anything outside the Array API standard.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import re
+
+import array_api_compat
+import numpy as np
+
+logger = logging.getLogger("nn_xp")
+
+DTYPES = ("float32", "float64")
+STRICT = "array_api_strict"
+_DEVICE_RE = re.compile(r"^(cpu|auto|cuda(?::(\d+))?|array_api_strict)$")
+
+
+def _cupy():
+    """Import CuPy lazily: a machine without it must not notice."""
+    import cupy
+
+    return cupy
+
+
+@functools.lru_cache(maxsize=None)
+def cuda_status() -> tuple[int, str]:
+    """Return (number of usable GPUs, why none is usable or "ok"). Never raises."""
+    try:
+        cupy = _cupy()
+    except Exception as error:  # ImportError, or a broken CuPy install
+        return 0, (
+            f"CuPy is not installed ({error.__class__.__name__}: {error}); install the extra that "
+            "matches your driver: pip install 'nn_xp[cuda12]' or 'nn_xp[cuda13]'"
+        )
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as error:
+        text = str(error)
+        if "InsufficientDriver" in text or "driver version is insufficient" in text.lower():
+            return 0, f"the NVIDIA driver is too old for this CuPy build ({text})"
+        return 0, f"no CUDA GPU answers ({text})"
+    if count == 0:
+        return 0, "no CUDA GPU found"
+    try:  # a GPU that is listed but cannot run a kernel is no GPU
+        with cupy.cuda.Device(0):
+            int(cupy.arange(2).sum())
+    except Exception as error:
+        text = str(error)
+        if "InsufficientDriver" in text or "driver version is insufficient" in text.lower():
+            return 0, f"the NVIDIA driver is too old for this CuPy build ({text})"
+        return 0, f"CUDA GPU found but unusable ({text})"
+    return count, "ok"
+
+
+def available_devices() -> list[str]:
+    """["cpu"] plus one "cuda:N" per usable GPU. Never raises."""
+    count, _ = cuda_status()
+    return ["cpu"] + [f"cuda:{index}" for index in range(count)]
+
+
+def default_device() -> str:
+    """The device "auto" means: $NN_XP_DEVICE if set, else "cuda:0" when a GPU answers, else "cpu"."""
+    override = os.environ.get("NN_XP_DEVICE", "").strip()
+    if override and override != "auto":
+        return resolve_device(override, parameter="NN_XP_DEVICE")
+    count, why = cuda_status()
+    if count:
+        return "cuda:0"
+    logger.debug("nn_xp: using the CPU because %s", why)
+    return "cpu"
+
+
+def resolve_device(device: str = "auto", parameter: str = "device") -> str:
+    """Check a device string and make it concrete: "cpu", "cuda:N" or "array_api_strict".
+
+    Raises:
+        ValueError: not a device string.
+        RuntimeError: a GPU was asked for and cannot be had; the message says why.
+    """
+    if not isinstance(device, str):
+        raise TypeError(
+            f"{parameter} must be a string such as 'auto', 'cpu', 'cuda' or 'cuda:0', "
+            f"got {type(device).__name__}"
+        )
+    match = _DEVICE_RE.match(device.strip().lower())
+    if match is None:
+        raise ValueError(
+            f"{parameter} must be one of 'auto', 'cpu', 'cuda', 'cuda:N' (N a GPU index), got {device!r}"
+        )
+    name = match.group(1)
+    if name == "auto":
+        return default_device()
+    if name in ("cpu", STRICT):
+        return name
+    index = int(match.group(2) or 0)
+    count, why = cuda_status()
+    if count == 0:
+        raise RuntimeError(f"{parameter}={device!r} cannot be used: {why}")
+    if index >= count:
+        raise RuntimeError(
+            f"{parameter}={device!r} cannot be used: only {count} GPU(s) found (cuda:0..cuda:{count - 1})"
+        )
+    return f"cuda:{index}"
+
+
+def resolve_dtype(dtype, parameter: str = "dtype") -> str:
+    """Return "float32" or "float64" for a dtype name or object."""
+    name = getattr(dtype, "__name__", None) or str(dtype)
+    name = {"single": "float32", "double": "float64", "float": "float64"}.get(name, name)
+    name = name.replace("numpy.", "").replace("cupy.", "")
+    if name not in DTYPES:
+        raise ValueError(f"{parameter} must be one of {list(DTYPES)}, got {dtype!r}")
+    return name
+
+
+def namespace(device: str):
+    """The array namespace (xp) for a device."""
+    device = resolve_device(device)
+    if device == "cpu":
+        import array_api_compat.numpy
+
+        return array_api_compat.numpy
+    if device == STRICT:
+        import array_api_strict
+
+        return array_api_strict
+    import array_api_compat.cupy
+
+    return array_api_compat.cupy
+
+
+def _is_numpy(x) -> bool:
+    return isinstance(x, (np.ndarray, np.generic))
+
+
+def _backend_name(x) -> str:
+    if _is_numpy(x):
+        return "numpy"
+    if array_api_compat.is_cupy_array(x):
+        return "cupy"
+    module = type(x).__module__.split(".")[0]
+    return module
+
+
+def get_namespace(*arrays):
+    """The namespace shared by `arrays`; arrays from two backends raise TypeError naming both."""
+    arrays = [a for a in arrays if a is not None and not isinstance(a, (int, float, bool))]
+    names = sorted({_backend_name(a) for a in arrays})
+    if len(names) > 1:
+        raise TypeError(
+            f"arrays from different backends cannot be mixed in one call: got {' and '.join(names)}; "
+            "move them to one device first with nx.to_device"
+        )
+    return array_api_compat.array_namespace(*arrays)
+
+
+def device_of(x) -> str:
+    """The device string of an array: "cpu", "cuda:N" or "array_api_strict"."""
+    if array_api_compat.is_cupy_array(x):
+        return f"cuda:{x.device.id}"
+    if _is_numpy(x) or not hasattr(x, "__array_namespace__"):
+        return "cpu"
+    return STRICT
+
+
+def is_host(x) -> bool:
+    """True for data that lives in host memory as plain Python or NumPy objects."""
+    return not hasattr(x, "__array_namespace__") or _is_numpy(x)
+
+
+def to_numpy(x) -> np.ndarray:
+    """A NumPy copy of any array-like on the host."""
+    if array_api_compat.is_cupy_array(x):
+        return x.get()
+    if hasattr(x, "__array_namespace__") and not _is_numpy(x):
+        return np.array(np.from_dlpack(x), copy=True)
+    return np.array(x, copy=True)
+
+
+def to_device(x, device: str = "auto"):
+    """Any array-like (list, NumPy, CuPy, array-api-strict) onto `device`, keeping its dtype."""
+    device = resolve_device(device)
+    if device == "cpu":
+        if _is_numpy(x):
+            return np.asarray(x)
+        return to_numpy(x) if hasattr(x, "__array_namespace__") else np.asarray(x)
+    if device == STRICT:
+        import array_api_strict
+
+        host = x if isinstance(x, np.ndarray) else to_numpy(x)
+        return array_api_strict.asarray(np.ascontiguousarray(host))
+    cupy = _cupy()
+    index = int(device.split(":")[1])
+    if array_api_compat.is_cupy_array(x) and x.device.id == index:
+        return x
+    host = x if (_is_numpy(x) or array_api_compat.is_cupy_array(x)) else to_numpy(x)
+    with cupy.cuda.Device(index):
+        return cupy.asarray(host)
+
+
+def device_context(device: str):
+    """A context manager that makes `device` current for CuPy (a no-op elsewhere)."""
+    if device.startswith("cuda"):
+        return _cupy().cuda.Device(int(device.split(":")[1]))
+    return _NullContext()
+
+
+class _NullContext:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def host_rng(seed=None) -> np.random.Generator:
+    """All randomness comes from this host generator, so every device sees the same numbers."""
+    if isinstance(seed, np.random.Generator):
+        return seed
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+        raise ValueError(f"seed must be None or a non-negative integer, got {seed!r}")
+    return np.random.default_rng(seed)

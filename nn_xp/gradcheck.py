@@ -1,0 +1,43 @@
+"""Gradient checking against central differences, the way the notebooks check backprop."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import backend, losses
+
+
+def gradcheck(model, X, y, loss=None, epsilon: float = 1e-6) -> float:
+    """Max relative error of the analytic gradient against central differences, in float64.
+
+    For each parameter array p, with g the analytic and n the numerical gradient,
+        n_j = (L(p_j + epsilon) - L(p_j - epsilon)) / (2 epsilon),
+        error(p) = ||g - n|| / (||g|| + ||n||)      (0 where both are 0),
+    and the result is the largest error(p). Values below 1e-7 mean the backward pass is right.
+    The model itself is not changed: the check runs on a float64 copy.
+    """
+    loss = losses.check_loss(loss, model.output_activation)
+    check = model.copy(dtype="float64")
+    X = check._check_X(X)
+    Y = check._check_y(y, X.shape[0], loss)
+    _, grads = check._loss_and_grads(X, Y, loss)
+    worst = 0.0
+    params = check.parameters()
+    for index, grad in enumerate(grads):
+        analytic = backend.to_numpy(grad).ravel()
+        original = backend.to_numpy(params[index])
+        numeric = np.empty_like(analytic)
+        flat = original.ravel()
+        for j in range(flat.size):
+            values = []
+            for step in (epsilon, -epsilon):
+                trial = flat.copy()
+                trial[j] += step
+                params[index] = backend.to_device(trial.reshape(original.shape), check.device)
+                values.append(float(check._loss_value(X, Y, loss)))
+            numeric[j] = (values[0] - values[1]) / (2 * epsilon)
+        params[index] = backend.to_device(original, check.device)
+        denominator = np.linalg.norm(analytic) + np.linalg.norm(numeric)
+        if denominator > 0:
+            worst = max(worst, float(np.linalg.norm(analytic - numeric) / denominator))
+    return worst

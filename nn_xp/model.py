@@ -1,0 +1,353 @@
+"""The multilayer perceptron: parameters, the forward pass and the explicit backward pass.
+
+Layer l computes Z_l = A_{l-1} @ W_l.T + b_l and A_l = f_l(Z_l), with A_0 = X. Backward, from
+dZ_L given by the loss:
+    dW_l = dZ_l.T @ A_{l-1},   db_l = sum_rows(dZ_l),   dA_{l-1} = dZ_l @ W_l,
+    dZ_{l-1} = f_{l-1}'(dA_{l-1})   (each activation's backward; nothing is done for the input).
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from . import backend, losses
+from .activations import Activation, get_activation
+from .initializers import check_init, initial_parameters
+
+
+class MLP:
+    """A fully connected network trained with hand-written forward and backward passes.
+
+    Args:
+        layer_sizes: [n_features, hidden..., n_outputs], at least two positive integers.
+        activation: hidden activation, a name or a list with one name per hidden layer.
+        output_activation: "linear", "sigmoid", "softmax", "tanh", ...
+        init: weight initializer ("he", "xavier", "random", ...); biases start at zero.
+        dtype: "float32" (default) or "float64", kept end to end.
+        device: "auto", "cpu", "cuda" or "cuda:N".
+        seed: same seed, bitwise-identical initial weights on every device.
+    """
+
+    def __init__(
+        self,
+        layer_sizes,
+        activation="relu",
+        output_activation="linear",
+        init="he",
+        dtype="float32",
+        device="auto",
+        seed=None,
+    ):
+        self.layer_sizes = _check_layer_sizes(layer_sizes)
+        self._hidden = _check_hidden_activations(activation, len(self.layer_sizes) - 2)
+        self._output = get_activation(output_activation, "output_activation")
+        self.init = check_init(init)
+        self.dtype = backend.resolve_dtype(dtype)
+        self.device = backend.resolve_device(device)
+        self.seed = seed
+        host = initial_parameters(self.layer_sizes, self.init, backend.host_rng(seed))
+        self._params = [backend.to_device(p.astype(self.dtype), self.device) for p in host]
+        self.optimizer = None
+        self.history = None
+        self.preprocessing = None  # input standardisation statistics, when a dataset asked for it
+
+    # ---- description -------------------------------------------------------------------------
+    @property
+    def activation(self) -> list:
+        """The hidden activations as JSON-ready specs."""
+        return [a.spec() for a in self._hidden]
+
+    @property
+    def output_activation(self) -> str:
+        return self._output.name
+
+    @property
+    def default_loss(self) -> str:
+        return losses.default_loss(self._output.name)
+
+    @property
+    def is_classifier(self) -> bool:
+        return self._output.name in ("softmax", "sigmoid")
+
+    def parameters(self) -> list:
+        """[W1, b1, W2, b2, ...]: the live arrays, on `self.device`."""
+        return self._params
+
+    def n_parameters(self) -> int:
+        return sum(int(np.prod(p.shape)) for p in self._params)
+
+    def __repr__(self) -> str:
+        hidden = [a.name for a in self._hidden]
+        return (
+            f"MLP(layer_sizes={list(self.layer_sizes)}, activation={hidden}, "
+            f"output_activation={self._output.name!r}, dtype={self.dtype!r}, device={self.device!r})"
+        )
+
+    # ---- devices -----------------------------------------------------------------------------
+    def to(self, device):
+        """Move parameters (and optimizer state, if any) to `device`; returns self."""
+        device = backend.resolve_device(device)
+        self._params[:] = [backend.to_device(p, device) for p in self._params]
+        if self.optimizer is not None:
+            self.optimizer.to(device)
+        self.device = device
+        return self
+
+    def copy(self, dtype=None, device=None) -> "MLP":
+        """An independent copy, optionally in another dtype or on another device (no optimizer)."""
+        clone = object.__new__(MLP)
+        clone.__dict__.update(self.__dict__)
+        clone.dtype = backend.resolve_dtype(dtype or self.dtype)
+        clone.device = backend.resolve_device(device or self.device)
+        clone._params = [
+            backend.to_device(backend.to_numpy(p).astype(clone.dtype), clone.device) for p in self._params
+        ]
+        clone.optimizer = None
+        clone.history = None
+        return clone
+
+    # ---- input checks (run before any work) -------------------------------------------------
+    def _check_X(self, X, parameter: str = "X"):
+        """X as an array of the model's dtype on the model's device; raises on bad input."""
+        X = _check_array_host_or_local(X, self.device, parameter)
+        if X.ndim != 2:
+            raise ValueError(f"{parameter} must be 2-D (n_samples, n_features), got shape {tuple(X.shape)}")
+        if X.shape[0] == 0:
+            raise ValueError(f"{parameter} has no samples (shape {tuple(X.shape)})")
+        if X.shape[1] != self.layer_sizes[0]:
+            raise ValueError(
+                f"{parameter} has {X.shape[1]} features but the model expects "
+                f"layer_sizes[0]={self.layer_sizes[0]}"
+            )
+        xp = backend.get_namespace(X) if not isinstance(X, np.ndarray) else np
+        if not bool(xp.all(xp.isfinite(X))):
+            raise ValueError(f"{parameter} contains NaN or infinite values")
+        if isinstance(X, np.ndarray):
+            X = backend.to_device(X.astype(self.dtype, copy=False), self.device)
+        else:
+            X = xp.astype(X, getattr(xp, self.dtype), copy=False)
+        return X
+
+    def _check_y(self, y, n_samples: int, loss: str, parameter: str = "y"):
+        """Targets as a float array (n_samples, n_outputs) on the model's device."""
+        y = _check_array_host_or_local(y, self.device, parameter)
+        host = y if isinstance(y, np.ndarray) else backend.to_numpy(y)
+        if host.ndim not in (1, 2) or host.shape[0] != n_samples:
+            raise ValueError(
+                f"{parameter} must have {n_samples} rows (one per sample in X), got shape {host.shape}"
+            )
+        if not np.all(np.isfinite(host)):
+            raise ValueError(f"{parameter} contains NaN or infinite values")
+        n_out = self.layer_sizes[-1]
+        if loss == "cross_entropy" and host.ndim == 1:
+            if not np.all(np.equal(np.mod(host, 1), 0)):
+                raise ValueError(f"{parameter} must hold integer class labels for cross_entropy")
+            if host.size and (host.min() < 0 or host.max() >= n_out):
+                raise ValueError(
+                    f"{parameter} holds class labels outside [0, {n_out}) (the model has {n_out} outputs): "
+                    f"min {host.min():g}, max {host.max():g}"
+                )
+            host = (host.astype(np.int64)[:, None] == np.arange(n_out)).astype(self.dtype)
+        else:
+            if host.ndim == 1:
+                host = host[:, None]
+            if host.shape[1] != n_out:
+                raise ValueError(
+                    f"{parameter} must have shape ({n_samples},) or ({n_samples}, {n_out}) for a model "
+                    f"with {n_out} outputs, got {host.shape}"
+                )
+            if loss == "binary_cross_entropy" and (host.min() < 0 or host.max() > 1):
+                raise ValueError(
+                    f"{parameter} must hold 0/1 targets (two classes) for binary_cross_entropy; "
+                    f"got values in [{host.min():g}, {host.max():g}]"
+                )
+        return backend.to_device(np.ascontiguousarray(host, dtype=self.dtype), self.device)
+
+    # ---- forward and backward ----------------------------------------------------------------
+    def _logits(self, X, keep: bool = False):
+        """Output pre-activation Z_L; with keep, also the layer inputs and hidden Z's for backward."""
+        xp = backend.get_namespace(X)
+        params = self._params
+        inputs, Zs = [X], []
+        A = X
+        for l, act in enumerate(self._hidden):
+            Z = A @ params[2 * l].T + params[2 * l + 1]
+            A = act.forward(xp, Z)
+            if keep:
+                Zs.append(Z)
+                inputs.append(A)
+        Z = A @ params[-2].T + params[-1]
+        return (Z, inputs, Zs) if keep else Z
+
+    def _forward(self, X):
+        xp = backend.get_namespace(X)
+        return self._output.forward(xp, self._logits(X))
+
+    def _loss_value(self, X, Y, loss: str):
+        """The loss as a 0-d device array (no host synchronisation)."""
+        xp = backend.get_namespace(X)
+        Z = self._logits(X)
+        if loss == "cross_entropy":
+            return losses.softmax_cross_entropy_value(xp, Z, Y)
+        if loss == "binary_cross_entropy":
+            return losses.sigmoid_binary_cross_entropy_value(xp, Z, Y)
+        return losses.mse_value(xp, self._output.forward(xp, Z), Y)
+
+    def _loss_and_grads(self, X, Y, loss: str):
+        """Loss (0-d device array) and gradients for checked inputs; the training hot path."""
+        xp = backend.get_namespace(X)
+        Z, inputs, Zs = self._logits(X, keep=True)
+        if loss == "cross_entropy":
+            L, dZ = losses.softmax_cross_entropy(xp, Z, Y)
+        elif loss == "binary_cross_entropy":
+            L, dZ = losses.sigmoid_binary_cross_entropy(xp, Z, Y)
+        else:
+            A = self._output.forward(xp, Z)
+            L, dA = losses.mse(xp, A, Y)
+            dZ = self._output.backward(xp, dA, Z, A)
+        params = self._params
+        grads = [None] * len(params)
+        for l in range(len(params) // 2 - 1, -1, -1):
+            grads[2 * l] = dZ.T @ inputs[l]
+            grads[2 * l + 1] = xp.sum(dZ, axis=0)
+            if l > 0:
+                dA = dZ @ params[2 * l]
+                dZ = self._hidden[l - 1].backward(xp, dA, Zs[l - 1], inputs[l])
+        return L, grads
+
+    def forward(self, X):
+        """The output after the output activation, shape (n_samples, n_outputs), on the model's device."""
+        return self._forward(self._check_X(X))
+
+    def loss_and_grads(self, X, y, loss=None):
+        """(loss as a float, gradients aligned with `parameters()`) for a batch.
+
+        Args:
+            X: (n_samples, n_features).
+            y: class labels (n_samples,) or one-hot (n_samples, n_outputs) for cross_entropy;
+               0/1 targets for binary_cross_entropy; (n_samples,) or (n_samples, n_outputs) for mse.
+            loss: None infers it from the output activation.
+        """
+        loss = losses.check_loss(loss, self._output.name)
+        X = self._check_X(X)
+        Y = self._check_y(y, X.shape[0], loss)
+        L, grads = self._loss_and_grads(X, Y, loss)
+        return float(L), grads
+
+    # ---- training and inference (training.py holds the loop) --------------------------------
+    def fit(self, X, y, **kwargs):
+        """Train with mini-batch gradient descent; see `nn_xp.training.fit` for the arguments."""
+        from .training import fit
+
+        return fit(self, X, y, **kwargs)
+
+    def predict_proba(self, X, batch_size=None):
+        """Class probabilities (n_samples, n_classes); a sigmoid model with one output gives two columns."""
+        if not self.is_classifier:
+            raise ValueError(
+                f"predict_proba needs a classifier (output_activation 'softmax' or 'sigmoid'), "
+                f"this model's is {self._output.name!r}"
+            )
+        P = self._batched_forward(self._check_X(X), batch_size)
+        if self._output.name == "sigmoid" and P.shape[1] == 1:
+            xp = backend.get_namespace(P)
+            P = xp.concat([1 - P, P], axis=1)
+        return P
+
+    def predict(self, X, batch_size=None):
+        """Regression: the outputs. Classification: class labels (n_samples,) (multi-label sigmoid: 0/1 per output)."""
+        X = self._check_X(X)
+        out = self._batched_forward(X, batch_size)
+        xp = backend.get_namespace(out)
+        if self._output.name == "softmax":
+            return xp.argmax(out, axis=1)
+        if self._output.name == "sigmoid":
+            labels = xp.astype(out > 0.5, xp.int64)
+            return labels[:, 0] if labels.shape[1] == 1 else labels
+        return out
+
+    def _batched_forward(self, X, batch_size):
+        if batch_size is None or batch_size >= X.shape[0]:
+            return self._forward(X)
+        _check_positive_int(batch_size, "batch_size")
+        xp = backend.get_namespace(X)
+        parts = [self._forward(X[i : i + batch_size, :]) for i in range(0, X.shape[0], batch_size)]
+        return xp.concat(parts, axis=0)
+
+    def evaluate(self, X, y, loss=None) -> dict:
+        """{"loss": ..., and the task's metrics}: accuracy for classification; mse, mae, r2 otherwise."""
+        from .metrics import compute_metrics
+
+        loss = losses.check_loss(loss, self._output.name)
+        X = self._check_X(X)
+        Y = self._check_y(y, X.shape[0], loss)
+        result = {"loss": float(self._loss_value(X, Y, loss))}
+        result.update({k: float(v) for k, v in compute_metrics(self, self._forward(X), Y, loss).items()})
+        return result
+
+    def save(self, path):
+        """Write the model (and optimizer state and history) to one .npz file, atomically."""
+        from .persistence import save
+
+        return save(self, path)
+
+
+# ---- argument checks ---------------------------------------------------------------------------
+def _check_positive_int(value, parameter):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{parameter} must be a positive integer, got {value!r}")
+    if value <= 0:
+        raise ValueError(f"{parameter} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _check_layer_sizes(layer_sizes) -> tuple:
+    if isinstance(layer_sizes, (str, bytes)) or not hasattr(layer_sizes, "__len__"):
+        raise TypeError(f"layer_sizes must be a list of positive integers, got {layer_sizes!r}")
+    sizes = list(layer_sizes)
+    if len(sizes) < 2:
+        raise ValueError(
+            f"layer_sizes must have at least 2 entries (inputs and outputs), got {sizes!r}"
+        )
+    for index, size in enumerate(sizes):
+        if isinstance(size, bool) or not isinstance(size, numbers.Integral):
+            raise TypeError(f"layer_sizes[{index}] must be a positive integer, got {size!r}")
+        if size <= 0:
+            raise ValueError(f"layer_sizes[{index}] must be a positive integer, got {size!r}")
+    return tuple(int(s) for s in sizes)
+
+
+def _check_hidden_activations(activation, n_hidden: int) -> list[Activation]:
+    if isinstance(activation, (list, tuple)):
+        if len(activation) != n_hidden:
+            raise ValueError(
+                f"activation lists one activation per hidden layer: expected {n_hidden}, got {len(activation)}"
+            )
+        return [get_activation(a, f"activation[{i}]") for i, a in enumerate(activation)]
+    return [get_activation(activation, "activation")] * n_hidden
+
+
+def _check_array_host_or_local(x, device: str, parameter: str):
+    """Host data becomes a numeric NumPy array; an array on the model's device stays as it is."""
+    if x is None:
+        raise TypeError(f"{parameter} must be an array, got None")
+    if backend.is_host(x):
+        try:
+            x = np.asarray(x)
+        except (ValueError, TypeError) as error:
+            raise TypeError(f"{parameter} must be a numeric array: {error}") from None
+        if x.dtype.kind not in "iuf":
+            raise TypeError(f"{parameter} must be numeric (integer or float), got dtype {x.dtype}")
+        return x
+    where = backend.device_of(x)
+    if where != device:
+        raise ValueError(
+            f"{parameter} is on device {where!r} but the model is on {device!r}; "
+            f"move it with nx.to_device({parameter}, {device!r}) or model.to({where!r})"
+        )
+    xp = backend.get_namespace(x)
+    if not (xp.isdtype(x.dtype, "real floating") or xp.isdtype(x.dtype, "integral")):
+        raise TypeError(f"{parameter} must be numeric (integer or float), got dtype {x.dtype}")
+    return x

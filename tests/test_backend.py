@@ -1,0 +1,123 @@
+import numpy as np
+import pytest
+
+import nn_xp as nx
+from nn_xp import backend
+
+from .conftest import GPU_COUNT
+
+
+def test_available_devices_lists_cpu_first_and_never_raises():
+    devices = nx.available_devices()
+    assert devices[0] == "cpu"
+    assert all(d.startswith("cuda:") for d in devices[1:])
+    assert len(devices) == 1 + GPU_COUNT
+
+
+def test_env_override_wins(monkeypatch):
+    monkeypatch.setenv("NN_XP_DEVICE", "cpu")
+    assert nx.default_device() == "cpu"
+    assert nx.MLP([2, 1], device="auto").device == "cpu"
+
+
+def test_env_override_is_checked(monkeypatch):
+    monkeypatch.setenv("NN_XP_DEVICE", "tpu")
+    with pytest.raises(ValueError, match="NN_XP_DEVICE"):
+        nx.default_device()
+
+
+def test_auto_falls_back_to_cpu_without_gpu(monkeypatch):
+    monkeypatch.delenv("NN_XP_DEVICE", raising=False)
+    monkeypatch.setattr(backend, "cuda_status", lambda: (0, "CuPy is not installed"))
+    assert nx.default_device() == "cpu"
+    assert backend.resolve_device("auto") == "cpu"
+
+
+@pytest.mark.parametrize("why", ["CuPy is not installed (ImportError)", "no CUDA GPU found",
+                                 "the NVIDIA driver is too old for this CuPy build"])
+def test_explicit_cuda_without_gpu_says_why(monkeypatch, why):
+    monkeypatch.setattr(backend, "cuda_status", lambda: (0, why))
+    for name in ("cuda", "cuda:0"):
+        with pytest.raises(RuntimeError, match=why.split(" (")[0]):
+            backend.resolve_device(name)
+
+
+def test_cuda_index_out_of_range(monkeypatch):
+    monkeypatch.setattr(backend, "cuda_status", lambda: (1, "ok"))
+    with pytest.raises(RuntimeError, match="only 1 GPU"):
+        backend.resolve_device("cuda:3")
+
+
+@pytest.mark.parametrize("bad", ["gpu", "cuda:x", "cuda:-1", "", "metal"])
+def test_bad_device_names(bad):
+    with pytest.raises(ValueError, match="device"):
+        backend.resolve_device(bad)
+    with pytest.raises(ValueError, match="device"):
+        nx.MLP([2, 1], device=bad)
+
+
+def test_device_must_be_a_string():
+    with pytest.raises(TypeError, match="device"):
+        nx.MLP([2, 1], device=0)
+
+
+def test_namespace_and_get_namespace_on_cpu():
+    xp = nx.namespace("cpu")
+    a = nx.to_device(np.ones(3), "cpu")
+    assert nx.get_namespace(a) is xp
+
+
+def test_mixing_backends_raises_type_error_naming_both():
+    import array_api_strict
+
+    a = np.ones(3)
+    b = array_api_strict.ones(3)
+    with pytest.raises(TypeError, match="array_api_strict and numpy"):
+        nx.get_namespace(a, b)
+
+
+@pytest.mark.parametrize("source", ["list", "numpy32", "numpy64", "int"])
+def test_to_device_and_back_keeps_values_and_dtype(device, source):
+    data = {
+        "list": [[1.5, 2.0], [3.0, -4.0]],
+        "numpy32": np.arange(6, dtype=np.float32).reshape(2, 3),
+        "numpy64": np.linspace(0, 1, 5),
+        "int": np.arange(4, dtype=np.int64),
+    }[source]
+    moved = nx.to_device(data, device)
+    assert backend.device_of(moved) == device
+    back = nx.to_numpy(moved)
+    expected = np.asarray(data)
+    assert back.dtype == expected.dtype
+    np.testing.assert_array_equal(back, expected)
+
+
+def test_to_numpy_is_a_copy():
+    a = np.ones(3)
+    b = nx.to_numpy(a)
+    b[0] = 5
+    assert a[0] == 1
+
+
+@pytest.mark.skipif(GPU_COUNT == 0, reason="needs a CUDA GPU")
+def test_to_device_cupy_round_trip():
+    import cupy
+
+    x = nx.to_device(np.arange(5.0), "cuda:0")
+    assert isinstance(x, cupy.ndarray)
+    np.testing.assert_array_equal(nx.to_numpy(x), np.arange(5.0))
+
+
+def test_same_seed_same_weights_on_every_backend(dtype):
+    reference = [nx.to_numpy(p) for p in nx.MLP([4, 6, 3], seed=7, dtype=dtype, device="cpu").parameters()]
+    for dev in nx.available_devices() + ["array_api_strict"]:
+        other = nx.MLP([4, 6, 3], seed=7, dtype=dtype, device=dev).parameters()
+        for a, b in zip(reference, other):
+            np.testing.assert_array_equal(a, nx.to_numpy(b))
+            assert nx.to_numpy(b).dtype == np.dtype(dtype)
+
+
+def test_different_seeds_differ():
+    a = nx.MLP([4, 3], seed=1, device="cpu").parameters()[0]
+    b = nx.MLP([4, 3], seed=2, device="cpu").parameters()[0]
+    assert not np.array_equal(a, b)
