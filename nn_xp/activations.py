@@ -34,7 +34,8 @@ def _linear_backward(xp, dA, Z, A):
 
 
 def _relu(xp, Z):
-    return xp.where(Z > 0, Z, xp.zeros_like(Z))
+    # maximum, not where(Z > 0, ...): a NaN must propagate (as in PyTorch), never become 0.
+    return xp.maximum(Z, xp.zeros_like(Z))
 
 
 def _relu_backward(xp, dA, Z, A):

@@ -196,7 +196,7 @@ def to_device(x, device: str = "auto"):
         import array_api_strict
 
         host = x if isinstance(x, np.ndarray) else to_numpy(x)
-        return array_api_strict.asarray(np.ascontiguousarray(host))
+        return array_api_strict.asarray(np.array(host, copy=True, order="C"))  # never share host memory
     cupy = _cupy()
     index = int(device.split(":")[1])
     if array_api_compat.is_cupy_array(x) and x.device.id == index:

@@ -20,7 +20,7 @@ def gradcheck(model, X, y, loss=None, epsilon: float = 1e-6) -> float:
     check = model.copy(dtype="float64")
     X = check._check_X(X)
     Y = check._check_y(y, X.shape[0], loss)
-    _, grads = check._loss_and_grads(X, Y, loss)
+    _, grads, _ = check._loss_and_grads(X, Y, loss)
     worst = 0.0
     params = check.parameters()
     for index, grad in enumerate(grads):

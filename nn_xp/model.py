@@ -8,6 +8,7 @@ dZ_L given by the loss:
 
 from __future__ import annotations
 
+import copy
 import numbers
 
 import numpy as np
@@ -47,11 +48,15 @@ class MLP:
         self.dtype = backend.resolve_dtype(dtype)
         self.device = backend.resolve_device(device)
         self.seed = seed
-        host = initial_parameters(self.layer_sizes, self.init, backend.host_rng(seed))
+        # One host generator draws the weights and then every shuffle order, so a seed fixes both.
+        self.rng = backend.host_rng(seed)
+        host = initial_parameters(self.layer_sizes, self.init, self.rng)
         self._params = [backend.to_device(p.astype(self.dtype), self.device) for p in host]
         self.optimizer = None
         self.history = None
         self.preprocessing = None  # input standardisation statistics, when a dataset asked for it
+        self.stop_training = False  # callbacks set this to end fit after the current epoch
+        self.loss = None  # the loss fit trained with; None until then (inferred from the output)
 
     # ---- description -------------------------------------------------------------------------
     @property
@@ -65,11 +70,13 @@ class MLP:
 
     @property
     def default_loss(self) -> str:
-        return losses.default_loss(self._output.name)
+        """The loss fit trained with, else the one the output activation implies."""
+        return self.loss or losses.default_loss(self._output.name)
 
     @property
     def is_classifier(self) -> bool:
-        return self._output.name in ("softmax", "sigmoid")
+        """A sigmoid output trained with mse (the notebooks' sine) is a regressor."""
+        return self.default_loss in ("cross_entropy", "binary_cross_entropy")
 
     def parameters(self) -> list:
         """[W1, b1, W2, b2, ...]: the live arrays, on `self.device`."""
@@ -106,6 +113,7 @@ class MLP:
         ]
         clone.optimizer = None
         clone.history = None
+        clone.rng = copy.deepcopy(self.rng)
         return clone
 
     # ---- input checks (run before any work) -------------------------------------------------
@@ -196,17 +204,22 @@ class MLP:
         return losses.mse_value(xp, self._output.forward(xp, Z), Y)
 
     def _loss_and_grads(self, X, Y, loss: str):
-        """Loss (0-d device array) and gradients for checked inputs; the training hot path."""
+        """(loss as a 0-d device array, gradients, output) for checked inputs: the training hot path.
+
+        The output is the logits Z for the cross-entropy losses and the activated output A for mse;
+        the fit loop reads its running metrics from it without another forward pass.
+        """
         xp = backend.get_namespace(X)
         Z, inputs, Zs = self._logits(X, keep=True)
+        out = Z
         if loss == "cross_entropy":
             L, dZ = losses.softmax_cross_entropy(xp, Z, Y)
         elif loss == "binary_cross_entropy":
             L, dZ = losses.sigmoid_binary_cross_entropy(xp, Z, Y)
         else:
-            A = self._output.forward(xp, Z)
-            L, dA = losses.mse(xp, A, Y)
-            dZ = self._output.backward(xp, dA, Z, A)
+            out = self._output.forward(xp, Z)
+            L, dA = losses.mse(xp, out, Y)
+            dZ = self._output.backward(xp, dA, Z, out)
         params = self._params
         grads = [None] * len(params)
         for l in range(len(params) // 2 - 1, -1, -1):
@@ -215,7 +228,7 @@ class MLP:
             if l > 0:
                 dA = dZ @ params[2 * l]
                 dZ = self._hidden[l - 1].backward(xp, dA, Zs[l - 1], inputs[l])
-        return L, grads
+        return L, grads, out
 
     def forward(self, X):
         """The output after the output activation, shape (n_samples, n_outputs), on the model's device."""
@@ -233,7 +246,7 @@ class MLP:
         loss = losses.check_loss(loss, self._output.name)
         X = self._check_X(X)
         Y = self._check_y(y, X.shape[0], loss)
-        L, grads = self._loss_and_grads(X, Y, loss)
+        L, grads, _ = self._loss_and_grads(X, Y, loss)
         return float(L), grads
 
     # ---- training and inference (training.py holds the loop) --------------------------------
@@ -247,8 +260,8 @@ class MLP:
         """Class probabilities (n_samples, n_classes); a sigmoid model with one output gives two columns."""
         if not self.is_classifier:
             raise ValueError(
-                f"predict_proba needs a classifier (output_activation 'softmax' or 'sigmoid'), "
-                f"this model's is {self._output.name!r}"
+                "predict_proba needs a classifier (a softmax or sigmoid output trained with a "
+                f"cross-entropy loss); this model's output is {self._output.name!r} with loss {self.default_loss!r}"
             )
         P = self._batched_forward(self._check_X(X), batch_size)
         if self._output.name == "sigmoid" and P.shape[1] == 1:
@@ -261,6 +274,8 @@ class MLP:
         X = self._check_X(X)
         out = self._batched_forward(X, batch_size)
         xp = backend.get_namespace(out)
+        if not self.is_classifier:
+            return out
         if self._output.name == "softmax":
             return xp.argmax(out, axis=1)
         if self._output.name == "sigmoid":
@@ -280,7 +295,7 @@ class MLP:
         """{"loss": ..., and the task's metrics}: accuracy for classification; mse, mae, r2 otherwise."""
         from .metrics import compute_metrics
 
-        loss = losses.check_loss(loss, self._output.name)
+        loss = losses.check_loss(loss or self.loss, self._output.name)
         X = self._check_X(X)
         Y = self._check_y(y, X.shape[0], loss)
         result = {"loss": float(self._loss_value(X, Y, loss))}

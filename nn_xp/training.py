@@ -1,0 +1,355 @@
+"""The training loop behind `MLP.fit`: mini-batch gradient descent with any optimizer.
+
+Batch, mini-batch and stochastic gradient descent are all `batch_size` choices of this one loop
+(`batch_size=None` or n_samples: batch; 1: stochastic). The data goes to the model's device once;
+each epoch draws one shuffle order from the model's host generator and gathers the data once on the
+device; batches are slices. The loss stays on the device and reaches the host once per epoch.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import signal
+import sys
+import threading
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import backend, losses
+from .callbacks import check_callbacks
+from .clipping import clip_grad_norm, clip_grad_value
+from .optim import get_optimizer
+from .schedules import get_schedule
+
+
+@dataclass
+class History:
+    """Per-epoch records of every `fit` call on a model (a second `fit` appends).
+
+    history: {"loss": [...], "val_loss": [...], "accuracy": [...], "learning_rate": [...],
+              "epoch_time": [...], ...}, one value per epoch.
+    epoch: the epoch numbers, counted over all fit calls.
+    stop_reason: None, or why the last fit ended early ("early_stopping", "interrupted",
+                 "non-finite loss").
+    """
+
+    history: dict = field(default_factory=dict)
+    epoch: list = field(default_factory=list)
+    stop_reason: str | None = None
+
+    def append(self, epoch: int, logs: dict) -> None:
+        self.epoch.append(epoch)
+        for key, value in logs.items():
+            self.history.setdefault(key, []).append(value)
+
+    def __len__(self) -> int:
+        return len(self.epoch)
+
+
+def _check_positive_int(value, parameter, allow_none=False):
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{parameter} must be a positive integer, got {value!r}")
+    if value <= 0:
+        raise ValueError(f"{parameter} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _check_optional_positive(value, parameter):
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{parameter} must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+class _Interrupt:
+    """Turns Ctrl-C into a flag the loop reads after each step, so no update is left half done."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:  # a second Ctrl-C stops at once
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+        return False
+
+
+def _split_validation(model, X, Y, validation_split):
+    """A random hold-out drawn from the model's generator (sorted data would make the last rows unfit)."""
+    n = X.shape[0]
+    n_val = int(math.floor(n * validation_split))
+    if n_val == 0 or n_val == n:
+        raise ValueError(
+            f"validation_split={validation_split} leaves {n_val} of {n} samples for validation; "
+            "it must leave at least one sample on each side"
+        )
+    order = backend.to_device(model.rng.permutation(n), model.device)
+    xp = backend.get_namespace(X)
+    train, val = order[n_val:], order[:n_val]
+    return xp.take(X, train, axis=0), xp.take(Y, train, axis=0), xp.take(X, val, axis=0), xp.take(Y, val, axis=0)
+
+
+class _RunningMetrics:
+    """Epoch metrics accumulated on the device from each batch's output (no extra forward pass)."""
+
+    def __init__(self, xp, loss, Y_all):
+        self.xp, self.loss = xp, loss
+        self.regression = loss == "mse"
+        if self.regression:  # r2 needs the targets' total sum of squares, known up front
+            mean = xp.mean(Y_all, axis=0, keepdims=True)
+            self.total_ss = xp.sum((Y_all - mean) * (Y_all - mean))
+        self.reset()
+
+    def reset(self):
+        self.loss_sum = 0.0
+        self.metric_sum = 0.0  # correct labels, or absolute error
+        self.count = 0
+
+    def add(self, L, out, Y):
+        xp, n = self.xp, out.shape[0]
+        self.loss_sum = self.loss_sum + L * n
+        if self.loss == "cross_entropy":
+            self.metric_sum = self.metric_sum + xp.sum(xp.astype(xp.argmax(out, axis=1) == xp.argmax(Y, axis=1), out.dtype))
+        elif self.loss == "binary_cross_entropy":
+            self.metric_sum = self.metric_sum + xp.sum(xp.astype((out > 0) == (Y > 0.5), out.dtype)) / out.shape[1]
+        else:
+            self.metric_sum = self.metric_sum + xp.sum(xp.abs(out - Y)) / out.shape[1]
+        self.count += n
+
+    def logs(self) -> dict:
+        """The epoch's numbers as Python floats: the one host synchronisation per epoch."""
+        count = max(self.count, 1)
+        loss = float(self.loss_sum / count)
+        if not self.regression:
+            return {"loss": loss, "accuracy": float(self.metric_sum / count)}
+        total = float(self.total_ss)
+        r2 = 1 - loss * count / total if total > 0 else 0.0
+        return {"loss": loss, "mse": loss, "mae": float(self.metric_sum / count), "r2": r2}
+
+
+def _evaluate(model, X, Y, loss) -> dict:
+    from .metrics import compute_metrics
+
+    xp = backend.get_namespace(X)
+    out = model._forward(X)
+    Z = model._logits(X) if loss != "mse" else None
+    if loss == "cross_entropy":
+        value = losses.softmax_cross_entropy_value(xp, Z, Y)
+    elif loss == "binary_cross_entropy":
+        value = losses.sigmoid_binary_cross_entropy_value(xp, Z, Y)
+    else:
+        value = losses.mse_value(xp, out, Y)
+    result = {"loss": float(value)}
+    result.update({k: float(v) for k, v in compute_metrics(model, out, Y, loss).items()})
+    return result
+
+
+def _all_finite(xp, arrays) -> bool:
+    """One device reduction and one host read for all arrays."""
+    total = 0.0
+    for a in arrays:
+        total = total + xp.sum(a * 0)  # NaN or inf anywhere makes this NaN
+    return math.isfinite(float(total))
+
+
+def _snapshot(model):
+    """A copy of the parameters and optimizer state to fall back on."""
+    xp = backend.get_namespace(*model.parameters())
+    return [xp.asarray(p, copy=True) for p in model.parameters()], model.optimizer.state_dict()
+
+
+def _restore(model, snapshot):
+    params, state = snapshot
+    model.parameters()[:] = params
+    model.optimizer.load_state_dict(state)
+
+
+def fit(
+    model,
+    X,
+    y,
+    *,
+    loss=None,
+    optimizer="adam",
+    learning_rate=None,
+    epochs=100,
+    batch_size=32,
+    validation_data=None,
+    validation_split=0.0,
+    shuffle=True,
+    callbacks=(),
+    verbose=1,
+    verbose_epoch=1,
+    schedule=None,
+    clip_norm=None,
+    clip_value=None,
+):
+    """Train `model` on (X, y) and return its History.
+
+    Args:
+        X: (n_samples, n_features). y: targets, as for `MLP.loss_and_grads`.
+        loss: None infers it from the output activation.
+        optimizer: an `nn_xp.optim` optimizer, or "sgd", "momentum", "rmsprop", "adam", "adamw".
+            Calling fit again with the same optimizer name keeps its state (Adam's moments and
+            step count), so training continues where it stopped.
+        learning_rate: None keeps the optimizer's (default, or the one already in use).
+        epochs: passes over the data in this call. batch_size: samples per step; None is full batch.
+        validation_data: (X_val, y_val); or validation_split: a fraction in [0, 1) held out at random.
+        shuffle: a new order every epoch, drawn from the model's seeded host generator.
+        callbacks: `nn_xp.callbacks.Callback` objects (or "early_stopping", "terminate_on_nan").
+        verbose: 0 silent; 1 the notebooks' "Epoch N Loss : x" line every `verbose_epoch` epochs,
+            and a tqdm progress bar when stderr is a terminal.
+        schedule: an `nn_xp.schedules.Schedule` or name ("step", "exponential", "cosine", "plateau").
+        clip_norm / clip_value: clip gradients by global L2 norm / by value before each step.
+
+    A non-finite training loss stops training: the parameters and optimizer state go back to the
+    end of the last good epoch, a RuntimeWarning says so, and history.stop_reason is "non-finite loss".
+    Ctrl-C stops after the current step; the epoch so far is recorded and the history returned.
+    """
+    # -- every check before any work --
+    epochs = _check_positive_int(epochs, "epochs")
+    batch_size = _check_positive_int(batch_size, "batch_size", allow_none=True)
+    verbose_epoch = _check_positive_int(verbose_epoch, "verbose_epoch")
+    if isinstance(verbose, bool) or not isinstance(verbose, numbers.Integral) or verbose < 0:
+        raise ValueError(f"verbose must be an integer >= 0, got {verbose!r}")
+    if learning_rate is not None:
+        _check_optional_positive(learning_rate, "learning_rate")
+    clip_norm = _check_optional_positive(clip_norm, "clip_norm")
+    clip_value = _check_optional_positive(clip_value, "clip_value")
+    if isinstance(validation_split, bool) or not isinstance(validation_split, numbers.Real) or not (
+        0 <= validation_split < 1
+    ):
+        raise ValueError(f"validation_split must be a number in [0, 1), got {validation_split!r}")
+    if validation_data is not None and validation_split:
+        raise ValueError("give either validation_data or validation_split, not both")
+    callbacks = check_callbacks(callbacks)
+    schedule = get_schedule(schedule)
+    loss = losses.check_loss(loss or model.loss, model.output_activation)
+    X = model._check_X(X)
+    Y = model._check_y(y, X.shape[0], loss)
+    X_val = Y_val = None
+    if validation_data is not None:
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+            raise TypeError("validation_data must be a pair (X_val, y_val)")
+        X_val = model._check_X(validation_data[0], "validation_data[0]")
+        Y_val = model._check_y(validation_data[1], X_val.shape[0], loss, "validation_data[1]")
+    reuse = model.optimizer is not None and (
+        optimizer is model.optimizer or (isinstance(optimizer, str) and optimizer == getattr(model.optimizer, "label", None))
+    )
+    if not reuse:
+        new = get_optimizer(optimizer, model.parameters(), learning_rate)
+        new.label = optimizer if isinstance(optimizer, str) else new.name
+        new.initial_learning_rate = new.learning_rate  # what schedules scale, across fit calls
+        model.optimizer = new
+    elif learning_rate is not None:
+        model.optimizer.learning_rate = float(learning_rate)
+    opt = model.optimizer
+
+    # -- training --
+    if validation_split:
+        X, Y, X_val, Y_val = _split_validation(model, X, Y, validation_split)
+    xp = backend.get_namespace(X)
+    n = X.shape[0]
+    step = n if batch_size is None else min(batch_size, n)
+    if model.history is None:
+        model.history = History()
+    history = model.history
+    history.stop_reason = None
+    first_epoch = history.epoch[-1] + 1 if history.epoch else 0
+    base_learning_rate = getattr(opt, "initial_learning_rate", opt.learning_rate)
+    running = _RunningMetrics(xp, loss, Y)
+    model.stop_training = False
+    model.loss = loss
+    for callback in callbacks:
+        callback.set_model(model)
+        callback.on_train_begin({})
+    show_bar = verbose > 0 and sys.stderr.isatty()
+    bar = None
+    if show_bar:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=epochs, unit="epoch", leave=False)
+    write = bar.write if bar is not None else print
+    logs: dict = {}
+    with backend.device_context(model.device), _Interrupt() as interrupt:
+        for epoch in range(first_epoch, first_epoch + epochs):
+            if schedule is not None:
+                opt.learning_rate = schedule(epoch, base_learning_rate, logs)
+            for callback in callbacks:
+                callback.on_epoch_begin(epoch)
+            started = time.perf_counter()
+            snapshot = _snapshot(model)
+            if shuffle:
+                order = backend.to_device(model.rng.permutation(n), model.device)
+                Xs, Ys = xp.take(X, order, axis=0), xp.take(Y, order, axis=0)
+            else:
+                Xs, Ys = X, Y
+            running.reset()
+            for batch, start in enumerate(range(0, n, step)):
+                stop = min(start + step, n)  # the standard forbids slicing past the end
+                Xb, Yb = Xs[start:stop, :], Ys[start:stop, :]
+                L, grads, out = model._loss_and_grads(Xb, Yb, loss)
+                if clip_value is not None:
+                    grads = clip_grad_value(grads, clip_value)
+                if clip_norm is not None:
+                    grads, _ = clip_grad_norm(grads, clip_norm)
+                opt.step(grads)
+                running.add(L, out, Yb)
+                for callback in callbacks:
+                    callback.on_batch_end(epoch, batch)
+                if interrupt.requested:
+                    break
+            logs = running.logs()
+            if not (math.isfinite(logs["loss"]) and _all_finite(xp, model.parameters())):
+                _restore(model, snapshot)
+                history.stop_reason = "non-finite loss"
+                warnings.warn(
+                    f"the training loss became {logs['loss']} in epoch {epoch}; training stopped and the "
+                    f"model was restored to the end of epoch {epoch - 1}",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+                break
+            if X_val is not None:
+                logs.update({f"val_{k}": v for k, v in _evaluate(model, X_val, Y_val, loss).items()})
+            logs["learning_rate"] = opt.learning_rate
+            logs["epoch_time"] = time.perf_counter() - started
+            history.append(epoch, logs)
+            if verbose and (epoch % verbose_epoch == 0 or interrupt.requested):
+                line = f"Epoch {epoch} Loss : {logs['loss']}"
+                if "val_loss" in logs:
+                    line += f" - val_loss : {logs['val_loss']}"
+                write(line)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{logs['loss']:.4g}")
+            for callback in callbacks:
+                callback.on_epoch_end(epoch, logs)
+            if interrupt.requested:
+                history.stop_reason = "interrupted"
+                break
+            if model.stop_training:
+                history.stop_reason = history.stop_reason or "stopped by a callback"
+                break
+    if bar is not None:
+        bar.close()
+    for callback in callbacks:
+        callback.on_train_end(logs)
+    return history
