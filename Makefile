@@ -29,7 +29,9 @@ $(VENV)/.test-$(subst $(comma),-,$(TEST_EXTRAS)): pyproject.toml | $(PY)
 	@touch $@
 
 train: $(VENV)/.train-$(subst $(comma),-,$(TRAIN_EXTRAS))
-	$(BIN)/nn-xp train --layers 1 10 10 1
+	$(BIN)/nn-xp train --dataset digits --layers 64 128 10 --epochs 60 --batch-size 32 \
+	  --standardize --test-size 0.2 --validation-split 0.1 --seed 0 \
+	  --save runs/digits.npz --plot runs/digits.png
 
 test: $(VENV)/.test-$(subst $(comma),-,$(TEST_EXTRAS))
 	$(PY) -m pytest

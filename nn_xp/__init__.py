@@ -12,6 +12,8 @@ from .backend import (  # noqa: E402
 )
 from .gradcheck import gradcheck  # noqa: E402
 from .model import MLP  # noqa: E402
+from .persistence import load  # noqa: E402
+from . import callbacks, datasets, optim, schedules  # noqa: E402
 
 __all__ = [
     "MLP",
@@ -20,6 +22,11 @@ __all__ = [
     "default_device",
     "get_namespace",
     "gradcheck",
+    "load",
+    "callbacks",
+    "datasets",
+    "optim",
+    "schedules",
     "namespace",
     "to_device",
     "to_numpy",

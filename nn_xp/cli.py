@@ -1,36 +1,396 @@
-"""The nn-xp command line (a first version: train the notebooks' sine example)."""
+"""The nn-xp command line: train, predict, evaluate, info (and parity).
+
+Every option has a hyphenated spelling and the notebooks' underscore spelling
+(--learning-rate and --learning_rate). Errors print one line on stderr and exit with status 2;
+--debug shows the traceback instead.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import sys
+import time
 
 import numpy as np
 
-import nn_xp as nx
+DEFAULT_EPOCHS = {"sine": 1000}
 
 
-def sine_data(n: int = 500):
-    """The notebooks' shifted sine: x in [-2 pi, 2 pi] standardised, y = (sin x + 1) / 2."""
-    x = np.linspace(-2 * np.pi, 2 * np.pi, n)
-    return ((x - x.mean()) / x.std())[:, None], 0.5 * (np.sin(x) + 1)
+def _add(group, *names, **kwargs):
+    """Add an option under its hyphenated name and the underscore twin the notebooks use."""
+    spelled = list(names)
+    for name in names:
+        if name.startswith("--") and "-" in name[2:]:
+            spelled.append("--" + name[2:].replace("-", "_"))
+    return group.add_argument(*spelled, **kwargs)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        self.print_usage(sys.stderr)
+        self.exit(2, f"nn-xp: error: {message}\n")
+
+
+def _positive_int(text):
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _positive_float(text):
+    value = float(text)
+    if not np.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+    from .activations import ACTIVATIONS
+    from .datasets import DATASETS
+    from .initializers import INIT_NAMES
+    from .losses import LOSSES
+    from .optim import OPTIMIZERS
+    from .schedules import SCHEDULES
+
+    parser = _Parser(
+        prog="nn-xp",
+        description="Train and use multilayer perceptrons written from scratch, on the CPU or a CUDA GPU.",
+    )
+    parser.add_argument("--version", action="version", version=f"nn_xp {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
+
+    train = sub.add_parser(
+        "train",
+        help="train a network on a dataset",
+        description="Train a network. With no --dataset it trains on the notebooks' sine data, e.g.\n"
+        "  nn-xp train --layers 1 10 10 1 --learning_rate 0.01 --epochs 1000 --verbose_epoch 200",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    data = train.add_argument_group("data")
+    data.add_argument("--dataset", default="sine",
+                      help=f"a built-in name ({', '.join(DATASETS)}) or a .csv/.npz file (default: sine)")
+    data.add_argument("--target", help="CSV column holding the targets")
+    _add(data, "--n-samples", type=_positive_int, help="samples to generate for the built-in generators")
+    data.add_argument("--standardize", action="store_true",
+                      help="standardise inputs; the statistics are saved in the model and reused by predict")
+    _add(data, "--test-size", type=float, default=0.0, help="fraction held out for a final test score (default 0)")
+    _add(data, "--validation-split", type=float, default=0.0, help="fraction held out for validation (default 0)")
+
+    net = train.add_argument_group("network")
+    net.add_argument("--layers", type=_positive_int, nargs="+", metavar="N",
+                     help="layer sizes, inputs first (default: inputs, 64, outputs; sine: 1 10 10 1)")
+    net.add_argument("--activation", nargs="+", default=["relu"], metavar="NAME",
+                     help=f"hidden activation, or one per hidden layer ({', '.join(ACTIVATIONS)})")
+    _add(net, "--leaky-slope", type=float, default=0.01, help="negative slope of leaky_relu (default 0.01)")
+    _add(net, "--output-activation", help="default: softmax for classes, sigmoid for sine, else linear")
+    net.add_argument("--init", default="he", help=f"weight initializer ({', '.join(INIT_NAMES)}; default he)")
+    net.add_argument("--loss", choices=LOSSES, help="default: inferred from the output activation")
+    net.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    net.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    net.add_argument("--seed", type=int, default=0, help="seed for weights and shuffling (default 0)")
+
+    opt = train.add_argument_group("optimisation")
+    opt.add_argument("--optimizer", default="adam", choices=OPTIMIZERS)
+    _add(opt, "--learning-rate", type=_positive_float, help="default: the optimizer's (adam 0.001, sgd 0.01)")
+    opt.add_argument("--momentum", type=float, help="sgd/rmsprop momentum")
+    opt.add_argument("--nesterov", action="store_true", help="Nesterov momentum (sgd)")
+    opt.add_argument("--beta1", type=float, help="adam/adamw beta1")
+    opt.add_argument("--beta2", type=float, help="adam/adamw beta2")
+    opt.add_argument("--eps", type=float, help="adam/adamw/rmsprop epsilon")
+    opt.add_argument("--rho", type=float, help="rmsprop decay")
+    _add(opt, "--weight-decay", type=float, help="L2 (adamw: decoupled) weight decay")
+    opt.add_argument("--amsgrad", action="store_true")
+    opt.add_argument("--epochs", type=_positive_int, help="default 100 (sine: 1000)")
+    _add(opt, "--batch-size", type=_positive_int, default=32, help="samples per step (default 32)")
+    _add(opt, "--full-batch", action="store_true", help="batch gradient descent: one step per epoch")
+    opt.add_argument("--schedule", choices=SCHEDULES, help="learning-rate schedule")
+    opt.add_argument("--gamma", type=float, help="step/exponential decay factor")
+    _add(opt, "--step-size", type=_positive_int, help="epochs between step decays")
+    _add(opt, "--warmup-epochs", type=int, default=0, help="cosine warm-up epochs")
+    _add(opt, "--early-stopping", type=_positive_int, metavar="PATIENCE",
+            help="stop after PATIENCE epochs without improvement (val_loss if validating, else loss)")
+    _add(opt, "--clip-norm", type=_positive_float, help="clip gradients to this global L2 norm")
+
+    out = train.add_argument_group("output")
+    out.add_argument("--save", metavar="FILE.npz", help="write the trained model here")
+    out.add_argument("--resume", metavar="FILE.npz", help="continue training a saved model")
+    out.add_argument("--plot", metavar="FILE.png", help="write loss curves and results here")
+    _add(out, "--verbose-epoch", type=_positive_int, help="print the loss every N epochs (default epochs/10)")
+    out.add_argument("--quiet", action="store_true", help="print only the summary")
+    out.add_argument("--debug", action="store_true", help="show tracebacks")
+
+    predict = sub.add_parser("predict", help="predict with a saved model",
+                             description="Predict with a saved model; prints one line per sample or writes --output.")
+    predict.add_argument("model", help="a model file written by --save")
+    predict.add_argument("input", help="a .csv (with header), .npy or .npz (member X) file")
+    predict.add_argument("--target", help="a CSV column to leave out of the features")
+    predict.add_argument("--output", "-o", help="write predictions to this .csv or .npy file")
+    predict.add_argument("--proba", action="store_true", help="class probabilities instead of labels")
+    predict.add_argument("--device", default="auto")
+    predict.add_argument("--debug", action="store_true")
+
+    evaluate = sub.add_parser("evaluate", help="loss and metrics of a saved model on labelled data")
+    evaluate.add_argument("model", help="a model file written by --save")
+    evaluate.add_argument("data", help="a dataset name or a .csv/.npz file with targets")
+    evaluate.add_argument("--target", help="CSV column holding the targets")
+    evaluate.add_argument("--device", default="auto")
+    evaluate.add_argument("--json", action="store_true", help="print the result as JSON")
+    evaluate.add_argument("--debug", action="store_true")
+
+    info = sub.add_parser("info", help="versions, devices and why CUDA is or is not usable")
+    info.add_argument("--debug", action="store_true")
+    return parser
+
+
+# ---- data ------------------------------------------------------------------------------------
+def _is_file(name: str) -> bool:
+    return os.sep in name or name.lower().endswith((".csv", ".npz", ".npy")) or os.path.exists(name)
+
+
+def _load_data(name: str, target=None, n_samples=None, seed=0):
+    from .datasets import load_dataset, load_file
+
+    if _is_file(name):
+        return load_file(name, target=target)
+    kwargs = {"seed": seed}
+    if n_samples is not None:
+        kwargs["n_samples"] = n_samples
+    return load_dataset(name, **kwargs)
+
+
+def _apply_preprocessing(model, X):
+    from .datasets import standardize
+
+    return standardize(X, model.preprocessing) if model.preprocessing else X
+
+
+# ---- commands --------------------------------------------------------------------------------
+def _optimizer(args, params):
+    from .optim import get_optimizer
+
+    names = {
+        "momentum": "momentum", "nesterov": "nesterov", "beta1": "beta1", "beta2": "beta2", "eps": "eps",
+        "rho": "rho", "weight_decay": "weight_decay", "amsgrad": "amsgrad",
+    }
+    chosen = {k: getattr(args, k) for k in names if getattr(args, k) not in (None, False)}
+    if not chosen:
+        return args.optimizer
+    optimizer = get_optimizer(args.optimizer, params, args.learning_rate)
+    defaults = optimizer.state_dict()["hyperparameters"]
+    for key in chosen:
+        if key not in defaults:
+            raise ValueError(f"--{key.replace('_', '-')} does not apply to the {args.optimizer} optimizer")
+    hyper = {**defaults, **chosen}
+    optimizer = type(optimizer)(params, **hyper)
+    optimizer.label = args.optimizer
+    return optimizer
+
+
+def _schedule(args):
+    from .schedules import get_schedule
+
+    if args.schedule is None:
+        return None
+    kwargs = {}
+    if args.schedule == "step":
+        kwargs = {"step_size": args.step_size or 10, "gamma": args.gamma if args.gamma is not None else 0.1}
+    elif args.schedule == "exponential":
+        kwargs = {"gamma": args.gamma if args.gamma is not None else 0.95}
+    elif args.schedule == "cosine":
+        kwargs = {"total_epochs": args.epochs, "warmup_epochs": args.warmup_epochs}
+    elif args.schedule == "plateau":
+        kwargs = {"monitor": "val_loss" if args.validation_split else "loss"}
+    return get_schedule(args.schedule, **kwargs)
+
+
+def _format_metrics(metrics: dict) -> str:
+    return ", ".join(f"{k} {v:.4f}" if k != "loss" else f"loss {v:.6g}" for k, v in metrics.items())
+
+
+def cmd_train(args) -> int:
+    import nn_xp as nx
+
+    from .callbacks import EarlyStopping
+    from .datasets import fit_standardizer, standardize, train_test_split
+
+    for name, value in (("--test-size", args.test_size), ("--validation-split", args.validation_split)):
+        if not 0 <= value < 1:
+            raise ValueError(f"{name} must be in [0, 1), got {value}")
+    data = _load_data(args.dataset, args.target, args.n_samples, args.seed)
+    if data.y is None:
+        raise ValueError(f"{args.dataset}: no targets found (give --target COLUMN for a CSV, or a 'y' member in an .npz)")
+    X, y = data.X, data.y
+    X_test = y_test = None
+    if args.test_size:
+        X, X_test, y, y_test = train_test_split(X, y, test_size=args.test_size, seed=args.seed,
+                                                stratify=data.task == "classification")
+    if args.resume:
+        model = nx.load(args.resume, device=args.device)
+        if args.layers and list(args.layers) != list(model.layer_sizes):
+            raise ValueError(f"--layers {args.layers} differs from the resumed model's {list(model.layer_sizes)}")
+        if X.shape[1] != model.layer_sizes[0]:
+            raise ValueError(f"{args.dataset} has {X.shape[1]} features but the resumed model expects {model.layer_sizes[0]}")
+    else:
+        n_out = data.n_classes if data.task == "classification" else (1 if y.ndim == 1 else y.shape[1])
+        if data.task == "classification" and data.n_classes == 2 and args.output_activation == "sigmoid":
+            n_out = 1
+        layers = args.layers or ([1, 10, 10, 1] if args.dataset == "sine" else [X.shape[1], 64, n_out])
+        if layers[0] != X.shape[1]:
+            raise ValueError(f"--layers starts with {layers[0]} inputs but {args.dataset} has {X.shape[1]} features")
+        if layers[-1] != n_out:
+            raise ValueError(f"--layers ends with {layers[-1]} outputs but {args.dataset} needs {n_out}")
+        output = args.output_activation or (
+            "softmax" if data.task == "classification" else ("sigmoid" if args.dataset == "sine" else "linear")
+        )
+        n_hidden = len(layers) - 2
+        activation = [_activation_spec(a, args.leaky_slope) for a in args.activation]
+        if len(activation) == 1:
+            activation = activation[0]
+        elif len(activation) != n_hidden:
+            raise ValueError(f"--activation gives {len(activation)} names for {n_hidden} hidden layers: give 1 or {n_hidden}")
+        model = nx.MLP(layers, activation=activation, output_activation=output, init=args.init, dtype=args.dtype,
+                       device=args.device, seed=args.seed)
+        if args.standardize:
+            model.preprocessing = fit_standardizer(X)
+    if model.preprocessing:
+        X = standardize(X, model.preprocessing)
+        X_test = standardize(X_test, model.preprocessing) if X_test is not None else None
+    epochs = args.epochs or DEFAULT_EPOCHS.get(args.dataset, 100)
+    args.epochs = epochs
+    callbacks = []
+    if args.early_stopping:
+        monitor = "val_loss" if args.validation_split else "loss"
+        callbacks.append(EarlyStopping(monitor=monitor, patience=args.early_stopping, restore_best_weights=True))
+    optimizer = (model.optimizer.label if args.resume and model.optimizer is not None and args.optimizer == "adam"
+                 else _optimizer(args, model.parameters()))
+    # A sigmoid output on regression targets (the sine) means MSE, not binary cross-entropy.
+    loss = args.loss or ("mse" if data.task == "regression" else None)
+    args.loss = loss
+    started = time.perf_counter()
+    history = model.fit(
+        X, y, loss=loss, optimizer=optimizer, learning_rate=args.learning_rate, epochs=epochs,
+        batch_size=None if args.full_batch else args.batch_size, validation_split=args.validation_split,
+        callbacks=callbacks, verbose=0 if args.quiet else 1,
+        verbose_epoch=args.verbose_epoch or max(1, epochs // 10), schedule=_schedule(args), clip_norm=args.clip_norm,
+    )
+    elapsed = time.perf_counter() - started
+    last = {k: v[-1] for k, v in history.history.items() if k not in ("learning_rate", "epoch_time")}
+    print(f"device {model.device} ({model.dtype}), {len(history)} epochs in all, {elapsed:.2f} s this run"
+          + (f" [stopped: {history.stop_reason}]" if history.stop_reason else ""))
+    print(f"train: {_format_metrics({k: v for k, v in last.items() if not k.startswith('val_')})}")
+    val = {k[4:]: v for k, v in last.items() if k.startswith("val_")}
+    if val:
+        print(f"validation: {_format_metrics(val)}")
+    if X_test is not None:
+        print(f"test: {_format_metrics(model.evaluate(X_test, y_test, loss=args.loss))}")
+    if args.save:
+        model.save(args.save)
+        print(f"model written to {args.save}")
+    if args.plot:
+        from .plot import training_figure
+
+        os.makedirs(os.path.dirname(os.path.abspath(args.plot)), exist_ok=True)
+        shown_X, shown_y = (X_test, y_test) if X_test is not None else (X, y)
+        training_figure(model, shown_X, shown_y, path=args.plot)
+        print(f"plot written to {args.plot}")
+    return 0
+
+
+def _activation_spec(name, slope):
+    return {"name": "leaky_relu", "negative_slope": slope} if name == "leaky_relu" else name
+
+
+def _load_model(path, device):
+    import nn_xp as nx
+
+    return nx.load(path, device=device)
+
+
+def _input_X(path, target, model):
+    from .datasets import load_file
+
+    data = load_file(path, target=target)
+    X = data.X
+    if X.ndim != 2 or X.shape[1] != model.layer_sizes[0]:
+        raise ValueError(f"{path}: {X.shape[-1] if X.ndim else 0} features per sample, but the model expects {model.layer_sizes[0]}")
+    return data, _apply_preprocessing(model, X)
+
+
+def cmd_predict(args) -> int:
+    import nn_xp as nx
+
+    model = _load_model(args.model, args.device)
+    _, X = _input_X(args.input, args.target, model)
+    result = model.predict_proba(X) if args.proba else model.predict(X)
+    result = nx.to_numpy(result)
+    if result.ndim == 1:
+        result = result[:, None]
+    if args.output:
+        if args.output.lower().endswith(".npy"):
+            np.save(args.output, result)
+        else:
+            np.savetxt(args.output, result, delimiter=",", fmt="%d" if result.dtype.kind in "iu" else "%.8g")
+        print(f"{len(result)} predictions written to {args.output}", file=sys.stderr)
+    else:
+        fmt = "%d" if result.dtype.kind in "iu" else "%.8g"
+        for row in result:
+            print(",".join(fmt % v for v in row))
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    model = _load_model(args.model, args.device)
+    if _is_file(args.data):
+        data, X = _input_X(args.data, args.target, model)
+    else:
+        data = _load_data(args.data)
+        X = _apply_preprocessing(model, data.X)
+    if data.y is None:
+        raise ValueError(f"{args.data}: no targets to evaluate against (give --target COLUMN, or a 'y' member)")
+    result = model.evaluate(X, data.y, loss="mse" if data.task == "regression" else None)
+    print(json.dumps(result) if args.json else _format_metrics(result))
+    return 0
+
+
+def cmd_info(args) -> int:
+    import numpy
+
+    from . import __version__, backend
+
+    count, why = backend.cuda_status()
+    try:
+        import cupy
+
+        cupy_version = cupy.__version__
+    except Exception:
+        cupy_version = "not installed"
+    print(f"nn_xp {__version__}")
+    print(f"numpy {numpy.__version__}")
+    print(f"cupy {cupy_version}")
+    print(f"devices: {', '.join(backend.available_devices())}")
+    print(f"default device: {backend.default_device()}")
+    print(f"CUDA: {'usable, ' + str(count) + ' GPU(s)' if count else 'not usable: ' + why}")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "predict": cmd_predict, "evaluate": cmd_evaluate, "info": cmd_info}
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="nn-xp")
-    sub = parser.add_subparsers(dest="command", required=True)
-    train = sub.add_parser("train", help="train on the notebooks' sine data")
-    train.add_argument("--layers", type=int, nargs="+", default=[1, 10, 10, 1])
-    train.add_argument("--learning_rate", "--learning-rate", type=float, default=0.5)
-    train.add_argument("--epochs", type=int, default=2000)
-    train.add_argument("--verbose_epoch", "--verbose-epoch", type=int, default=200)
+    parser = build_parser()
     args = parser.parse_args(argv)
-    X, y = sine_data()
-    model = nx.MLP(args.layers, output_activation="sigmoid", seed=0)
-    for epoch in range(args.epochs):
-        loss, grads = model.loss_and_grads(X, y, loss="mse")
-        for p, g in zip(model.parameters(), grads):
-            p -= args.learning_rate * g
-        if epoch % args.verbose_epoch == 0:
-            print(f"Epoch {epoch} Loss : {loss}")
-    print(f"final loss {loss:.6f} on {model.device}")
-    return 0
+    try:
+        return COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        print("nn-xp: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, TypeError, OSError, ImportError, RuntimeError, KeyError) as error:
+        if getattr(args, "debug", False):
+            raise
+        message = str(error) if not isinstance(error, KeyError) else f"missing {error}"
+        print(f"nn-xp: error: {message}", file=sys.stderr)
+        return 2

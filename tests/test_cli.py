@@ -1,0 +1,117 @@
+"""The nn-xp command line, driven end to end in a subprocess as a user would."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import nn_xp as nx
+
+
+def run(*args, cwd=None, check=True):
+    env = {**os.environ, "NN_XP_DEVICE": "cpu", "PYTHONUNBUFFERED": "1"}
+    result = subprocess.run([sys.executable, "-m", "nn_xp", *args], capture_output=True, text=True,
+                            cwd=cwd, env=env, timeout=240)
+    if check and result.returncode != 0:
+        raise AssertionError(f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}")
+    return result
+
+
+def test_the_notebooks_command_works_as_written(tmp_path):
+    result = run("train", "--layers", "1", "10", "10", "1", "--learning_rate", "0.01", "--epochs", "1000",
+                 "--verbose_epoch", "200")
+    epochs = [line.split(" Loss : ")[0] for line in result.stdout.splitlines() if line.startswith("Epoch ")]
+    assert epochs == ["Epoch 0", "Epoch 200", "Epoch 400", "Epoch 600", "Epoch 800"]
+    assert "device cpu" in result.stdout
+    final = float(result.stdout.split("train: loss ")[1].split(",")[0])
+    assert final < 1e-3
+
+
+def test_hyphenated_spellings_and_quiet(tmp_path):
+    result = run("train", "--layers", "1", "10", "10", "1", "--learning-rate", "0.01", "--epochs", "20",
+                 "--verbose-epoch", "5", "--quiet")
+    assert "Epoch" not in result.stdout and "train: loss" in result.stdout
+
+
+def test_train_save_predict_evaluate_round_trip(tmp_path):
+    model_path, plot_path = tmp_path / "runs" / "iris.npz", tmp_path / "runs" / "iris.png"
+    result = run("train", "--dataset", "iris", "--epochs", "40", "--standardize", "--test-size", "0.2",
+                 "--validation-split", "0.2", "--early-stopping", "5", "--save", str(model_path),
+                 "--plot", str(plot_path), "--quiet")
+    assert "test: loss" in result.stdout and "accuracy" in result.stdout
+    assert model_path.exists() and plot_path.stat().st_size > 10_000
+    from sklearn.datasets import load_iris
+
+    X, y = load_iris(return_X_y=True)
+    np.savez(tmp_path / "iris_input.npz", X=X, y=y)
+    predicted = run("predict", str(model_path), str(tmp_path / "iris_input.npz")).stdout.split()
+    model = nx.load(str(model_path), device="cpu")
+    expected = nx.to_numpy(model.predict((X - model.preprocessing["mean"]) / np.asarray(model.preprocessing["std"])))
+    assert [int(v) for v in predicted] == expected.tolist()
+    report = json.loads(run("evaluate", str(model_path), str(tmp_path / "iris_input.npz"), "--json").stdout)
+    assert report["accuracy"] == pytest.approx(np.mean(expected == y))
+    assert report["accuracy"] > 0.8
+    named = run("evaluate", str(model_path), "iris").stdout
+    assert named.startswith("loss ") and "accuracy" in named
+
+
+def test_predict_from_csv_to_a_file(tmp_path):
+    model_path = tmp_path / "sine.npz"
+    run("train", "--epochs", "50", "--save", str(model_path), "--quiet")
+    x = np.linspace(-1, 1, 7)
+    (tmp_path / "in.csv").write_text("x,ignored\n" + "\n".join(f"{v},0" for v in x) + "\n")
+    run("predict", str(model_path), str(tmp_path / "in.csv"), "--target", "ignored", "--output", str(tmp_path / "out.csv"))
+    values = np.loadtxt(tmp_path / "out.csv", delimiter=",", ndmin=2)[:, 0]
+    model = nx.load(str(model_path), device="cpu")
+    np.testing.assert_allclose(values, nx.to_numpy(model.predict(x[:, None]))[:, 0], rtol=1e-6)
+
+
+def test_resume_continues_a_run_exactly(tmp_path):
+    straight, first = tmp_path / "straight.npz", tmp_path / "first.npz"
+    common = ["train", "--dataset", "moons", "--optimizer", "adam", "--quiet", "--seed", "3"]
+    run(*common, "--epochs", "6", "--save", str(straight))
+    run(*common, "--epochs", "3", "--save", str(first))
+    run(*common, "--epochs", "3", "--resume", str(first), "--save", str(first))
+    a, b = nx.load(str(straight), device="cpu"), nx.load(str(first), device="cpu")
+    for p, q in zip(a.parameters(), b.parameters()):
+        np.testing.assert_array_equal(p, q)
+    assert b.history.epoch == list(range(6))
+
+
+def test_info_reports_devices_and_why():
+    out = run("info").stdout
+    assert f"nn_xp {nx.__version__}" in out and "devices: cpu" in out and "CUDA:" in out
+
+
+def test_help_reads_well():
+    out = run("train", "--help").stdout
+    for option in ("--layers", "--learning-rate", "--dataset", "--device", "--optimizer", "--save", "--resume", "--plot"):
+        assert option in out
+
+
+@pytest.mark.parametrize("args,words", [
+    (["train", "--dataset", "mnist-fashion"], "dataset"),
+    (["train", "--dataset", "missing.csv"], "missing.csv"),
+    (["train", "--layers", "2", "10", "1"], "--layers starts with 2 inputs"),
+    (["train", "--activation", "swish9"], "activation"),
+    (["train", "--device", "tpu"], "device"),
+    (["train", "--epochs", "0"], "--epochs"),
+    (["train", "--learning-rate", "-1"], "--learning-rate"),
+    (["predict", "nope.npz", "in.csv"], "nope.npz"),
+    (["evaluate", "broken.npz", "iris"], "broken.npz"),
+    (["predict", "good.npz", "wrong.npz"], "features"),
+    (["train", "--dataset", "bad.csv", "--target", "y"], "bad.csv"),
+    (["train", "--dataset", "bad.csv", "--target", "label"], "label"),
+])
+def test_errors_are_one_line_without_traceback(tmp_path, args, words):
+    (tmp_path / "broken.npz").write_bytes(b"PK\x03\x04 truncated")
+    (tmp_path / "bad.csv").write_text("a,b,y\n1,2,0\n3,oops,1\n")
+    np.savez(tmp_path / "wrong.npz", X=np.zeros((3, 5)))
+    nx.MLP([1, 3, 1], device="cpu", seed=0).save(str(tmp_path / "good.npz"))
+    result = run(*args, cwd=tmp_path, check=False)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert words in result.stderr.strip().splitlines()[-1]
