@@ -13,12 +13,19 @@ from typing import Callable
 
 @dataclass(frozen=True)
 class Activation:
-    """A named forward/backward pair; `params` holds its settings (e.g. a leaky ReLU slope)."""
+    """A named forward/backward pair; `params` holds its settings (e.g. a leaky ReLU slope).
+
+    `forward_inplace(raw, Z)` and `backward_inplace(raw, dA, A)`, where given, are the same math
+    for NumPy/CuPy (`raw` is the module itself) that overwrites its input and needs only the
+    output A in backward: the fit loop's fast path (fast.py) uses them.
+    """
 
     name: str
     forward: Callable
     backward: Callable
     params: dict = field(default_factory=dict)
+    forward_inplace: Callable | None = None
+    backward_inplace: Callable | None = None
 
     def spec(self) -> dict:
         """A JSON-ready description, inverted by `get_activation`."""
@@ -40,6 +47,15 @@ def _relu(xp, Z):
 
 def _relu_backward(xp, dA, Z, A):
     return xp.where(A > 0, dA, xp.zeros_like(dA))
+
+
+def _relu_inplace(raw, Z):
+    return raw.maximum(Z, 0, out=Z)
+
+
+def _relu_backward_inplace(raw, dA, A):
+    dA *= A > 0
+    return dA
 
 
 def _sigmoid(xp, Z):
@@ -136,8 +152,8 @@ def _check_positive_param(name, value, allow_zero=False):
 
 
 _FIXED = {
-    "linear": Activation("linear", _linear, _linear_backward),
-    "relu": Activation("relu", _relu, _relu_backward),
+    "linear": Activation("linear", _linear, _linear_backward, {}, _linear, lambda raw, dA, A: dA),
+    "relu": Activation("relu", _relu, _relu_backward, {}, _relu_inplace, _relu_backward_inplace),
     "sigmoid": Activation("sigmoid", _sigmoid, _sigmoid_backward),
     "tanh": Activation("tanh", _tanh, _tanh_backward),
     "softmax": Activation("softmax", _softmax, _softmax_backward),

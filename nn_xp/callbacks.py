@@ -107,7 +107,7 @@ class EarlyStopping(Callback):
 
     def on_train_end(self, logs):
         if self.restore_best_weights and self.best_weights is not None:
-            self.model.parameters()[:] = self.best_weights
+            self.model.set_parameters(self.best_weights)
 
 
 class ModelCheckpoint(Callback):

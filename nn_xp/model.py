@@ -13,7 +13,7 @@ import numbers
 
 import numpy as np
 
-from . import backend, losses
+from . import backend, fast, losses
 from .activations import Activation, get_activation
 from .initializers import check_init, initial_parameters
 
@@ -51,7 +51,8 @@ class MLP:
         # One host generator draws the weights and then every shuffle order, so a seed fixes both.
         self.rng = backend.host_rng(seed)
         host = initial_parameters(self.layer_sizes, self.init, self.rng)
-        self._params = [backend.to_device(p.astype(self.dtype), self.device) for p in host]
+        self._params = fast.FlatList()
+        self._assign([backend.to_device(p.astype(self.dtype), self.device) for p in host])
         self.optimizer = None
         self.history = None
         self.preprocessing = None  # input standardisation statistics, when a dataset asked for it
@@ -93,10 +94,37 @@ class MLP:
         )
 
     # ---- devices -----------------------------------------------------------------------------
+    def _assign(self, arrays) -> None:
+        """Make `arrays` the parameters, in the same list object (optimizers hold it); on NumPy
+        and CuPy they become views of one flat buffer (fast.py)."""
+        xp = backend.get_namespace(*arrays)
+        if fast.is_mutable(xp):
+            with backend.device_context(backend.device_of(arrays[0])):
+                packed = fast.pack(arrays, xp)
+            self._params[:] = packed
+            self._params.flat, self._params.views = packed.flat, packed.views
+        else:
+            self._params[:] = arrays
+            self._params.flat, self._params.views = None, ()
+        self._grads = None  # the fit loop's gradient buffers, made when first needed
+
+    def set_parameters(self, arrays) -> None:
+        """Copy new values into the parameters (shapes must match); optimizers stay linked."""
+        arrays = list(arrays)
+        if len(arrays) != len(self._params):
+            raise ValueError(f"arrays must hold {len(self._params)} arrays, got {len(arrays)}")
+        for index, (p, a) in enumerate(zip(self._params, arrays)):
+            if tuple(a.shape) != tuple(p.shape):
+                raise ValueError(f"arrays[{index}] has shape {tuple(a.shape)}, the parameter {tuple(p.shape)}")
+        if not self._params.is_packed():
+            self._assign([backend.to_device(p, self.device) for p in self._params])
+        for p, a in zip(self._params, arrays):
+            p[...] = backend.to_device(a, self.device)
+
     def to(self, device):
         """Move parameters (and optimizer state, if any) to `device`; returns self."""
         device = backend.resolve_device(device)
-        self._params[:] = [backend.to_device(p, device) for p in self._params]
+        self._assign([backend.to_device(p, device) for p in self._params])
         if self.optimizer is not None:
             self.optimizer.to(device)
         self.device = device
@@ -108,9 +136,8 @@ class MLP:
         clone.__dict__.update(self.__dict__)
         clone.dtype = backend.resolve_dtype(dtype or self.dtype)
         clone.device = backend.resolve_device(device or self.device)
-        clone._params = [
-            backend.to_device(backend.to_numpy(p).astype(clone.dtype), clone.device) for p in self._params
-        ]
+        clone._params = fast.FlatList()
+        clone._assign([backend.to_device(backend.to_numpy(p).astype(clone.dtype), clone.device) for p in self._params])
         clone.optimizer = None
         clone.history = None
         clone.rng = copy.deepcopy(self.rng)
@@ -211,15 +238,7 @@ class MLP:
         """
         xp = backend.get_namespace(X)
         Z, inputs, Zs = self._logits(X, keep=True)
-        out = Z
-        if loss == "cross_entropy":
-            L, dZ = losses.softmax_cross_entropy(xp, Z, Y)
-        elif loss == "binary_cross_entropy":
-            L, dZ = losses.sigmoid_binary_cross_entropy(xp, Z, Y)
-        else:
-            out = self._output.forward(xp, Z)
-            L, dA = losses.mse(xp, out, Y)
-            dZ = self._output.backward(xp, dA, Z, out)
+        L, dZ, out = self._output_loss_and_grad(xp, Z, Y, loss)
         params = self._params
         grads = [None] * len(params)
         for l in range(len(params) // 2 - 1, -1, -1):
@@ -229,6 +248,68 @@ class MLP:
                 dA = dZ @ params[2 * l]
                 dZ = self._hidden[l - 1].backward(xp, dA, Zs[l - 1], inputs[l])
         return L, grads, out
+
+    def _loss_and_grads_fast(self, X, Y, loss: str):
+        """`_loss_and_grads` for NumPy/CuPy: the same math in place, with the gradients written
+        into views of one flat buffer (reused across calls: the fit loop consumes them at once)."""
+        xp = backend.get_namespace(X)
+        raw = fast.raw(xp)
+        params = self._params
+        if not params.is_packed():
+            self._assign(list(params))
+        if self._grads is None:
+            self._grads = fast.empty_like_packed(params, xp)
+        grads = self._grads
+        inputs, Zs = [X], []
+        A = X
+        for l, act in enumerate(self._hidden):
+            Z = raw.matmul(A, params[2 * l].T)
+            Z += params[2 * l + 1]
+            if act.forward_inplace is not None:
+                A = act.forward_inplace(raw, Z)  # Z is overwritten: backward needs only A
+                Zs.append(None)
+            else:
+                A = act.forward(xp, Z)
+                Zs.append(Z)
+            inputs.append(A)
+        Z = raw.matmul(A, params[-2].T)
+        Z += params[-1]
+        if loss == "cross_entropy":
+            n = Z.shape[0]
+            Z -= Z.max(axis=1, keepdims=True)  # shifted logits: same argmax, exp cannot overflow
+            E = raw.exp(Z)
+            S = E.sum(axis=1, keepdims=True)
+            L = (raw.log(S).sum() - (Y * Z).sum()) / n
+            dZ = E
+            dZ /= S
+            dZ -= Y
+            dZ *= 1 / n
+            out = Z
+        else:
+            L, dZ, out = self._output_loss_and_grad(xp, Z, Y, loss)
+        for l in range(len(params) // 2 - 1, -1, -1):
+            raw.matmul(dZ.T, inputs[l], out=grads[2 * l])
+            raw.sum(dZ, axis=0, out=grads[2 * l + 1])
+            if l > 0:
+                dA = raw.matmul(dZ, params[2 * l])
+                act = self._hidden[l - 1]
+                if act.backward_inplace is not None:
+                    dZ = act.backward_inplace(raw, dA, inputs[l])
+                else:
+                    dZ = act.backward(xp, dA, Zs[l - 1], inputs[l])
+        return L, grads, out
+
+    def _output_loss_and_grad(self, xp, Z, Y, loss: str):
+        """(L, dL/dZ, output) at the output layer, from the logits Z."""
+        if loss == "cross_entropy":
+            L, dZ = losses.softmax_cross_entropy(xp, Z, Y)
+            return L, dZ, Z
+        if loss == "binary_cross_entropy":
+            L, dZ = losses.sigmoid_binary_cross_entropy(xp, Z, Y)
+            return L, dZ, Z
+        A = self._output.forward(xp, Z)
+        L, dA = losses.mse(xp, A, Y)
+        return L, self._output.backward(xp, dA, Z, A), A
 
     def forward(self, X):
         """The output after the output activation, shape (n_samples, n_outputs), on the model's device."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import numbers
 
-from . import backend
+from . import backend, fast
 
 OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam", "adamw")
 
@@ -53,7 +53,7 @@ class Optimizer:
 
     Subclasses set `name`, check their other hyperparameters in `_check` (a classmethod returning
     them as a dict), name their state arrays in `_state_names` and write the update in
-    `_update(xp, grads)`. Hyperparameters are plain attributes; `learning_rate` is checked when
+    `_update_slot(xp, p, g, state, first)`. Hyperparameters are plain attributes; `learning_rate` is checked when
     reassigned (schedules do).
     """
 
@@ -97,9 +97,6 @@ class Optimizer:
         """Names of the per-parameter state arrays under these hyperparameters."""
         return ()
 
-    def _update(self, xp, grads) -> None:
-        raise NotImplementedError
-
     def __repr__(self) -> str:
         arguments = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters.items())
         return f"{type(self).__name__}({arguments})"
@@ -120,14 +117,57 @@ class Optimizer:
                 )
             if g.dtype != p.dtype:
                 raise ValueError(f"grads[{index}] has dtype {g.dtype} but its parameter has dtype {p.dtype}")
-        return list(grads)
 
     def step(self, grads) -> None:
         """Update every parameter in place from `grads`, one array per parameter, in order."""
-        grads = self._check_grads(grads)
-        xp = backend.get_namespace(*self.params, *grads)
+        self._check_grads(grads)
+        xp = backend.get_namespace(self.params[0], grads[0])
         self.step_count += 1
-        self._update(xp, grads)
+        first = self._init_state(xp)
+        names = tuple(self.state)
+        if self._packed(xp, grads):
+            # Fast path: parameters, gradients and state are views of flat buffers, so one
+            # elementwise update over the buffers updates everything (fast.py).
+            flats = [self.params.flat, grads.flat] + [self.state[key].flat for key in names]
+            if self._update_slot_inplace is not None:
+                if getattr(self, "_scratch", None) is None or self._scratch.shape != self.params.flat.shape:
+                    self._scratch = xp.empty_like(self.params.flat)
+                raw = fast.raw(xp)
+
+                def update(p, g, scratch, *state):
+                    self._update_slot_inplace(raw, p, g, dict(zip(names, state)), first, scratch)
+
+                fast.run_chunked(update, xp, [flats[0], flats[1], self._scratch, *flats[2:]])
+                return
+
+            def update(p, g, *state):
+                self._update_slot(xp, p, g, dict(zip(names, state)), first)
+
+            fast.run_chunked(update, xp, flats)
+            return
+        for i, (p, g) in enumerate(zip(self.params, grads)):
+            self._update_slot(xp, p, g, {key: self.state[key][i] for key in names}, first)
+
+    def _update_slot(self, xp, p, g, state: dict, first: bool) -> None:
+        """The update rule for one parameter array `p` (in place), its gradient and its state."""
+        raise NotImplementedError
+
+    # The same rule for NumPy/CuPy (`raw` is the module), allocating nothing: every temporary
+    # goes to `scratch`, with the operations in the standard rule's order, so results are
+    # bitwise the same (tests/test_fast.py). None where an optimizer has no such variant.
+    _update_slot_inplace = None
+
+    def _packed(self, xp, grads) -> bool:
+        """True when the flat fast path applies; packs the state into flat buffers if needed."""
+        params = self.params
+        if not (isinstance(params, fast.FlatList) and isinstance(grads, fast.FlatList) and fast.is_mutable(xp)):
+            return False
+        if not (params.is_packed() and grads.is_packed()):
+            return False
+        for key, arrays in self.state.items():
+            if not (isinstance(arrays, fast.FlatList) and arrays.is_packed()):
+                self.state[key] = fast.pack(arrays, xp)
+        return True
 
     def _init_state(self, xp) -> bool:
         """Make the zero state at the first step, on the parameters' device; True if made now."""
@@ -268,21 +308,19 @@ class SGD(Optimizer):
     def _state_names(cls, hyperparameters) -> tuple:
         return ("momentum_buffer",) if hyperparameters["momentum"] > 0 else ()
 
-    def _update(self, xp, grads) -> None:
-        first = self._init_state(xp)
-        lr, momentum, weight_decay = self.learning_rate, self.momentum, self.weight_decay
-        for i, (p, g) in enumerate(zip(self.params, grads)):
-            if weight_decay != 0:
-                g = g + weight_decay * p
-            if momentum > 0:
-                b = self.state["momentum_buffer"][i]
-                if first:  # torch clones the gradient: no dampening on the first step
-                    b += g
-                else:
-                    b *= momentum
-                    b += (1 - self.dampening) * g
-                g = g + momentum * b if self.nesterov else b
-            p -= lr * g
+    def _update_slot(self, xp, p, g, state, first) -> None:
+        momentum = self.momentum
+        if self.weight_decay != 0:
+            g = g + self.weight_decay * p
+        if momentum > 0:
+            b = state["momentum_buffer"]
+            if first:  # torch clones the gradient: no dampening on the first step
+                b += g
+            else:
+                b *= momentum
+                b += (1 - self.dampening) * g
+            g = g + momentum * b if self.nesterov else b
+        p -= self.learning_rate * g
 
 
 class RMSprop(Optimizer):
@@ -330,31 +368,28 @@ class RMSprop(Optimizer):
         centered, momentum = hyperparameters["centered"], hyperparameters["momentum"]
         return ("v",) + (("g_avg",) if centered else ()) + (("momentum_buffer",) if momentum > 0 else ())
 
-    def _update(self, xp, grads) -> None:
-        self._init_state(xp)
-        lr, rho, eps, momentum = self.learning_rate, self.rho, self.eps, self.momentum
-        weight_decay = self.weight_decay
-        for i, (p, g) in enumerate(zip(self.params, grads)):
-            if weight_decay != 0:
-                g = g + weight_decay * p
-            v = self.state["v"][i]
-            v *= rho
-            v += (1 - rho) * (g * g)
-            if self.centered:
-                a = self.state["g_avg"][i]
-                a *= rho
-                a += (1 - rho) * g
-                d = xp.sqrt(v - a * a)
-            else:
-                d = xp.sqrt(v)
-            d += eps
-            if momentum > 0:
-                b = self.state["momentum_buffer"][i]
-                b *= momentum
-                b += g / d
-                p -= lr * b
-            else:
-                p -= lr * (g / d)
+    def _update_slot(self, xp, p, g, state, first) -> None:
+        lr, rho = self.learning_rate, self.rho
+        if self.weight_decay != 0:
+            g = g + self.weight_decay * p
+        v = state["v"]
+        v *= rho
+        v += (1 - rho) * (g * g)
+        if self.centered:
+            a = state["g_avg"]
+            a *= rho
+            a += (1 - rho) * g
+            d = xp.sqrt(v - a * a)
+        else:
+            d = xp.sqrt(v)
+        d += self.eps
+        if self.momentum > 0:
+            b = state["momentum_buffer"]
+            b *= self.momentum
+            b += g / d
+            p -= lr * b
+        else:
+            p -= lr * (g / d)
 
 
 class Adam(Optimizer):
@@ -406,27 +441,46 @@ class Adam(Optimizer):
         """L2 weight decay: added to the gradient (AdamW overrides this)."""
         return g + self.weight_decay * p
 
-    def _update(self, xp, grads) -> None:
-        self._init_state(xp)
-        b1, b2, eps = self.beta1, self.beta2, self.eps
-        t = self.step_count
+    def _update_slot(self, xp, p, g, state, first) -> None:
+        b1, b2, t = self.beta1, self.beta2, self.step_count
         step_size = self.learning_rate / (1 - b1**t)
         bias_correction2_sqrt = (1 - b2**t) ** 0.5
-        for i, (p, g) in enumerate(zip(self.params, grads)):
-            if self.weight_decay != 0:
-                g = self._decay(p, g)
-            m, v = self.state["m"][i], self.state["v"][i]
-            m *= b1
-            m += (1 - b1) * g
-            v *= b2
-            v += (1 - b2) * (g * g)
-            if self.amsgrad:
-                v_max = self.state["v_max"][i]
-                v_max[...] = xp.maximum(v_max, v)
-                v = v_max
-            denominator = xp.sqrt(v) / bias_correction2_sqrt
-            denominator += eps
-            p -= step_size * (m / denominator)
+        if self.weight_decay != 0:
+            g = self._decay(p, g)
+        m, v = state["m"], state["v"]
+        m *= b1
+        m += (1 - b1) * g
+        v *= b2
+        v += (1 - b2) * (g * g)
+        if self.amsgrad:
+            v_max = state["v_max"]
+            v_max[...] = xp.maximum(v_max, v)
+            v = v_max
+        denominator = xp.sqrt(v) / bias_correction2_sqrt
+        denominator += self.eps
+        p -= step_size * (m / denominator)
+
+    def _update_slot_inplace(self, raw, p, g, state, first, scratch) -> None:
+        if self.weight_decay != 0 or self.amsgrad:  # the rarer forms keep the standard rule
+            self._update_slot(raw, p, g, state, first)
+            return
+        b1, b2, t = self.beta1, self.beta2, self.step_count
+        step_size = self.learning_rate / (1 - b1**t)
+        bias_correction2_sqrt = (1 - b2**t) ** 0.5
+        m, v = state["m"], state["v"]
+        m *= b1
+        raw.multiply(g, 1 - b1, out=scratch)
+        m += scratch
+        v *= b2
+        raw.multiply(g, g, out=scratch)
+        scratch *= 1 - b2
+        v += scratch
+        raw.sqrt(v, out=scratch)
+        scratch /= bias_correction2_sqrt
+        scratch += self.eps
+        raw.divide(m, scratch, out=scratch)
+        scratch *= step_size
+        p -= scratch
 
 
 class AdamW(Adam):

@@ -436,7 +436,7 @@ def _build(meta, params, opt_state, device) -> MLP:
         raise _Refused(str(error)) from None
     model.seed = meta.get("seed")
     model.rng = _rng_from_json(meta["rng"])
-    model.parameters()[:] = params
+    model.set_parameters(params)
     model.preprocessing = meta.get("preprocessing")
     saved_loss = meta.get("loss")
     if saved_loss is not None:

@@ -2,8 +2,8 @@
 
 Batch, mini-batch and stochastic gradient descent are all `batch_size` choices of this one loop
 (`batch_size=None` or n_samples: batch; 1: stochastic). The data goes to the model's device once;
-each epoch draws one shuffle order from the model's host generator and gathers the data once on the
-device; batches are slices. The loss stays on the device and reaches the host once per epoch.
+each epoch draws one shuffle order from the model's host generator, and each batch is gathered on
+the device by those indices. The loss stays on the device and reaches the host once per epoch.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import backend, losses
+from . import backend, fast, losses
 from .callbacks import check_callbacks
 from .clipping import clip_grad_norm, clip_grad_value
 from .optim import get_optimizer
@@ -177,7 +177,7 @@ def _snapshot(model):
 
 def _restore(model, snapshot):
     params, state = snapshot
-    model.parameters()[:] = params
+    model.set_parameters(params)
     model.optimizer.load_state_dict(state)
 
 
@@ -296,16 +296,19 @@ def fit(
                 callback.on_epoch_begin(epoch)
             started = time.perf_counter()
             snapshot = _snapshot(model)
-            if shuffle:
-                order = backend.to_device(model.rng.permutation(n), model.device)
-                Xs, Ys = xp.take(X, order, axis=0), xp.take(Y, order, axis=0)
-            else:
-                Xs, Ys = X, Y
+            # One shuffle order per epoch; each batch is gathered on its own, so memory stays
+            # at the data plus O(batch_size) however large the data set.
+            order = backend.to_device(model.rng.permutation(n), model.device) if shuffle else None
             running.reset()
+            loss_and_grads = model._loss_and_grads_fast if fast.is_mutable(xp) else model._loss_and_grads
             for batch, start in enumerate(range(0, n, step)):
                 stop = min(start + step, n)  # the standard forbids slicing past the end
-                Xb, Yb = Xs[start:stop, :], Ys[start:stop, :]
-                L, grads, out = model._loss_and_grads(Xb, Yb, loss)
+                if order is None:
+                    Xb, Yb = X[start:stop, :], Y[start:stop, :]
+                else:
+                    rows = order[start:stop]
+                    Xb, Yb = xp.take(X, rows, axis=0), xp.take(Y, rows, axis=0)
+                L, grads, out = loss_and_grads(Xb, Yb, loss)
                 if clip_value is not None:
                     grads = clip_grad_value(grads, clip_value)
                 if clip_norm is not None:
