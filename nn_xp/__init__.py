@@ -13,6 +13,7 @@ from .backend import (  # noqa: E402
 from .gradcheck import gradcheck  # noqa: E402
 from .model import MLP  # noqa: E402
 from .persistence import load  # noqa: E402
+from .parity import parity_report  # noqa: E402
 from . import callbacks, datasets, optim, schedules  # noqa: E402
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "get_namespace",
     "gradcheck",
     "load",
+    "parity_report",
     "callbacks",
     "datasets",
     "optim",

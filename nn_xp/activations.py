@@ -10,6 +10,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable
 
+from . import kernels
+
 
 @dataclass(frozen=True)
 class Activation:
@@ -54,7 +56,23 @@ def _relu_inplace(raw, Z):
 
 
 def _relu_backward_inplace(raw, dA, A):
+    if raw.__name__ == "cupy":
+        return kernels.activation_backward("relu", dA, A)
     dA *= A > 0
+    return dA
+
+
+def _sigmoid_backward_inplace(raw, dA, A):
+    if raw.__name__ == "cupy":
+        return kernels.activation_backward("sigmoid", dA, A)
+    dA *= A * (1 - A)
+    return dA
+
+
+def _tanh_backward_inplace(raw, dA, A):
+    if raw.__name__ == "cupy":
+        return kernels.activation_backward("tanh", dA, A)
+    dA *= 1 - A * A
     return dA
 
 
@@ -154,8 +172,8 @@ def _check_positive_param(name, value, allow_zero=False):
 _FIXED = {
     "linear": Activation("linear", _linear, _linear_backward, {}, _linear, lambda raw, dA, A: dA),
     "relu": Activation("relu", _relu, _relu_backward, {}, _relu_inplace, _relu_backward_inplace),
-    "sigmoid": Activation("sigmoid", _sigmoid, _sigmoid_backward),
-    "tanh": Activation("tanh", _tanh, _tanh_backward),
+    "sigmoid": Activation("sigmoid", _sigmoid, _sigmoid_backward, {}, None, _sigmoid_backward_inplace),
+    "tanh": Activation("tanh", _tanh, _tanh_backward, {}, None, _tanh_backward_inplace),
     "softmax": Activation("softmax", _softmax, _softmax_backward),
     "softplus": Activation("softplus", _softplus, _softplus_backward),
     "silu": Activation("silu", _silu, _silu_backward),

@@ -141,6 +141,26 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", action="store_true", help="print the result as JSON")
     evaluate.add_argument("--debug", action="store_true")
 
+    parity = sub.add_parser(
+        "parity", help="train one model on two devices and compare them step by step",
+        description="Train the same model from the same seed on two devices and report, per step, the "
+        "largest relative difference of loss, gradients and parameters (default: workload (a) of the "
+        "benchmarks, 784-512-256-10 on synthetic data, 100 Adam steps, cpu against cuda).")
+    parity.add_argument("--devices", nargs=2, default=["cpu", "cuda"], metavar=("REFERENCE", "OTHER"))
+    parity.add_argument("--dataset", default="synthetic", help="a dataset name or file (default synthetic)")
+    parity.add_argument("--target", help="CSV column holding the targets")
+    _add(parity, "--n-samples", type=_positive_int, default=2000, help="samples to draw (default 2000)")
+    parity.add_argument("--layers", type=_positive_int, nargs="+", metavar="N",
+                        help="layer sizes (default: features 512 256 classes)")
+    parity.add_argument("--steps", type=_positive_int, default=100)
+    _add(parity, "--batch-size", type=_positive_int, default=128)
+    parity.add_argument("--dtype", default="float64", choices=["float32", "float64"])
+    parity.add_argument("--optimizer", default="adam", choices=OPTIMIZERS)
+    parity.add_argument("--tf32", action="store_true", help="allow TF32 matrix products on the GPU")
+    parity.add_argument("--seed", type=int, default=0)
+    parity.add_argument("--output", "-o", help="also write the report here (.md or .json)")
+    parity.add_argument("--debug", action="store_true")
+
     info = sub.add_parser("info", help="versions, devices and why CUDA is or is not usable")
     info.add_argument("--debug", action="store_true")
     return parser
@@ -377,7 +397,35 @@ def cmd_info(args) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "predict": cmd_predict, "evaluate": cmd_evaluate, "info": cmd_info}
+def cmd_parity(args) -> int:
+    from . import backend
+    from .parity import parity_report
+
+    data = _load_data(args.dataset, args.target, args.n_samples, args.seed)
+    if data.y is None:
+        raise ValueError(f"{args.dataset}: no targets found")
+    n_out = data.n_outputs
+    layers = args.layers or [data.X.shape[1], 512, 256, n_out]
+    backend.set_tf32(bool(args.tf32))
+    classification = data.task == "classification"
+    report = parity_report(
+        layers, data.X, data.y, devices=tuple(args.devices), steps=args.steps, batch_size=args.batch_size,
+        dtype=args.dtype, output_activation="softmax" if classification else "linear",
+        loss=None if classification else "mse", optimizer=args.optimizer, seed=args.seed,
+    )
+    print(report.to_markdown(every=max(1, args.steps // 10)))
+    if args.output:
+        with open(args.output, "w") as handle:
+            if args.output.lower().endswith(".json"):
+                json.dump(report.to_dict(), handle, indent=1)
+            else:
+                handle.write(report.to_markdown(every=1))
+        print(f"report written to {args.output}")
+    return 0 if report.passed else 1
+
+
+COMMANDS = {"train": cmd_train, "predict": cmd_predict, "evaluate": cmd_evaluate, "info": cmd_info,
+            "parity": cmd_parity}
 
 
 def main(argv=None) -> int:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-BUILTIN = ("sine", "spirals", "moons", "xor")
+BUILTIN = ("sine", "spirals", "moons", "xor", "synthetic")
 SKLEARN = ("digits", "iris", "breast_cancer", "wine")
 DATASETS = BUILTIN + SKLEARN
 FILE_SUFFIXES = (".csv", ".npy", ".npz")
@@ -75,7 +75,7 @@ def load_dataset(name: str, *, n_samples: int | None = None, seed: int = 0, **op
             for a fixed set or a file, a seeded random subset of that size (None: all of it).
         seed: seeds the generator's noise and the subset; the same seed gives the same data.
         options: generator settings: spirals n_classes=3, noise=0.2; moons noise=0.1;
-            xor noise=0.35; files: target=, task=.
+            xor noise=0.35; synthetic n_features=784, n_classes=10; files: target=, task=.
     """
     if not isinstance(name, (str, os.PathLike)):
         raise TypeError(f"name must be one of {list(DATASETS)} or a file path, got {name!r}")
@@ -85,7 +85,7 @@ def load_dataset(name: str, *, n_samples: int | None = None, seed: int = 0, **op
     text = os.fspath(name)
     key = text.strip().lower()
     if key in BUILTIN:
-        makers = {"sine": _sine, "spirals": _spirals, "moons": _moons, "xor": _xor}
+        makers = {"sine": _sine, "spirals": _spirals, "moons": _moons, "xor": _xor, "synthetic": _synthetic}
         return makers[key](n_samples, np.random.default_rng(seed), **options)
     if key in SKLEARN:
         if options:
@@ -206,6 +206,22 @@ def _xor(n_samples, rng, noise=0.35):
     X = np.concatenate([c + noise * rng.standard_normal((m, 2)) for c, m in zip(centres, counts)])
     y = np.repeat(labels, counts)
     return Dataset(X, y, "classification", 2, ["x0", "x1"], f"XOR of four Gaussian blobs, std {noise}.", "xor")
+
+
+def _synthetic(n_samples, rng, n_features=784, n_classes=10):
+    """Gaussian inputs labelled by a random linear teacher: the benchmarks' workload (a) data
+    (784 features, 10 classes, 20000 samples by default), learnable but not trivial."""
+    n = 20000 if n_samples is None else n_samples
+    n_features = _positive_int(n_features, "n_features")
+    n_classes = _positive_int(n_classes, "n_classes")
+    if n_classes < 2:
+        raise ValueError(f"n_classes must be at least 2, got {n_classes}")
+    X = rng.standard_normal((n, n_features)).astype(np.float32).astype(np.float64)
+    teacher = rng.standard_normal((n_features, n_classes))
+    y = np.argmax(X @ teacher, axis=1).astype(np.int64)
+    names = [f"x{i}" for i in range(n_features)]
+    description = f"{n} Gaussian samples, {n_features} features, labels from a random linear teacher."
+    return Dataset(X, y, "classification", n_classes, names, description, "synthetic")
 
 
 # ---- scikit-learn's bundled sets -------------------------------------------------------------------

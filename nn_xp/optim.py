@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import numbers
 
-from . import backend, fast
+from . import backend, fast, kernels
 
 OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam", "adamw")
 
@@ -322,6 +322,34 @@ class SGD(Optimizer):
             g = g + momentum * b if self.nesterov else b
         p -= self.learning_rate * g
 
+    def _update_slot_inplace(self, raw, p, g, state, first, scratch) -> None:
+        if self.weight_decay != 0:
+            self._update_slot(raw, p, g, state, first)  # the rarer form keeps the standard rule
+            return
+        lr, momentum = self.learning_rate, self.momentum
+        if momentum == 0:
+            raw.multiply(g, lr, out=scratch)
+            p -= scratch
+            return
+        b = state["momentum_buffer"]
+        if raw.__name__ == "cupy":  # one fused launch (kernels.py)
+            kernels.sgd_momentum(p, g, b, learning_rate=lr, momentum=momentum, dampening=self.dampening,
+                                 first=first, nesterov=self.nesterov)
+            return
+        if first:
+            b += g
+        else:
+            b *= momentum
+            raw.multiply(g, 1 - self.dampening, out=scratch)
+            b += scratch
+        if self.nesterov:
+            raw.multiply(b, momentum, out=scratch)
+            scratch += g
+        else:
+            raw.add(b, 0, out=scratch)
+        scratch *= lr
+        p -= scratch
+
 
 class RMSprop(Optimizer):
     r"""RMSprop: divide the gradient by a running root mean square of recent gradients.
@@ -461,13 +489,19 @@ class Adam(Optimizer):
         p -= step_size * (m / denominator)
 
     def _update_slot_inplace(self, raw, p, g, state, first, scratch) -> None:
-        if self.weight_decay != 0 or self.amsgrad:  # the rarer forms keep the standard rule
-            self._update_slot(raw, p, g, state, first)
+        if self.amsgrad or (self.weight_decay != 0 and self.name == "adam"):
+            self._update_slot(raw, p, g, state, first)  # the rarer forms keep the standard rule
             return
+        if self.weight_decay != 0:  # AdamW's decoupled decay comes first
+            p *= 1 - self.learning_rate * self.weight_decay
         b1, b2, t = self.beta1, self.beta2, self.step_count
         step_size = self.learning_rate / (1 - b1**t)
         bias_correction2_sqrt = (1 - b2**t) ** 0.5
         m, v = state["m"], state["v"]
+        if raw.__name__ == "cupy":  # one fused launch (kernels.py)
+            kernels.adam(p, g, m, v, beta1=b1, beta2=b2, step_size=step_size,
+                         bias_correction2_sqrt=bias_correction2_sqrt, eps=self.eps)
+            return
         m *= b1
         raw.multiply(g, 1 - b1, out=scratch)
         m += scratch

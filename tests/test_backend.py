@@ -121,3 +121,15 @@ def test_different_seeds_differ():
     a = nx.MLP([4, 3], seed=1, device="cpu").parameters()[0]
     b = nx.MLP([4, 3], seed=2, device="cpu").parameters()[0]
     assert not np.array_equal(a, b)
+
+
+def test_tf32_is_off_unless_asked_for(monkeypatch):
+    monkeypatch.setattr(backend, "_TF32", {"enabled": None})
+    monkeypatch.delenv("NN_XP_TF32", raising=False)
+    assert backend.tf32_enabled() is False
+    monkeypatch.setenv("NN_XP_TF32", "1")
+    assert backend.tf32_enabled() is True
+    backend.set_tf32(False)  # an explicit choice wins over the environment
+    assert backend.tf32_enabled() is False
+    with pytest.raises(TypeError, match="enabled"):
+        backend.set_tf32("yes")

@@ -1,0 +1,159 @@
+"""Parity reports: train the same model from the same seed on two devices and compare, step by step.
+
+Each step both models see the same batch (drawn from one host generator), compute their loss and
+gradients with the same code path `fit` uses, and take one optimizer step. The report holds, per
+step, the largest relative difference of the loss, of any gradient and of any parameter
+(max |a - b| / max |b| per array, b on the reference device), and checks the parameters at the
+end against a per-dtype tolerance, and that both devices predict the same classes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import backend, fast
+from .losses import check_loss
+from .model import MLP
+from .optim import get_optimizer
+
+# After 100 Adam steps on workload (a): what two correct backends must agree to.
+TOLERANCE = {"float64": 1e-9, "float32": 1e-4}
+
+
+def _relative(a, b) -> float:
+    a, b = backend.to_numpy(a).astype(np.float64), backend.to_numpy(b).astype(np.float64)
+    scale = float(np.max(np.abs(b), initial=0.0))
+    return float(np.max(np.abs(a - b), initial=0.0)) / (scale if scale > 0 else 1.0)
+
+
+@dataclass
+class ParityReport:
+    """Per-step differences between two devices training the same model."""
+
+    devices: tuple
+    dtype: str
+    steps: int
+    tolerance: float
+    loss: list = field(default_factory=list)
+    gradients: list = field(default_factory=list)
+    parameters: list = field(default_factory=list)
+    same_predictions: bool = False
+    tf32: bool = False
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.parameters) and self.parameters[-1] <= self.tolerance and self.same_predictions
+
+    def summary(self) -> str:
+        verdict = "PASS" if self.passed else "FAIL"
+        return (
+            f"parity {self.devices[0]} vs {self.devices[1]}, {self.dtype}, {self.steps} steps"
+            f"{' (TF32 on)' if self.tf32 else ''}: {verdict}; largest relative difference "
+            f"loss {max(self.loss):.3g}, gradients {max(self.gradients):.3g}, "
+            f"parameters at the end {self.parameters[-1]:.3g} (tolerance {self.tolerance:g}); "
+            f"predicted classes {'identical' if self.same_predictions else 'DIFFER'}"
+        )
+
+    def to_markdown(self, every: int = 10) -> str:
+        lines = [
+            f"# Parity: {self.devices[0]} vs {self.devices[1]} ({self.dtype})",
+            "",
+            self.summary(),
+            "",
+            "| step | loss | gradients | parameters |",
+            "| ---: | ---: | ---: | ---: |",
+        ]
+        for step in range(self.steps):
+            if step % every == 0 or step == self.steps - 1:
+                lines.append(
+                    f"| {step + 1} | {self.loss[step]:.3e} | {self.gradients[step]:.3e} | {self.parameters[step]:.3e} |"
+                )
+        return "\n".join(lines) + "\n"
+
+    def to_dict(self) -> dict:
+        return {
+            "devices": list(self.devices), "dtype": self.dtype, "steps": self.steps, "tf32": self.tf32,
+            "tolerance": self.tolerance, "passed": self.passed, "same_predictions": self.same_predictions,
+            "loss": self.loss, "gradients": self.gradients, "parameters": self.parameters,
+        }
+
+
+def parity_report(
+    layer_sizes,
+    X,
+    y,
+    *,
+    devices=("cpu", "cuda"),
+    steps: int = 100,
+    batch_size: int = 128,
+    dtype: str = "float64",
+    activation="relu",
+    output_activation="softmax",
+    init="he",
+    loss=None,
+    optimizer: str = "adam",
+    learning_rate=None,
+    seed: int = 0,
+    tolerance=None,
+) -> ParityReport:
+    """Train the same network on two devices and compare them step by step.
+
+    Args:
+        layer_sizes, activation, output_activation, init, dtype, seed: as for `MLP`.
+        X: (n_samples, n_features); y: targets, as for `fit`.
+        devices: (reference, other), e.g. ("cpu", "cuda:0").
+        steps: optimizer steps; each uses the next `batch_size` rows of one seeded shuffle.
+        tolerance: largest relative parameter difference allowed at the end (default per dtype).
+
+    Returns:
+        ParityReport; `.passed`, `.summary()`, `.to_markdown()`.
+    """
+    if len(devices) != 2:
+        raise ValueError(f"devices must name two devices, got {devices!r}")
+    devices = tuple(backend.resolve_device(d, "devices") for d in devices)
+    dtype = backend.resolve_dtype(dtype)
+    models = [
+        MLP(layer_sizes, activation=activation, output_activation=output_activation, init=init, dtype=dtype,
+            device=device, seed=seed)
+        for device in devices
+    ]
+    loss = check_loss(loss, models[0].output_activation)
+    host_X = np.asarray(backend.to_numpy(X))
+    data = [(m._check_X(X), m._check_y(y, host_X.shape[0], loss)) for m in models]
+    optimizers = [get_optimizer(optimizer, m.parameters(), learning_rate) for m in models]
+    report = ParityReport(devices, dtype, steps, TOLERANCE[dtype] if tolerance is None else float(tolerance),
+                          tf32=backend.tf32_enabled())
+    n = host_X.shape[0]
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(n)
+    position = 0
+    for _ in range(steps):
+        if position + batch_size > n:
+            order, position = rng.permutation(n), 0
+        rows = order[position : position + batch_size]
+        position += batch_size
+        results = []
+        for model, (Xd, Yd) in zip(models, data):
+            xp = backend.get_namespace(Xd)
+            index = backend.to_device(rows, model.device)
+            step = model._loss_and_grads_fast if fast.is_mutable(xp) else model._loss_and_grads
+            with backend.device_context(model.device):
+                L, grads, _ = step(xp.take(Xd, index, axis=0), xp.take(Yd, index, axis=0), loss)
+            results.append((float(L), grads))
+        (loss_a, grads_a), (loss_b, grads_b) = results
+        report.loss.append(abs(loss_b - loss_a) / max(abs(loss_a), 1e-300))
+        report.gradients.append(max(_relative(b, a) for a, b in zip(grads_a, grads_b)))
+        for model, optimizer, (_, grads) in zip(models, optimizers, results):
+            with backend.device_context(model.device):
+                optimizer.step(grads)
+        report.parameters.append(
+            max(_relative(b, a) for a, b in zip(models[0].parameters(), models[1].parameters()))
+        )
+    if models[0].is_classifier:
+        predictions = [backend.to_numpy(m.predict(host_X)) for m in models]
+        report.same_predictions = bool(np.array_equal(predictions[0], predictions[1]))
+    else:
+        report.same_predictions = True
+    return report

@@ -1,0 +1,67 @@
+"""The parity report: two devices training the same model, compared step by step."""
+
+import json
+
+import numpy as np
+import pytest
+
+import nn_xp as nx
+from nn_xp.parity import TOLERANCE
+
+from .conftest import BACKEND_DEVICES, GPU_COUNT
+
+
+def _data(n=300, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 12))
+    return X, np.argmax(X @ rng.normal(size=(12, 4)), axis=1)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_numpy_fast_path_and_the_standard_only_path_agree(dtype):
+    X, y = _data()
+    report = nx.parity_report([12, 32, 16, 4], X, y, devices=("cpu", "array_api_strict"), steps=40,
+                              batch_size=32, dtype=dtype)
+    assert report.passed, report.summary()
+    assert len(report.loss) == len(report.gradients) == len(report.parameters) == 40
+    assert max(report.parameters) <= TOLERANCE[dtype]
+    assert "PASS" in report.summary() and "| 40 |" in report.to_markdown(every=10)
+
+
+def test_the_report_detects_a_difference(monkeypatch):
+    """A backend that gets its gradients slightly wrong must fail the report."""
+    X, y = _data()
+    original = nx.MLP._loss_and_grads
+
+    def skewed(self, X, Y, loss):
+        L, grads, out = original(self, X, Y, loss)
+        if self.device == "array_api_strict":
+            grads = [g * 1.01 for g in grads]
+        return L, grads, out
+
+    monkeypatch.setattr(nx.MLP, "_loss_and_grads", skewed)
+    report = nx.parity_report([12, 16, 4], X, y, devices=("cpu", "array_api_strict"), steps=20, batch_size=32)
+    assert not report.passed
+    assert max(report.gradients) == pytest.approx(0.01, rel=1e-6)
+
+
+@pytest.mark.skipif(GPU_COUNT == 0, reason="needs a CUDA GPU")
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_cpu_and_gpu_agree_on_workload_a(dtype):
+    from nn_xp.datasets import load_dataset
+
+    data = load_dataset("synthetic", n_samples=4000)
+    report = nx.parity_report([784, 512, 256, 10], data.X, data.y, devices=("cpu", BACKEND_DEVICES["cupy"]),
+                              steps=100, batch_size=128, dtype=dtype)
+    assert report.passed, report.summary()
+
+
+def test_cli_parity_writes_a_report(tmp_path):
+    from nn_xp.cli import main
+
+    out = tmp_path / "parity.json"
+    code = main(["parity", "--devices", "cpu", "array_api_strict", "--steps", "5", "--n-samples", "200",
+                 "--layers", "784", "32", "10", "--output", str(out)])
+    assert code == 0
+    saved = json.loads(out.read_text())
+    assert saved["passed"] and saved["steps"] == 5 and len(saved["parameters"]) == 5
