@@ -21,6 +21,7 @@ SHAPES = {
     "spirals": (300, 2, 3),
     "moons": (300, 2, 2),
     "xor": (300, 2, 2),
+    "synthetic": (20000, 784, 10),
     "digits": (1797, 64, 10),
     "iris": (150, 4, 3),
     "breast_cancer": (569, 30, 2),
@@ -56,7 +57,7 @@ def test_sine_is_the_notebooks_data():
     assert abs(data.X.mean()) < 1e-12 and abs(data.X.std() - 1) < 1e-12
 
 
-@pytest.mark.parametrize("name", ["spirals", "moons", "xor"])
+@pytest.mark.parametrize("name", ["spirals", "moons", "xor", "synthetic"])
 def test_generators_are_seeded(name):
     a, b = load_dataset(name, seed=3), load_dataset(name, seed=3)
     c = load_dataset(name, seed=4)
