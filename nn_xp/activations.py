@@ -42,6 +42,10 @@ def _linear_backward(xp, dA, Z, A):
     return dA
 
 
+def _linear_backward_inplace(raw, dA, A):
+    return dA
+
+
 def _relu(xp, Z):
     # maximum, not where(Z > 0, ...): a NaN must propagate (as in PyTorch), never become 0.
     return xp.maximum(Z, xp.zeros_like(Z))
@@ -170,7 +174,7 @@ def _check_positive_param(name, value, allow_zero=False):
 
 
 _FIXED = {
-    "linear": Activation("linear", _linear, _linear_backward, {}, _linear, lambda raw, dA, A: dA),
+    "linear": Activation("linear", _linear, _linear_backward, {}, _linear, _linear_backward_inplace),
     "relu": Activation("relu", _relu, _relu_backward, {}, _relu_inplace, _relu_backward_inplace),
     "sigmoid": Activation("sigmoid", _sigmoid, _sigmoid_backward, {}, None, _sigmoid_backward_inplace),
     "tanh": Activation("tanh", _tanh, _tanh_backward, {}, None, _tanh_backward_inplace),

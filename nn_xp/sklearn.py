@@ -1,0 +1,853 @@
+"""scikit-learn estimators backed by `nn_xp.MLP`: `MLPClassifier` and `MLPRegressor`.
+
+Drop-in replacements for `sklearn.neural_network.MLPClassifier` / `MLPRegressor` (solvers "adam"
+and "sgd") that train with nn_xp's forward and backward passes, on the CPU or a CUDA GPU
+(`device=`). They pass scikit-learn's estimator checks and work in Pipeline, GridSearchCV and
+cross_val_score. Inputs and outputs are NumPy arrays; the data goes to the device once per fit.
+
+They optimise scikit-learn's objective, step for step, and not nn_xp's own loss convention:
+
+- data loss: log-loss for softmax outputs (multiclass); for sigmoid outputs (binary, multi-label)
+  the binary log-loss summed over outputs, averaged over samples; for regression half the squared
+  error. nn_xp's losses average over every element (PyTorch's convention), so the gradients are
+  rescaled before each step: x n_outputs for binary cross-entropy, x n_outputs / 2 for mse.
+  (scikit-learn's MLPRegressor reports 0.5 * mean((y - y_hat)**2) in `loss_curve_` but steps along
+  the gradient of 0.5 * sum over outputs, mean over samples; both are reproduced.)
+- L2 penalty, as in scikit-learn's `_backprop`: each batch of n_b samples adds
+  alpha / (2 n_b) * sum_l ||W_l||^2 to the loss and alpha / n_b * W_l to the gradient of every
+  weight matrix (not to the biases). nn_xp's `weight_decay` cannot express this (it would decay
+  the biases too and does not know n_b), so the estimators' optimizers add it themselves.
+- solver "adam": scikit-learn's Adam puts epsilon after the bias correction of the step size
+  ("eps-hat"); nn_xp's Adam (torch's formula) is given eps / sqrt(1 - beta_2^t) at step t,
+  which is the same update. solver "sgd": torch's momentum buffer times the learning rate is
+  scikit-learn's velocity, so the updates are the same; when "invscaling" or "adaptive" change the
+  learning rate between epochs, the buffer is rescaled so that the velocity is kept, as there.
+- randomness: one `numpy.random.RandomState` from `random_state`, drawn in scikit-learn's order
+  (initial weights and biases: Glorot uniform, bound sqrt(6 / (fan_in + fan_out)), 2 instead of
+  6 for logistic; then the early-stopping split; then one shuffle per epoch). With the same
+  `random_state` the network starts from scikit-learn's weights and sees its batches in the same
+  order, so in float64 both fit the same model up to rounding (tests/test_sklearn.py checks this).
+
+Parameters are scikit-learn's (learning_rate and power_t included; not max_fun, which is L-BFGS's,
+nor MLPRegressor's loss), plus `device` and `dtype`; `activation` also takes nn_xp's names
+("leaky_relu", "gelu", ...). Nothing is checked in __init__; fit checks everything before any work.
+Predictions come back as NumPy arrays in X's float dtype (float64 unless X is float32), as there.
+
+Differences from scikit-learn, on purpose:
+- `warm_start=True` and `partial_fit` keep the optimizer state (Adam's moments and step count,
+  SGD's momentum and adaptive learning rate); scikit-learn's warm start builds a new optimizer.
+  Each `fit` call restarts the no-improvement count (scikit-learn's carries over and can stop a
+  warm-started fit after one epoch).
+- `dtype="float32"` by default (scikit-learn computes in float64 unless X is float32);
+  `device="auto"` picks a GPU when one answers.
+- solver "lbfgs", `loss="poisson"`, sparse X and `sample_weight` are not supported.
+- `validation_loss_curve_`: the validation data loss per epoch (without the L2 term) when
+  `early_stopping=True`, else None.
+- `model_` is the underlying `nn_xp.MLP` (and `model_.optimizer` its optimizer).
+
+Training runs `model_.fit(..., epochs=1)` once per epoch with the estimator's optimizer object,
+which fit keeps between calls; the stopping rule (tol / n_iter_no_change on the training loss, or
+on the validation score with early stopping) is applied here, between epochs, as in scikit-learn.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import warnings
+
+import numpy as np
+
+try:
+    import sklearn
+except ImportError as error:
+    raise ImportError("nn_xp.sklearn needs scikit-learn: pip install 'nn_xp[sklearn]'") from error
+try:
+    from sklearn.utils.validation import validate_data
+except ImportError as error:  # validate_data and __sklearn_tags__ arrived in scikit-learn 1.6
+    raise ImportError(
+        f"nn_xp.sklearn needs scikit-learn >= 1.6, found {sklearn.__version__}: "
+        "pip install -U 'nn_xp[sklearn]'"
+    ) from error
+
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import accuracy_score, r2_score
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import LabelBinarizer
+from sklearn.utils import check_random_state
+from sklearn.utils import shuffle as shuffle_rows
+from sklearn.utils.multiclass import check_classification_targets, type_of_target, unique_labels
+from sklearn.utils.validation import check_is_fitted, column_or_1d
+
+from .activations import ACTIVATIONS
+from .backend import get_namespace, resolve_device, resolve_dtype, to_device, to_numpy
+from .model import MLP
+from .optim import SGD, Adam
+
+__all__ = ["MLPClassifier", "MLPRegressor"]
+
+# scikit-learn's activation names -> nn_xp's; nn_xp's own names are accepted as they are.
+SKLEARN_ACTIVATIONS = {"identity": "linear", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
+HIDDEN_ACTIVATIONS = tuple(SKLEARN_ACTIVATIONS) + tuple(a for a in ACTIVATIONS if a != "softmax")
+SOLVERS = ("adam", "sgd")
+LEARNING_RATES = ("constant", "invscaling", "adaptive")
+_PREDICT_CHUNK = 65536  # rows per forward pass at prediction time: bounds device memory
+_FLOATS = (np.float64, np.float32)  # what X is validated to, as scikit-learn's MLP
+
+
+def _host(data):
+    """CuPy (and other Array API) arrays to NumPy: inputs are validated on the host, as any other."""
+    if not isinstance(data, np.ndarray) and hasattr(data, "__array_namespace__"):
+        return to_numpy(data)
+    return data
+
+
+# ---- the optimizers: scikit-learn's objective on top of nn_xp's update rules -----------------
+class _SklearnObjective:
+    """Mixin for an nn_xp optimizer: turn nn_xp's gradients into those of scikit-learn's objective.
+
+    Before each step: g <- gradient_scale * g for every parameter, then g <- g + alpha / n_b * W for
+    every weight matrix W (not the biases), n_b the size of the batch. `fit` cuts each epoch into
+    batches of `batch_size` rows and a last, smaller one; `begin_epoch(batch_sizes)` gives those sizes,
+    in order. The L2 term of the loss, sum over batches of 0.5 * alpha * sum_l ||W_l||^2, accumulates
+    on the device in `penalty_sum` (read once per epoch).
+    """
+
+    def configure(self, gradient_scale: float, alpha: float) -> None:
+        self.gradient_scale = float(gradient_scale)
+        self.alpha = float(alpha)
+
+    def begin_epoch(self, batch_sizes: list) -> None:
+        self.batch_sizes = batch_sizes
+        self.batch_index = 0
+        self.penalty_sum = 0.0
+        self.namespace = get_namespace(*self.params)
+
+    def step(self, grads) -> None:
+        n_batch = self.batch_sizes[self.batch_index % len(self.batch_sizes)]
+        self.batch_index += 1
+        scale, decay = self.gradient_scale, self.alpha / n_batch
+        if self.alpha:  # the L2 term of the loss, with the weights this step starts from
+            xp = self.namespace
+            for W in self.params[0::2]:
+                flat = xp.reshape(W, (-1,))
+                self.penalty_sum = self.penalty_sum + (0.5 * self.alpha) * xp.vecdot(flat, flat)
+        # In place: the list (and its arrays) stay what fit handed over, so nn_xp's flat-buffer
+        # fast path for the update still applies. fit recomputes the gradients every step.
+        for index, (g, p) in enumerate(zip(grads, self.params)):
+            if scale != 1.0:
+                g *= scale
+            if decay and index % 2 == 0:  # [W1, b1, W2, b2, ...]: weights only
+                g += decay * p
+        super().step(grads)
+
+
+class _SklearnAdam(_SklearnObjective, Adam):
+    """Adam with scikit-learn's epsilon: eps_hat added to sqrt(v_t) before the bias correction."""
+
+    def step(self, grads) -> None:
+        t = self.step_count + 1
+        # torch: (sqrt(v)/sqrt(1-b2^t) + eps); scikit-learn: (sqrt(v) + eps_hat)/sqrt(1-b2^t).
+        self.eps = self.sklearn_epsilon / math.sqrt(1 - self.beta2**t)
+        super().step(grads)
+
+
+class _SklearnSGD(_SklearnObjective, SGD):
+    """SGD with scikit-learn's momentum (see the module docstring)."""
+
+
+def _has_momentum(optimizer) -> bool:
+    return isinstance(optimizer, SGD) and optimizer.momentum > 0
+
+
+def _set_learning_rate(optimizer, learning_rate: float) -> None:
+    """Change the learning rate as scikit-learn's SGD sees it.
+
+    scikit-learn keeps the velocity v = -learning_rate * b (b: torch's momentum buffer) across a
+    change of learning rate; rescaling b by old / new keeps v, so "invscaling" and "adaptive"
+    give scikit-learn's updates too.
+    """
+    old = optimizer.learning_rate
+    optimizer.learning_rate = learning_rate
+    buffers = optimizer.state.get("momentum_buffer") if isinstance(optimizer, SGD) else None
+    if buffers and old != learning_rate and learning_rate > 0:
+        ratio = old / learning_rate
+        for b in buffers:
+            b *= ratio
+
+
+def _write_params(model, arrays) -> None:
+    """Copy `arrays` (host or device) into the model's parameters, in place: the parameter list and
+    its arrays stay the ones the optimizer (and nn_xp's flat-buffer fast path) holds."""
+    for p, a in zip(model.parameters(), arrays):
+        p[...] = to_device(np.asarray(a, dtype=model.dtype) if isinstance(a, np.ndarray) else a, model.device)
+
+
+_SKLEARN_SETTINGS = ("gradient_scale", "alpha", "sklearn_epsilon")  # what _SklearnObjective adds
+
+
+def _model_state(model) -> dict:
+    """The network and its optimizer as plain Python and NumPy values (what pickling stores)."""
+    optimizer = model.optimizer
+    return {
+        "layer_sizes": list(model.layer_sizes),
+        "activation": model.activation,
+        "output_activation": model.output_activation,
+        "dtype": model.dtype,
+        "device": model.device,
+        "loss": model.loss,
+        "params": [to_numpy(p) for p in model.parameters()],
+        "optimizer": None
+        if optimizer is None
+        else {
+            "state_dict": optimizer.state_dict(),
+            "sklearn": {k: getattr(optimizer, k) for k in _SKLEARN_SETTINGS if hasattr(optimizer, k)},
+        },
+    }
+
+
+def _model_from_state(state: dict):
+    device = state["device"]
+    try:
+        device = resolve_device(device)
+    except RuntimeError as error:
+        warnings.warn(
+            f"the pickled network was on {device!r}, which cannot be used here ({error}); loading it on the CPU"
+        )
+        device = "cpu"
+    model = MLP(
+        state["layer_sizes"],
+        activation=state["activation"],
+        output_activation=state["output_activation"],
+        dtype=state["dtype"],
+        device=device,
+        seed=0,
+    )
+    _write_params(model, state["params"])
+    model.loss = state["loss"]
+    saved = state["optimizer"]
+    if saved is not None:
+        cls = _SklearnAdam if saved["state_dict"]["name"] == "adam" else _SklearnSGD
+        optimizer = cls(model.parameters())
+        state_dict = dict(saved["state_dict"])  # arrays copied: a memory-mapped pickle is read-only
+        state_dict["state"] = {k: [np.array(a) for a in v] for k, v in state_dict["state"].items()}
+        optimizer.load_state_dict(state_dict)
+        optimizer.__dict__.update(saved["sklearn"])
+        model.optimizer = optimizer
+    return model
+
+
+# ---- parameter checks (at fit, never in __init__) ---------------------------------------------
+def _check_real(value, name, low, high=None, low_open=False, high_open=False):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    value = float(value)
+    too_low = value <= low if low_open else value < low
+    too_high = high is not None and (value >= high if high_open else value > high)
+    if math.isnan(value) or too_low or too_high or (high is None and math.isinf(value)):
+        left, right = "(" if low_open else "[", ")" if high_open or high is None else "]"
+        interval = f"{left}{low}, {'inf' if high is None else high}{right}"
+        raise ValueError(f"{name} must be a finite number in {interval}, got {value!r}")
+    return value
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _check_int(value, name, low):
+    if not _is_int(value):
+        raise TypeError(f"{name} must be an integer >= {low}, got {value!r}")
+    if value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    return int(value)
+
+
+def _check_bool(value, name):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def _check_choice(value, name, choices):
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+    return value
+
+
+def _check_hidden_layer_sizes(value) -> list:
+    sizes = [value] if isinstance(value, numbers.Integral) and not isinstance(value, bool) else value
+    if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__iter__"):
+        raise TypeError(f"hidden_layer_sizes must be an int or a sequence of ints, got {value!r}")
+    sizes = list(sizes)
+    for size in sizes:
+        if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size <= 0:
+            raise ValueError(f"hidden_layer_sizes must hold positive integers, got {value!r}")
+    return [int(s) for s in sizes]
+
+
+# ---- the shared estimator ---------------------------------------------------------------------
+class _BaseMLP(BaseEstimator):
+    """What MLPClassifier and MLPRegressor share: parameters, the training loop and the layout."""
+
+    def __init__(
+        self,
+        hidden_layer_sizes=(100,),
+        activation="relu",
+        *,
+        solver="adam",
+        alpha=0.0001,
+        batch_size="auto",
+        learning_rate="constant",
+        learning_rate_init=0.001,
+        power_t=0.5,
+        max_iter=200,
+        shuffle=True,
+        random_state=None,
+        tol=1e-4,
+        verbose=False,
+        warm_start=False,
+        momentum=0.9,
+        nesterovs_momentum=True,
+        early_stopping=False,
+        validation_fraction=0.1,
+        beta_1=0.9,
+        beta_2=0.999,
+        epsilon=1e-8,
+        n_iter_no_change=10,
+        device="auto",
+        dtype="float32",
+    ):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
+        self.device = device
+        self.dtype = dtype
+
+    # -- checks --
+    def _check_params(self) -> dict:
+        """Every constructor parameter checked, with the derived settings; raises before any work."""
+        if self.solver == "lbfgs":
+            raise ValueError(
+                "solver='lbfgs' is not supported by nn_xp.sklearn; use solver='adam' or 'sgd' "
+                "(or sklearn.neural_network for L-BFGS)"
+            )
+        batch_size = self.batch_size
+        if not (batch_size == "auto" or (_is_int(batch_size) and batch_size >= 1)):
+            raise ValueError(f"batch_size must be 'auto' or an integer >= 1, got {self.batch_size!r}")
+        n_iter_no_change = self.n_iter_no_change
+        if not (isinstance(n_iter_no_change, float) and n_iter_no_change == np.inf):
+            n_iter_no_change = _check_int(n_iter_no_change, "n_iter_no_change", 1)
+        if not (isinstance(self.verbose, (numbers.Integral, np.bool_)) and self.verbose >= 0):
+            raise ValueError(f"verbose must be a bool or an integer >= 0, got {self.verbose!r}")
+        activation = _check_choice(self.activation, "activation", HIDDEN_ACTIVATIONS)
+        return dict(
+            hidden=_check_hidden_layer_sizes(self.hidden_layer_sizes),
+            activation=SKLEARN_ACTIVATIONS.get(activation, activation),
+            solver=_check_choice(self.solver, "solver", SOLVERS),
+            alpha=_check_real(self.alpha, "alpha", 0.0),
+            learning_rate=_check_choice(self.learning_rate, "learning_rate", LEARNING_RATES),
+            learning_rate_init=_check_real(self.learning_rate_init, "learning_rate_init", 0.0, low_open=True),
+            power_t=_check_real(self.power_t, "power_t", 0.0),
+            max_iter=_check_int(self.max_iter, "max_iter", 1),
+            shuffle=_check_bool(self.shuffle, "shuffle"),
+            tol=_check_real(self.tol, "tol", 0.0),
+            warm_start=_check_bool(self.warm_start, "warm_start"),
+            momentum=_check_real(self.momentum, "momentum", 0.0, 1.0),
+            nesterovs_momentum=_check_bool(self.nesterovs_momentum, "nesterovs_momentum"),
+            early_stopping=_check_bool(self.early_stopping, "early_stopping"),
+            validation_fraction=_check_real(self.validation_fraction, "validation_fraction", 0.0, 1.0, high_open=True),
+            beta_1=_check_real(self.beta_1, "beta_1", 0.0, 1.0, high_open=True),
+            beta_2=_check_real(self.beta_2, "beta_2", 0.0, 1.0, high_open=True),
+            epsilon=_check_real(self.epsilon, "epsilon", 0.0, low_open=True),
+            n_iter_no_change=n_iter_no_change,
+            dtype=np.dtype(resolve_dtype(self.dtype)),
+        )
+
+    # -- fitting --
+    def fit(self, X, y):
+        """Train on (X, y) for up to `max_iter` epochs (scikit-learn's stopping rule).
+
+        Args:
+            X: (n_samples, n_features). y: (n_samples,) or (n_samples, n_outputs).
+        Returns:
+            self.
+        """
+        return self._fit(X, y, incremental=False)
+
+    def _fit(self, X, y, incremental):
+        settings = self._check_params()
+        if incremental and settings["early_stopping"]:
+            raise ValueError("partial_fit does not support early_stopping=True")
+        first_pass = getattr(self, "model_", None) is None or not (settings["warm_start"] or incremental)
+        X, Y = self._validate_input(X, y, settings["dtype"], incremental, reset=first_pass)
+        layer_sizes = [X.shape[1], *settings["hidden"], Y.shape[1]]
+        random_state = check_random_state(self.random_state)
+        if first_pass:
+            self._initialize(layer_sizes, settings, random_state)
+        elif list(self.model_.layer_sizes) != layer_sizes:
+            raise ValueError(
+                f"the fitted network has layer sizes {list(self.model_.layer_sizes)} but this call needs "
+                f"{layer_sizes}: with warm_start or partial_fit, hidden_layer_sizes and the number of "
+                "outputs must stay the same"
+            )
+        optimizer = self._prepare_optimizer(settings, incremental)
+        self._train(X, Y, settings, optimizer, random_state, incremental)
+        return self
+
+    def _initialize(self, layer_sizes, settings, random_state):
+        """A new network with scikit-learn's initial weights, drawn from `random_state` in its order."""
+        model = MLP(
+            layer_sizes,
+            activation=settings["activation"],
+            output_activation=self._output_activation(),
+            dtype=settings["dtype"],
+            device=self.device,
+            seed=0,  # unused: weights and every shuffle come from random_state below
+        )
+        factor = 2.0 if settings["activation"] == "sigmoid" else 6.0
+        params = []
+        for fan_in, fan_out in zip(layer_sizes[:-1], layer_sizes[1:]):
+            bound = math.sqrt(factor / (fan_in + fan_out))
+            coef = random_state.uniform(-bound, bound, (fan_in, fan_out))
+            intercept = random_state.uniform(-bound, bound, fan_out)
+            params += [np.ascontiguousarray(coef.T), intercept]
+        _write_params(model, params)
+        self.model_ = model
+        self.n_iter_ = 0
+        self.t_ = 0
+        self.n_outputs_ = layer_sizes[-1]
+        self.n_layers_ = len(layer_sizes)
+        self.out_activation_ = {"softmax": "softmax", "sigmoid": "logistic"}.get(model.output_activation, "identity")
+        self.loss_curve_ = []
+        self._no_improvement_count = 0
+        self._learning_rate_init = None
+        if settings["early_stopping"]:
+            self.validation_scores_ = []
+            self.validation_loss_curve_ = []
+            self.best_validation_score_ = -np.inf
+            self.best_loss_ = None
+        else:
+            self.validation_scores_ = None
+            self.validation_loss_curve_ = None
+            self.best_validation_score_ = None
+            self.best_loss_ = np.inf
+        self._best_params = self._copy_params()
+
+    def _prepare_optimizer(self, settings, incremental):
+        """The model's optimizer, kept across warm starts and partial_fit, with this call's settings."""
+        model = self.model_
+        opt = model.optimizer
+        solver = settings["solver"]
+        momentum = settings["momentum"]
+        if (
+            not isinstance(opt, _SklearnObjective)  # none yet, or one fit made on model_ directly
+            or opt.name != solver
+            or (solver == "sgd" and _has_momentum(opt) != (momentum > 0))  # the state would not fit
+        ):
+            if solver == "adam":
+                opt = _SklearnAdam(model.parameters(), settings["learning_rate_init"])
+            else:
+                opt = _SklearnSGD(model.parameters(), settings["learning_rate_init"])
+            model.optimizer = opt  # fit keeps an optimizer object it is handed again
+            self._learning_rate_init = None
+        if solver == "adam":
+            opt.beta1, opt.beta2 = settings["beta_1"], settings["beta_2"]
+            opt.sklearn_epsilon = settings["epsilon"]
+        else:
+            opt.momentum = momentum
+            opt.nesterov = settings["nesterovs_momentum"] and momentum > 0  # torch's rule
+        opt.configure(self._gradient_scale(), settings["alpha"])
+        # The learning rate: constant, or scikit-learn's schedules for sgd. "adaptive" keeps its
+        # reduced rate across warm starts and partial_fit unless learning_rate_init changed.
+        schedule = settings["learning_rate"] if solver == "sgd" else "constant"
+        initial = settings["learning_rate_init"]
+        if schedule == "invscaling":
+            _set_learning_rate(opt, initial / (self.t_ + 1) ** settings["power_t"])
+        elif schedule == "constant" or self._learning_rate_init != initial:
+            _set_learning_rate(opt, initial)
+        self._learning_rate_init = initial
+        return opt
+
+    def _train(self, X, Y, settings, opt, random_state, incremental):
+        model = self.model_
+        early_stopping = settings["early_stopping"]
+        if early_stopping and self.validation_scores_ is None:  # switched on for a warm start
+            self.validation_scores_, self.validation_loss_curve_ = [], []
+            self.best_validation_score_, self.best_loss_ = -np.inf, None
+        elif not early_stopping and self.best_loss_ is None:  # switched off
+            self.best_loss_ = np.inf
+        if early_stopping:
+            stratify = Y if self._stratify() else None
+            X, X_val, Y, Y_val = train_test_split(
+                X, Y, random_state=random_state, test_size=settings["validation_fraction"], stratify=stratify
+            )
+            if X_val.shape[0] < 2:
+                raise ValueError(
+                    "The validation set is too small. Increase 'validation_fraction' or the size of your dataset."
+                )
+            X_val_device = to_device(X_val, model.device)
+        n_samples = X.shape[0]
+        if self.batch_size == "auto":
+            batch_size = min(200, n_samples)
+        else:
+            if self.batch_size > n_samples:
+                warnings.warn(
+                    "Got `batch_size` less than 1 or larger than sample size. It is going to be clipped"
+                )
+            batch_size = int(np.clip(self.batch_size, 1, n_samples))
+        full, rest = divmod(n_samples, batch_size)
+        batch_sizes = [batch_size] * full + ([rest] if rest else [])
+        X_device = to_device(X, model.device)
+        xp = get_namespace(X_device)
+        loss_scale = self._loss_scale()
+        sample_idx = np.arange(n_samples)
+        if not incremental:
+            self._no_improvement_count = 0
+        self.n_iter_ = 0
+        max_iter = 1 if incremental else settings["max_iter"]
+        for _ in range(max_iter):
+            if settings["shuffle"]:
+                sample_idx = shuffle_rows(sample_idx, random_state=random_state)
+                X_epoch = xp.take(X_device, to_device(sample_idx, model.device), axis=0)
+                Y_epoch = Y[sample_idx]
+            else:
+                X_epoch, Y_epoch = X_device, Y
+            opt.begin_epoch(batch_sizes)
+            history = model.fit(
+                X_epoch, Y_epoch, optimizer=opt, epochs=1, batch_size=batch_size, shuffle=False, verbose=0
+            )
+            if history.stop_reason == "non-finite loss":
+                break  # fit warned and put back the last good parameters
+            loss = history.history["loss"][-1] * loss_scale + float(opt.penalty_sum) / n_samples
+            self.n_iter_ += 1
+            self.t_ += n_samples
+            self.loss_ = loss
+            self.loss_curve_.append(loss)
+            if self.verbose:
+                print(f"Iteration {self.n_iter_}, loss = {loss:.8f}")
+            if history.stop_reason == "interrupted":
+                warnings.warn("Training interrupted by user.")
+                break
+            if early_stopping:
+                self._update_validation(X_val_device, Y_val, settings["tol"])
+            else:
+                if loss > self.best_loss_ - settings["tol"]:
+                    self._no_improvement_count += 1
+                else:
+                    self._no_improvement_count = 0
+                self.best_loss_ = min(self.best_loss_, loss)
+            if settings["solver"] == "sgd" and settings["learning_rate"] == "invscaling":
+                _set_learning_rate(opt, settings["learning_rate_init"] / (self.t_ + 1) ** settings["power_t"])
+            if self._no_improvement_count > settings["n_iter_no_change"]:
+                what = "Validation score" if early_stopping else "Training loss"
+                message = (
+                    f"{what} did not improve more than tol={settings['tol']:f} for "
+                    f"{settings['n_iter_no_change']} consecutive epochs."
+                )
+                adaptive = settings["solver"] == "sgd" and settings["learning_rate"] == "adaptive"
+                if not adaptive or opt.learning_rate <= 1e-6:
+                    if self.verbose:
+                        print(message + (" Learning rate too small." if adaptive else "") + " Stopping.")
+                    break
+                _set_learning_rate(opt, opt.learning_rate / 5.0)
+                self._no_improvement_count = 0
+                if self.verbose:
+                    print(f"{message} Setting learning rate to {opt.learning_rate:f}")
+            if incremental:
+                break
+            if self.n_iter_ == max_iter:
+                warnings.warn(
+                    f"Stochastic Optimizer: Maximum iterations ({max_iter}) reached and the "
+                    "optimization hasn't converged yet.",
+                    ConvergenceWarning,
+                )
+        if early_stopping:
+            _write_params(model, self._best_params)
+
+    def _update_validation(self, X_val_device, Y_val, tol):
+        """Score and loss on the held-out set; keep a copy of the best parameters (scikit-learn's rule)."""
+        output = to_numpy(self.model_.forward(X_val_device))
+        if np.all(np.isfinite(output)):
+            score = self._score_output(output, Y_val)
+            self.validation_loss_curve_.append(self._data_loss(output, Y_val))
+        else:
+            score = np.nan
+            self.validation_loss_curve_.append(np.nan)
+        self.validation_scores_.append(score)
+        if self.verbose:
+            print(f"Validation score: {score:f}")
+        if score < self.best_validation_score_ + tol:
+            self._no_improvement_count += 1
+        else:
+            self._no_improvement_count = 0
+        if score > self.best_validation_score_:
+            self.best_validation_score_ = score
+            self._best_params = self._copy_params()
+
+    def _copy_params(self):
+        params = self.model_.parameters()
+        xp = get_namespace(*params)
+        return [xp.asarray(p, copy=True) for p in params]
+
+    # -- prediction --
+    def _forward(self, X):
+        """Output activations (n_samples, n_outputs) as a NumPy array, for validated X."""
+        model = self.model_
+        parts = []
+        for start in range(0, X.shape[0], _PREDICT_CHUNK):
+            chunk = X[start : start + _PREDICT_CHUNK].astype(model.dtype, copy=False)
+            parts.append(to_numpy(model.forward(to_device(chunk, model.device))))
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def _output(self, X):
+        """The network's output for new X, in X's float dtype (float64 unless X is float32), as scikit-learn."""
+        check_is_fitted(self)
+        X = validate_data(self, _host(X), reset=False, dtype=_FLOATS)
+        return self._forward(X).astype(X.dtype, copy=False)
+
+    # -- pickling: the network as plain arrays, not nn_xp's internal objects --
+    def __getstate__(self):
+        state = dict(super().__getstate__())
+        if state.get("model_") is not None:
+            state["model_"] = _model_state(state["model_"])
+            if state.get("_best_params") is not None:
+                state["_best_params"] = [to_numpy(p) for p in state["_best_params"]]
+        return state
+
+    def __setstate__(self, state):
+        state = dict(state)
+        if isinstance(state.get("model_"), dict):
+            state["model_"] = _model_from_state(state["model_"])
+            if state.get("_best_params") is not None:
+                model = state["model_"]
+                state["_best_params"] = [to_device(p, model.device) for p in state["_best_params"]]
+        super().__setstate__(state)
+
+    # -- sklearn's layout --
+    @property
+    def coefs_(self) -> list:
+        """Weight matrices in scikit-learn's layout: coefs_[i] is (n_in, n_out) = W_i.T (host copies)."""
+        params = self._fitted_params()
+        return [np.ascontiguousarray(to_numpy(W).T) for W in params[0::2]]
+
+    @coefs_.setter
+    def coefs_(self, coefs) -> None:
+        self._set_params_from_host(coefs, 0, transpose=True)
+
+    @property
+    def intercepts_(self) -> list:
+        """Bias vectors, intercepts_[i] of shape (n_out,) (host copies)."""
+        return [to_numpy(b) for b in self._fitted_params()[1::2]]
+
+    @intercepts_.setter
+    def intercepts_(self, intercepts) -> None:
+        self._set_params_from_host(intercepts, 1, transpose=False)
+
+    def _fitted_params(self):
+        model = self.__dict__.get("model_")
+        if model is None:
+            raise AttributeError(f"this {type(self).__name__} is not fitted yet")
+        return model.parameters()
+
+    def _set_params_from_host(self, arrays, offset, transpose):
+        params = self._fitted_params()
+        targets = params[offset::2]
+        arrays = list(arrays)
+        if len(arrays) != len(targets):
+            raise ValueError(f"expected {len(targets)} arrays, got {len(arrays)}")
+        for index, (array, target) in enumerate(zip(arrays, targets)):
+            array = np.asarray(array)
+            array = array.T if transpose else array
+            if array.shape != tuple(target.shape):
+                expected = tuple(target.shape)[::-1] if transpose else tuple(target.shape)
+                raise ValueError(f"array {index} must have shape {expected}, got {np.asarray(arrays[index]).shape}")
+            target[...] = to_device(np.ascontiguousarray(array, dtype=self.model_.dtype), self.model_.device)
+
+
+class MLPClassifier(ClassifierMixin, _BaseMLP):
+    """Multi-layer perceptron classifier: scikit-learn's MLPClassifier, trained by nn_xp.
+
+    Softmax output with cross-entropy for multiclass targets; one sigmoid output with binary
+    cross-entropy for two classes; one sigmoid per label for multi-label indicator targets.
+    Parameters and attributes as in `sklearn.neural_network.MLPClassifier` (see the module docstring
+    for the differences), plus `device` ("auto", "cpu", "cuda", "cuda:N") and `dtype`.
+    """
+
+    def _output_activation(self) -> str:
+        return "softmax" if self._label_binarizer.y_type_ == "multiclass" else "sigmoid"
+
+    def _gradient_scale(self) -> float:
+        # binary cross-entropy: nn_xp averages over outputs too, scikit-learn sums over them.
+        return 1.0 if self.out_activation_ == "softmax" else float(self.n_outputs_)
+
+    def _loss_scale(self) -> float:
+        return self._gradient_scale()
+
+    def _stratify(self) -> bool:
+        return self.n_outputs_ == 1  # as scikit-learn: binary targets only
+
+    def _validate_input(self, X, y, dtype, incremental, reset):
+        X, y = _host(X), _host(y)
+        X, y = validate_data(self, X, y, multi_output=True, dtype=_FLOATS, reset=reset)
+        X = X.astype(dtype, copy=False)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        check_classification_targets(y)
+        if not hasattr(self, "classes_") or not (self.warm_start or incremental):
+            self._label_binarizer = LabelBinarizer().fit(y)
+            self.classes_ = self._label_binarizer.classes_
+        else:
+            classes = unique_labels(y)
+            if self.warm_start and not incremental:
+                if set(classes) != set(self.classes_):
+                    raise ValueError(
+                        "warm_start can only be used where `y` has the same classes as in the previous "
+                        f"call to fit. Previously got {self.classes_}, `y` has {classes}"
+                    )
+            elif len(np.setdiff1d(classes, self.classes_, assume_unique=True)):
+                raise ValueError(
+                    f"`y` has classes not in `self.classes_`. `self.classes_` has {self.classes_}. 'y' has {classes}."
+                )
+        Y = self._label_binarizer.transform(y).astype(dtype)
+        return X, Y
+
+    def partial_fit(self, X, y, classes=None):
+        """One epoch over (X, y), continuing from the current weights and optimizer state.
+
+        Args:
+            X: (n_samples, n_features). y: (n_samples,) labels, or a multi-label indicator matrix.
+            classes: every class that can appear, required on the first call (np.unique(y_all)).
+        Returns:
+            self.
+        """
+        first_call = getattr(self, "classes_", None) is None
+        if first_call and classes is None:
+            raise ValueError("classes must be passed on the first call to partial_fit.")
+        if not first_call and classes is not None and not np.array_equal(self.classes_, unique_labels(classes)):
+            raise ValueError(
+                f"`classes={classes!r}` is not the same as on last call to partial_fit, was: {self.classes_!r}"
+            )
+        if first_call:
+            self._label_binarizer = LabelBinarizer()
+            if type_of_target(y).startswith("multilabel"):
+                self._label_binarizer.fit(y)
+            else:
+                self._label_binarizer.fit(classes)
+            self.classes_ = self._label_binarizer.classes_
+        return self._fit(X, y, incremental=True)
+
+    def predict(self, X):
+        """Class labels (n_samples,), or a 0/1 indicator matrix (n_samples, n_classes) for multi-label."""
+        output = self._output(X)
+        if self.n_outputs_ == 1:
+            output = output.ravel()
+        return self._label_binarizer.inverse_transform(output)
+
+    def predict_proba(self, X):
+        """Class probabilities (n_samples, n_classes), columns in the order of `classes_`."""
+        output = self._output(X)
+        if self.n_outputs_ == 1:
+            output = output.ravel()
+            return np.vstack([1 - output, output]).T
+        return output
+
+    def predict_log_proba(self, X):
+        """log(predict_proba(X))."""
+        return np.log(self.predict_proba(X))
+
+    def _score_output(self, output, Y) -> float:
+        if self.n_outputs_ == 1:
+            output = output.ravel()
+            Y = Y.ravel()
+        binarizer = self._label_binarizer
+        return accuracy_score(binarizer.inverse_transform(Y), binarizer.inverse_transform(output))
+
+    def _data_loss(self, output, Y) -> float:
+        """scikit-learn's log-loss (probabilities clipped to [eps, 1 - eps])."""
+        eps = np.finfo(output.dtype).eps
+        P = np.clip(output.astype(np.float64), eps, 1 - eps)
+        Y = Y.astype(np.float64)
+        if self.out_activation_ == "softmax":
+            return float(-np.sum(Y * np.log(P)) / P.shape[0])
+        return float(-np.sum(Y * np.log(P) + (1 - Y) * np.log(1 - P)) / P.shape[0])
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        return tags
+
+
+class MLPRegressor(RegressorMixin, _BaseMLP):
+    """Multi-layer perceptron regressor: scikit-learn's MLPRegressor, trained by nn_xp.
+
+    Linear output; scikit-learn's squared error (see the module docstring for the factor of 1/2).
+    Parameters and attributes as in `sklearn.neural_network.MLPRegressor` (loss="squared_error"),
+    plus `device` ("auto", "cpu", "cuda", "cuda:N") and `dtype`.
+    """
+
+    def _output_activation(self) -> str:
+        return "linear"
+
+    def _gradient_scale(self) -> float:
+        # nn_xp's mse: gradient 2 (A - Y) / (n k); scikit-learn steps along (A - Y) / n.
+        return self.n_outputs_ / 2.0
+
+    def _loss_scale(self) -> float:
+        return 0.5
+
+    def _stratify(self) -> bool:
+        return False
+
+    def _validate_input(self, X, y, dtype, incremental, reset):
+        X, y = _host(X), _host(y)
+        X, y = validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=_FLOATS, reset=reset)
+        X = X.astype(dtype, copy=False)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        Y = y.reshape(-1, 1) if y.ndim == 1 else y
+        return X, np.ascontiguousarray(Y, dtype=dtype)
+
+    def partial_fit(self, X, y):
+        """One epoch over (X, y), continuing from the current weights and optimizer state."""
+        return self._fit(X, y, incremental=True)
+
+    def predict(self, X):
+        """Predictions (n_samples,), or (n_samples, n_outputs) for several targets."""
+        output = self._output(X)
+        return output.ravel() if output.shape[1] == 1 else output
+
+    def _score_output(self, output, Y) -> float:
+        if Y.shape[1] == 1:
+            output, Y = output.ravel(), Y.ravel()
+        return r2_score(Y, output)
+
+    def _data_loss(self, output, Y) -> float:
+        """scikit-learn's squared error: 0.5 * mean((y - y_hat)^2)."""
+        D = output.astype(np.float64) - Y
+        return float(0.5 * np.mean(D * D))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags

@@ -1,0 +1,486 @@
+"""nn_xp.sklearn: scikit-learn's estimator checks, step-for-step parity with scikit-learn's own MLP,
+model selection, warm starts and partial_fit, pickling, devices, and life without scikit-learn."""
+
+import os
+import pickle
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("sklearn")
+
+from numpy.testing import assert_allclose, assert_array_equal  # noqa: E402
+from sklearn import neural_network  # noqa: E402
+from sklearn.datasets import (  # noqa: E402
+    load_digits,
+    make_classification,
+    make_multilabel_classification,
+    make_regression,
+)
+from sklearn.exceptions import ConvergenceWarning  # noqa: E402
+from sklearn.model_selection import GridSearchCV, cross_val_score, train_test_split  # noqa: E402
+from sklearn.pipeline import make_pipeline  # noqa: E402
+from sklearn.preprocessing import StandardScaler  # noqa: E402
+from sklearn.utils.estimator_checks import (  # noqa: E402
+    check_methods_sample_order_invariance,
+    check_methods_subset_invariance,
+    parametrize_with_checks,
+)
+
+from threadpoolctl import threadpool_limits  # noqa: E402  (a scikit-learn dependency)
+
+from nn_xp.sklearn import MLPClassifier, MLPRegressor  # noqa: E402
+
+from .conftest import GPU_COUNT, GPU_WHY  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+needs_gpu = pytest.mark.skipif(GPU_COUNT == 0, reason=f"no GPU: {GPU_WHY.split(';')[0]}")
+
+# Small and quick for scikit-learn's checks: (10,) hidden units, 30 epochs. learning_rate_init=0.01
+# because check_classifiers_train / check_regressors_train ask for accuracy > 0.83 / a good r2 on
+# their toy data, which 30 epochs at the default 0.001 do not reach (scikit-learn's own suite runs
+# its MLPs with max_iter=100 and (100,) hidden units instead).
+CHECK_SETTINGS = dict(hidden_layer_sizes=(10,), max_iter=30, learning_rate_init=0.01)
+
+FLOAT32_ROUNDING = (
+    "float32 (the default dtype) rounds matrix products differently for different numbers of rows, "
+    "so predicting on a subset can differ from predicting on everything by about one float32 ulp "
+    "(1.5e-7 near 1), above the check's atol=1e-7; whether it shows depends on the fitted weights. "
+    "test_float64_predictions_are_invariant shows the check passes in float64."
+)
+
+
+@pytest.fixture(autouse=True)
+def one_blas_thread():
+    """These networks are tiny: BLAS threads buy nothing, and on a busy 2-core machine their
+    spin-waiting made the digits fits 10x slower. Results do not depend on it."""
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
+def expected_failed_checks(estimator):
+    """The checks that may fail, each with its reason (non-strict: they often pass)."""
+    if estimator.dtype == "float32":
+        return {"check_methods_subset_invariance": FLOAT32_ROUNDING}
+    return {}
+
+
+@parametrize_with_checks(
+    [MLPClassifier(**CHECK_SETTINGS), MLPRegressor(**CHECK_SETTINGS)],
+    expected_failed_checks=expected_failed_checks,
+)
+def test_sklearn_estimator_checks(estimator, check):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        check(estimator)
+
+
+@pytest.mark.parametrize("estimator", [MLPClassifier, MLPRegressor])
+def test_float64_predictions_are_invariant(estimator):
+    """The two checks that compare predictions on subsets and permutations pass exactly in float64."""
+    instance = estimator(**CHECK_SETTINGS, dtype="float64")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        check_methods_subset_invariance(estimator.__name__, instance)
+        check_methods_sample_order_invariance(estimator.__name__, instance)
+
+
+# ---- the same model as scikit-learn's, step for step ------------------------------------------
+def _reference(estimator):
+    """scikit-learn's MLP with the same parameters (without device and dtype)."""
+    params = {k: v for k, v in estimator.get_params().items() if k not in ("device", "dtype")}
+    cls = neural_network.MLPClassifier if isinstance(estimator, MLPClassifier) else neural_network.MLPRegressor
+    return cls(**params)
+
+
+def _fit_quietly(estimator, X, y):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return estimator.fit(X, y)
+
+
+def _multiclass():
+    X, y = make_classification(n_samples=150, n_features=6, n_informative=4, n_classes=3, random_state=0)
+    return X, y
+
+
+def _binary_strings():
+    X, y = make_classification(n_samples=150, n_features=5, random_state=1)
+    return X, np.where(y == 1, "yes", "no")
+
+
+def _multilabel():
+    X, Y = make_multilabel_classification(n_samples=150, n_features=6, n_classes=3, random_state=2)
+    return X / X.max(), Y
+
+
+def _regression(n_targets):
+    X, y = make_regression(n_samples=150, n_features=5, n_targets=n_targets, noise=0.1, random_state=3)
+    return X, y / y.std()
+
+
+PARITY_CASES = {
+    "multiclass-adam-alpha": (MLPClassifier(hidden_layer_sizes=(8, 6), alpha=1e-2, batch_size=32), _multiclass),
+    "binary-strings-tanh": (
+        MLPClassifier(hidden_layer_sizes=(7,), activation="tanh", learning_rate_init=0.01),
+        _binary_strings,
+    ),
+    "multilabel-logistic": (
+        MLPClassifier(hidden_layer_sizes=(9,), activation="logistic", learning_rate_init=0.01),
+        _multilabel,
+    ),
+    "early-stopping": (
+        MLPClassifier(hidden_layer_sizes=(8,), early_stopping=True, n_iter_no_change=3, learning_rate_init=0.01),
+        _binary_strings,
+    ),
+    "sgd-nesterov-2-targets": (
+        MLPRegressor(hidden_layer_sizes=(8,), solver="sgd", learning_rate_init=0.01, batch_size=40, alpha=1e-3),
+        lambda: _regression(2),
+    ),
+    "sgd-invscaling-no-momentum": (
+        MLPRegressor(
+            hidden_layer_sizes=(8,), solver="sgd", learning_rate="invscaling", momentum=0.0, learning_rate_init=0.05
+        ),
+        lambda: _regression(1),
+    ),
+    "sgd-invscaling-momentum": (
+        MLPRegressor(
+            hidden_layer_sizes=(8,), solver="sgd", learning_rate="invscaling", learning_rate_init=0.05, power_t=0.25
+        ),
+        lambda: _regression(1),
+    ),
+    "sgd-adaptive-identity": (
+        MLPRegressor(
+            hidden_layer_sizes=(6,), solver="sgd", activation="identity", learning_rate="adaptive",
+            tol=0.05, n_iter_no_change=2, nesterovs_momentum=False, learning_rate_init=0.01,
+        ),
+        lambda: _regression(1),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(PARITY_CASES))
+def test_float64_fit_matches_sklearn_step_for_step(case):
+    """Same random_state: same initial weights, batches, objective (loss factors, L2 term) and updates,
+    so in float64 the loss curve and the weights agree with scikit-learn's to rounding."""
+    template, data = PARITY_CASES[case]
+    X, y = data()
+    ours = _fit_quietly(template.set_params(max_iter=25, random_state=0, dtype="float64", device="cpu"), X, y)
+    theirs = _fit_quietly(_reference(ours), X, y)
+    assert ours.n_iter_ == theirs.n_iter_
+    assert ours.t_ == theirs.t_
+    assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-9)
+    for mine, reference in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_):
+        assert mine.shape == reference.shape
+        assert_allclose(mine, reference, rtol=1e-7, atol=1e-10)
+    if ours.early_stopping:
+        assert_allclose(ours.validation_scores_, theirs.validation_scores_)
+        assert ours.best_validation_score_ == theirs.best_validation_score_
+        assert ours.best_loss_ is None
+    else:
+        assert ours.best_loss_ == pytest.approx(theirs.best_loss_, rel=1e-9)
+    assert ours.out_activation_ == theirs.out_activation_
+    assert ours.n_outputs_ == theirs.n_outputs_
+    if isinstance(ours, MLPClassifier):
+        assert_array_equal(ours.classes_, theirs.classes_)
+        assert_array_equal(ours.predict(X), theirs.predict(X))
+        assert_allclose(ours.predict_proba(X), theirs.predict_proba(X), rtol=1e-7, atol=1e-10)
+    else:
+        assert_allclose(ours.predict(X), theirs.predict(X), rtol=1e-7, atol=1e-10)
+
+
+def test_digits_accuracy_matches_sklearn():
+    """Default float32, hidden (100,), adam, max_iter=200: within one point of scikit-learn's accuracy."""
+    X, y = load_digits(return_X_y=True)
+    X_train, X_test, y_train, y_test = train_test_split(X / 16.0, y, test_size=0.25, random_state=0)
+    settings = dict(hidden_layer_sizes=(100,), solver="adam", max_iter=200, random_state=0)
+    ours = _fit_quietly(MLPClassifier(**settings, device="cpu"), X_train, y_train)
+    theirs = _fit_quietly(neural_network.MLPClassifier(**settings), X_train, y_train)
+    accuracy, reference = ours.score(X_test, y_test), theirs.score(X_test, y_test)
+    assert reference > 0.95
+    assert abs(accuracy - reference) <= 0.01, (accuracy, reference)
+
+
+# ---- model selection ----------------------------------------------------------------------------
+def test_pipeline_and_grid_search():
+    X, y = load_digits(return_X_y=True)
+    X, y = X[:450], y[:450]
+    pipeline = make_pipeline(StandardScaler(), MLPClassifier(max_iter=30, learning_rate_init=0.01, random_state=0))
+    search = GridSearchCV(
+        pipeline,
+        {"mlpclassifier__hidden_layer_sizes": [(16,), (32,)], "mlpclassifier__alpha": [1e-4, 1e-1]},
+        cv=3,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        search.fit(X, y)
+    assert len(search.cv_results_["params"]) == 4
+    assert search.best_score_ > 0.85
+    assert search.best_estimator_.score(X, y) > 0.95
+    assert set(search.predict(X[:20])) <= set(range(10))
+
+
+def test_cross_val_score_regression():
+    X, y = make_regression(n_samples=240, n_features=6, noise=5.0, random_state=0)
+    model = make_pipeline(
+        StandardScaler(), MLPRegressor(hidden_layer_sizes=(32,), max_iter=150, learning_rate_init=0.01, random_state=0)
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        scores = cross_val_score(model, X, y / y.std(), cv=3)
+    assert scores.shape == (3,)
+    assert scores.min() > 0.8
+
+
+# ---- warm starts and partial_fit keep the optimizer --------------------------------------------
+def _steps_per_epoch(n_samples, batch_size=200):
+    return -(-n_samples // batch_size)
+
+
+def test_warm_start_continues_the_optimizer():
+    """Two warm-started fits of 3 epochs are one fit of 6: Adam's moments and step count carry over
+    (scikit-learn's warm start builds a new optimizer, so its second fit restarts Adam)."""
+    X, y = _multiclass()
+    settings = dict(hidden_layer_sizes=(8,), shuffle=False, random_state=0, tol=0.0, dtype="float64", device="cpu")
+    warm = MLPClassifier(max_iter=3, warm_start=True, **settings)
+    _fit_quietly(warm, X, y)
+    optimizer = warm.model_.optimizer
+    assert optimizer.step_count == 3 * _steps_per_epoch(len(X))
+    _fit_quietly(warm, X, y)
+    assert warm.model_.optimizer is optimizer
+    assert optimizer.step_count == 6 * _steps_per_epoch(len(X))
+    assert (warm.n_iter_, warm.t_, len(warm.loss_curve_)) == (3, 6 * len(X), 6)
+    once = _fit_quietly(MLPClassifier(max_iter=6, **settings), X, y)
+    assert_allclose(warm.loss_curve_, once.loss_curve_, rtol=1e-12)
+    for a, b in zip(warm.coefs_, once.coefs_):
+        assert_allclose(a, b, rtol=1e-12)
+    # Without warm_start, fit starts over: a new network and a new optimizer.
+    cold = warm.set_params(warm_start=False)
+    _fit_quietly(cold, X, y)
+    assert cold.model_.optimizer is not optimizer
+    assert cold.model_.optimizer.step_count == 6 * _steps_per_epoch(len(X)) // 2
+
+
+def test_partial_fit_continues_the_optimizer():
+    X, y = _multiclass()
+    settings = dict(hidden_layer_sizes=(8,), shuffle=False, random_state=0, dtype="float64", device="cpu")
+    incremental = MLPClassifier(**settings)
+    with pytest.raises(ValueError, match="classes must be passed"):
+        incremental.partial_fit(X, y)
+    for epoch in range(1, 4):
+        incremental.partial_fit(X, y, classes=np.unique(y))
+        assert incremental.model_.optimizer.step_count == epoch * _steps_per_epoch(len(X))
+        assert incremental.t_ == epoch * len(X)
+    assert incremental.n_iter_ == 1  # as scikit-learn: each partial_fit is one iteration
+    once = _fit_quietly(MLPClassifier(max_iter=3, **settings), X, y)
+    assert_allclose(incremental.loss_curve_, once.loss_curve_, rtol=1e-12)
+    for a, b in zip(incremental.coefs_, once.coefs_):
+        assert_allclose(a, b, rtol=1e-12)
+    with pytest.raises(ValueError, match="not in `self.classes_`"):
+        incremental.partial_fit(X, y + 10)
+    with pytest.raises(ValueError, match="not the same"):
+        incremental.partial_fit(X, y, classes=[0, 1])
+    with pytest.raises(ValueError, match="early_stopping"):
+        MLPRegressor(early_stopping=True).partial_fit(*_regression(1))
+
+
+def test_partial_fit_regressor_and_changed_hyperparameters():
+    X, y = _regression(1)
+    model = MLPRegressor(hidden_layer_sizes=(8,), random_state=0, device="cpu")
+    model.partial_fit(X, y)
+    optimizer = model.model_.optimizer
+    model.set_params(learning_rate_init=0.01).partial_fit(X, y)
+    assert model.model_.optimizer is optimizer and optimizer.learning_rate == 0.01
+    model.set_params(solver="sgd").partial_fit(X, y)  # another solver: a new optimizer
+    assert model.model_.optimizer is not optimizer and model.model_.optimizer.name == "sgd"
+    with pytest.raises(ValueError, match="layer sizes"):
+        model.set_params(hidden_layer_sizes=(4,)).partial_fit(X, y)
+
+
+# ---- labels, outputs, layout ------------------------------------------------------------------
+def test_arbitrary_labels_and_output_layouts():
+    X, y = _multiclass()
+    names = np.array(["cat", "dog", "emu"])[y]
+    model = _fit_quietly(MLPClassifier(hidden_layer_sizes=(8,), max_iter=20, random_state=0), X, names)
+    assert_array_equal(model.classes_, ["cat", "dog", "emu"])
+    assert set(model.predict(X)) <= {"cat", "dog", "emu"}
+    proba = model.predict_proba(X)
+    assert proba.shape == (len(X), 3) and proba.dtype == np.float64
+    assert_allclose(proba.sum(axis=1), 1, rtol=1e-6)
+    assert_allclose(model.predict_log_proba(X), np.log(proba))
+    assert (model.out_activation_, model.n_outputs_, model.n_layers_) == ("softmax", 3, 3)
+
+    X2, y2 = _binary_strings()
+    binary = _fit_quietly(MLPClassifier(hidden_layer_sizes=(8,), max_iter=20, random_state=0), X2, y2)
+    assert (binary.out_activation_, binary.n_outputs_) == ("logistic", 1)
+    assert binary.predict_proba(X2).shape == (len(X2), 2)
+    assert binary.predict(X2).dtype == y2.dtype
+
+    X3, Y3 = _multilabel()
+    multilabel = _fit_quietly(MLPClassifier(hidden_layer_sizes=(8,), max_iter=20, random_state=0), X3, Y3)
+    assert (multilabel.out_activation_, multilabel.n_outputs_) == ("logistic", 3)
+    assert multilabel.predict(X3).shape == Y3.shape
+
+    X4, Y4 = _regression(2)
+    regressor = _fit_quietly(MLPRegressor(hidden_layer_sizes=(8,), max_iter=20, random_state=0), X4, Y4)
+    assert regressor.predict(X4).shape == (len(X4), 2)
+    assert regressor.predict(X4.astype(np.float32)).dtype == np.float32  # X's dtype, as scikit-learn
+    assert regressor.out_activation_ == "identity"
+
+
+def test_coefs_are_sklearn_layout_of_the_live_weights():
+    X, y = _multiclass()
+    model = _fit_quietly(MLPClassifier(hidden_layer_sizes=(8, 5), max_iter=10, random_state=0, dtype="float64"), X, y)
+    assert [c.shape for c in model.coefs_] == [(6, 8), (8, 5), (5, 3)]
+    assert [b.shape for b in model.intercepts_] == [(8,), (5,), (3,)]
+    params = model.model_.parameters()
+    assert_array_equal(model.coefs_[0], np.asarray(params[0]).T)
+    A = X
+    for W, b in zip(model.coefs_[:-1], model.intercepts_[:-1]):
+        A = np.maximum(A @ W + b, 0)
+    Z = A @ model.coefs_[-1] + model.intercepts_[-1]
+    P = np.exp(Z - Z.max(axis=1, keepdims=True))
+    assert_allclose(model.predict_proba(X), P / P.sum(axis=1, keepdims=True), rtol=1e-10)
+    # Setting them writes through to the network, as assigning scikit-learn's coefs_ does.
+    model.coefs_ = [np.zeros_like(c) for c in model.coefs_]
+    model.intercepts_ = [np.zeros_like(b) for b in model.intercepts_]
+    assert_allclose(model.predict_proba(X), 1 / 3)
+    with pytest.raises(ValueError, match="shape"):
+        model.coefs_ = [np.zeros((2, 2))] * 3
+
+
+def test_early_stopping_attributes():
+    X, y = load_digits(return_X_y=True)
+    model = MLPClassifier(
+        hidden_layer_sizes=(32,), early_stopping=True, n_iter_no_change=2, tol=0.5, random_state=0,
+        learning_rate_init=0.01,
+    ).fit(X[:400] / 16, y[:400])
+    # tol=0.5 is never met after the first epoch (which improves on -inf): n_iter_no_change + 2 epochs.
+    assert model.n_iter_ == 4
+    assert len(model.validation_scores_) == len(model.validation_loss_curve_) == len(model.loss_curve_) == 4
+    assert model.best_validation_score_ == max(model.validation_scores_)
+    assert model.best_loss_ is None
+    assert all(v > 0 for v in model.validation_loss_curve_)
+    plain = _fit_quietly(MLPClassifier(hidden_layer_sizes=(8,), max_iter=5), X[:100], y[:100])
+    assert plain.validation_loss_curve_ is None and plain.validation_scores_ is None
+    assert plain.best_validation_score_ is None and plain.best_loss_ == min(plain.loss_curve_)
+
+
+def test_warm_start_can_switch_early_stopping_and_prints_like_sklearn(capsys):
+    X, y = _multiclass()
+    model = MLPClassifier(hidden_layer_sizes=(8,), max_iter=2, warm_start=True, random_state=0, verbose=True)
+    _fit_quietly(model, X, y)
+    assert "Iteration 2, loss = " in capsys.readouterr().out
+    _fit_quietly(model.set_params(early_stopping=True), X, y)
+    assert len(model.validation_scores_) == 2 and model.best_loss_ is None
+    assert "Validation score: " in capsys.readouterr().out
+    _fit_quietly(model.set_params(early_stopping=False, verbose=False), X, y)
+    assert model.best_loss_ == min(model.loss_curve_[-2:]) and len(model.loss_curve_) == 6
+    assert capsys.readouterr().out == ""
+
+
+# ---- parameters ---------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "params, error, match",
+    [
+        (dict(solver="lbfgs"), ValueError, "lbfgs.*not supported"),
+        (dict(activation="softsign"), ValueError, "activation must be one of .*'identity', 'logistic'"),
+        (dict(alpha=-1.0), ValueError, "alpha"),
+        (dict(batch_size=0), ValueError, "batch_size"),
+        (dict(hidden_layer_sizes=(4, 0)), ValueError, "hidden_layer_sizes"),
+        (dict(learning_rate="cosine"), ValueError, "learning_rate must be one of"),
+        (dict(momentum=1.5), ValueError, "momentum"),
+        (dict(validation_fraction=1.0), ValueError, "validation_fraction"),
+        (dict(max_iter=0), ValueError, "max_iter"),
+        (dict(max_iter=2.5), TypeError, "max_iter"),
+        (dict(shuffle="yes"), TypeError, "shuffle"),
+        (dict(dtype="float16"), ValueError, "dtype"),
+        (dict(device="tpu"), ValueError, "device"),
+    ],
+)
+def test_bad_parameters_raise_at_fit(params, error, match):
+    X, y = _multiclass()
+    model = MLPClassifier(**params)  # scikit-learn's rule: nothing is checked in __init__
+    with pytest.raises(error, match=match):
+        model.fit(X, y)
+
+
+@pytest.mark.parametrize("activation", ["identity", "logistic", "tanh", "relu", "leaky_relu", "gelu", "elu"])
+def test_activation_names(activation):
+    X, y = _multiclass()
+    model = _fit_quietly(MLPClassifier(hidden_layer_sizes=(6,), activation=activation, max_iter=3), X, y)
+    expected = {"identity": "linear", "logistic": "sigmoid"}.get(activation, activation)
+    assert model.model_.activation[0]["name"] == expected
+
+
+def test_pickle_keeps_network_and_optimizer():
+    """Pickles hold plain arrays (so parametric activations pickle too) and the optimizer state."""
+    X, y = _multiclass()
+    model = MLPClassifier(hidden_layer_sizes=(8,), activation="leaky_relu", random_state=0, device="cpu")
+    model.partial_fit(X, y, classes=np.unique(y))
+    copy = pickle.loads(pickle.dumps(model))
+    assert_allclose(copy.predict_proba(X), model.predict_proba(X))
+    assert copy.model_.optimizer.step_count == model.model_.optimizer.step_count
+    model.partial_fit(X, y)
+    copy.partial_fit(X, y)
+    for a, b in zip(model.coefs_, copy.coefs_):
+        assert_array_equal(a, b)
+
+
+# ---- devices -------------------------------------------------------------------------------------
+@needs_gpu
+def test_gpu_fit_matches_cpu():
+    X, y = _multiclass()
+    settings = dict(hidden_layer_sizes=(16,), max_iter=20, random_state=0, dtype="float64")
+    cpu = _fit_quietly(MLPClassifier(device="cpu", **settings), X, y)
+    gpu = _fit_quietly(MLPClassifier(device="cuda", **settings), X, y)
+    assert gpu.model_.device.startswith("cuda")
+    assert_allclose(gpu.loss_curve_, cpu.loss_curve_, rtol=1e-9)
+    assert_allclose(gpu.predict_proba(X), cpu.predict_proba(X), rtol=1e-7, atol=1e-12)
+    assert isinstance(gpu.coefs_[0], np.ndarray)
+    restored = pickle.loads(pickle.dumps(gpu))
+    assert restored.model_.device == gpu.model_.device
+    assert_allclose(restored.predict_proba(X), gpu.predict_proba(X))
+
+
+@pytest.mark.skipif(GPU_COUNT > 0, reason="a GPU answers here")
+def test_cuda_without_gpu_raises_clearly():
+    X, y = _multiclass()
+    with pytest.raises(RuntimeError, match="cannot be used"):
+        MLPClassifier(device="cuda", max_iter=1).fit(X, y)
+
+
+# ---- without scikit-learn ------------------------------------------------------------------------
+def _run_python(code: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT, env=env, timeout=120
+    )
+
+
+def test_nn_xp_imports_without_sklearn_and_nn_xp_sklearn_says_what_to_install():
+    code = (
+        "import sys\n"
+        "sys.modules['sklearn'] = None  # as if scikit-learn were not installed: import sklearn fails\n"
+        "import nn_xp\n"
+        "nn_xp.MLP([2, 3, 1], device='cpu')\n"
+        "try:\n"
+        "    import nn_xp.sklearn\n"
+        "except ImportError as error:\n"
+        "    print('ImportError:', error)\n"
+        "else:\n"
+        "    print('imported')\n"
+    )
+    result = _run_python(code)
+    assert result.returncode == 0, result.stderr
+    assert "ImportError: nn_xp.sklearn needs scikit-learn: pip install 'nn_xp[sklearn]'" in result.stdout
+
+
+def test_import_nn_xp_does_not_import_sklearn():
+    result = _run_python("import sys, nn_xp; print('sklearn' in sys.modules)")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
