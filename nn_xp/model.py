@@ -156,13 +156,20 @@ class MLP:
                 f"{parameter} has {X.shape[1]} features but the model expects "
                 f"layer_sizes[0]={self.layer_sizes[0]}"
             )
-        xp = backend.get_namespace(X) if not isinstance(X, np.ndarray) else np
-        if not bool(xp.all(xp.isfinite(X))):
-            raise ValueError(f"{parameter} contains NaN or infinite values")
+        # Convert first (no copy when X already has the model's dtype), then check the converted
+        # values: a float64 value beyond float32's range becomes inf in a float32 model.
+        narrowed = _narrows(X.dtype, self.dtype)
         if isinstance(X, np.ndarray):
-            X = backend.to_device(X.astype(self.dtype, copy=False), self.device)
+            with np.errstate(over="ignore"):
+                X = backend.to_device(X.astype(self.dtype, copy=False), self.device)
         else:
+            xp = backend.get_namespace(X)
             X = xp.astype(X, getattr(xp, self.dtype), copy=False)
+        if not _all_finite(X):
+            raise ValueError(
+                f"{parameter} contains NaN or infinite values"
+                + (f" (or values too large for {self.dtype})" if narrowed else "")
+            )
         return X
 
     def _check_y(self, y, n_samples: int, loss: str, parameter: str = "y"):
@@ -177,7 +184,7 @@ class MLP:
             raise ValueError(f"{parameter} contains NaN or infinite values")
         n_out = self.layer_sizes[-1]
         if loss == "cross_entropy" and host.ndim == 1:
-            if not np.all(np.equal(np.mod(host, 1), 0)):
+            if host.dtype.kind == "f" and not np.all(np.equal(np.mod(host, 1), 0)):
                 raise ValueError(f"{parameter} must hold integer class labels for cross_entropy")
             if host.size and (host.min() < 0 or host.max() >= n_out):
                 raise ValueError(
@@ -198,7 +205,12 @@ class MLP:
                     f"{parameter} must hold 0/1 targets (two classes) for binary_cross_entropy; "
                     f"got values in [{host.min():g}, {host.max():g}]"
                 )
-        return backend.to_device(np.ascontiguousarray(host, dtype=self.dtype), self.device)
+        narrowed = _narrows(host.dtype, self.dtype)
+        with np.errstate(over="ignore"):
+            host = np.ascontiguousarray(host, dtype=self.dtype)
+        if narrowed and not _all_finite(host):
+            raise ValueError(f"{parameter} holds values too large for {self.dtype}")
+        return backend.to_device(host, self.device)
 
     # ---- forward and backward ----------------------------------------------------------------
     def _logits(self, X, keep: bool = False):
@@ -365,11 +377,13 @@ class MLP:
         return out
 
     def _batched_forward(self, X, batch_size):
+        if batch_size is not None:  # checked before use: "2" or 2.5 must not pass as "large enough"
+            batch_size = _check_positive_int(batch_size, "batch_size")
         if batch_size is None or batch_size >= X.shape[0]:
             return self._forward(X)
-        _check_positive_int(batch_size, "batch_size")
         xp = backend.get_namespace(X)
-        parts = [self._forward(X[i : i + batch_size, :]) for i in range(0, X.shape[0], batch_size)]
+        n = X.shape[0]  # the standard forbids slicing past the end
+        parts = [self._forward(X[i : min(i + batch_size, n), :]) for i in range(0, n, batch_size)]
         return xp.concat(parts, axis=0)
 
     def evaluate(self, X, y, loss=None) -> dict:
@@ -391,6 +405,32 @@ class MLP:
 
 
 # ---- argument checks ---------------------------------------------------------------------------
+# Rows of X are checked for NaN/inf in blocks of about this many elements, so the check's boolean
+# temporary stays near 1 MB instead of n_samples * n_features bytes (the data plus O(batch) bound).
+_FINITE_BLOCK = 1 << 20
+
+
+def _all_finite(X) -> bool:
+    """True when the 2-D array X holds no NaN or inf; one host read at the end."""
+    xp = backend.get_namespace(X)
+    n = X.shape[0]
+    rows = max(1, _FINITE_BLOCK // max(1, X.shape[1]))
+    ok = None
+    for start in range(0, n, rows):
+        block = xp.all(xp.isfinite(X[start : min(start + rows, n), :]))
+        ok = block if ok is None else xp.logical_and(ok, block)
+    return bool(ok)
+
+
+def _narrows(source_dtype, dtype: str) -> bool:
+    """True when converting floats of `source_dtype` to `dtype` can overflow (float64 -> float32)."""
+    try:
+        source = np.dtype(str(source_dtype).rsplit(".", 1)[-1])
+    except TypeError:
+        return False
+    return source.kind == "f" and source.itemsize > np.dtype(dtype).itemsize
+
+
 def _check_positive_int(value, parameter):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{parameter} must be a positive integer, got {value!r}")

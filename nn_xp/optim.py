@@ -115,6 +115,11 @@ class Optimizer:
                 raise ValueError(
                     f"grads[{index}] must have its parameter's shape {tuple(p.shape)}, got {shape}"
                 )
+            if backend.device_of(g) != backend.device_of(p):
+                raise ValueError(
+                    f"grads[{index}] is on device {backend.device_of(g)!r} but its parameter is on "
+                    f"{backend.device_of(p)!r}"
+                )
             if g.dtype != p.dtype:
                 raise ValueError(f"grads[{index}] has dtype {g.dtype} but its parameter has dtype {p.dtype}")
 

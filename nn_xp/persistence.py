@@ -27,8 +27,10 @@ import math
 import numbers
 import os
 import re
+import struct
 import tempfile
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -41,6 +43,11 @@ _MAX_META_BYTES = 64 * 2**20
 _MAX_DEFLATE_RATIO = 1100
 _BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
 _KEY_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+# What reading a damaged archive can raise: zipfile raises NotImplementedError for unknown
+# compression methods or zip versions and RuntimeError for encrypted members; zlib and struct
+# errors come from corrupt compressed data and headers.
+_DAMAGE = (zipfile.BadZipFile, EOFError, OSError, ValueError, NotImplementedError, RuntimeError, zlib.error,
+           struct.error)
 
 
 # ---- save ----------------------------------------------------------------------------------
@@ -50,9 +57,11 @@ def save(model: MLP, path) -> str:
     Parent folders are created. The path is used as given (no ".npz" is appended).
 
     Raises:
-        PermissionError / OSError: the folder is not writable; the message names the path.
+        TypeError / ValueError: `path` is not a file path.
+        PermissionError / OSError: the folder is not writable, the disk is full, ...; the message
+            names the path, and any previous file at `path` is left intact.
     """
-    path = os.fspath(path)
+    path = _check_path(path)
     arrays = {
         f"param_{i}": backend.to_numpy(p).astype(model.dtype, copy=False) for i, p in enumerate(model.parameters())
     }
@@ -107,6 +116,24 @@ def save(model: MLP, path) -> str:
     return path
 
 
+def _check_path(path) -> str:
+    if not isinstance(path, (str, bytes)) and not hasattr(path, "__fspath__"):
+        raise TypeError(f"path must be a file path (str or os.PathLike), got {type(path).__name__}")
+    path = os.fspath(path)
+    if isinstance(path, bytes):
+        path = os.fsdecode(path)
+    if not path:
+        raise ValueError("path must be a file path, got an empty string")
+    return path
+
+
+def _explained(error: OSError, path: str) -> OSError:
+    """The same kind of OSError, its message naming the model file (errno kept)."""
+    if error.errno is None:
+        return error
+    return type(error)(error.errno, f"{path}: cannot write the model file ({error.strerror})")
+
+
 def _write_atomically(path: str, arrays: dict) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     try:
@@ -119,16 +146,22 @@ def _write_atomically(path: str, arrays: dict) -> None:
             raise
         raise type(error)(error.errno, f"{path}: cannot write the model file there ({error.strerror})") from error
     try:
-        with handle:
-            # Through the open file: np.savez would append ".npz" to a str path.
-            np.savez(handle, **arrays)
-            handle.flush()
-            os.fsync(handle.fileno())
-        # NamedTemporaryFile makes the file owner-only (0600); give it the usual mode of a new file
-        # (or keep the mode of the file it replaces).
-        mode = os.stat(path).st_mode & 0o777 if os.path.exists(path) else 0o644
-        os.chmod(handle.name, mode)
-        os.replace(handle.name, path)
+        try:
+            with handle:
+                # Through the open file: np.savez would append ".npz" to a str path.
+                np.savez(handle, **arrays)
+                handle.flush()
+                os.fsync(handle.fileno())
+            # NamedTemporaryFile makes the file owner-only (0600); give it the usual mode of a new
+            # file (or keep the mode of the file it replaces).
+            mode = os.stat(path).st_mode & 0o777 if os.path.exists(path) else 0o644
+            os.chmod(handle.name, mode)
+            os.replace(handle.name, path)
+        except OSError as error:  # disk full, a folder in the way, ...: say which file
+            explained = _explained(error, path)
+            if explained is error:
+                raise
+            raise explained from error
     except BaseException:
         try:
             os.unlink(handle.name)
@@ -191,7 +224,7 @@ def load(path, device=None) -> MLP:
         ValueError (message starting with the path): not an nn_xp model file, written by a newer
             nn_xp, or inconsistent (shapes, dtypes, names, sizes); nothing is built from it.
     """
-    path = os.fspath(path)
+    path = _check_path(path)
     device = backend.resolve_device("auto" if device is None else device)
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no such model file")
@@ -210,31 +243,49 @@ def _read(path):
     with open(path, "rb") as handle:
         try:
             archive = np.load(handle, allow_pickle=False)
-        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
+        except _DAMAGE as error:
             raise _Refused(f"not an nn_xp model file (not a readable .npz archive: {error})") from None
         if not isinstance(archive, np.lib.npyio.NpzFile):
             raise _Refused("not an nn_xp model file (a single .npy array, not an .npz archive)")
         with archive:
-            return _read_archive(archive)
+            return _read_archive(archive, os.fstat(handle.fileno()).st_size)
 
 
-def _read_archive(archive):
+def _read_archive(archive, file_size: int):
     """The checked members; any low-level read error means a damaged file."""
     try:
-        return _checked_members(archive)
+        return _checked_members(archive, file_size)
     except _Refused:
         raise
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as error:
-        raise _Refused(f"damaged model file ({error})") from None
+    except _DAMAGE as error:
+        raise _Refused(f"damaged model file ({type(error).__name__}: {error})") from None
 
 
-def _checked_members(archive):
+def _short(name: str, limit: int = 80) -> str:
+    """A member name for an error message: repr'd, and cut short if absurdly long."""
+    return repr(name) if len(name) <= limit else f"{name[:limit]!r}... ({len(name)} characters)"
+
+
+def _checked_members(archive, file_size: int):
     """Member names and .npy headers checked against the metadata first; only then any array read."""
     infos = {}
     for info in archive.zip.infolist():
         if not info.filename.endswith(".npy"):
-            raise _Refused(f"unexpected member {info.filename!r} (only .npy arrays belong in a model file)")
-        infos[info.filename[: -len(".npy")]] = info
+            raise _Refused(f"unexpected member {_short(info.filename)} (only .npy arrays belong in a model file)")
+        key = info.filename[: -len(".npy")]
+        if key in infos:
+            raise _Refused(f"member {_short(info.filename)} appears twice")
+        infos[key] = info
+    # Members must not overlap or claim more bytes than the file has (an overlapping-member zip
+    # bomb makes a small file declare many large arrays); stored members hold exactly their bytes.
+    stored = sum(info.compress_size for info in infos.values())
+    if stored > file_size:
+        raise _Refused(f"members claim {stored} bytes in all, but the file has only {file_size}")
+    for key, info in infos.items():
+        if info.compress_type == zipfile.ZIP_STORED and info.file_size != info.compress_size:
+            raise _Refused(
+                f"member {_short(key)} is stored uncompressed but claims {info.file_size} bytes from {info.compress_size}"
+            )
     if "meta" not in infos:
         raise _Refused("not an nn_xp model file (no 'meta' member)")
     shape, dtype = _header(archive.zip, infos["meta"], "meta")
@@ -253,7 +304,8 @@ def _checked_members(archive):
                 state_names[f"opt_{key}_{i}"] = expected.get(f"param_{i}")
     unexpected = sorted(set(infos) - {"meta"} - set(expected) - set(state_names))
     if unexpected:
-        raise _Refused(f"unexpected members {unexpected} (not written by nn_xp.save)")
+        shown = ", ".join(_short(name) for name in unexpected[:5]) + (", ..." if len(unexpected) > 5 else "")
+        raise _Refused(f"unexpected members [{shown}] (not written by nn_xp.save)")
     missing = sorted((set(expected) | set(state_names)) - set(infos))
     if missing:
         raise _Refused(f"missing members {missing} for layer_sizes {sizes}")
@@ -314,6 +366,8 @@ def _parse_meta(raw: bytes) -> dict:
         meta = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise _Refused(f"member 'meta' is not valid UTF-8 JSON ({error})") from None
+    except RecursionError:
+        raise _Refused("member 'meta' nests JSON too deeply to be an nn_xp model file") from None
     if not isinstance(meta, dict):
         raise _Refused("member 'meta' must be a JSON object")
     version = meta.get("format_version")
@@ -344,6 +398,8 @@ def _parse_meta(raw: bytes) -> dict:
         if not isinstance(spec, (str, dict)):
             raise _Refused(f"bad activation spec {spec!r}")
     seed = meta.get("seed")
+    if isinstance(seed, str) and re.fullmatch(r"\d{1,1000}", seed):  # seeds >= 2**53 are stored as text
+        seed = meta["seed"] = int(seed)
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
         raise _Refused(f"seed must be null or a non-negative integer, got {seed!r}")
     preprocessing = meta.get("preprocessing")

@@ -61,19 +61,39 @@ def _check_positive_int(value, parameter, allow_none=False):
 
 
 def _check_optional_positive(value, parameter):
+    """None, or a finite number > 0. A huge finite learning rate is accepted: divergence is the
+    non-finite guard's business (it restores the last good epoch), not the argument check's."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 0:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{parameter} must be a finite number > 0, got {value!r}")
+    if not math.isfinite(value) or value <= 0:
         raise ValueError(f"{parameter} must be a finite number > 0, got {value!r}")
     return float(value)
 
 
 class _Interrupt:
-    """Turns Ctrl-C into a flag the loop reads after each step, so no update is left half done."""
+    """Turns Ctrl-C into a flag the loop reads after each step, so no update is left half done.
+
+    A second Ctrl-C raises KeyboardInterrupt at once, except inside a held section (an optimizer
+    step, a history record): there it is raised as soon as the section ends, so the parameters,
+    the optimizer state and the history always match.
+    """
 
     def __init__(self):
         self.requested = False
         self._previous = None
+        self._holding = False
+        self._pending = False
+
+    def hold(self):
+        self._holding = True
+
+    def release(self):
+        self._holding = False
+        if self._pending:
+            self._pending = False
+            raise KeyboardInterrupt
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
@@ -81,7 +101,10 @@ class _Interrupt:
         return self
 
     def _handle(self, signum, frame):
-        if self.requested:  # a second Ctrl-C stops at once
+        if self.requested:  # a second Ctrl-C stops at once (after a held section)
+            if self._holding:
+                self._pending = True
+                return
             raise KeyboardInterrupt
         self.requested = True
 
@@ -91,19 +114,74 @@ class _Interrupt:
         return False
 
 
-def _split_validation(model, X, Y, validation_split):
-    """A random hold-out drawn from the model's generator (sorted data would make the last rows unfit)."""
-    n = X.shape[0]
+def _check_validation_split(validation_split, n: int) -> None:
     n_val = int(math.floor(n * validation_split))
-    if n_val == 0 or n_val == n:
+    if validation_split and (n_val == 0 or n_val == n):
         raise ValueError(
             f"validation_split={validation_split} leaves {n_val} of {n} samples for validation; "
             "it must leave at least one sample on each side"
         )
+
+
+def _split_validation(model, X, Y, validation_split):
+    """A random hold-out drawn from the model's generator (sorted data would make the last rows unfit).
+
+    Returns (training row indices, X_val, Y_val): the training rows are gathered batch by batch
+    from X itself, so the split does not copy the training data.
+    """
+    n = X.shape[0]
+    n_val = int(math.floor(n * validation_split))
     order = backend.to_device(model.rng.permutation(n), model.device)
     xp = backend.get_namespace(X)
     train, val = order[n_val:], order[:n_val]
-    return xp.take(X, train, axis=0), xp.take(Y, train, axis=0), xp.take(X, val, axis=0), xp.take(Y, val, axis=0)
+    return train, xp.take(X, val, axis=0), xp.take(Y, val, axis=0)
+
+
+class _Rollback:
+    """Puts the model back as it was before `fit` when `fit` fails before its first optimizer step
+    (a bad schedule, a callback's on_train_begin, ...); converts running out of memory into a
+    MemoryError that suggests a smaller batch. After a completed step the model keeps the state of
+    its last completed step (parameters, optimizer and history agree) and the error propagates."""
+
+    def __init__(self, model, batch_size):
+        self.model, self.batch_size = model, batch_size
+        self.optimizer = model.optimizer
+        self.learning_rate = None if model.optimizer is None else model.optimizer.learning_rate
+        self.history = model.history
+        self.stop_reason = None if model.history is None else model.history.stop_reason
+        self.loss = model.loss
+        self.rng_state = model.rng.bit_generator.state
+        self.steps = None
+
+    def start(self):
+        """Called once the optimizer for this fit is in place."""
+        self.steps = self.model.optimizer.step_count
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, traceback):
+        if error is None:
+            return False
+        model = self.model
+        if model.optimizer.step_count == self.steps:
+            model.optimizer = self.optimizer
+            if self.optimizer is not None:
+                self.optimizer.learning_rate = self.learning_rate
+            model.history = self.history
+            if self.history is not None:
+                self.history.stop_reason = self.stop_reason
+            model.loss = self.loss
+            model.rng.bit_generator.state = self.rng_state
+        if isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError":
+            where = "GPU memory" if model.device.startswith("cuda") else "memory"
+            batch = self.batch_size if self.batch_size is not None else "None, the full batch"
+            cause = type(error).__name__ + (f": {error}" if str(error) else "")
+            raise MemoryError(
+                f"fit ran out of {where} on {model.device} ({cause}); "
+                f"try a smaller batch_size (now {batch}) or a smaller model"
+            ) from error
+        return False
 
 
 class _RunningMetrics:
@@ -222,6 +300,13 @@ def fit(
     A non-finite training loss stops training: the parameters and optimizer state go back to the
     end of the last good epoch, a RuntimeWarning says so, and history.stop_reason is "non-finite loss".
     Ctrl-C stops after the current step; the epoch so far is recorded and the history returned.
+    A second Ctrl-C raises KeyboardInterrupt as soon as the current optimizer step is complete.
+
+    Bad arguments raise ValueError/TypeError naming the parameter before anything changes. Any
+    other exception (from a callback, a schedule, a KeyboardInterrupt) propagates unchanged and
+    leaves the model as its last completed optimizer step made it, with the completed epochs in
+    its history; if no step was completed, the model is left as fit found it. Running out of
+    (GPU) memory raises MemoryError suggesting a smaller batch_size.
     """
     # -- every check before any work --
     epochs = _check_positive_int(epochs, "epochs")
@@ -239,6 +324,8 @@ def fit(
         raise ValueError(f"validation_split must be a number in [0, 1), got {validation_split!r}")
     if validation_data is not None and validation_split:
         raise ValueError("give either validation_data or validation_split, not both")
+    if not isinstance(shuffle, (bool, np.bool_)):
+        raise TypeError(f"shuffle must be True or False, got {shuffle!r}")
     callbacks = check_callbacks(callbacks)
     schedule = get_schedule(schedule)
     loss = losses.check_loss(loss or model.loss, model.output_activation)
@@ -250,6 +337,8 @@ def fit(
             raise TypeError("validation_data must be a pair (X_val, y_val)")
         X_val = model._check_X(validation_data[0], "validation_data[0]")
         Y_val = model._check_y(validation_data[1], X_val.shape[0], loss, "validation_data[1]")
+    _check_validation_split(validation_split, X.shape[0])
+    rollback = _Rollback(model, batch_size)
     reuse = model.optimizer is not None and (
         optimizer is model.optimizer or (isinstance(optimizer, str) and optimizer == getattr(model.optimizer, "label", None))
     )
@@ -261,12 +350,27 @@ def fit(
     elif learning_rate is not None:
         model.optimizer.learning_rate = float(learning_rate)
     opt = model.optimizer
+    rollback.start()
+    with rollback, backend.device_context(model.device), _Interrupt() as interrupt:
+        history, logs, bar = _train(
+            model, opt, X, Y, X_val, Y_val, loss, epochs, batch_size, validation_split, shuffle, callbacks,
+            verbose, verbose_epoch, schedule, clip_norm, clip_value, interrupt,
+        )
+    if bar is not None:
+        bar.close()
+    for callback in callbacks:
+        callback.on_train_end(logs)
+    return history
 
-    # -- training --
+
+def _train(model, opt, X, Y, X_val, Y_val, loss, epochs, batch_size, validation_split, shuffle, callbacks,
+           verbose, verbose_epoch, schedule, clip_norm, clip_value, interrupt):
+    """The epochs of `fit`, after every check; returns (history, last logs, progress bar)."""
+    train_rows = None
     if validation_split:
-        X, Y, X_val, Y_val = _split_validation(model, X, Y, validation_split)
+        train_rows, X_val, Y_val = _split_validation(model, X, Y, validation_split)
     xp = backend.get_namespace(X)
-    n = X.shape[0]
+    n = X.shape[0] if train_rows is None else train_rows.shape[0]
     step = n if batch_size is None else min(batch_size, n)
     if model.history is None:
         model.history = History()
@@ -274,7 +378,8 @@ def fit(
     history.stop_reason = None
     first_epoch = history.epoch[-1] + 1 if history.epoch else 0
     base_learning_rate = getattr(opt, "initial_learning_rate", opt.learning_rate)
-    running = _RunningMetrics(xp, loss, Y)
+    # Only mse reads the targets up front (r2's total sum of squares).
+    running = _RunningMetrics(xp, loss, Y if train_rows is None or loss != "mse" else xp.take(Y, train_rows, axis=0))
     model.stop_training = False
     model.loss = loss
     for callback in callbacks:
@@ -288,10 +393,14 @@ def fit(
         bar = tqdm(total=epochs, unit="epoch", leave=False)
     write = bar.write if bar is not None else print
     logs: dict = {}
-    with backend.device_context(model.device), _Interrupt() as interrupt:
+    try:
         for epoch in range(first_epoch, first_epoch + epochs):
             if schedule is not None:
-                opt.learning_rate = schedule(epoch, base_learning_rate, logs)
+                rate = schedule(epoch, base_learning_rate, logs)
+                try:
+                    opt.learning_rate = rate
+                except (TypeError, ValueError) as error:
+                    raise type(error)(f"schedule {schedule!r} gave an unusable learning rate for epoch {epoch}: {error}") from None
             for callback in callbacks:
                 callback.on_epoch_begin(epoch)
             started = time.perf_counter()
@@ -299,6 +408,8 @@ def fit(
             # One shuffle order per epoch; each batch is gathered on its own, so memory stays
             # at the data plus O(batch_size) however large the data set.
             order = backend.to_device(model.rng.permutation(n), model.device) if shuffle else None
+            if train_rows is not None:  # positions in the training rows -> rows of X
+                order = train_rows if order is None else xp.take(train_rows, order, axis=0)
             running.reset()
             loss_and_grads = model._loss_and_grads_fast if fast.is_mutable(xp) else model._loss_and_grads
             for batch, start in enumerate(range(0, n, step)):
@@ -313,7 +424,9 @@ def fit(
                     grads = clip_grad_value(grads, clip_value)
                 if clip_norm is not None:
                     grads, _ = clip_grad_norm(grads, clip_norm)
+                interrupt.hold()
                 opt.step(grads)
+                interrupt.release()
                 running.add(L, out, Yb)
                 for callback in callbacks:
                     callback.on_batch_end(epoch, batch)
@@ -321,20 +434,26 @@ def fit(
                     break
             logs = running.logs()
             if not (math.isfinite(logs["loss"]) and _all_finite(xp, model.parameters())):
+                interrupt.hold()
                 _restore(model, snapshot)
                 history.stop_reason = "non-finite loss"
+                interrupt.release()
+                restored = f"the end of epoch {epoch - 1}" if history.epoch else "its state before this fit"
+                what = (f"the training loss became {logs['loss']}" if not math.isfinite(logs["loss"])
+                        else f"the parameters became NaN or infinite (training loss {logs['loss']})")
                 warnings.warn(
-                    f"the training loss became {logs['loss']} in epoch {epoch}; training stopped and the "
-                    f"model was restored to the end of epoch {epoch - 1}",
+                    f"{what} in epoch {epoch}; training stopped and the model was restored to {restored}",
                     RuntimeWarning,
-                    stacklevel=2,
+                    stacklevel=3,
                 )
                 break
             if X_val is not None:
                 logs.update({f"val_{k}": v for k, v in _evaluate(model, X_val, Y_val, loss).items()})
             logs["learning_rate"] = opt.learning_rate
             logs["epoch_time"] = time.perf_counter() - started
+            interrupt.hold()
             history.append(epoch, logs)
+            interrupt.release()
             if verbose and (epoch % verbose_epoch == 0 or interrupt.requested):
                 line = f"Epoch {epoch} Loss : {logs['loss']}"
                 if "val_loss" in logs:
@@ -351,8 +470,8 @@ def fit(
             if model.stop_training:
                 history.stop_reason = history.stop_reason or "stopped by a callback"
                 break
-    if bar is not None:
-        bar.close()
-    for callback in callbacks:
-        callback.on_train_end(logs)
-    return history
+    except BaseException:
+        if bar is not None:
+            bar.close()
+        raise
+    return history, logs, bar
