@@ -29,8 +29,8 @@ def _add(group, *names, **kwargs):
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):
-        self.print_usage(sys.stderr)
-        self.exit(2, f"nn-xp: error: {message}\n")
+        # One line, as for every other error; --help shows the usage.
+        self.exit(2, f"nn-xp: error: {message} (see '{self.prog} --help')\n")
 
 
 def _positive_int(text):
@@ -110,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--schedule", choices=SCHEDULES, help="learning-rate schedule")
     opt.add_argument("--gamma", type=float, help="step/exponential decay factor")
     _add(opt, "--step-size", type=_positive_int, help="epochs between step decays")
-    _add(opt, "--warmup-epochs", type=int, default=0, help="cosine warm-up epochs")
+    _add(opt, "--warmup-epochs", type=int, help="cosine warm-up epochs (default 0)")
     _add(opt, "--early-stopping", type=_positive_int, metavar="PATIENCE",
             help="stop after PATIENCE epochs without improvement (val_loss if validating, else loss)")
     _add(opt, "--clip-norm", type=_positive_float, help="clip gradients to this global L2 norm")
@@ -176,6 +176,8 @@ def _load_data(name: str, target=None, n_samples=None, seed=0):
 
     if _is_file(name):
         return load_file(name, target=target)
+    if target is not None:
+        raise ValueError(f"--target names a column of a CSV file; {name!r} is a built-in dataset")
     kwargs = {"seed": seed}
     if n_samples is not None:
         kwargs["n_samples"] = n_samples
@@ -192,11 +194,10 @@ def _apply_preprocessing(model, X):
 def _optimizer(args, params):
     from .optim import get_optimizer
 
-    names = {
-        "momentum": "momentum", "nesterov": "nesterov", "beta1": "beta1", "beta2": "beta2", "eps": "eps",
-        "rho": "rho", "weight_decay": "weight_decay", "amsgrad": "amsgrad",
-    }
-    chosen = {k: getattr(args, k) for k in names if getattr(args, k) not in (None, False)}
+    numbers = ("momentum", "beta1", "beta2", "eps", "rho", "weight_decay")
+    flags = ("nesterov", "amsgrad")
+    chosen = {k: getattr(args, k) for k in numbers if getattr(args, k) is not None}
+    chosen.update({k: True for k in flags if getattr(args, k)})
     if not chosen:
         return args.optimizer
     optimizer = get_optimizer(args.optimizer, params, args.learning_rate)
@@ -204,8 +205,7 @@ def _optimizer(args, params):
     for key in chosen:
         if key not in defaults:
             raise ValueError(f"--{key.replace('_', '-')} does not apply to the {args.optimizer} optimizer")
-    hyper = {**defaults, **chosen}
-    optimizer = type(optimizer)(params, **hyper)
+    optimizer = type(optimizer)(params, **{**defaults, **chosen})
     optimizer.label = args.optimizer
     return optimizer
 
@@ -213,6 +213,10 @@ def _optimizer(args, params):
 def _schedule(args):
     from .schedules import get_schedule
 
+    uses = {"gamma": ("step", "exponential"), "step_size": ("step",), "warmup_epochs": ("cosine",)}
+    for key, schedules in uses.items():
+        if getattr(args, key) is not None and args.schedule not in schedules:
+            raise ValueError(f"--{key.replace('_', '-')} needs --schedule {' or '.join(schedules)}")
     if args.schedule is None:
         return None
     kwargs = {}
@@ -221,7 +225,7 @@ def _schedule(args):
     elif args.schedule == "exponential":
         kwargs = {"gamma": args.gamma if args.gamma is not None else 0.95}
     elif args.schedule == "cosine":
-        kwargs = {"total_epochs": args.epochs, "warmup_epochs": args.warmup_epochs}
+        kwargs = {"total_epochs": args.epochs, "warmup_epochs": args.warmup_epochs or 0}
     elif args.schedule == "plateau":
         kwargs = {"monitor": "val_loss" if args.validation_split else "loss"}
     return get_schedule(args.schedule, **kwargs)
@@ -240,6 +244,8 @@ def cmd_train(args) -> int:
     for name, value in (("--test-size", args.test_size), ("--validation-split", args.validation_split)):
         if not 0 <= value < 1:
             raise ValueError(f"{name} must be in [0, 1), got {value}")
+    args.epochs = args.epochs or DEFAULT_EPOCHS.get(args.dataset, 100)
+    schedule = _schedule(args)  # checked before any data is loaded
     data = _load_data(args.dataset, args.target, args.n_samples, args.seed)
     if data.y is None:
         raise ValueError(f"{args.dataset}: no targets found (give --target COLUMN for a CSV, or a 'y' member in an .npz)")
@@ -279,8 +285,7 @@ def cmd_train(args) -> int:
     if model.preprocessing:
         X = standardize(X, model.preprocessing)
         X_test = standardize(X_test, model.preprocessing) if X_test is not None else None
-    epochs = args.epochs or DEFAULT_EPOCHS.get(args.dataset, 100)
-    args.epochs = epochs
+    epochs = args.epochs
     callbacks = []
     if args.early_stopping:
         monitor = "val_loss" if args.validation_split else "loss"
@@ -295,7 +300,7 @@ def cmd_train(args) -> int:
         X, y, loss=loss, optimizer=optimizer, learning_rate=args.learning_rate, epochs=epochs,
         batch_size=None if args.full_batch else args.batch_size, validation_split=args.validation_split,
         callbacks=callbacks, verbose=0 if args.quiet else 1,
-        verbose_epoch=args.verbose_epoch or max(1, epochs // 10), schedule=_schedule(args), clip_norm=args.clip_norm,
+        verbose_epoch=args.verbose_epoch or max(1, epochs // 10), schedule=schedule, clip_norm=args.clip_norm,
     )
     elapsed = time.perf_counter() - started
     last = {k: v[-1] for k, v in history.history.items() if k not in ("learning_rate", "epoch_time")}
@@ -436,9 +441,11 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("nn-xp: interrupted", file=sys.stderr)
         return 130
-    except (ValueError, TypeError, OSError, ImportError, RuntimeError, KeyError) as error:
+    except (ValueError, TypeError, OSError, ImportError, RuntimeError, KeyError, MemoryError) as error:
         if getattr(args, "debug", False):
             raise
         message = str(error) if not isinstance(error, KeyError) else f"missing {error}"
+        if isinstance(error, MemoryError):
+            message = f"out of memory: {message or 'the data or the network is too large for this machine'}"
         print(f"nn-xp: error: {message}", file=sys.stderr)
         return 2

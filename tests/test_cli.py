@@ -115,3 +115,24 @@ def test_errors_are_one_line_without_traceback(tmp_path, args, words):
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert words in result.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("args,words", [
+    (["train", "--gamma", "0.5"], "--gamma needs --schedule"),
+    (["train", "--warmup-epochs", "3", "--schedule", "step"], "--warmup-epochs needs --schedule cosine"),
+    (["train", "--target", "y"], "--target names a column"),
+    (["train", "--rho", "0.5"], "--rho does not apply to the adam optimizer"),
+    (["train", "--bogus"], "unrecognized arguments: --bogus"),
+    (["train", "--layers", "1", "99999999999", "1"], "out of memory"),
+])
+def test_options_that_would_be_ignored_are_errors(args, words):
+    result = run(*args, check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and words in lines[0]
+
+
+def test_zero_valued_hyperparameters_are_kept(tmp_path):
+    path = tmp_path / "m.npz"
+    run("train", "--epochs", "2", "--beta1", "0", "--quiet", "--save", str(path))
+    assert nx.load(str(path), device="cpu").optimizer.beta1 == 0.0
