@@ -1,23 +1,18 @@
 """Fast paths for backends with mutable arrays (NumPy, CuPy), beside the standard-only code.
 
 The standard code (model.py, optim.py) runs everywhere, array-api-strict included. Where the
-backend allows it, three things make training faster without changing a single result:
+backend allows it, two things make training faster without changing a single result:
 - the parameters (and the gradients the fit loop gets, and the optimizer state) are views into
   one flat buffer each, so an optimizer step is a dozen array operations, whatever the depth;
-- forward and backward work in place (`out=`, `*=`) where the standard code would allocate;
-- on NumPy, a large flat optimizer update is split across threads (NumPy releases the GIL).
+- forward and backward work in place (`out=`, `*=`) where the standard code would allocate.
+(Splitting the flat update across threads was tried and dropped: next to BLAS's own worker
+threads it was slower, not faster, on a 2-core machine.)
 tests/test_fast.py checks that each fast path gives the standard path's numbers.
 """
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
-
 import array_api_compat
-
-# Below this many elements a thread hand-off costs more than it saves.
-_THREAD_MIN = 1 << 16
 
 
 def is_mutable(xp) -> bool:
@@ -90,31 +85,3 @@ def _size(a) -> int:
     for n in a.shape:
         size *= n
     return size
-
-
-_pool = None
-
-
-def _threads() -> int:
-    count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(count, 8))
-
-
-def run_chunked(update, xp, arrays: list) -> None:
-    """Call update(*chunk) on matching chunks of 1-D arrays of one length, in threads on NumPy.
-
-    The update must be elementwise (each output element depends on the same element of the
-    inputs only), so chunking cannot change its result.
-    """
-    n = arrays[0].shape[0]
-    threads = _threads()
-    if not array_api_compat.is_numpy_namespace(xp) or threads == 1 or n < _THREAD_MIN:
-        update(*arrays)
-        return
-    global _pool
-    if _pool is None:
-        _pool = ThreadPoolExecutor(threads, thread_name_prefix="nn_xp")
-    bounds = [n * k // threads for k in range(threads + 1)]
-    chunks = [[a[bounds[k] : bounds[k + 1]] for a in arrays] for k in range(threads)]
-    for future in [_pool.submit(update, *chunk) for chunk in chunks]:
-        future.result()

@@ -31,7 +31,7 @@ def _compiled():
         """
         m = m * b1 + one_minus_b1 * g;
         v = v * b2 + one_minus_b2 * (g * g);
-        p = p - step_size * (m / (sqrt(v) / bias_correction2_sqrt + eps));
+        p = p - (step_size * bias_correction2_sqrt) * (m / (sqrt(v) + eps * bias_correction2_sqrt));
         """,
         "nn_xp_adam",
     )

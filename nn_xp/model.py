@@ -107,6 +107,7 @@ class MLP:
             self._params[:] = arrays
             self._params.flat, self._params.views = None, ()
         self._grads = None  # the fit loop's gradient buffers, made when first needed
+        self._xp_type = None
 
     def set_parameters(self, arrays) -> None:
         """Copy new values into the parameters (shapes must match); optimizers stay linked."""
@@ -264,7 +265,9 @@ class MLP:
     def _loss_and_grads_fast(self, X, Y, loss: str):
         """`_loss_and_grads` for NumPy/CuPy: the same math in place, with the gradients written
         into views of one flat buffer (reused across calls: the fit loop consumes them at once)."""
-        xp = backend.get_namespace(X)
+        if type(X) is not self._xp_type:  # one namespace lookup per array type (~20 us each)
+            self._xp, self._xp_type = backend.get_namespace(X), type(X)
+        xp = self._xp
         raw = fast.raw(xp)
         params = self._params
         if not params.is_packed():

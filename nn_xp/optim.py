@@ -125,33 +125,44 @@ class Optimizer:
 
     def step(self, grads) -> None:
         """Update every parameter in place from `grads`, one array per parameter, in order."""
-        self._check_grads(grads)
-        xp = backend.get_namespace(self.params[0], grads[0])
+        packed = self._packed(grads)
+        checked = self._checked_views
+        if not (packed and checked is not None and grads.views is checked[0] and self.params.views is checked[1]):
+            self._check_grads(grads)  # a gradient buffer checked once needs no check per step
+            if packed:
+                self._checked_views = (grads.views, self.params.views)
+        xp = self._namespace(grads)
         self.step_count += 1
         first = self._init_state(xp)
         names = tuple(self.state)
-        if self._packed(xp, grads):
+        if packed:
             # Fast path: parameters, gradients and state are views of flat buffers, so one
             # elementwise update over the buffers updates everything (fast.py).
-            flats = [self.params.flat, grads.flat] + [self.state[key].flat for key in names]
+            for key, arrays in self.state.items():
+                if not (isinstance(arrays, fast.FlatList) and arrays.flat is not None):
+                    self.state[key] = fast.pack(arrays, xp)
+            flat_state = {key: self.state[key].flat for key in names}
             if self._update_slot_inplace is not None:
-                if getattr(self, "_scratch", None) is None or self._scratch.shape != self.params.flat.shape:
-                    self._scratch = xp.empty_like(self.params.flat)
-                raw = fast.raw(xp)
-
-                def update(p, g, scratch, *state):
-                    self._update_slot_inplace(raw, p, g, dict(zip(names, state)), first, scratch)
-
-                fast.run_chunked(update, xp, [flats[0], flats[1], self._scratch, *flats[2:]])
-                return
-
-            def update(p, g, *state):
-                self._update_slot(xp, p, g, dict(zip(names, state)), first)
-
-            fast.run_chunked(update, xp, flats)
+                scratch = getattr(self, "_scratch", None)
+                if scratch is None or scratch.shape != self.params.flat.shape or scratch.dtype != self.params.flat.dtype:
+                    scratch = self._scratch = xp.empty_like(self.params.flat)
+                self._update_slot_inplace(fast.raw(xp), self.params.flat, grads.flat, flat_state, first, scratch)
+            else:
+                self._update_slot(xp, self.params.flat, grads.flat, flat_state, first)
             return
         for i, (p, g) in enumerate(zip(self.params, grads)):
             self._update_slot(xp, p, g, {key: self.state[key][i] for key in names}, first)
+
+    _checked_views = None
+    _namespace_key = None
+
+    def _namespace(self, grads):
+        """The arrays' namespace, looked up once per pair of array types (a lookup costs ~20 us)."""
+        key = (type(self.params[0]), type(grads[0]))
+        if key != self._namespace_key:
+            self._namespace_xp = backend.get_namespace(self.params[0], grads[0])
+            self._namespace_key = key
+        return self._namespace_xp
 
     def _update_slot(self, xp, p, g, state: dict, first: bool) -> None:
         """The update rule for one parameter array `p` (in place), its gradient and its state."""
@@ -162,17 +173,18 @@ class Optimizer:
     # bitwise the same (tests/test_fast.py). None where an optimizer has no such variant.
     _update_slot_inplace = None
 
-    def _packed(self, xp, grads) -> bool:
-        """True when the flat fast path applies; packs the state into flat buffers if needed."""
+    def _packed(self, grads) -> bool:
+        """True when the flat fast path applies: parameters and gradients are each the views of
+        one flat NumPy/CuPy buffer (fast.py)."""
         params = self.params
-        if not (isinstance(params, fast.FlatList) and isinstance(grads, fast.FlatList) and fast.is_mutable(xp)):
-            return False
-        if not (params.is_packed() and grads.is_packed()):
-            return False
-        for key, arrays in self.state.items():
-            if not (isinstance(arrays, fast.FlatList) and arrays.is_packed()):
-                self.state[key] = fast.pack(arrays, xp)
-        return True
+        return (
+            isinstance(params, fast.FlatList)
+            and isinstance(grads, fast.FlatList)
+            and params.is_packed()
+            and grads.is_packed()
+            and len(grads.views) == len(params.views)
+            and all(g.shape == p.shape for g, p in zip(grads.views, params.views))
+        )
 
     def _init_state(self, xp) -> bool:
         """Make the zero state at the first step, on the parameters' device; True if made now."""
@@ -489,9 +501,11 @@ class Adam(Optimizer):
             v_max = state["v_max"]
             v_max[...] = xp.maximum(v_max, v)
             v = v_max
-        denominator = xp.sqrt(v) / bias_correction2_sqrt
-        denominator += self.eps
-        p -= step_size * (m / denominator)
+        # torch's step_size * m / (sqrt(v) / c + eps), with c = sqrt(1 - beta2^t) moved into the
+        # constants: the same value, one pass over the arrays fewer.
+        denominator = xp.sqrt(v)
+        denominator += self.eps * bias_correction2_sqrt
+        p -= (step_size * bias_correction2_sqrt) * (m / denominator)
 
     def _update_slot_inplace(self, raw, p, g, state, first, scratch) -> None:
         if self.amsgrad or (self.weight_decay != 0 and self.name == "adam"):
@@ -515,10 +529,9 @@ class Adam(Optimizer):
         scratch *= 1 - b2
         v += scratch
         raw.sqrt(v, out=scratch)
-        scratch /= bias_correction2_sqrt
-        scratch += self.eps
+        scratch += self.eps * bias_correction2_sqrt
         raw.divide(m, scratch, out=scratch)
-        scratch *= step_size
+        scratch *= step_size * bias_correction2_sqrt
         p -= scratch
 
 
