@@ -235,13 +235,27 @@ class MLP:
 
     def _loss_value(self, X, Y, loss: str):
         """The loss as a 0-d device array (no host synchronisation)."""
+        return self._loss_and_output(X, Y, loss)[0]
+
+    def _loss_and_output(self, X, Y, loss: str):
+        """(loss as a 0-d device array, output after the output activation): one forward pass."""
         xp = backend.get_namespace(X)
         Z = self._logits(X)
+        out = self._output.forward(xp, Z)
         if loss == "cross_entropy":
-            return losses.softmax_cross_entropy_value(xp, Z, Y)
+            return losses.softmax_cross_entropy_value(xp, Z, Y), out
         if loss == "binary_cross_entropy":
-            return losses.sigmoid_binary_cross_entropy_value(xp, Z, Y)
-        return losses.mse_value(xp, self._output.forward(xp, Z), Y)
+            return losses.sigmoid_binary_cross_entropy_value(xp, Z, Y), out
+        return losses.mse_value(xp, out, Y), out
+
+    def _evaluate_checked(self, X, Y, loss: str) -> dict:
+        """{"loss", metrics...} as floats for checked inputs (evaluate and fit's validation)."""
+        from .metrics import compute_metrics
+
+        value, out = self._loss_and_output(X, Y, loss)
+        result = {"loss": float(value)}
+        result.update({k: float(v) for k, v in compute_metrics(self, out, Y, loss).items()})
+        return result
 
     def _loss_and_grads(self, X, Y, loss: str):
         """(loss as a 0-d device array, gradients, output) for checked inputs: the training hot path.
@@ -391,14 +405,10 @@ class MLP:
 
     def evaluate(self, X, y, loss=None) -> dict:
         """{"loss": ..., and the task's metrics}: accuracy for classification; mse, mae, r2 otherwise."""
-        from .metrics import compute_metrics
-
         loss = losses.check_loss(loss or self.loss, self._output.name)
         X = self._check_X(X)
         Y = self._check_y(y, X.shape[0], loss)
-        result = {"loss": float(self._loss_value(X, Y, loss))}
-        result.update({k: float(v) for k, v in compute_metrics(self, self._forward(X), Y, loss).items()})
-        return result
+        return self._evaluate_checked(X, Y, loss)
 
     def save(self, path):
         """Write the model (and optimizer state and history) to one .npz file, atomically."""

@@ -222,23 +222,6 @@ class _RunningMetrics:
         return {"loss": loss, "mse": loss, "mae": float(self.metric_sum / count), "r2": r2}
 
 
-def _evaluate(model, X, Y, loss) -> dict:
-    from .metrics import compute_metrics
-
-    xp = backend.get_namespace(X)
-    out = model._forward(X)
-    Z = model._logits(X) if loss != "mse" else None
-    if loss == "cross_entropy":
-        value = losses.softmax_cross_entropy_value(xp, Z, Y)
-    elif loss == "binary_cross_entropy":
-        value = losses.sigmoid_binary_cross_entropy_value(xp, Z, Y)
-    else:
-        value = losses.mse_value(xp, out, Y)
-    result = {"loss": float(value)}
-    result.update({k: float(v) for k, v in compute_metrics(model, out, Y, loss).items()})
-    return result
-
-
 def _all_finite(xp, arrays) -> bool:
     """One device reduction and one host read for all arrays."""
     total = 0.0
@@ -448,7 +431,7 @@ def _train(model, opt, X, Y, X_val, Y_val, loss, epochs, batch_size, validation_
                 )
                 break
             if X_val is not None:
-                logs.update({f"val_{k}": v for k, v in _evaluate(model, X_val, Y_val, loss).items()})
+                logs.update({f"val_{k}": v for k, v in model._evaluate_checked(X_val, Y_val, loss).items()})
             logs["learning_rate"] = opt.learning_rate
             logs["epoch_time"] = time.perf_counter() - started
             interrupt.hold()
