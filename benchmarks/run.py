@@ -36,7 +36,7 @@ import numpy as np  # noqa: E402
 from benchmarks import floor as floors  # noqa: E402
 from benchmarks.report import LABELS, markdown  # noqa: E402
 from benchmarks.systems import NnxpSystem, SklearnSystem, TorchSystem, parity_check  # noqa: E402
-from benchmarks.workloads import WORKLOADS, flops_per_epoch, make_data, quick, teacher_classification  # noqa: E402
+from benchmarks.workloads import WORKLOADS, flops_per_epoch, make_data, quick  # noqa: E402
 
 SYSTEMS = ("nn_xp", "torch", "sklearn")
 SCALING_SAMPLES = (5_000, 10_000, 20_000)
