@@ -452,7 +452,7 @@ def _check_positive_int(value, parameter):
     return int(value)
 
 
-def _check_layer_sizes(layer_sizes) -> tuple:
+def _check_layer_sizes(layer_sizes) -> list:
     if isinstance(layer_sizes, (str, bytes)) or not hasattr(layer_sizes, "__len__"):
         raise TypeError(f"layer_sizes must be a list of positive integers, got {layer_sizes!r}")
     sizes = list(layer_sizes)
@@ -465,7 +465,7 @@ def _check_layer_sizes(layer_sizes) -> tuple:
             raise TypeError(f"layer_sizes[{index}] must be a positive integer, got {size!r}")
         if size <= 0:
             raise ValueError(f"layer_sizes[{index}] must be a positive integer, got {size!r}")
-    return tuple(int(s) for s in sizes)
+    return [int(s) for s in sizes]
 
 
 def _check_hidden_activations(activation, n_hidden: int) -> list[Activation]:

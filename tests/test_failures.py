@@ -558,7 +558,7 @@ def test_corrupted_files_load_or_raise_value_error(data_):
             data[data_.draw(st.integers(0, len(data) - 1))] = data_.draw(st.integers(0, 255))
     model = _load_bytes(bytes(data))
     if model is not None:  # a flip in, e.g., a weight's bytes still gives a model of the same shape
-        assert model.layer_sizes == (2, 6, 3)
+        assert model.layer_sizes == [2, 6, 3]
 
 
 JSON = st.recursive(

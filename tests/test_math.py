@@ -221,3 +221,9 @@ def test_loss_is_inferred_from_the_output_activation():
         model = nx.MLP([3, 4, 2 if output == "softmax" else 1], output_activation=output,
                        dtype="float64", device="cpu", seed=0)
         assert model.loss_and_grads(X, y)[0] == pytest.approx(model.loss_and_grads(X, y, loss=expected)[0])
+
+
+def test_layer_sizes_read_back_as_given():
+    model = nx.MLP([784, 512, 256, 10], device="cpu", seed=0)
+    assert model.layer_sizes == [784, 512, 256, 10]
+    assert [tuple(p.shape) for p in model.parameters()] == [(512, 784), (512,), (256, 512), (256,), (10, 256), (10,)]

@@ -109,7 +109,7 @@ def test_path_used_as_given_and_folders_created(tmp_path):
     path = tmp_path / "a" / "b" / "weights.bin"
     assert persistence.save(_trained(), str(path)) == str(path)
     assert sorted(os.listdir(path.parent)) == ["weights.bin"]  # no ".npz" added, no temp file left
-    assert persistence.load(path, device="cpu").layer_sizes == (3, 5, 4, 3)
+    assert persistence.load(path, device="cpu").layer_sizes == [3, 5, 4, 3]
 
 
 def test_file_is_plain_npz_with_strict_json(saved):
