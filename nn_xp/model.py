@@ -276,6 +276,11 @@ class MLP:
                 dZ = self._hidden[l - 1].backward(xp, dA, Zs[l - 1], inputs[l])
         return L, grads, out
 
+    def _training_step_function(self, xp):
+        """The loss-and-gradients function training uses for arrays of namespace xp: the in-place
+        fast path on NumPy/CuPy, the standard-only one elsewhere."""
+        return self._loss_and_grads_fast if fast.is_mutable(xp) else self._loss_and_grads
+
     def _loss_and_grads_fast(self, X, Y, loss: str):
         """`_loss_and_grads` for NumPy/CuPy: the same math in place, with the gradients written
         into views of one flat buffer (reused across calls: the fit loop consumes them at once)."""
@@ -444,7 +449,9 @@ def _narrows(source_dtype, dtype: str) -> bool:
     return source.kind == "f" and source.itemsize > np.dtype(dtype).itemsize
 
 
-def _check_positive_int(value, parameter):
+def _check_positive_int(value, parameter, allow_none=False):
+    if value is None and allow_none:
+        return None
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{parameter} must be a positive integer, got {value!r}")
     if value <= 0:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import backend, fast
+from . import backend
 from .losses import check_loss
 from .model import MLP
 from .optim import get_optimizer
@@ -138,7 +138,7 @@ def parity_report(
         for model, (Xd, Yd) in zip(models, data):
             xp = backend.get_namespace(Xd)
             index = backend.to_device(rows, model.device)
-            step = model._loss_and_grads_fast if fast.is_mutable(xp) else model._loss_and_grads
+            step = model._training_step_function(xp)
             with backend.device_context(model.device):
                 L, grads, _ = step(xp.take(Xd, index, axis=0), xp.take(Yd, index, axis=0), loss)
             results.append((float(L), grads))

@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import backend, fast, losses
+from . import backend, losses
 from .callbacks import check_callbacks
 from .clipping import clip_grad_norm, clip_grad_value
+from .model import _check_positive_int
 from .optim import get_optimizer
 from .schedules import get_schedule
 
@@ -48,16 +49,6 @@ class History:
 
     def __len__(self) -> int:
         return len(self.epoch)
-
-
-def _check_positive_int(value, parameter, allow_none=False):
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{parameter} must be a positive integer, got {value!r}")
-    if value <= 0:
-        raise ValueError(f"{parameter} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 def _check_optional_positive(value, parameter):
@@ -362,6 +353,7 @@ def _train(model, opt, X, Y, X_val, Y_val, loss, epochs, batch_size, validation_
     first_epoch = history.epoch[-1] + 1 if history.epoch else 0
     base_learning_rate = getattr(opt, "initial_learning_rate", opt.learning_rate)
     # Only mse reads the targets up front (r2's total sum of squares).
+    loss_and_grads = model._training_step_function(xp)
     running = _RunningMetrics(xp, loss, Y if train_rows is None or loss != "mse" else xp.take(Y, train_rows, axis=0))
     model.stop_training = False
     model.loss = loss
@@ -394,7 +386,6 @@ def _train(model, opt, X, Y, X_val, Y_val, loss, epochs, batch_size, validation_
             if train_rows is not None:  # positions in the training rows -> rows of X
                 order = train_rows if order is None else xp.take(train_rows, order, axis=0)
             running.reset()
-            loss_and_grads = model._loss_and_grads_fast if fast.is_mutable(xp) else model._loss_and_grads
             for batch, start in enumerate(range(0, n, step)):
                 stop = min(start + step, n)  # the standard forbids slicing past the end
                 if order is None:
