@@ -329,12 +329,6 @@ def _activation_spec(name, slope):
     return {"name": "leaky_relu", "negative_slope": slope} if name == "leaky_relu" else name
 
 
-def _load_model(path, device):
-    import nn_xp as nx
-
-    return nx.load(path, device=device)
-
-
 def _input_X(path, target, model):
     from .datasets import load_file
 
@@ -348,27 +342,29 @@ def _input_X(path, target, model):
 def cmd_predict(args) -> int:
     import nn_xp as nx
 
-    model = _load_model(args.model, args.device)
+    model = nx.load(args.model, device=args.device)
     _, X = _input_X(args.input, args.target, model)
     result = model.predict_proba(X) if args.proba else model.predict(X)
     result = nx.to_numpy(result)
     if result.ndim == 1:
         result = result[:, None]
+    fmt = "%d" if result.dtype.kind in "iu" else "%.8g"
     if args.output:
         if args.output.lower().endswith(".npy"):
             np.save(args.output, result)
         else:
-            np.savetxt(args.output, result, delimiter=",", fmt="%d" if result.dtype.kind in "iu" else "%.8g")
+            np.savetxt(args.output, result, delimiter=",", fmt=fmt)
         print(f"{len(result)} predictions written to {args.output}", file=sys.stderr)
     else:
-        fmt = "%d" if result.dtype.kind in "iu" else "%.8g"
         for row in result:
             print(",".join(fmt % v for v in row))
     return 0
 
 
 def cmd_evaluate(args) -> int:
-    model = _load_model(args.model, args.device)
+    import nn_xp as nx
+
+    model = nx.load(args.model, device=args.device)
     if _is_file(args.data):
         data, X = _input_X(args.data, args.target, model)
     else:
