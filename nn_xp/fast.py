@@ -50,38 +50,41 @@ class FlatList(list):
 
 def pack(arrays, xp) -> FlatList:
     """A FlatList holding copies of `arrays` as views of one new flat buffer."""
-    result = FlatList()
     total = sum(_size(a) for a in arrays)
-    flat = xp.empty((total,), dtype=arrays[0].dtype) if not array_api_compat.is_cupy_namespace(xp) else None
-    if flat is None:  # CuPy: allocate on the arrays' device
+    if array_api_compat.is_cupy_namespace(xp):  # allocate on the arrays' GPU
         with array_api_compat.device(arrays[0]):
             flat = xp.empty((total,), dtype=arrays[0].dtype)
-    views, offset = [], 0
-    for a in arrays:
-        view = flat[offset : offset + _size(a)].reshape(a.shape)
+    else:
+        flat = xp.empty((total,), dtype=arrays[0].dtype)
+    result = _views_of(flat, [a.shape for a in arrays])
+    for view, a in zip(result, arrays):
         view[...] = a
-        views.append(view)
-        offset += _size(a)
-    result.extend(views)
-    result.flat, result.views = flat, tuple(views)
     return result
 
 
 def empty_like_packed(packed: FlatList, xp) -> FlatList:
     """A FlatList of uninitialised arrays shaped like `packed`, in a flat buffer of its own."""
+    return _views_of(xp.empty_like(packed.flat), [v.shape for v in packed.views])
+
+
+def _views_of(flat, shapes) -> FlatList:
+    """Consecutive views of the 1-D `flat`, one per shape, as a packed FlatList."""
     result = FlatList()
-    flat = xp.empty_like(packed.flat)
-    views, offset = [], 0
-    for a in packed.views:
-        views.append(flat[offset : offset + _size(a)].reshape(a.shape))
-        offset += _size(a)
-    result.extend(views)
-    result.flat, result.views = flat, tuple(views)
+    offset = 0
+    for shape in shapes:
+        size = _size_of(shape)
+        result.append(flat[offset : offset + size].reshape(shape))
+        offset += size
+    result.flat, result.views = flat, tuple(result)
     return result
 
 
 def _size(a) -> int:
+    return _size_of(a.shape)
+
+
+def _size_of(shape) -> int:
     size = 1
-    for n in a.shape:
+    for n in shape:
         size *= n
     return size
