@@ -597,11 +597,11 @@ def main(argv=None) -> int:
 
     log("large square sgemm ...")
     results["square_gemm"] = []
-    for size, device in [(512 if args.quick else 2048, "cpu")] + ([(8192, "cuda:0")] if use_cuda else []):
-        gemm = floors.SquareGemm(size, device)
+    for size, gemm_device in [(512 if args.quick else 2048, "cpu")] + ([(8192, "cuda:0")] if use_cuda else []):
+        gemm = floors.SquareGemm(size, gemm_device)
         loads = [timer(gemm, 1)[1] for _ in range(1 if args.quick else 3)]  # keeps its fastest
         results["square_gemm"].append({**gemm.best, "other_load": loads})
-        log(f"    {device}: {gemm.best['gflops']:.1f} GFLOP/s ({size}^2 float32)")
+        log(f"    {gemm_device}: {gemm.best['gflops']:.1f} GFLOP/s ({size}^2 float32)")
 
     for key in args.workload_keys:
         workload = quick(WORKLOADS[key]) if args.quick else WORKLOADS[key]

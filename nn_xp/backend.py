@@ -172,16 +172,21 @@ def device_of(x) -> str:
     return STRICT
 
 
+def _is_array_object(x) -> bool:
+    """True for an array of a backend other than NumPy (CuPy's ndarray has no __array_namespace__)."""
+    return array_api_compat.is_cupy_array(x) or (hasattr(x, "__array_namespace__") and not _is_numpy(x))
+
+
 def is_host(x) -> bool:
     """True for data that lives in host memory as plain Python or NumPy objects."""
-    return not hasattr(x, "__array_namespace__") or _is_numpy(x)
+    return not _is_array_object(x)
 
 
 def to_numpy(x) -> np.ndarray:
     """A NumPy copy of any array-like on the host."""
     if array_api_compat.is_cupy_array(x):
         return x.get()
-    if hasattr(x, "__array_namespace__") and not _is_numpy(x):
+    if _is_array_object(x):
         return np.array(np.from_dlpack(x), copy=True)
     return np.array(x, copy=True)
 
@@ -192,7 +197,7 @@ def to_device(x, device: str = "auto"):
     if device == "cpu":
         if _is_numpy(x):
             return np.asarray(x)
-        return to_numpy(x) if hasattr(x, "__array_namespace__") else np.asarray(x)
+        return to_numpy(x) if _is_array_object(x) else np.asarray(x)
     if device == STRICT:
         import array_api_strict
 
@@ -205,6 +210,32 @@ def to_device(x, device: str = "auto"):
     host = x if (_is_numpy(x) or array_api_compat.is_cupy_array(x)) else to_numpy(x)
     with cupy.cuda.Device(index):
         return cupy.asarray(host)
+
+
+def memory_bytes(device: str) -> int | None:
+    """Total memory of `device` in bytes (host RAM for the CPU backends), or None when unknown."""
+    try:
+        if device.startswith("cuda"):
+            with _cupy().cuda.Device(int(device.split(":")[1])):
+                return int(_cupy().cuda.runtime.memGetInfo()[1])
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError, ImportError):
+        return None
+
+
+def check_memory(needed: int, device: str, what: str) -> None:
+    """Raise MemoryError, before anything is allocated, when `needed` bytes cannot fit on `device`.
+
+    Allocating more than a machine has does not always fail at once: where the operating system
+    overcommits memory, filling such an array can run for a long time before the process is killed.
+    """
+    places = [("host", "cpu")] + ([("GPU", device)] if device.startswith("cuda") else [])
+    for place, where in places:
+        total = memory_bytes(where)
+        if total is not None and needed > total:
+            raise MemoryError(
+                f"{what} need {needed / 2**30:,.1f} GiB but the {place} has {total / 2**30:,.1f} GiB in all"
+            )
 
 
 def device_context(device: str):

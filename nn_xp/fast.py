@@ -62,6 +62,13 @@ def pack(arrays, xp) -> FlatList:
     return result
 
 
+def copy_arrays(arrays, xp) -> list:
+    """Copies of `arrays` on their device: one copy of the flat buffer when they are its views."""
+    if isinstance(arrays, FlatList) and arrays.is_packed():
+        return _views_of(xp.asarray(arrays.flat, copy=True), [v.shape for v in arrays.views])
+    return [xp.asarray(a, copy=True) for a in arrays]
+
+
 def empty_like_packed(packed: FlatList, xp) -> FlatList:
     """A FlatList of uninitialised arrays shaped like `packed`, in a flat buffer of its own."""
     return _views_of(xp.empty_like(packed.flat), [v.shape for v in packed.views])

@@ -81,7 +81,7 @@ from sklearn.utils.multiclass import check_classification_targets, type_of_targe
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from .activations import ACTIVATIONS
-from .backend import get_namespace, resolve_device, resolve_dtype, to_device, to_numpy
+from .backend import get_namespace, is_host, resolve_device, resolve_dtype, to_device, to_numpy
 from .model import MLP
 from .optim import SGD, Adam
 
@@ -98,9 +98,7 @@ _FLOATS = (np.float64, np.float32)  # what X is validated to, as scikit-learn's 
 
 def _host(data):
     """CuPy (and other Array API) arrays to NumPy: inputs are validated on the host, as any other."""
-    if not isinstance(data, np.ndarray) and hasattr(data, "__array_namespace__"):
-        return to_numpy(data)
-    return data
+    return data if is_host(data) else to_numpy(data)
 
 
 # ---- the optimizers: scikit-learn's objective on top of nn_xp's update rules -----------------

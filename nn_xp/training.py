@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import backend, losses
+from . import backend, fast, losses
 from .callbacks import check_callbacks
 from .clipping import clip_grad_norm, clip_grad_value
 from .model import _check_positive_int
@@ -214,7 +214,9 @@ class _RunningMetrics:
 
 
 def _all_finite(xp, arrays) -> bool:
-    """One device reduction and one host read for all arrays."""
+    """One device reduction per buffer (a single one for packed parameters) and one host read."""
+    if isinstance(arrays, fast.FlatList) and arrays.is_packed():
+        arrays = [arrays.flat]
     total = 0.0
     for a in arrays:
         total = total + xp.sum(a * 0)  # NaN or inf anywhere makes this NaN
@@ -222,15 +224,20 @@ def _all_finite(xp, arrays) -> bool:
 
 
 def _snapshot(model):
-    """A copy of the parameters and optimizer state to fall back on."""
+    """Copies of the parameters and the optimizer state to fall back on, made on the model's device:
+    no transfer to the host and no synchronisation, so taking one every epoch costs a copy."""
     xp = backend.get_namespace(*model.parameters())
-    return [xp.asarray(p, copy=True) for p in model.parameters()], model.optimizer.state_dict()
+    opt = model.optimizer
+    state = {key: fast.copy_arrays(arrays, xp) for key, arrays in opt.state.items()}
+    return fast.copy_arrays(model.parameters(), xp), state, opt.step_count
 
 
 def _restore(model, snapshot):
-    params, state = snapshot
+    params, state, step_count = snapshot
     model.set_parameters(params)
-    model.optimizer.load_state_dict(state)
+    opt = model.optimizer
+    opt.state = state  # the snapshot's copies become the state; the learning rate did not change since
+    opt.step_count = step_count
 
 
 def fit(

@@ -584,3 +584,9 @@ def test_tampered_metadata_loads_or_raises_value_error(key, value, nested, inner
     buffer = io.BytesIO()
     np.savez(buffer, **members)
     _load_bytes(buffer.getvalue())
+
+
+def test_a_network_larger_than_the_machine_is_refused_before_drawing_weights():
+    """Where the system overcommits memory, drawing such weights would grind on instead of failing."""
+    with pytest.raises(MemoryError, match=r"layer_sizes \[1, 99999999999, 1\] give 299,999,999,998 parameters"):
+        nx.MLP([1, 99_999_999_999, 1], device="cpu")

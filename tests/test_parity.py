@@ -28,6 +28,17 @@ def test_numpy_fast_path_and_the_standard_only_path_agree(dtype):
     assert "PASS" in report.summary() and "| 40 |" in report.to_markdown(every=10)
 
 
+def test_norm_wise_and_element_wise_differences_by_hand():
+    from nn_xp.parity import relative_differences
+
+    reference = np.ones(100)
+    other = reference.copy()
+    other[7] += 0.5  # one element off by half: ||d|| / ||b|| = 0.5 / 10, max|d| / max|b| = 0.5
+    norm, element = relative_differences(other, reference)
+    assert norm == pytest.approx(0.05, rel=1e-12) and element == pytest.approx(0.5, rel=1e-12)
+    assert relative_differences(np.zeros(3), np.zeros(3)) == (0.0, 0.0)
+
+
 def test_the_report_detects_a_difference(monkeypatch):
     """A backend that gets its gradients slightly wrong must fail the report."""
     X, y = _data()
@@ -43,17 +54,34 @@ def test_the_report_detects_a_difference(monkeypatch):
     report = nx.parity_report([12, 16, 4], X, y, devices=("cpu", "array_api_strict"), steps=20, batch_size=32)
     assert not report.passed
     assert max(report.gradients) == pytest.approx(0.01, rel=1e-6)
+    assert max(report.gradients_elementwise) == pytest.approx(0.01, rel=1e-6)
 
 
-@pytest.mark.skipif(GPU_COUNT == 0, reason="needs a CUDA GPU")
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_cpu_and_gpu_agree_on_workload_a(dtype):
+def _workload_a_on_the_gpu(dtype):
     from nn_xp.datasets import load_dataset
 
     data = load_dataset("synthetic", n_samples=4000)
-    report = nx.parity_report([784, 512, 256, 10], data.X, data.y, devices=("cpu", BACKEND_DEVICES["cupy"]),
-                              steps=100, batch_size=128, dtype=dtype)
+    return nx.parity_report([784, 512, 256, 10], data.X, data.y, devices=("cpu", BACKEND_DEVICES["cupy"]),
+                            steps=100, batch_size=128, dtype=dtype)
+
+
+@pytest.mark.skipif(GPU_COUNT == 0, reason="needs a CUDA GPU")
+def test_cpu_and_gpu_agree_on_workload_a_in_float64():
+    report = _workload_a_on_the_gpu("float64")
     assert report.passed, report.summary()
+
+
+@pytest.mark.skipif(GPU_COUNT == 0, reason="needs a CUDA GPU")
+def test_cpu_and_gpu_stay_at_rounding_level_on_workload_a_in_float32():
+    """In float32 (TF32 off) the devices agree to rounding (5e-7 to 9e-7 norm-wise on an H100) until
+    a ReLU input within rounding of zero is positive on one device only; Adam's first step for the
+    weights that unit then gets is about the learning rate whatever the gradient's size, and the
+    runs drift apart from there (benchmarks/results/gpu-parity.md). So: rounding level for the first
+    20 steps (TF32 or a wrong kernel is off by 1e-3 at the first), and the same predicted classes
+    after 100 steps."""
+    report = _workload_a_on_the_gpu("float32")
+    assert max(report.parameters[:20]) <= 1e-5, report.parameters[:20]
+    assert report.same_predictions, report.summary()
 
 
 def test_cli_parity_writes_a_report(tmp_path):

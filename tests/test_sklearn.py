@@ -33,6 +33,7 @@ from sklearn.utils.estimator_checks import (  # noqa: E402
 
 from threadpoolctl import threadpool_limits  # noqa: E402  (a scikit-learn dependency)
 
+import nn_xp as nx  # noqa: E402
 from nn_xp.sklearn import MLPClassifier, MLPRegressor  # noqa: E402
 
 from .conftest import GPU_COUNT, GPU_WHY  # noqa: E402
@@ -338,7 +339,7 @@ def test_coefs_are_sklearn_layout_of_the_live_weights():
     assert [c.shape for c in model.coefs_] == [(6, 8), (8, 5), (5, 3)]
     assert [b.shape for b in model.intercepts_] == [(8,), (5,), (3,)]
     params = model.model_.parameters()
-    assert_array_equal(model.coefs_[0], np.asarray(params[0]).T)
+    assert_array_equal(model.coefs_[0], nx.to_numpy(params[0]).T)
     A = X
     for W, b in zip(model.coefs_[:-1], model.intercepts_[:-1]):
         A = np.maximum(A @ W + b, 0)

@@ -125,6 +125,22 @@ def test_same_seed_same_training_on_every_backend(device):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
 
 
+def test_data_already_on_the_device_trains_like_host_data(device):
+    """X and y given as arrays of the model's backend (CuPy arrays on a GPU) are used where they are."""
+    X, y = blobs(60)
+    results = []
+    for as_given in (lambda a: a, lambda a: nx.to_device(a, device)):
+        model = nx.MLP([2, 6, 3], output_activation="softmax", dtype="float64", device=device, seed=5)
+        history = model.fit(as_given(X), as_given(y), epochs=2, batch_size=8, verbose=0)
+        predicted = nx.to_numpy(model.predict(as_given(X)))
+        results.append((_params(model), history.history["loss"], predicted))
+    (host_params, host_loss, host_pred), (dev_params, dev_loss, dev_pred) = results
+    for a, b in zip(host_params, dev_params):
+        np.testing.assert_array_equal(a, b)
+    assert host_loss == dev_loss
+    np.testing.assert_array_equal(host_pred, dev_pred)
+
+
 class StepCounter(Callback):
     def __init__(self):
         self.events = []
