@@ -106,7 +106,9 @@ def markdown(results: dict) -> str:
         "in the same order. scikit-learn is timed only: it uses its own initialisation and shuffling, "
         "alpha=0 (no L2), restarts Adam's moments at each warm-started `fit` call, computes its loss on "
         "the host every batch, and for (c) its MLPRegressor has a linear output (no sigmoid). "
-        "(c) runs several epochs per timed call (an epoch is 16 steps).",
+        "Epochs per timed call: "
+        + ", ".join(f"({key}) {result['workload']['epochs_per_call']}" for key, result in results["workloads"].items())
+        + "." + (" GPU systems only (--gpu-only)." if cfg.get("gpu_only") else ""),
         "",
         "## Do nn_xp and PyTorch compute the same thing?",
         "",

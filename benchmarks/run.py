@@ -250,12 +250,12 @@ def _error(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-def build_systems(nx, torch, wanted, workload, X, y, use_cuda) -> tuple[dict, dict]:
+def build_systems(nx, torch, wanted, workload, X, y, use_cuda, cpu=True) -> tuple[dict, dict]:
     """{name: system} in a fixed order, and {name: why it is missing}. nn_xp goes first: torch copies
-    its initial weights and its shuffle generator."""
+    its initial weights and its shuffle generator. cpu=False leaves out the CPU systems."""
     systems, skipped = {}, {}
     reference = None  # the first nn_xp system: its initial weights and shuffle generator
-    nnxp_devices = ["cpu"] + (["cuda:0"] if use_cuda else [])
+    nnxp_devices = (["cpu"] if cpu else []) + (["cuda:0"] if use_cuda else [])
     if "nn_xp" in wanted:
         for device in nnxp_devices:
             name = f"nn_xp-{device.split(':')[0]}"
@@ -268,7 +268,7 @@ def build_systems(nx, torch, wanted, workload, X, y, use_cuda) -> tuple[dict, di
         if torch is None:
             skipped["torch-cpu"] = "PyTorch is not importable"
         else:
-            torch_devices = ["cpu"]
+            torch_devices = ["cpu"] if cpu else []
             if use_cuda:
                 if torch.cuda.is_available():
                     torch_devices.append("cuda")
@@ -284,7 +284,7 @@ def build_systems(nx, torch, wanted, workload, X, y, use_cuda) -> tuple[dict, di
                                                 shuffle_rng=copy.deepcopy(rng))
                 except Exception as error:  # noqa: BLE001
                     skipped[name] = _error(error)
-    if "sklearn" in wanted:
+    if "sklearn" in wanted and cpu:
         try:
             systems["sklearn-cpu"] = SklearnSystem(workload, X, y)
         except Exception as error:  # noqa: BLE001
@@ -340,11 +340,12 @@ def time_systems(systems: dict, epochs: int, repeats: int, timer: Timer) -> tupl
     return records, orders
 
 
-def bench_workload(nx, torch, wanted, workload, repeats, use_cuda, timer, *, with_floor=True, with_parity=True) -> dict:
+def bench_workload(nx, torch, wanted, workload, repeats, use_cuda, timer, *, with_floor=True, with_parity=True,
+                   cpu=True) -> dict:
     X, y = make_data(workload)
-    systems, skipped = build_systems(nx, torch, wanted, workload, X, y, use_cuda)
+    systems, skipped = build_systems(nx, torch, wanted, workload, X, y, use_cuda, cpu)
     if with_floor:
-        for device in ["cpu"] + (["cuda:0"] if use_cuda else []):
+        for device in (["cpu"] if cpu else []) + (["cuda:0"] if use_cuda else []):
             systems[f"floor-{device.split(':')[0]}"] = floors.FloorSystem(
                 workload.layer_sizes, workload.n_samples, workload.batch_size, device)
     records, orders = time_systems(systems, workload.epochs_per_call, repeats, timer)
@@ -367,7 +368,7 @@ def bench_workload(nx, torch, wanted, workload, repeats, use_cuda, timer, *, wit
     gc.collect()
     if with_parity and torch is not None and "nn_xp" in wanted and "torch" in wanted:
         result["parity"] = {}
-        pairs = [("cpu", "cpu", "cpu")]
+        pairs = [("cpu", "cpu", "cpu")] if cpu else []
         if use_cuda and torch.cuda.is_available():
             pairs.append(("cuda", "cuda:0", "cuda"))
         for kind, nnxp_device, torch_device in pairs:
@@ -538,6 +539,12 @@ def parse_args(argv=None):
     parser.add_argument("--retakes", type=int, default=2, help="at most this many retakes per timed call")
     parser.add_argument("--wait-budget", type=float, default=120.0,
                         help="seconds the whole run may spend waiting for other processes and retaking calls")
+    parser.add_argument("--gpu-only", action="store_true",
+                        help="with a GPU: time only nn_xp on CuPy, torch on CUDA and the GPU floor")
+    parser.add_argument("--epochs", default="",
+                        help="epochs per timed call for some workloads, e.g. a=10,b=20 (default: the "
+                        "workload's own; on a GPU one epoch of (a) or (b) is milliseconds, too short "
+                        "to time steadily)")
     parser.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
@@ -551,6 +558,12 @@ def parse_args(argv=None):
         parser.error("--repeats must be >= 1")
     if args.threads is not None and args.threads < 1:
         parser.error("--threads must be >= 1")
+    args.epochs_per_call = {}
+    for item in filter(None, (part.strip() for part in args.epochs.split(","))):
+        key, _, value = item.partition("=")
+        if key not in WORKLOADS or not value.isdigit() or int(value) < 1:
+            parser.error(f"--epochs takes items like a=10 (a workload and a positive count), got {item!r}")
+        args.epochs_per_call[key] = int(value)
     args.workload_keys, args.system_names = workloads, systems
     args.repeats = args.repeats or (1 if args.quick else 5)
     args.pause = args.pause if args.pause is not None else (0.02 if args.quick else 0.2)
@@ -575,6 +588,10 @@ def main(argv=None) -> int:
         log(f"--device cuda: nn_xp sees no GPU ({backend.cuda_status()[1]})")
         return 2
     use_cuda = bool(gpus) and args.device != "cpu"
+    if args.gpu_only and not use_cuda:
+        log("--gpu-only needs a GPU that nn_xp sees and --device cuda or auto")
+        return 2
+    cpu = not args.gpu_only
     device = "cuda" if use_cuda else "cpu"
     torch = import_torch(threads) if "torch" in args.system_names else None
     sklearn = import_sklearn() if "sklearn" in args.system_names else None
@@ -588,7 +605,8 @@ def main(argv=None) -> int:
     results = {
         "machine": info,
         "config": {"device": device, "quick": args.quick, "repeats": args.repeats, "workloads": args.workload_keys,
-                   "systems": wanted, "command": " ".join([Path(sys.executable).name] + sys.argv)},
+                   "systems": wanted, "gpu_only": args.gpu_only, "epochs_per_call": args.epochs_per_call,
+                   "command": " ".join([Path(sys.executable).name] + sys.argv)},
         "workloads": {},
     }
     timer = Timer(args.pause, args.max_load, args.retakes, args.wait_budget)
@@ -597,7 +615,8 @@ def main(argv=None) -> int:
 
     log("large square sgemm ...")
     results["square_gemm"] = []
-    for size, gemm_device in [(512 if args.quick else 2048, "cpu")] + ([(8192, "cuda:0")] if use_cuda else []):
+    gemms = ([(512 if args.quick else 2048, "cpu")] if cpu else []) + ([(8192, "cuda:0")] if use_cuda else [])
+    for size, gemm_device in gemms:
         gemm = floors.SquareGemm(size, gemm_device)
         loads = [timer(gemm, 1)[1] for _ in range(1 if args.quick else 3)]  # keeps its fastest
         results["square_gemm"].append({**gemm.best, "other_load": loads})
@@ -605,20 +624,22 @@ def main(argv=None) -> int:
 
     for key in args.workload_keys:
         workload = quick(WORKLOADS[key]) if args.quick else WORKLOADS[key]
+        if key in args.epochs_per_call:
+            workload = replace(workload, epochs_per_call=args.epochs_per_call[key])
         log(f"workload ({key}) {workload.title}, n={workload.n_samples}, {workload.epochs_per_call} epoch(s) per call ...")
-        results["workloads"][key] = bench_workload(nx, torch, wanted, workload, args.repeats, use_cuda, timer)
+        results["workloads"][key] = bench_workload(nx, torch, wanted, workload, args.repeats, use_cuda, timer, cpu=cpu)
         print_workload(key, results["workloads"][key])
 
     if not args.no_memory:
         log("peak memory, workload (a), one fresh process per system ...")
-        names = [f"{s}-cpu" for s in wanted]
+        names = [f"{s}-cpu" for s in wanted] if cpu else []
         if use_cuda:
             names += [f"{s}-cuda" for s in wanted if s in ("nn_xp", "torch")]
         systems = measure_memory(names, args.threads, args.quick)
         results["memory"] = {"workload": "a", "systems": systems,
                              "peak_reset": all(r.get("peak_reset") for r in systems.values() if "error" not in r)}
 
-    if not args.no_scaling and ("nn_xp" in wanted or "torch" in wanted):
+    if not args.no_scaling and cpu and ("nn_xp" in wanted or "torch" in wanted):
         log("scaling on the CPU ...")
         results["scaling"] = scaling(nx, torch, wanted, min(args.repeats, 3), args.quick, timer)
 
