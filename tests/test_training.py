@@ -141,6 +141,39 @@ def test_data_already_on_the_device_trains_like_host_data(device):
     np.testing.assert_array_equal(host_pred, dev_pred)
 
 
+def _host_reads_during_fit(monkeypatch, n_samples, epochs):
+    """How many times fit turns a device array into a host value (float, int, bool, NumPy, DLPack)
+    on array-api-strict, whose code path is the one CuPy runs but for the fused kernels."""
+    import array_api_strict
+
+    Array = type(array_api_strict.asarray(1.0))
+    count = {"reads": 0}
+    for name in ("__float__", "__int__", "__bool__", "__index__", "__complex__", "__array__", "__dlpack__"):
+        original = getattr(Array, name)
+
+        def counted(self, *args, _original=original, **kwargs):
+            count["reads"] += 1
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(Array, name, counted)
+    X, y = blobs(n_samples)
+    model = nx.MLP([2, 6, 3], output_activation="softmax", device="array_api_strict", seed=0)
+    X, y = nx.to_device(X, "array_api_strict"), nx.to_device(y, "array_api_strict")
+    model.fit(X, y, epochs=1, batch_size=8, verbose=0)  # the first fit makes the optimizer state
+    count["reads"] = 0
+    model.fit(X, y, epochs=epochs, batch_size=8, verbose=0)
+    return count["reads"]
+
+
+def test_no_host_synchronisation_inside_an_epoch(monkeypatch):
+    """Host reads per fit depend on the number of epochs, never on the number of batches."""
+    few_batches = _host_reads_during_fit(monkeypatch, 40, epochs=3)  # 5 batches an epoch
+    many_batches = _host_reads_during_fit(monkeypatch, 160, epochs=3)  # 20 batches an epoch
+    more_epochs = _host_reads_during_fit(monkeypatch, 40, epochs=6)
+    assert few_batches == many_batches
+    assert 0 < few_batches < more_epochs <= 2 * few_batches + 2
+
+
 class StepCounter(Callback):
     def __init__(self):
         self.events = []
