@@ -219,18 +219,19 @@ def memory_bytes(device: str) -> int | None:
             with _cupy().cuda.Device(int(device.split(":")[1])):
                 return int(_cupy().cuda.runtime.memGetInfo()[1])
         return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
-    except (ValueError, OSError, AttributeError, ImportError):
+    except Exception:  # noqa: BLE001  (a query that fails says nothing about the size: no check)
         return None
 
 
-def check_memory(needed: int, device: str, what: str) -> None:
-    """Raise MemoryError, before anything is allocated, when `needed` bytes cannot fit on `device`.
+def check_memory(host_bytes: int, device: str, device_bytes: int, what: str) -> None:
+    """Raise MemoryError, before anything is allocated, when `host_bytes` cannot fit in the host's
+    memory or, for a GPU device, `device_bytes` in the GPU's.
 
     Allocating more than a machine has does not always fail at once: where the operating system
     overcommits memory, filling such an array can run for a long time before the process is killed.
     """
-    places = [("host", "cpu")] + ([("GPU", device)] if device.startswith("cuda") else [])
-    for place, where in places:
+    places = [("host", "cpu", host_bytes)] + ([("GPU", device, device_bytes)] if device.startswith("cuda") else [])
+    for place, where, needed in places:
         total = memory_bytes(where)
         if total is not None and needed > total:
             raise MemoryError(

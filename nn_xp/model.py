@@ -52,7 +52,8 @@ class MLP:
         self.rng = backend.host_rng(seed)
         n_parameters = sum((n_in + 1) * n_out for n_in, n_out in zip(self.layer_sizes[:-1], self.layer_sizes[1:]))
         # The weights are drawn in float64 on the host, then packed into one buffer on the device.
-        backend.check_memory(n_parameters * 8, self.device, f"layer_sizes {self.layer_sizes} give {n_parameters:,} parameters, which")
+        backend.check_memory(n_parameters * 8, self.device, n_parameters * np.dtype(self.dtype).itemsize,
+                             f"layer_sizes {self.layer_sizes} give {n_parameters:,} parameters, which")
         host = initial_parameters(self.layer_sizes, self.init, self.rng)
         self._params = fast.FlatList()
         self._assign([backend.to_device(p.astype(self.dtype), self.device) for p in host])

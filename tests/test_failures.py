@@ -590,3 +590,17 @@ def test_a_network_larger_than_the_machine_is_refused_before_drawing_weights():
     """Where the system overcommits memory, drawing such weights would grind on instead of failing."""
     with pytest.raises(MemoryError, match=r"layer_sizes \[1, 99999999999, 1\] give 299,999,999,998 parameters"):
         nx.MLP([1, 99_999_999_999, 1], device="cpu")
+
+
+def test_the_memory_check_looks_at_each_place_with_its_own_need(monkeypatch):
+    """The host must hold the float64 draw, a GPU only the parameters in their dtype."""
+    from nn_xp import backend
+
+    sizes = {"cpu": 100, "cuda:0": 50}
+    monkeypatch.setattr(backend, "memory_bytes", lambda device: sizes[device])
+    backend.check_memory(100, "cuda:0", 50, "these")  # both fit exactly
+    with pytest.raises(MemoryError, match="these need 0.0 GiB but the GPU has"):
+        backend.check_memory(100, "cuda:0", 51, "these")
+    with pytest.raises(MemoryError, match="but the host has"):
+        backend.check_memory(101, "cpu", 0, "these")
+    backend.check_memory(100, "cpu", 10**9, "these")  # a CPU model has no GPU to check
