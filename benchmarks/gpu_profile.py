@@ -16,8 +16,6 @@ import statistics
 import sys
 import time
 
-import numpy as np
-
 import nn_xp as nx
 from benchmarks.systems import NnxpSystem, TorchSystem
 from benchmarks.workloads import WORKLOADS, make_data

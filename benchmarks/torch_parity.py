@@ -14,23 +14,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 
 import numpy as np
 
 import nn_xp as nx
 from nn_xp.datasets import load_dataset
-from nn_xp.parity import relative_differences
+from nn_xp.parity import batch_rows, largest_differences
 
-
-def _net(torch, sizes, initial, device, dtype):
-    layers = []
-    for index, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        linear = torch.nn.Linear(n_in, n_out, device=device, dtype=dtype)
-        with torch.no_grad():
-            linear.weight.copy_(torch.from_numpy(initial[2 * index]))
-            linear.bias.copy_(torch.from_numpy(initial[2 * index + 1]))
-        layers += [linear, torch.nn.ReLU()]
-    return torch.nn.Sequential(*layers[:-1])
+from .systems import TorchSystem
+from .workloads import WORKLOADS
 
 
 def torch_parity(layers, X, y, *, steps=100, batch_size=128, dtype="float32", seed=0, devices=("cpu", "cuda")) -> dict:
@@ -40,40 +33,31 @@ def torch_parity(layers, X, y, *, steps=100, batch_size=128, dtype="float32", se
     torch.backends.cudnn.allow_tf32 = False
     initial = [nx.to_numpy(p) for p in nx.MLP(layers, output_activation="softmax", dtype=dtype, device="cpu",
                                              seed=seed).parameters()]
-    torch_dtype = getattr(torch, dtype)
+    # Workload (a)'s settings (ReLU, softmax cross-entropy, Adam 1e-3) on this network and data.
+    workload = replace(WORKLOADS["a"], layer_sizes=tuple(layers), batch_size=batch_size, n_samples=X.shape[0],
+                       seed=seed)
     devices = list(devices)
-    nets = [_net(torch, layers, initial, device, torch_dtype) for device in devices]
-    optimizers = [torch.optim.Adam(net.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=1e-8) for net in nets]
-    data = [(torch.from_numpy(X.astype(dtype)).to(d), torch.from_numpy(y.astype(np.int64)).to(d)) for d in devices]
-    loss_fn = torch.nn.CrossEntropyLoss()
+    systems = [TorchSystem(torch, workload, X, y, device, dtype, initial_parameters=initial) for device in devices]
     out = {"devices": devices, "dtype": dtype, "steps": steps, "loss": [], "gradients": [], "parameters": [],
            "gradients_elementwise": [], "parameters_elementwise": []}
-    n = X.shape[0]
-    rng = np.random.default_rng(seed)  # the batch order nx.parity_report uses
-    order, position = rng.permutation(n), 0
-    for _ in range(steps):
-        if position + batch_size > n:
-            order, position = rng.permutation(n), 0
-        rows = order[position : position + batch_size]
-        position += batch_size
+    for rows in batch_rows(X.shape[0], batch_size, steps, seed):
         losses, grads = [], []
-        for net, optimizer, (Xd, yd), device in zip(nets, optimizers, data, devices):
-            index = torch.from_numpy(rows).to(device)
-            optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(net(Xd.index_select(0, index)), yd.index_select(0, index))
+        for system in systems:
+            index = torch.from_numpy(rows).to(system.device)
+            system.optimizer.zero_grad(set_to_none=True)
+            loss = system.loss_fn(system.net(system.X.index_select(0, index)), system.y.index_select(0, index))
             loss.backward()
             losses.append(float(loss.detach()))
-            grads.append([p.grad.detach().cpu().numpy().copy() for p in net.parameters()])
-            optimizer.step()
+            grads.append([p.grad.detach().cpu().numpy().copy() for p in system.net.parameters()])
+            system.optimizer.step()
         out["loss"].append(abs(losses[1] - losses[0]) / max(abs(losses[0]), 1e-300))
-        for key, pairs in (("gradients", zip(grads[1], grads[0])),
-                           ("parameters", zip(*[[p.detach().cpu().numpy() for p in net.parameters()]
-                                                for net in nets[::-1]]))):
-            differences = [relative_differences(a, b) for a, b in pairs]
-            out[key].append(max(d[0] for d in differences))
-            out[f"{key}_elementwise"].append(max(d[1] for d in differences))
+        reference, other = (system.parameters() for system in systems)
+        for key, pairs in (("gradients", zip(grads[1], grads[0])), ("parameters", zip(other, reference))):
+            norm, element = largest_differences(pairs)
+            out[key].append(norm)
+            out[f"{key}_elementwise"].append(element)
     with torch.no_grad():
-        predicted = [net(Xd).argmax(1).cpu().numpy() for net, (Xd, _) in zip(nets, data)]
+        predicted = [system.net(system.X).argmax(1).cpu().numpy() for system in systems]
     out["same_predictions"] = bool(np.array_equal(*predicted))
     return out
 

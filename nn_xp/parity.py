@@ -38,10 +38,22 @@ def relative_differences(a, b) -> tuple[float, float]:
     return float(np.linalg.norm(d)) / (norm or 1.0), float(np.max(d, initial=0.0)) / (peak or 1.0)
 
 
-def _largest(pairs) -> tuple[float, float]:
-    """The largest norm-wise and the largest element-wise difference over arrays."""
-    pairs = list(pairs)
-    return max(p[0] for p in pairs), max(p[1] for p in pairs)
+def largest_differences(pairs) -> tuple[float, float]:
+    """The largest norm-wise and the largest element-wise difference over (a, b) array pairs."""
+    differences = [relative_differences(a, b) for a, b in pairs]
+    return max(d[0] for d in differences), max(d[1] for d in differences)
+
+
+def batch_rows(n: int, batch_size: int, steps: int, seed: int):
+    """The rows of each step's batch: consecutive slices of one seeded shuffle, reshuffled when the
+    next batch would run past the end (so every batch is full)."""
+    rng = np.random.default_rng(seed)
+    order, position = rng.permutation(n), 0
+    for _ in range(steps):
+        if position + batch_size > n:
+            order, position = rng.permutation(n), 0
+        yield order[position : position + batch_size]
+        position += batch_size
 
 
 @dataclass
@@ -150,15 +162,7 @@ def parity_report(
     optimizers = [get_optimizer(optimizer, m.parameters(), learning_rate) for m in models]
     report = ParityReport(devices, dtype, steps, TOLERANCE[dtype] if tolerance is None else float(tolerance),
                           tf32=backend.tf32_enabled())
-    n = host_X.shape[0]
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(n)
-    position = 0
-    for _ in range(steps):
-        if position + batch_size > n:
-            order, position = rng.permutation(n), 0
-        rows = order[position : position + batch_size]
-        position += batch_size
+    for rows in batch_rows(host_X.shape[0], batch_size, steps, seed):
         results = []
         for model, (Xd, Yd) in zip(models, data):
             xp = backend.get_namespace(Xd)
@@ -169,13 +173,13 @@ def parity_report(
             results.append((float(L), grads))
         (loss_a, grads_a), (loss_b, grads_b) = results
         report.loss.append(abs(loss_b - loss_a) / max(abs(loss_a), 1e-300))
-        norm, element = _largest(relative_differences(b, a) for a, b in zip(grads_a, grads_b))
+        norm, element = largest_differences(zip(grads_b, grads_a))
         report.gradients.append(norm)
         report.gradients_elementwise.append(element)
         for model, optimizer, (_, grads) in zip(models, optimizers, results):
             with backend.device_context(model.device):
                 optimizer.step(grads)
-        norm, element = _largest(relative_differences(b, a) for a, b in zip(models[0].parameters(), models[1].parameters()))
+        norm, element = largest_differences(zip(models[1].parameters(), models[0].parameters()))
         report.parameters.append(norm)
         report.parameters_elementwise.append(element)
     if models[0].is_classifier:
