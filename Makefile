@@ -18,13 +18,16 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 
-$(VENV)/.train-$(subst $(comma),-,$(TRAIN_EXTRAS)): pyproject.toml | $(PY)
+# The install compiles nn_xp/_native.c (setup.py), so a change to it reinstalls too.
+NATIVE_SOURCES := setup.py nn_xp/_native.c
+
+$(VENV)/.train-$(subst $(comma),-,$(TRAIN_EXTRAS)): pyproject.toml $(NATIVE_SOURCES) | $(PY)
 	@if [ -n "$(CUDA_MAJOR)" ] && [ -z "$(CUDA_EXTRA)" ]; then \
 	  echo "note: CUDA $(CUDA_MAJOR) is older than 12; no CuPy wheel fits, training runs on the CPU"; fi
 	$(PY) -m pip install -q -e ".[$(TRAIN_EXTRAS)]"
 	@touch $@
 
-$(VENV)/.test-$(subst $(comma),-,$(TEST_EXTRAS)): pyproject.toml | $(PY)
+$(VENV)/.test-$(subst $(comma),-,$(TEST_EXTRAS)): pyproject.toml $(NATIVE_SOURCES) | $(PY)
 	$(PY) -m pip install -q -e ".[$(TEST_EXTRAS)]"
 	@touch $@
 
@@ -41,7 +44,7 @@ fuzz: $(VENV)/.test-$(subst $(comma),-,$(TEST_EXTRAS))
 	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest tests/test_properties.py tests/test_failures.py -q
 
 # Training speed against PyTorch eager and scikit-learn (the CPU build of torch comes with "bench").
-$(VENV)/.bench: pyproject.toml | $(PY)
+$(VENV)/.bench: pyproject.toml $(NATIVE_SOURCES) | $(PY)
 	$(PY) -m pip install -q -e ".[bench]"
 	@touch $@
 
@@ -57,4 +60,4 @@ lint: $(VENV)/.lint
 	$(BIN)/hadolint --failure-threshold warning docker/Dockerfile docker/Dockerfile.cpu
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache nn_xp/*.so

@@ -4,7 +4,9 @@ The standard code (model.py, optim.py) runs everywhere, array-api-strict include
 backend allows it, two things make training faster without changing a single result:
 - the parameters (and the gradients the fit loop gets, and the optimizer state) are views into
   one flat buffer each, so an optimizer step is a dozen array operations, whatever the depth;
-- forward and backward work in place (`out=`, `*=`) where the standard code would allocate.
+- forward and backward work in place (`out=`, `*=`) where the standard code would allocate;
+- on NumPy, a ReLU layer's bias and activation are one compiled pass forward and one backward
+  (native.py), where they are built.
 (Splitting the flat update across threads was tried and dropped: next to BLAS's own worker
 threads it was slower, not faster, on a 2-core machine.)
 tests/test_fast.py checks that each fast path gives the standard path's numbers.
@@ -13,6 +15,8 @@ tests/test_fast.py checks that each fast path gives the standard path's numbers.
 from __future__ import annotations
 
 import array_api_compat
+
+from . import native
 
 
 def is_mutable(xp) -> bool:
@@ -29,6 +33,34 @@ def raw(xp):
     import cupy
 
     return cupy
+
+
+def add_bias_and_activate(raw, xp, Z, b, act):
+    """A hidden layer's `A = act(Z + b)` after its matmul, in place where it can be.
+
+    Returns (A, Z) where backward needs Z, else (A, None) with Z overwritten by A.
+    """
+    if act.name == "relu" and native.fits(Z, b):
+        native.bias_relu(Z, b)
+        return Z, None
+    Z += b
+    if act.forward_inplace is not None:
+        return act.forward_inplace(raw, Z), None
+    return act.forward(xp, Z), Z
+
+
+def activation_backward_and_bias_grad(raw, xp, act, dA, Z, A, db):
+    """A hidden layer's dZ = dA * act'(Z) (dA may be overwritten), with its bias gradient, the
+    sum of dZ over samples, written into `db`. Returns dZ."""
+    if act.name == "relu" and native.fits(dA, A, db):
+        native.relu_backward_bias_grad(dA, A, db)
+        return dA
+    if act.backward_inplace is not None:
+        dZ = act.backward_inplace(raw, dA, A)
+    else:
+        dZ = act.backward(xp, dA, Z, A)
+    raw.sum(dZ, axis=0, out=db)
+    return dZ
 
 
 class FlatList(list):

@@ -301,14 +301,8 @@ class MLP:
         inputs, Zs = [X], []
         A = X
         for l, act in enumerate(self._hidden):
-            Z = raw.matmul(A, params[2 * l].T)
-            Z += params[2 * l + 1]
-            if act.forward_inplace is not None:
-                A = act.forward_inplace(raw, Z)  # Z is overwritten: backward needs only A
-                Zs.append(None)
-            else:
-                A = act.forward(xp, Z)
-                Zs.append(Z)
+            A, Z = fast.add_bias_and_activate(raw, xp, raw.matmul(A, params[2 * l].T), params[2 * l + 1], act)
+            Zs.append(Z)  # None where Z was overwritten: backward needs only A
             inputs.append(A)
         Z = raw.matmul(A, params[-2].T)
         Z += params[-1]
@@ -325,16 +319,13 @@ class MLP:
             out = Z
         else:
             L, dZ, out = self._output_loss_and_grad(xp, Z, Y, loss)
+        raw.sum(dZ, axis=0, out=grads[-1])
         for l in range(len(params) // 2 - 1, -1, -1):
             raw.matmul(dZ.T, inputs[l], out=grads[2 * l])
-            raw.sum(dZ, axis=0, out=grads[2 * l + 1])
-            if l > 0:
+            if l > 0:  # the layer below's dZ and its bias gradient
                 dA = raw.matmul(dZ, params[2 * l])
-                act = self._hidden[l - 1]
-                if act.backward_inplace is not None:
-                    dZ = act.backward_inplace(raw, dA, inputs[l])
-                else:
-                    dZ = act.backward(xp, dA, Zs[l - 1], inputs[l])
+                dZ = fast.activation_backward_and_bias_grad(raw, xp, self._hidden[l - 1], dA, Zs[l - 1], inputs[l],
+                                                            grads[2 * l - 1])
         return L, grads, out
 
     def _output_loss_and_grad(self, xp, Z, Y, loss: str):

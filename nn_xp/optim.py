@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import numbers
 
-from . import backend, fast, kernels
+from . import backend, fast, kernels, native
 
 OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam", "adamw")
 
@@ -353,6 +353,10 @@ class SGD(Optimizer):
             kernels.sgd_momentum(p, g, b, learning_rate=lr, momentum=momentum, dampening=self.dampening,
                                  first=first, nesterov=self.nesterov)
             return
+        if native.fits(p, g, b):  # the operations below in one compiled pass (native.py)
+            native.sgd_momentum(p, g, b, learning_rate=lr, momentum=momentum, dampening=self.dampening,
+                                first=first, nesterov=self.nesterov)
+            return
         if first:
             b += g
         else:
@@ -520,6 +524,10 @@ class Adam(Optimizer):
         if raw.__name__ == "cupy":  # one fused launch (kernels.py)
             kernels.adam(p, g, m, v, beta1=b1, beta2=b2, step_size=step_size,
                          bias_correction2_sqrt=bias_correction2_sqrt, eps=self.eps)
+            return
+        if native.fits(p, g, m, v):  # the operations below in one compiled pass (native.py)
+            native.adam(p, g, m, v, beta1=b1, beta2=b2, eps_c=self.eps * bias_correction2_sqrt,
+                        step_c=step_size * bias_correction2_sqrt)
             return
         m *= b1
         raw.multiply(g, 1 - b1, out=scratch)
