@@ -425,6 +425,14 @@ _FINITE_BLOCK = 1 << 20
 
 def _all_finite(X) -> bool:
     """True when the 2-D array X holds no NaN or inf; one host read at the end."""
+    if isinstance(X, np.ndarray) and X.dtype.kind == "f" and X.flags.c_contiguous:
+        # One BLAS pass, a third of the time of isfinite over the blocks: a sum of squares is
+        # finite only when every element is. A non-finite one may also be finite values whose
+        # squares overflow, so then the exact check below decides.
+        flat = X.reshape(-1)
+        with np.errstate(all="ignore"):
+            if np.isfinite(np.dot(flat, flat)):
+                return True
     xp = backend.get_namespace(X)
     n = X.shape[0]
     rows = max(1, _FINITE_BLOCK // max(1, X.shape[1]))

@@ -227,6 +227,31 @@ def test_fit_rejects_bad_input_and_changes_nothing(description, kwargs, exceptio
     _equal_states(before, _state(model))
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("where", [(0, 0), (137, 5), (-1, -1)])
+def test_the_finiteness_check_finds_every_nan_and_inf(dtype, bad, where):
+    from nn_xp.model import _all_finite
+
+    X = np.random.default_rng(0).normal(size=(300, 7)).astype(dtype)
+    assert _all_finite(X) and _all_finite(np.asfortranarray(X))
+    X[where] = bad
+    assert not _all_finite(X)
+    assert not _all_finite(np.asfortranarray(X))  # the blockwise path
+    assert not _all_finite(X[where[0] % 300 % 2 :: 2])  # not contiguous, the bad row kept
+
+
+@pytest.mark.parametrize("dtype, huge", [("float32", 1e30), ("float64", 1e200)])
+def test_the_finiteness_check_accepts_values_whose_squares_overflow(dtype, huge):
+    # The quick sum of squares overflows for these; the exact check must still say finite.
+    from nn_xp.model import _all_finite
+
+    X = np.full((50, 4), huge, dtype=dtype)
+    X[3, 2] = -huge
+    with np.errstate(over="raise", invalid="raise"):  # and no floating-point warning escapes
+        assert _all_finite(X)
+
+
 def test_absurd_but_valid_hyperparameters_are_accepted():
     """epochs=10**12 is a valid request (a callback or Ctrl-C ends it); a huge finite learning rate
     is a valid number (fit's non-finite guard undoes the divergence, tests/test_failures.py)."""
