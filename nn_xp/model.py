@@ -111,6 +111,7 @@ class MLP:
             self._params[:] = arrays
             self._params.flat, self._params.views = None, ()
         self._grads = None  # the fit loop's gradient buffers, made when first needed
+        self._workspace = fast.Workspace()  # and its other per-step arrays (fast.py)
         self._xp_type = None
 
     def set_parameters(self, arrays) -> None:
@@ -298,18 +299,21 @@ class MLP:
         if self._grads is None:
             self._grads = fast.empty_like_packed(params, xp)
         grads = self._grads
+        space, n = self._workspace, X.shape[0]
         inputs, Zs = [X], []
         A = X
         for l, act in enumerate(self._hidden):
-            A, Z = fast.add_bias_and_activate(raw, xp, raw.matmul(A, params[2 * l].T), params[2 * l + 1], act)
+            W = params[2 * l]
+            Z = raw.matmul(A, W.T, out=space.rows(raw, f"Z{l}", n, W.shape[0], W))
+            A, Z = fast.add_bias_and_activate(raw, xp, Z, params[2 * l + 1], act)
             Zs.append(Z)  # None where Z was overwritten: backward needs only A
             inputs.append(A)
-        Z = raw.matmul(A, params[-2].T)
+        W = params[-2]
+        Z = raw.matmul(A, W.T, out=space.rows(raw, "Z", n, W.shape[0], W))
         Z += params[-1]
         if loss == "cross_entropy":
-            n = Z.shape[0]
             Z -= Z.max(axis=1, keepdims=True)  # shifted logits: same argmax, exp cannot overflow
-            E = raw.exp(Z)
+            E = raw.exp(Z, out=space.rows(raw, "E", n, W.shape[0], W))
             S = E.sum(axis=1, keepdims=True)
             L = (raw.log(S).sum() - (Y * Z).sum()) / n
             dZ = E
@@ -323,7 +327,8 @@ class MLP:
         for l in range(len(params) // 2 - 1, -1, -1):
             raw.matmul(dZ.T, inputs[l], out=grads[2 * l])
             if l > 0:  # the layer below's dZ and its bias gradient
-                dA = raw.matmul(dZ, params[2 * l])
+                W = params[2 * l]
+                dA = raw.matmul(dZ, W, out=space.rows(raw, f"dA{l - 1}", n, W.shape[1], W))
                 dZ = fast.activation_backward_and_bias_grad(raw, xp, self._hidden[l - 1], dA, Zs[l - 1], inputs[l],
                                                             grads[2 * l - 1])
         return L, grads, out

@@ -361,6 +361,8 @@ def _train(model, opt, X, Y, X_val, Y_val, loss, epochs, batch_size, validation_
     base_learning_rate = getattr(opt, "initial_learning_rate", opt.learning_rate)
     # Only mse reads the targets up front (r2's total sum of squares).
     loss_and_grads = model._training_step_function(xp)
+    # On NumPy/CuPy each batch is gathered into the arrays of the batch before (fast.Workspace).
+    space, raw = (model._workspace, fast.raw(xp)) if fast.is_mutable(xp) else (None, None)
     running = _RunningMetrics(xp, loss, Y if train_rows is None or loss != "mse" else xp.take(Y, train_rows, axis=0))
     model.stop_training = False
     model.loss = loss
@@ -399,7 +401,10 @@ def _train(model, opt, X, Y, X_val, Y_val, loss, epochs, batch_size, validation_
                     Xb, Yb = X[start:stop, :], Y[start:stop, :]
                 else:
                     rows = order[start:stop]
-                    Xb, Yb = xp.take(X, rows, axis=0), xp.take(Y, rows, axis=0)
+                    if space is not None:
+                        Xb, Yb = space.take_rows(raw, "X", X, rows), space.take_rows(raw, "Y", Y, rows)
+                    else:
+                        Xb, Yb = xp.take(X, rows, axis=0), xp.take(Y, rows, axis=0)
                 L, grads, out = loss_and_grads(Xb, Yb, loss)
                 if clip_value is not None:
                     grads = clip_grad_value(grads, clip_value)

@@ -99,3 +99,58 @@ def test_set_parameters_copies_into_the_live_arrays():
         np.testing.assert_array_equal(p, 0.5)
     with pytest.raises(ValueError, match="arrays\\[1\\]"):
         model.set_parameters([new[0], new[0], new[2], new[3]])
+
+
+@pytest.mark.parametrize("device", MUTABLE)
+def test_batches_of_other_sizes_reuse_the_workspace_and_match_the_standard_path(device, dtype):
+    arch = dict(ARCHITECTURES[1])
+    loss = arch.pop("loss")
+    model = nx.MLP(**arch, dtype=dtype, device=device, seed=1)
+    tol = PARITY_RTOL[dtype]
+    for n in (20, 7, 20, 3):  # full batches and smaller last ones, in the same arrays
+        X, y = _batch(dict(arch, loss=loss), n=n, seed=n)
+        Xd, Y = model._check_X(X), model._check_y(y, n, loss)
+        L_std, g_std, _ = model._loss_and_grads(Xd, Y, loss)
+        L_fast, g_fast, out = model._loss_and_grads_fast(Xd, Y, loss)
+        assert out.shape == (n, arch["layer_sizes"][-1])
+        assert abs(float(L_fast) - float(L_std)) <= tol * abs(float(L_std))
+        for a, b in zip(g_fast, g_std):
+            assert relative_difference(a, b) <= tol
+
+
+def test_a_training_step_writes_into_the_arrays_of_the_step_before():
+    import tracemalloc
+
+    n, hidden = 512, (256, 128)
+    model = nx.MLP([64, *hidden, 10], output_activation="softmax", device="cpu", seed=0)
+    X, y = _batch(dict(layer_sizes=[64, *hidden, 10], loss="cross_entropy"), n=n)
+    Xd, Y = model._check_X(X), model._check_y(y, n, "cross_entropy")
+    _, _, first = model._loss_and_grads_fast(Xd, Y, "cross_entropy")
+    first = first.copy()
+    tracemalloc.start()
+    try:
+        _, _, out = model._loss_and_grads_fast(Xd, Y, "cross_entropy")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    activations = n * sum(hidden) * 4  # float32 bytes of the hidden layers' outputs alone
+    assert peak < activations / 4
+    np.testing.assert_array_equal(out, first)  # and the same step gives the same numbers
+
+
+def test_workspace_rows_grow_shrink_and_take_rows_gathers():
+    space = fast.Workspace()
+    like = np.zeros((1, 1), np.float32)
+    big = space.rows(np, "a", 10, 4, like)
+    small = space.rows(np, "a", 3, 4, like)
+    assert small.shape == (3, 4) and np.shares_memory(big, small) and small.flags.c_contiguous
+    bigger = space.rows(np, "a", 11, 4, like)
+    assert bigger.shape == (11, 4) and not np.shares_memory(big, bigger)
+    assert space.rows(np, "a", 5, 4, np.zeros(1)).dtype == np.float64  # another dtype: a new array
+    A = np.arange(40.0).reshape(10, 4)
+    rows = np.array([9, 0, 3, 3])
+    got = space.take_rows(np, "x", A, rows)
+    np.testing.assert_array_equal(got, A[rows])
+    again = space.take_rows(np, "x", A, rows[:2])
+    np.testing.assert_array_equal(again, A[rows[:2]])
+    assert np.shares_memory(got, again)
