@@ -50,12 +50,18 @@ def set_enabled(flag: bool) -> bool:
 def fits(*arrays) -> bool:
     """True when the compiled loops can take these arrays: enabled, NumPy arrays of one float32 or
     float64 dtype, C-contiguous and writable."""
-    if not enabled():
+    if _native is None or not _enabled:
         return False
     dtype = getattr(arrays[0], "dtype", None)
-    return dtype is not None and dtype.char in "fd" and all(
-        type(a) is np.ndarray and a.dtype == dtype and a.flags.c_contiguous and a.flags.writeable for a in arrays
-    )
+    if dtype is None or dtype.char not in "fd":
+        return False
+    for a in arrays:  # a plain loop: this runs several times a training step
+        if type(a) is not np.ndarray or a.dtype != dtype:
+            return False
+        flags = a.flags
+        if not (flags.c_contiguous and flags.writeable):
+            return False
+    return True
 
 
 def adam(p, g, m, v, *, beta1, beta2, eps_c, step_c) -> None:
