@@ -6,7 +6,10 @@ For every layer (n_in -> n_out) a training step does, at batch size B:
               dZ @ W      (B, n_out) x (n_out, n_in)     all but the first layer (dX)
 Each is timed on its own, with the same shapes and memory layouts (W.T and dZ.T are transposed
 views, as in nn_xp), by the array library's own matmul; their sum is one step's floor, and the
-epoch's floor is that over the epoch's full batches plus the last, partial one. Nothing else a
+epoch's floor is that over the epoch's full batches plus the last, partial one. The floor is
+nn_xp's (NumPy's BLAS on the CPU, CuPy's cuBLAS on a GPU); `library="torch"` measures the same
+products with PyTorch's matmul (its own BLAS: MKL or oneDNN on x86 CPUs), to show how much of a
+difference between nn_xp and PyTorch is the BLAS itself. Nothing else a
 step needs (activations, loss, optimizer, data shuffling, Python) is counted, so no system can
 reach 100%; the matmuls also run on warm caches, so the floor is an optimistic one.
 """
@@ -29,6 +32,20 @@ def device_namespace(device: str):
 
         return cupy, lambda: cupy.cuda.Device().synchronize()
     return np, _host_sync
+
+
+def _operands(library: str, device: str):
+    """(make an array from a NumPy one, synchronise) for the library's matmul on `device`."""
+    if library == "torch":
+        import torch
+
+        target = torch.device("cuda" if device.startswith("cuda") else "cpu")
+        sync = torch.cuda.synchronize if target.type == "cuda" else _host_sync
+        return (lambda a: torch.from_numpy(a).to(target)), sync
+    if library != "numpy":
+        raise ValueError(f"library must be 'numpy' or 'torch', got {library!r}")
+    xp, sync = device_namespace(device)
+    return xp.asarray, sync
 
 
 def time_per_call(fn, sync, min_block_s: float = 0.01, blocks: int = 5) -> float:
@@ -59,15 +76,16 @@ def time_per_call(fn, sync, min_block_s: float = 0.01, blocks: int = 5) -> float
     return min(times)
 
 
-def step_matmuls(layer_sizes, batch_size: int, device: str = "cpu", dtype: str = "float32", seed: int = 0) -> list:
+def step_matmuls(layer_sizes, batch_size: int, device: str = "cpu", dtype: str = "float32", seed: int = 0,
+                 library: str = "numpy") -> list:
     """One training step's matmuls, each timed: [{"layer", "op", "shape", "seconds"}]."""
-    xp, sync = device_namespace(device)
+    asarray, sync = _operands(library, device)
     rng = np.random.default_rng(seed)
     rows = []
     for layer, (n_in, n_out) in enumerate(zip(layer_sizes[:-1], layer_sizes[1:])):
-        A = xp.asarray(rng.standard_normal((batch_size, n_in)).astype(dtype))
-        W = xp.asarray(rng.standard_normal((n_out, n_in)).astype(dtype))
-        dZ = xp.asarray(rng.standard_normal((batch_size, n_out)).astype(dtype))
+        A = asarray(rng.standard_normal((batch_size, n_in)).astype(dtype))
+        W = asarray(rng.standard_normal((n_out, n_in)).astype(dtype))
+        dZ = asarray(rng.standard_normal((batch_size, n_out)).astype(dtype))
         ops = [("forward A@W.T", lambda A=A, W=W: A @ W.T, (batch_size, n_in, n_out)),
                ("backward dZ.T@A", lambda A=A, dZ=dZ: dZ.T @ A, (n_out, batch_size, n_in))]
         if layer > 0:
@@ -78,15 +96,17 @@ def step_matmuls(layer_sizes, batch_size: int, device: str = "cpu", dtype: str =
     return rows
 
 
-def epoch_floor(layer_sizes, n_samples: int, batch_size: int, device: str = "cpu", dtype: str = "float32") -> dict:
+def epoch_floor(layer_sizes, n_samples: int, batch_size: int, device: str = "cpu", dtype: str = "float32",
+                library: str = "numpy") -> dict:
     """Seconds one epoch's matmuls take: full batches x step floor + the partial batch's step floor."""
     batch_size = min(batch_size, n_samples)
     full, rest = divmod(n_samples, batch_size)
-    step = step_matmuls(layer_sizes, batch_size, device, dtype)
+    step = step_matmuls(layer_sizes, batch_size, device, dtype, library=library)
     step_s = sum(r["seconds"] for r in step)
-    rest_s = sum(r["seconds"] for r in step_matmuls(layer_sizes, rest, device, dtype)) if rest else 0.0
+    rest_s = sum(r["seconds"] for r in step_matmuls(layer_sizes, rest, device, dtype, library=library)) if rest else 0.0
     return {
         "device": device,
+        "library": library,
         "epoch_s": full * step_s + rest_s,
         "step_s": step_s,
         "full_batches": full,
@@ -124,13 +144,16 @@ class FloorSystem:
     conditions as the systems: `train(epochs)` times one epoch's matmuls and returns epochs x that
     (the timer records the returned seconds, not its own clock)."""
 
-    def __init__(self, layer_sizes, n_samples: int, batch_size: int, device: str = "cpu", dtype: str = "float32"):
+    def __init__(self, layer_sizes, n_samples: int, batch_size: int, device: str = "cpu", dtype: str = "float32",
+                 library: str = "numpy"):
         self.layer_sizes, self.n_samples, self.device, self.dtype = layer_sizes, n_samples, device, dtype
         self.batch_size = min(batch_size, n_samples)
+        self.library = library
         self.last = None
 
     def train(self, epochs: int) -> float:
-        self.last = epoch_floor(self.layer_sizes, self.n_samples, self.batch_size, self.device, self.dtype)
+        self.last = epoch_floor(self.layer_sizes, self.n_samples, self.batch_size, self.device, self.dtype,
+                                self.library)
         return epochs * self.last["epoch_s"]
 
     def sync(self) -> None:

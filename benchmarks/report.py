@@ -10,6 +10,8 @@ LABELS = {
     "sklearn-cpu": "scikit-learn MLP",
     "floor-cpu": "matmul floor (CPU)",
     "floor-cuda": "matmul floor (GPU)",
+    "floor_torch-cpu": "matmul floor, PyTorch's BLAS (CPU)",
+    "floor_torch-cuda": "matmul floor, PyTorch's BLAS (GPU)",
 }
 
 
@@ -76,7 +78,9 @@ def markdown(results: dict) -> str:
         f"{cfg.get('max_other_load', 0.25)} when at least half are), systems alternating within each "
         "repetition (order rotated per repetition), after one warm-up call each. Ratios > 1 mean "
         "faster than the reference (torch on the same device; scikit-learn on the CPU). "
-        "% of floor = matmul-floor time / system time. 'Other load' is the median number of cores "
+        "% of floor = matmul-floor time / system time; the floor is nn_xp's (the same matmuls timed "
+        "alone with NumPy's BLAS, or CuPy's), and 'PyTorch's BLAS' times them with torch.matmul. "
+        "'Other load' is the median number of cores "
         "that other processes on the machine kept busy during the system's timed calls (a call above "
         f"{cfg.get('max_other_load', 0.25)} was retaken up to {cfg.get('max_retakes', 2)} times).",
         "",
@@ -130,8 +134,9 @@ def markdown(results: dict) -> str:
                 f"{p['max_difference_over_update']:.1e} | {p['loss_nn_xp']:.6f} | {p['loss_torch']:.6f} |"
             )
     lines += ["", "## Matmul context", "",
-              "| workload | GFLOP / epoch | floor ms / epoch | floor GFLOP/s | nn_xp GFLOP/s | torch GFLOP/s |",
-              "| --- | ---: | ---: | ---: | ---: | ---: |"]
+              "| workload | GFLOP / epoch | floor ms / epoch | floor GFLOP/s | PyTorch's BLAS floor GFLOP/s "
+              "| nn_xp GFLOP/s | torch GFLOP/s |",
+              "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for key, result in results["workloads"].items():
         flops = result["flops_per_epoch"]["total"]
         epochs = result["workload"]["epochs_per_call"]
@@ -143,7 +148,8 @@ def markdown(results: dict) -> str:
                 continue
             lines.append(
                 f"| ({key}) {kind} | {flops / 1e9:.3f} | {1e3 * floor['median_s'] / epochs:.2f} | "
-                f"{_cell(gflops(floor), '{:.1f}')} | {_cell(gflops(systems.get(f'nn_xp-{kind}', {})), '{:.1f}')} | "
+                f"{_cell(gflops(floor), '{:.1f}')} | {_cell(gflops(systems.get(f'floor_torch-{kind}', {})), '{:.1f}')} | "
+                f"{_cell(gflops(systems.get(f'nn_xp-{kind}', {})), '{:.1f}')} | "
                 f"{_cell(gflops(systems.get(f'torch-{kind}', {})), '{:.1f}')} |"
             )
     for g in results.get("square_gemm", []):

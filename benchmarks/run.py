@@ -346,8 +346,13 @@ def bench_workload(nx, torch, wanted, workload, repeats, use_cuda, timer, *, wit
     systems, skipped = build_systems(nx, torch, wanted, workload, X, y, use_cuda, cpu)
     if with_floor:
         for device in (["cpu"] if cpu else []) + (["cuda:0"] if use_cuda else []):
-            systems[f"floor-{device.split(':')[0]}"] = floors.FloorSystem(
+            kind = device.split(":")[0]
+            systems[f"floor-{kind}"] = floors.FloorSystem(
                 workload.layer_sizes, workload.n_samples, workload.batch_size, device)
+            # The same matmuls through PyTorch's BLAS: how much of nn_xp vs torch is the BLAS itself.
+            if f"torch-{kind}" in systems:
+                systems[f"floor_torch-{kind}"] = floors.FloorSystem(
+                    workload.layer_sizes, workload.n_samples, workload.batch_size, device, library="torch")
     records, orders = time_systems(systems, workload.epochs_per_call, repeats, timer)
     samples_per_call = workload.n_samples * workload.epochs_per_call
     for name, record in records.items():
@@ -382,7 +387,7 @@ def bench_workload(nx, torch, wanted, workload, repeats, use_cuda, timer, *, wit
 def print_workload(key: str, result: dict) -> None:
     for name, record in result["systems"].items():
         if record.get("median_s"):
-            log(f"    {name:12s} {record['samples_per_s']:>12,.0f} samples/s   median {record['median_s']:.3f} s "
+            log(f"    {name:16s} {record['samples_per_s']:>12,.0f} samples/s   median {record['median_s']:.3f} s "
                 f"(times {', '.join(f'{t:.3f}' for t in record['times_s'])}; other processes "
                 f"{', '.join(f'{x:.2f}' for x in record['other_load'])} cores; {record['retakes']} retakes; "
                 f"median of {record['median_of']})")

@@ -39,3 +39,28 @@ def test_torch_parity_of_a_device_with_itself_is_exact():
     for key in ("loss", "gradients", "parameters", "gradients_elementwise", "parameters_elementwise"):
         assert len(out[key]) == 6 and max(out[key]) == 0.0
     assert out["same_predictions"]
+
+
+@pytest.mark.parametrize("library", ["numpy", "torch"])
+def test_the_matmul_floor_times_every_product_of_a_step(library):
+    if library == "torch":
+        pytest.importorskip("torch")
+    from benchmarks import floor
+
+    rows = floor.step_matmuls([6, 5, 3], batch_size=4, library=library)
+    # forward and dW for both layers, dX for the second only; m x k x n as the floor counts FLOPs
+    assert [(r["layer"], r["op"], r["mkn"]) for r in rows] == [
+        (0, "forward A@W.T", [4, 6, 5]), (0, "backward dZ.T@A", [5, 4, 6]),
+        (1, "forward A@W.T", [4, 5, 3]), (1, "backward dZ.T@A", [3, 4, 5]), (1, "backward dZ@W", [4, 3, 5]),
+    ]
+    assert all(r["seconds"] > 0 for r in rows)
+    epoch = floor.epoch_floor([6, 5, 3], n_samples=10, batch_size=4, library=library)
+    assert (epoch["full_batches"], epoch["partial_batch"], epoch["library"]) == (2, 2, library)
+    assert epoch["epoch_s"] == pytest.approx(2 * epoch["step_s"] + epoch["partial_step_s"])
+
+
+def test_the_matmul_floor_refuses_an_unknown_library():
+    from benchmarks import floor
+
+    with pytest.raises(ValueError, match="library must be 'numpy' or 'torch'"):
+        floor.step_matmuls([3, 2], batch_size=2, library="jax")
