@@ -29,33 +29,23 @@
 #define NN_XP_CLONES
 #endif
 
-NN_XP_CLONES static void
-adam_f32(float *restrict p, const float *restrict g, float *restrict m, float *restrict v, Py_ssize_t n,
-         float b1, float b2, float one_minus_b1, float one_minus_b2, float eps_c, float step_c)
-{
-    for (Py_ssize_t i = 0; i < n; i++) {
-        const float gi = g[i];
-        const float mi = m[i] * b1 + gi * one_minus_b1;
-        const float vi = v[i] * b2 + (gi * gi) * one_minus_b2;
-        m[i] = mi;
-        v[i] = vi;
-        p[i] = p[i] - (mi / (sqrtf(vi) + eps_c)) * step_c;
+/* SQRT is sqrtf for float and sqrt for double: both correctly rounded, as NumPy's sqrt. */
+#define NN_XP_ADAM(T, SQRT, NAME)                                                                    \
+    NN_XP_CLONES static void NAME(T *restrict p, const T *restrict g, T *restrict m, T *restrict v,   \
+                                  Py_ssize_t n, T b1, T b2, T one_minus_b1, T one_minus_b2, T eps_c, \
+                                  T step_c)                                                          \
+    {                                                                                                \
+        for (Py_ssize_t i = 0; i < n; i++) {                                                         \
+            const T gi = g[i];                                                                       \
+            const T mi = m[i] * b1 + gi * one_minus_b1;                                              \
+            const T vi = v[i] * b2 + (gi * gi) * one_minus_b2;                                       \
+            m[i] = mi;                                                                               \
+            v[i] = vi;                                                                               \
+            p[i] = p[i] - (mi / (SQRT(vi) + eps_c)) * step_c;                                        \
+        }                                                                                            \
     }
-}
-
-NN_XP_CLONES static void
-adam_f64(double *restrict p, const double *restrict g, double *restrict m, double *restrict v, Py_ssize_t n,
-         double b1, double b2, double one_minus_b1, double one_minus_b2, double eps_c, double step_c)
-{
-    for (Py_ssize_t i = 0; i < n; i++) {
-        const double gi = g[i];
-        const double mi = m[i] * b1 + gi * one_minus_b1;
-        const double vi = v[i] * b2 + (gi * gi) * one_minus_b2;
-        m[i] = mi;
-        v[i] = vi;
-        p[i] = p[i] - (mi / (sqrt(vi) + eps_c)) * step_c;
-    }
-}
+NN_XP_ADAM(float, sqrtf, adam_f32)
+NN_XP_ADAM(double, sqrt, adam_f64)
 
 /* b + 0 (not b) where the NumPy path adds 0: it turns -0.0 into +0.0, as NumPy does. */
 #define NN_XP_SGD_MOMENTUM(T, NAME)                                                                  \
