@@ -288,7 +288,8 @@ class MLP:
 
     def _loss_and_grads_fast(self, X, Y, loss: str):
         """`_loss_and_grads` for NumPy/CuPy: the same math in place, with the gradients written
-        into views of one flat buffer (reused across calls: the fit loop consumes them at once)."""
+        into views of one flat buffer and the activations (and the returned output) into the
+        model's workspace, all overwritten by the next call: the fit loop consumes them at once."""
         if type(X) is not self._xp_type:  # one namespace lookup per array type (~20 us each)
             self._xp, self._xp_type = backend.get_namespace(X), type(X)
         xp = self._xp
