@@ -103,41 +103,19 @@ NN_XP_BIAS_RELU(double, bias_relu_f64)
 NN_XP_RELU_BACKWARD_BIAS_GRAD(float, relu_backward_bias_grad_f32)
 NN_XP_RELU_BACKWARD_BIAS_GRAD(double, relu_backward_bias_grad_f64)
 
-/* Views of `count` buffers: C-contiguous, one format ('f' or 'd'), one length; the first
- * `writable` of them writable. Returns the format character, or 0 with an exception set. */
+/* The format of an acquired buffer, 'f' (float32) or 'd' (float64); 0 with a TypeError naming
+ * the argument for anything else. */
 static char
-get_buffers(PyObject **objects, const char **names, Py_buffer *views, int count, int writable)
+float_format(const Py_buffer *view, const char *name)
 {
-    int got = 0;
-    char format = 0;
-    for (; got < count; got++) {
-        int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (got < writable ? PyBUF_WRITABLE : 0);
-        if (PyObject_GetBuffer(objects[got], &views[got], flags) < 0) {
-            goto fail;
-        }
-        const char *f = views[got].format == NULL ? "B" : views[got].format;
-        const char *type = (f[0] == '<' || f[0] == '=' || f[0] == '@') ? f + 1 : f;
-        char c = type[0];
-        if ((c != 'f' && c != 'd') || type[1] != 0 || views[got].itemsize != (c == 'f' ? 4 : 8)) {
-            PyErr_Format(PyExc_TypeError, "%s must be a float32 or float64 buffer, got format '%s'", names[got], f);
-            got++;
-            goto fail;
-        }
-        if (got == 0) {
-            format = c;
-        }
-        else if (c != format || views[got].len != views[0].len) {
-            PyErr_Format(PyExc_ValueError, "%s must have the dtype and length of %s", names[got], names[0]);
-            got++;
-            goto fail;
-        }
+    const char *f = view->format == NULL ? "B" : view->format;
+    const char *type = (f[0] == '<' || f[0] == '=' || f[0] == '@') ? f + 1 : f;
+    char c = type[0];
+    if ((c != 'f' && c != 'd') || type[1] != 0 || view->itemsize != (c == 'f' ? 4 : 8)) {
+        PyErr_Format(PyExc_TypeError, "%s must be a float32 or float64 buffer, got format '%s'", name, f);
+        return 0;
     }
-    return format;
-fail:
-    for (int i = 0; i < got; i++) {
-        PyBuffer_Release(&views[i]);
-    }
-    return 0;
+    return c;
 }
 
 static void
@@ -146,6 +124,35 @@ release_buffers(Py_buffer *views, int count)
     for (int i = 0; i < count; i++) {
         PyBuffer_Release(&views[i]);
     }
+}
+
+/* Views of `count` buffers: C-contiguous, one format ('f' or 'd'), one length; the first
+ * `writable` of them writable. Returns the format character, or 0 with an exception set. */
+static char
+get_buffers(PyObject **objects, const char **names, Py_buffer *views, int count, int writable)
+{
+    char format = 0;
+    for (int got = 0; got < count; got++) {
+        int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (got < writable ? PyBUF_WRITABLE : 0);
+        if (PyObject_GetBuffer(objects[got], &views[got], flags) < 0) {
+            release_buffers(views, got);
+            return 0;
+        }
+        char c = float_format(&views[got], names[got]);
+        if (c == 0) {
+            release_buffers(views, got + 1);
+            return 0;
+        }
+        if (got == 0) {
+            format = c;
+        }
+        else if (c != format || views[got].len != views[0].len) {
+            PyErr_Format(PyExc_ValueError, "%s must have the dtype and length of %s", names[got], names[0]);
+            release_buffers(views, got + 1);
+            return 0;
+        }
+    }
+    return format;
 }
 
 PyDoc_STRVAR(adam_doc,
@@ -244,11 +251,8 @@ get_matrix_and_vector(PyObject *matrix, const char *matrix_name, int matrix_writ
             }
             return 0;
         }
-        const char *f = views[k].format == NULL ? "B" : views[k].format;
-        const char *type = (f[0] == '<' || f[0] == '=' || f[0] == '@') ? f + 1 : f;
-        formats[k] = type[0];
-        if ((type[0] != 'f' && type[0] != 'd') || type[1] != 0 || views[k].itemsize != (type[0] == 'f' ? 4 : 8)) {
-            PyErr_Format(PyExc_TypeError, "%s must be a float32 or float64 buffer, got format '%s'", names[k], f);
+        formats[k] = float_format(&views[k], names[k]);
+        if (formats[k] == 0) {
             release_buffers(views, k + 1);
             return 0;
         }
@@ -305,33 +309,36 @@ nn_xp_relu_backward_bias_grad(PyObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "OOO:relu_backward_bias_grad", &dA, &A, &db)) {
         return NULL;
     }
-    Py_buffer views[2], output[2];
+    Py_buffer views[3]; /* dA, db, A */
     char format = get_matrix_and_vector(dA, "dA", 1, db, "db", 1, views);
     if (format == 0) {
         return NULL;
     }
-    char a_format = get_matrix_and_vector(A, "A", 0, db, "db", 1, output);
-    if (a_format == 0) {
+    if (PyObject_GetBuffer(A, &views[2], PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
         release_buffers(views, 2);
         return NULL;
     }
-    if (a_format != format || output[0].shape[0] != views[0].shape[0]) {
+    char a_format = float_format(&views[2], "A");
+    if (a_format == 0) {
+        release_buffers(views, 3);
+        return NULL;
+    }
+    if (a_format != format || views[2].ndim != 2 || views[2].shape[0] != views[0].shape[0] ||
+        views[2].shape[1] != views[0].shape[1]) {
         PyErr_SetString(PyExc_ValueError, "A must have the shape and dtype of dA");
-        release_buffers(output, 2);
-        release_buffers(views, 2);
+        release_buffers(views, 3);
         return NULL;
     }
     Py_ssize_t rows = views[0].shape[0], cols = views[0].shape[1];
     Py_BEGIN_ALLOW_THREADS
     if (format == 'f') {
-        relu_backward_bias_grad_f32(views[0].buf, output[0].buf, views[1].buf, rows, cols);
+        relu_backward_bias_grad_f32(views[0].buf, views[2].buf, views[1].buf, rows, cols);
     }
     else {
-        relu_backward_bias_grad_f64(views[0].buf, output[0].buf, views[1].buf, rows, cols);
+        relu_backward_bias_grad_f64(views[0].buf, views[2].buf, views[1].buf, rows, cols);
     }
     Py_END_ALLOW_THREADS
-    release_buffers(output, 2);
-    release_buffers(views, 2);
+    release_buffers(views, 3);
     Py_RETURN_NONE;
 }
 
