@@ -82,12 +82,7 @@ class Workspace:
         """An (n, width) array of like's dtype, on like's device: the rows of array `name`."""
         a = self._arrays.get(name)
         if a is None or a.shape[0] < n or a.shape[1] != width or a.dtype != like.dtype:
-            if raw.__name__ == "cupy":
-                with like.device:
-                    a = raw.empty((n, width), dtype=like.dtype)
-            else:
-                a = raw.empty((n, width), dtype=like.dtype)
-            self._arrays[name] = a
+            a = self._arrays[name] = _empty(raw, (n, width), like)
         return a[:n]
 
     def take_rows(self, raw, name: str, A, rows):
@@ -96,9 +91,6 @@ class Workspace:
         if raw.__name__ == "numpy":  # with mode="raise", NumPy would gather into a temporary first
             return raw.take(A, rows, axis=0, out=out, mode="clip")
         return raw.take(A, rows, axis=0, out=out)
-
-    def clear(self) -> None:
-        self._arrays.clear()
 
 
 class FlatList(list):
@@ -120,12 +112,7 @@ class FlatList(list):
 
 def pack(arrays, xp) -> FlatList:
     """A FlatList holding copies of `arrays` as views of one new flat buffer."""
-    total = sum(_size(a) for a in arrays)
-    if array_api_compat.is_cupy_namespace(xp):  # allocate on the arrays' GPU
-        with array_api_compat.device(arrays[0]):
-            flat = xp.empty((total,), dtype=arrays[0].dtype)
-    else:
-        flat = xp.empty((total,), dtype=arrays[0].dtype)
+    flat = _empty(xp, (sum(_size(a) for a in arrays),), arrays[0])
     result = _views_of(flat, [a.shape for a in arrays])
     for view, a in zip(result, arrays):
         view[...] = a
@@ -154,6 +141,14 @@ def _views_of(flat, shapes) -> FlatList:
         offset += size
     result.flat, result.views = flat, tuple(result)
     return result
+
+
+def _empty(module, shape, like):
+    """An uninitialised array of like's dtype on like's device (on its GPU, for CuPy)."""
+    if array_api_compat.is_cupy_array(like):
+        with array_api_compat.device(like):
+            return module.empty(shape, dtype=like.dtype)
+    return module.empty(shape, dtype=like.dtype)
 
 
 def _size(a) -> int:
