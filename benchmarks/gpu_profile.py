@@ -46,16 +46,17 @@ def profile(key: str) -> dict:
     Xb, Yb = ours.X[:B], ours.Y[:B]
     model = ours.model
     model.fit(Xb, Yb, loss=workload.loss, epochs=1, batch_size=B, verbose=0)  # makes the optimizer
-    step_fn = model._training_step_function(nx.get_namespace(Xb))
+    head = model.head(workload.loss)
+    Xc, Yc = model.check_input(Xb), model.check_target(Yb, B, head.loss)
     opt = model.optimizer
 
     def nn_backward(k):
         for _ in range(k):
-            step_fn(Xb, Yb, workload.loss)
+            model.train_step(Xc, Yc, head)
 
     def nn_step(k):
         for _ in range(k):
-            _, grads, _ = step_fn(Xb, Yb, workload.loss)
+            _, grads, _ = model.train_step(Xc, Yc, head)
             opt.step(grads)
 
     tXb, tyb = theirs.X[:B], theirs.y[:B]

@@ -11,13 +11,14 @@ from .backend import (  # noqa: E402
     to_numpy,
 )
 from .gradcheck import gradcheck  # noqa: E402
-from .model import MLP  # noqa: E402
+from .model import MLP, Sequential  # noqa: E402
 from .persistence import load  # noqa: E402
 from .parity import parity_report  # noqa: E402
-from . import callbacks, datasets, optim, schedules  # noqa: E402
+from . import callbacks, datasets, layers, optim, schedules  # noqa: E402
 
 __all__ = [
     "MLP",
+    "Sequential",
     "__version__",
     "available_devices",
     "default_device",
@@ -27,6 +28,7 @@ __all__ = [
     "parity_report",
     "callbacks",
     "datasets",
+    "layers",
     "optim",
     "schedules",
     "namespace",

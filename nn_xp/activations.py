@@ -2,6 +2,8 @@
 
 Each forward is `A = f(xp, Z)`; each backward is `dZ = df(xp, dA, Z, A)`, computing the
 derivative from the saved output `A` where that is cheaper and exact (relu, sigmoid, tanh).
+A new activation is one pair of functions and one line in `_FIXED` (or `_PARAMETRIC`); the
+backends' in-place forms of the common ones live with their ops (numpy_ops.py, cupy_ops.py).
 """
 
 from __future__ import annotations
@@ -10,24 +12,15 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable
 
-from . import kernels
-
 
 @dataclass(frozen=True)
 class Activation:
-    """A named forward/backward pair; `params` holds its settings (e.g. a leaky ReLU slope).
-
-    `forward_inplace(raw, Z)` and `backward_inplace(raw, dA, A)`, where given, are the same math
-    for NumPy/CuPy (`raw` is the module itself) that overwrites its input and needs only the
-    output A in backward: the fit loop's fast path (fast.py) uses them.
-    """
+    """A named forward/backward pair; `params` holds its settings (e.g. a leaky ReLU slope)."""
 
     name: str
     forward: Callable
     backward: Callable
     params: dict = field(default_factory=dict)
-    forward_inplace: Callable | None = None
-    backward_inplace: Callable | None = None
 
     def spec(self) -> dict:
         """A JSON-ready description, inverted by `get_activation`."""
@@ -42,10 +35,6 @@ def _linear_backward(xp, dA, Z, A):
     return dA
 
 
-def _linear_backward_inplace(raw, dA, A):
-    return dA
-
-
 def _relu(xp, Z):
     # maximum, not where(Z > 0, ...): a NaN must propagate (as in PyTorch), never become 0.
     return xp.maximum(Z, xp.zeros_like(Z))
@@ -55,32 +44,8 @@ def _relu_backward(xp, dA, Z, A):
     return xp.where(A > 0, dA, xp.zeros_like(dA))
 
 
-def _relu_inplace(raw, Z):
-    return raw.maximum(Z, 0, out=Z)
 
-
-def _relu_backward_inplace(raw, dA, A):
-    if raw.__name__ == "cupy":
-        return kernels.activation_backward("relu", dA, A)
-    dA *= A > 0
-    return dA
-
-
-def _sigmoid_backward_inplace(raw, dA, A):
-    if raw.__name__ == "cupy":
-        return kernels.activation_backward("sigmoid", dA, A)
-    dA *= A * (1 - A)
-    return dA
-
-
-def _tanh_backward_inplace(raw, dA, A):
-    if raw.__name__ == "cupy":
-        return kernels.activation_backward("tanh", dA, A)
-    dA *= 1 - A * A
-    return dA
-
-
-def _sigmoid(xp, Z):
+def sigmoid(xp, Z):
     # exp of a non-positive number never overflows: 1/(1+e^-z) for z >= 0, e^z/(1+e^z) below.
     E = xp.exp(-xp.abs(Z))
     return xp.where(Z >= 0, 1 / (1 + E), E / (1 + E))
@@ -113,15 +78,15 @@ def _softplus(xp, Z):
 
 
 def _softplus_backward(xp, dA, Z, A):
-    return dA * _sigmoid(xp, Z)
+    return dA * sigmoid(xp, Z)
 
 
 def _silu(xp, Z):
-    return Z * _sigmoid(xp, Z)
+    return Z * sigmoid(xp, Z)
 
 
 def _silu_backward(xp, dA, Z, A):
-    S = _sigmoid(xp, Z)
+    S = sigmoid(xp, Z)
     return dA * (S + Z * S * (1 - S))
 
 
@@ -174,10 +139,10 @@ def _check_positive_param(name, value, allow_zero=False):
 
 
 _FIXED = {
-    "linear": Activation("linear", _linear, _linear_backward, {}, _linear, _linear_backward_inplace),
-    "relu": Activation("relu", _relu, _relu_backward, {}, _relu_inplace, _relu_backward_inplace),
-    "sigmoid": Activation("sigmoid", _sigmoid, _sigmoid_backward, {}, None, _sigmoid_backward_inplace),
-    "tanh": Activation("tanh", _tanh, _tanh_backward, {}, None, _tanh_backward_inplace),
+    "linear": Activation("linear", _linear, _linear_backward),
+    "relu": Activation("relu", _relu, _relu_backward),
+    "sigmoid": Activation("sigmoid", sigmoid, _sigmoid_backward),
+    "tanh": Activation("tanh", _tanh, _tanh_backward),
     "softmax": Activation("softmax", _softmax, _softmax_backward),
     "softplus": Activation("softplus", _softplus, _softplus_backward),
     "silu": Activation("silu", _silu, _silu_backward),

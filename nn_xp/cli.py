@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .activations import ACTIVATIONS
     from .datasets import DATASETS
     from .initializers import INIT_NAMES
-    from .losses import LOSSES
+    from .heads import LOSSES
     from .optim import OPTIMIZERS
     from .schedules import SCHEDULES
 

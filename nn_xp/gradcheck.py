@@ -4,23 +4,24 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import backend, losses
+from . import backend
 
 
-def gradcheck(model, X, y, loss=None, epsilon: float = 1e-6) -> float:
+def gradcheck(model, X, y, loss=None, epsilon: float = 1e-6, training_step=None) -> float:
     """Max relative error of the analytic gradient against central differences, in float64.
 
     For each parameter array p, with g the analytic and n the numerical gradient,
         n_j = (L(p_j + epsilon) - L(p_j - epsilon)) / (2 epsilon),
         error(p) = ||g - n|| / (||g|| + ||n||)      (0 where both are 0),
     and the result is the largest error(p). Values below 1e-7 mean the backward pass is right.
-    The model itself is not changed: the check runs on a float64 copy.
+    The model itself is not changed: the check runs on a float64 copy. With `training_step`, the
+    network runs as in that step of `fit` (dropout on), with its masks held fixed.
     """
-    loss = losses.check_loss(loss, model.output_activation)
     check = model.copy(dtype="float64")
-    X = check._check_X(X)
-    Y = check._check_y(y, X.shape[0], loss)
-    _, grads, _ = check._loss_and_grads(X, Y, loss)
+    head = check.head(loss)
+    X = check.check_input(X)
+    Y = check.check_target(y, X.shape[0], head.loss)
+    _, grads = check.loss_and_grads(X, Y, loss=head.loss, training_step=training_step)
     worst = 0.0
     params = check.parameters()
     for index, grad in enumerate(grads):
@@ -34,7 +35,7 @@ def gradcheck(model, X, y, loss=None, epsilon: float = 1e-6) -> float:
                 trial = flat.copy()
                 trial[j] += step
                 params[index] = backend.to_device(trial.reshape(original.shape), check.device)
-                values.append(float(check._loss_value(X, Y, loss)))
+                values.append(float(check.loss_value(X, Y, head, training_step)))
             numeric[j] = (values[0] - values[1]) / (2 * epsilon)
         params[index] = backend.to_device(original, check.device)
         denominator = np.linalg.norm(analytic) + np.linalg.norm(numeric)

@@ -1,9 +1,16 @@
-"""The multilayer perceptron: parameters, the forward pass and the explicit backward pass.
+"""Models: a stack of layers (layers.py) with an output head (heads.py), and the MLP built from them.
 
-Layer l computes Z_l = A_{l-1} @ W_l.T + b_l and A_l = f_l(Z_l), with A_0 = X. Backward, from
-dZ_L given by the loss:
-    dW_l = dZ_l.T @ A_{l-1},   db_l = sum_rows(dZ_l),   dA_{l-1} = dZ_l @ W_l,
-    dZ_{l-1} = f_{l-1}'(dA_{l-1})   (each activation's backward; nothing is done for the input).
+A forward pass runs the layers in order, each returning its output and a backward closure; the
+head turns the last output (the logits Z) into the loss and dL/dZ; the closures then run in
+reverse, each writing its layer's gradients and passing dX down. For the MLP, layer l computes
+
+    Z_l = A_{l-1} @ W_l.T + b_l,   A_l = f_l(Z_l),   A_0 = X,
+
+and backward, from dZ_L given by the head,
+
+    dW_l = dZ_l.T @ A_{l-1},   db_l = sum_rows(dZ_l),   dA_{l-1} = dZ_l @ W_l,   dZ_{l-1} = f'_{l-1}(dA_{l-1}).
+
+One loop serves every backend: the backend's differences are in its ops object (ops.py).
 """
 
 from __future__ import annotations
@@ -13,49 +20,92 @@ import numbers
 
 import numpy as np
 
-from . import backend, fast, losses
-from .activations import Activation, get_activation
-from .initializers import check_init, initial_parameters
+from . import backend, philox, validation
+from .activations import get_activation
+from .heads import check_loss, default_loss, get_head
+from .initializers import check_init
+from .layers import Context, Dense, Dropout, Layer
+from .ops import FlatList, ops_for
 
 
-class MLP:
-    """A fully connected network trained with hand-written forward and backward passes.
+class _Store:
+    """The model's parameters and the gradients of the last training step, aligned, shared by its layers."""
+
+    def __init__(self):
+        self.params = FlatList()
+        self.grads = None
+
+
+class Sequential:
+    """A network that is a stack of layers, trained with their hand-written backward passes.
 
     Args:
-        layer_sizes: [n_features, hidden..., n_outputs], at least two positive integers.
-        activation: hidden activation, a name or a list with one name per hidden layer.
-        output_activation: "linear", "sigmoid", "softmax", "tanh", ...
-        init: weight initializer ("he", "xavier", "random", ...); biases start at zero.
+        layers: `nn_xp.layers.Layer` objects; the first one states its input width as `n_in`.
+        output_activation: the head's activation on the last layer's output ("linear", "softmax",
+            "sigmoid", ...); the loss is chosen from it unless `fit` is given one.
         dtype: "float32" (default) or "float64", kept end to end.
         device: "auto", "cpu", "cuda" or "cuda:N".
-        seed: same seed, bitwise-identical initial weights on every device.
+        seed: same seed, bitwise-identical initial weights and dropout masks on every device.
     """
 
-    def __init__(
-        self,
-        layer_sizes,
-        activation="relu",
-        output_activation="linear",
-        init="he",
-        dtype="float32",
-        device="auto",
-        seed=None,
-    ):
-        self.layer_sizes = _check_layer_sizes(layer_sizes)
-        self._hidden = _check_hidden_activations(activation, len(self.layer_sizes) - 2)
+    def __init__(self, layers, output_activation="linear", dtype="float32", device="auto", seed=None):
+        if isinstance(layers, Layer) or not hasattr(layers, "__iter__"):
+            raise TypeError(f"layers must be a list of nn_xp.layers.Layer objects, got {layers!r}")
+        layers = list(layers)
+        if not layers:
+            raise ValueError("layers must hold at least one layer")
+        for index, layer in enumerate(layers):
+            if not isinstance(layer, Layer):
+                raise TypeError(f"layers[{index}] must be an nn_xp.layers.Layer, got {type(layer).__name__}")
+        n_features = getattr(layers[0], "n_in", None)
+        if not isinstance(n_features, numbers.Integral) or n_features <= 0:
+            raise ValueError("the first layer must state its input width as a positive integer n_in")
         self._output = get_activation(output_activation, "output_activation")
-        self.init = check_init(init)
         self.dtype = backend.resolve_dtype(dtype)
         self.device = backend.resolve_device(device)
+        self._setup(layers, int(n_features), seed)
+
+    def _setup(self, layers, n_features: int, seed) -> None:
+        """Widths, initial parameters on the device, and the layers bound to them."""
+        self.layers = layers
+        sizes = [n_features]
+        width = n_features
+        for index, layer in enumerate(layers):
+            try:
+                out = layer.output_width(width)
+            except ValueError as error:
+                raise ValueError(f"layers[{index}]: {error}") from None
+            if out != width or layer.param_shapes():
+                sizes.append(out)
+            width = out
+        self.layer_sizes = sizes
         self.seed = seed
         # One host generator draws the weights and then every shuffle order, so a seed fixes both.
         self.rng = backend.host_rng(seed)
-        n_parameters = sum((n_in + 1) * n_out for n_in, n_out in zip(self.layer_sizes[:-1], self.layer_sizes[1:]))
+        self.dropout_key = philox.key_from_seed(seed if isinstance(seed, numbers.Integral) else None)
+        shapes = [shape for layer in layers for shape in layer.param_shapes().values()]
+        n_parameters = sum(int(np.prod(shape)) for shape in shapes)
         # The weights are drawn in float64 on the host, then packed into one buffer on the device.
         backend.check_memory(n_parameters * 8, self.device, n_parameters * np.dtype(self.dtype).itemsize,
                              f"layer_sizes {self.layer_sizes} give {n_parameters:,} parameters, which")
-        host = initial_parameters(self.layer_sizes, self.init, self.rng)
-        self._params = fast.FlatList()
+        host = []
+        for index, layer in enumerate(layers):
+            values = layer.initial_params(self.rng)
+            for name, shape in layer.param_shapes().items():
+                value = np.asarray(values[name])
+                if value.shape != tuple(shape):
+                    raise ValueError(f"layers[{index}].initial_params()[{name!r}] has shape {value.shape}, "
+                                     f"param_shapes() says {tuple(shape)}")
+                host.append(value)
+        self._store = _Store()
+        offset = 0
+        for layer in layers:
+            layer.bind(self._store, offset)
+            offset += len(layer.param_shapes())
+        # Layers other than Dense may read the batch's rows (Dropout keys its masks by them).
+        self.needs_rows = any(not isinstance(layer, Dense) for layer in layers)
+        # Whether a layer's backward must give dX: only where some layer below has parameters.
+        self._input_grad = [any(layer.param_shapes() for layer in layers[:i]) for i in range(len(layers))]
         self._assign([backend.to_device(p.astype(self.dtype), self.device) for p in host])
         self.optimizer = None
         self.history = None
@@ -65,94 +115,98 @@ class MLP:
 
     # ---- description -------------------------------------------------------------------------
     @property
-    def activation(self) -> list:
-        """The hidden activations as JSON-ready specs."""
-        return [a.spec() for a in self._hidden]
-
-    @property
     def output_activation(self) -> str:
         return self._output.name
 
     @property
     def default_loss(self) -> str:
         """The loss fit trained with, else the one the output activation implies."""
-        return self.loss or losses.default_loss(self._output.name)
+        return self.loss or default_loss(self._output.name)
 
     @property
     def is_classifier(self) -> bool:
         """A sigmoid output trained with mse (the notebooks' sine) is a regressor."""
         return self.default_loss in ("cross_entropy", "binary_cross_entropy")
 
+    def head(self, loss=None):
+        """The output head for `loss` (None: the loss fit trained with, else the output's default)."""
+        return get_head(check_loss(loss or self.loss, self._output.name), self._output)
+
     def parameters(self) -> list:
-        """[W1, b1, W2, b2, ...]: the live arrays, on `self.device`."""
-        return self._params
+        """[W1, b1, W2, b2, ...]: every layer's parameters in order, the live arrays on `self.device`."""
+        return self._store.params
 
     def n_parameters(self) -> int:
-        return sum(int(np.prod(p.shape)) for p in self._params)
+        return sum(int(np.prod(p.shape)) for p in self._store.params)
 
     def __repr__(self) -> str:
-        hidden = [a.name for a in self._hidden]
-        return (
-            f"MLP(layer_sizes={list(self.layer_sizes)}, activation={hidden}, "
-            f"output_activation={self._output.name!r}, dtype={self.dtype!r}, device={self.device!r})"
-        )
+        return (f"Sequential({self.layers!r}, output_activation={self._output.name!r}, dtype={self.dtype!r}, "
+                f"device={self.device!r})")
 
     # ---- devices -----------------------------------------------------------------------------
     def _assign(self, arrays) -> None:
-        """Make `arrays` the parameters, in the same list object (optimizers hold it); on NumPy
-        and CuPy they become views of one flat buffer (fast.py)."""
-        xp = backend.get_namespace(*arrays)
-        if fast.is_mutable(xp):
-            with backend.device_context(backend.device_of(arrays[0])):
-                packed = fast.pack(arrays, xp)
-            self._params[:] = packed
-            self._params.flat, self._params.views = packed.flat, packed.views
-        else:
-            self._params[:] = arrays
-            self._params.flat, self._params.views = None, ()
-        self._grads = None  # the fit loop's gradient buffers, made when first needed
-        self._workspace = fast.Workspace()  # and its other per-step arrays (fast.py)
-        self._xp_type = None
+        """Make `arrays` the parameters, in the same list object (optimizers and layers hold it);
+        where the backend has flat buffers they become views of one."""
+        ops = ops_for(backend.get_namespace(*arrays))
+        with backend.device_context(backend.device_of(arrays[0])):
+            packed = ops.pack(arrays)
+        params = self._store.params
+        params[:] = packed
+        params.flat, params.views = packed.flat, packed.views
+        self._store.grads = None  # made at the next training step, shaped like the parameters
+        self._workspace = {}  # arrays a training step writes into, kept from step to step
 
     def set_parameters(self, arrays) -> None:
         """Copy new values into the parameters (shapes must match); optimizers stay linked."""
         arrays = list(arrays)
-        if len(arrays) != len(self._params):
-            raise ValueError(f"arrays must hold {len(self._params)} arrays, got {len(arrays)}")
-        for index, (p, a) in enumerate(zip(self._params, arrays)):
+        params = self._store.params
+        if len(arrays) != len(params):
+            raise ValueError(f"arrays must hold {len(params)} arrays, got {len(arrays)}")
+        for index, (p, a) in enumerate(zip(params, arrays)):
             if tuple(a.shape) != tuple(p.shape):
                 raise ValueError(f"arrays[{index}] has shape {tuple(a.shape)}, the parameter {tuple(p.shape)}")
-        if not self._params.is_packed():
-            self._assign([backend.to_device(p, self.device) for p in self._params])
-        for p, a in zip(self._params, arrays):
-            p[...] = backend.to_device(a, self.device)
+        values = [backend.to_device(a, self.device) for a in arrays]
+        values = [v if v.dtype == p.dtype else backend.get_namespace(v).astype(v, p.dtype) for v, p in zip(values, params)]
+        if ops_for(backend.get_namespace(*params)).mutable:
+            if not params.is_packed():
+                self._assign(list(params))
+            for p, v in zip(params, values):
+                p[...] = v
+        else:
+            params[:] = values
 
     def to(self, device):
         """Move parameters (and optimizer state, if any) to `device`; returns self."""
         device = backend.resolve_device(device)
-        self._assign([backend.to_device(p, device) for p in self._params])
+        self._assign([backend.to_device(p, device) for p in self._store.params])
         if self.optimizer is not None:
             self.optimizer.to(device)
         self.device = device
         return self
 
-    def copy(self, dtype=None, device=None) -> "MLP":
+    def copy(self, dtype=None, device=None):
         """An independent copy, optionally in another dtype or on another device (no optimizer)."""
-        clone = object.__new__(MLP)
+        clone = object.__new__(type(self))
         clone.__dict__.update(self.__dict__)
         clone.dtype = backend.resolve_dtype(dtype or self.dtype)
         clone.device = backend.resolve_device(device or self.device)
-        clone._params = fast.FlatList()
-        clone._assign([backend.to_device(backend.to_numpy(p).astype(clone.dtype), clone.device) for p in self._params])
+        clone.layers = [copy.copy(layer) for layer in self.layers]
+        clone._store = _Store()
+        offset = 0
+        for layer in clone.layers:
+            layer.bind(clone._store, offset)
+            offset += len(layer.param_shapes())
+        clone._assign([backend.to_device(backend.to_numpy(p).astype(clone.dtype), clone.device)
+                       for p in self._store.params])
         clone.optimizer = None
         clone.history = None
         clone.rng = copy.deepcopy(self.rng)
         return clone
 
     # ---- input checks (run before any work) -------------------------------------------------
-    def _check_X(self, X, parameter: str = "X"):
+    def check_input(self, X, parameter: str = "X"):
         """X as an array of the model's dtype on the model's device; raises on bad input."""
-        X = _check_array_host_or_local(X, self.device, parameter)
+        X = validation.array_on(X, self.device, parameter)
         if X.ndim != 2:
             raise ValueError(f"{parameter} must be 2-D (n_samples, n_features), got shape {tuple(X.shape)}")
         if X.shape[0] == 0:
@@ -164,23 +218,23 @@ class MLP:
             )
         # Convert first (no copy when X already has the model's dtype), then check the converted
         # values: a float64 value beyond float32's range becomes inf in a float32 model.
-        narrowed = _narrows(X.dtype, self.dtype)
+        narrowed = validation.narrows(X.dtype, self.dtype)
         if isinstance(X, np.ndarray):
             with np.errstate(over="ignore"):
                 X = backend.to_device(X.astype(self.dtype, copy=False), self.device)
         else:
             xp = backend.get_namespace(X)
             X = xp.astype(X, getattr(xp, self.dtype), copy=False)
-        if not _all_finite(X):
+        if not validation.all_finite(X):
             raise ValueError(
                 f"{parameter} contains NaN or infinite values"
                 + (f" (or values too large for {self.dtype})" if narrowed else "")
             )
         return X
 
-    def _check_y(self, y, n_samples: int, loss: str, parameter: str = "y"):
+    def check_target(self, y, n_samples: int, loss: str, parameter: str = "y"):
         """Targets as a float array (n_samples, n_outputs) on the model's device."""
-        y = _check_array_host_or_local(y, self.device, parameter)
+        y = validation.array_on(y, self.device, parameter)
         host = y if isinstance(y, np.ndarray) else backend.to_numpy(y)
         if host.ndim not in (1, 2) or host.shape[0] != n_samples:
             raise ValueError(
@@ -211,146 +265,90 @@ class MLP:
                     f"{parameter} must hold 0/1 targets (two classes) for binary_cross_entropy; "
                     f"got values in [{host.min():g}, {host.max():g}]"
                 )
-        narrowed = _narrows(host.dtype, self.dtype)
+        narrowed = validation.narrows(host.dtype, self.dtype)
         with np.errstate(over="ignore"):
             host = np.ascontiguousarray(host, dtype=self.dtype)
-        if narrowed and not _all_finite(host):
+        if narrowed and not validation.all_finite(host):
             raise ValueError(f"{parameter} holds values too large for {self.dtype}")
         return backend.to_device(host, self.device)
 
-    # ---- forward and backward ----------------------------------------------------------------
-    def _logits(self, X, keep: bool = False):
-        """Output pre-activation Z_L; with keep, also the layer inputs and hidden Z's for backward."""
-        xp = backend.get_namespace(X)
-        params = self._params
-        inputs, Zs = [X], []
-        A = X
-        for l, act in enumerate(self._hidden):
-            Z = A @ params[2 * l].T + params[2 * l + 1]
-            A = act.forward(xp, Z)
-            if keep:
-                Zs.append(Z)
-                inputs.append(A)
-        Z = A @ params[-2].T + params[-1]
-        return (Z, inputs, Zs) if keep else Z
+    # ---- forward and backward: one loop for every backend -----------------------------------
+    def _logits(self, X, ctx: Context):
+        """The last layer's output Z and the backward closures, for checked X."""
+        ops = ctx.ops
+        backprops = []
+        H = X
+        for index, layer in enumerate(self.layers):
+            ctx.layer, ctx.input_grad = index, self._input_grad[index]
+            H, backprop = layer.forward(ops, H, ctx)
+            backprops.append(backprop)
+        if H is X:  # a model of parameter-free layers: the head must not write into the caller's X
+            H = ops.xp.asarray(X, copy=True)
+        return H, backprops
+
+    def train_step(self, X, Y, head, *, rows=None, step=None, training=True, reuse=True):
+        """(loss as a 0-d device array, gradients aligned with `parameters()`, what the head's
+        metric reads) for checked X, Y: the training hot path.
+
+        rows: the batch's rows of the training data (dropout keys its masks by them; None: 0..n-1).
+        step: the optimizer step the masks belong to (None: the optimizer's step count).
+        reuse: write the activations, gradients and returned output into arrays kept from the
+            step before (the mutable backends), all overwritten by the next call: the fit loop uses
+            them at once. Without it the gradients are new arrays.
+        """
+        ops = ops_for(backend.get_namespace(X))
+        store = self._store
+        params = store.params
+        if ops.mutable and not params.is_packed():
+            self._assign(list(params))
+        if step is None:
+            step = self.optimizer.step_count if self.optimizer is not None else 0
+        ctx = Context(ops, training=training, step=step, rows=rows, key=self.dropout_key,
+                      workspace=self._workspace if reuse and ops.mutable else None)
+        kept = store.grads
+        if reuse and ops.mutable:
+            if kept is None:
+                kept = store.grads = ops.empty_like_packed(params)
+        else:
+            store.grads = [None] * len(params)
+        grads = store.grads
+        Z, backprops = self._logits(X, ctx)
+        L, dH, out = head.loss_and_grad(ops, Z, Y, out=ctx.buffer(head, "dZ", tuple(Z.shape), Z))
+        for backprop in reversed(backprops):
+            dH = backprop(dH)
+            if dH is None:  # nothing below has parameters
+                break
+        store.grads = kept  # the training step's buffers stay for the next one
+        return L, grads, out
 
     def _forward(self, X):
-        xp = backend.get_namespace(X)
-        return self._output.forward(xp, self._logits(X))
+        """The output after the output activation, for checked X (no dropout)."""
+        ops = ops_for(backend.get_namespace(X))
+        Z, _ = self._logits(X, Context(ops))
+        return self._output.forward(ops.xp, Z)
 
-    def _loss_value(self, X, Y, loss: str):
-        """The loss as a 0-d device array (no host synchronisation)."""
-        return self._loss_and_output(X, Y, loss)[0]
+    def loss_value(self, X, Y, head, training_step=None):
+        """The loss alone (0-d device array) for checked X, Y; with `training_step`, under the
+        dropout masks of that optimizer step (rows 0..n-1), as `loss_and_grads` uses them."""
+        ops = ops_for(backend.get_namespace(X))
+        ctx = Context(ops, training=training_step is not None, step=training_step or 0, key=self.dropout_key)
+        Z, _ = self._logits(X, ctx)
+        return head.value(ops, Z, Y)
 
-    def _loss_and_output(self, X, Y, loss: str):
-        """(loss as a 0-d device array, output after the output activation): one forward pass."""
-        xp = backend.get_namespace(X)
-        Z = self._logits(X)
-        out = self._output.forward(xp, Z)
-        if loss == "cross_entropy":
-            return losses.softmax_cross_entropy_value(xp, Z, Y), out
-        if loss == "binary_cross_entropy":
-            return losses.sigmoid_binary_cross_entropy_value(xp, Z, Y), out
-        return losses.mse_value(xp, out, Y), out
-
-    def _evaluate_checked(self, X, Y, loss: str) -> dict:
+    def evaluate_checked(self, X, Y, head) -> dict:
         """{"loss", metrics...} as floats for checked inputs (evaluate and fit's validation)."""
-        from .metrics import compute_metrics
-
-        value, out = self._loss_and_output(X, Y, loss)
-        result = {"loss": float(value)}
-        result.update({k: float(v) for k, v in compute_metrics(self, out, Y, loss).items()})
+        ops = ops_for(backend.get_namespace(X))
+        Z, _ = self._logits(X, Context(ops))
+        result = {"loss": float(head.value(ops, Z, Y))}
+        metrics = head.metrics(ops.xp, self._output.forward(ops.xp, Z), Y)
+        result.update({k: float(v) for k, v in metrics.items()})
         return result
-
-    def _loss_and_grads(self, X, Y, loss: str):
-        """(loss as a 0-d device array, gradients, output) for checked inputs: the training hot path.
-
-        The output is the logits Z for the cross-entropy losses and the activated output A for mse;
-        the fit loop reads its running metrics from it without another forward pass.
-        """
-        xp = backend.get_namespace(X)
-        Z, inputs, Zs = self._logits(X, keep=True)
-        L, dZ, out = self._output_loss_and_grad(xp, Z, Y, loss)
-        params = self._params
-        grads = [None] * len(params)
-        for l in range(len(params) // 2 - 1, -1, -1):
-            grads[2 * l] = dZ.T @ inputs[l]
-            grads[2 * l + 1] = xp.sum(dZ, axis=0)
-            if l > 0:
-                dA = dZ @ params[2 * l]
-                dZ = self._hidden[l - 1].backward(xp, dA, Zs[l - 1], inputs[l])
-        return L, grads, out
-
-    def _training_step_function(self, xp):
-        """The loss-and-gradients function training uses for arrays of namespace xp: the in-place
-        fast path on NumPy/CuPy, the standard-only one elsewhere."""
-        return self._loss_and_grads_fast if fast.is_mutable(xp) else self._loss_and_grads
-
-    def _loss_and_grads_fast(self, X, Y, loss: str):
-        """`_loss_and_grads` for NumPy/CuPy: the same math in place, with the gradients written
-        into views of one flat buffer and the activations (and the returned output) into the
-        model's workspace, all overwritten by the next call: the fit loop consumes them at once."""
-        if type(X) is not self._xp_type:  # one namespace lookup per array type (~20 us each)
-            self._xp, self._xp_type = backend.get_namespace(X), type(X)
-        xp = self._xp
-        raw = fast.raw(xp)
-        params = self._params
-        if not params.is_packed():
-            self._assign(list(params))
-        if self._grads is None:
-            self._grads = fast.empty_like_packed(params, xp)
-        grads = self._grads
-        space, n = self._workspace, X.shape[0]
-        inputs, Zs = [X], []
-        A = X
-        for l, act in enumerate(self._hidden):
-            W = params[2 * l]
-            Z = raw.matmul(A, W.T, out=space.rows(raw, f"Z{l}", n, W.shape[0], W))
-            A, Z = fast.add_bias_and_activate(raw, xp, Z, params[2 * l + 1], act)
-            Zs.append(Z)  # None where Z was overwritten: backward needs only A
-            inputs.append(A)
-        W = params[-2]
-        Z = raw.matmul(A, W.T, out=space.rows(raw, "Z", n, W.shape[0], W))
-        Z += params[-1]
-        if loss == "cross_entropy":
-            Z -= Z.max(axis=1, keepdims=True)  # shifted logits: same argmax, exp cannot overflow
-            E = raw.exp(Z, out=space.rows(raw, "E", n, W.shape[0], W))
-            S = E.sum(axis=1, keepdims=True)
-            L = (raw.log(S).sum() - (Y * Z).sum()) / n
-            dZ = E
-            dZ /= S
-            dZ -= Y
-            dZ *= 1 / n
-            out = Z
-        else:
-            L, dZ, out = self._output_loss_and_grad(xp, Z, Y, loss)
-        raw.sum(dZ, axis=0, out=grads[-1])
-        for l in range(len(params) // 2 - 1, -1, -1):
-            raw.matmul(dZ.T, inputs[l], out=grads[2 * l])
-            if l > 0:  # the layer below's dZ and its bias gradient
-                W = params[2 * l]
-                dA = raw.matmul(dZ, W, out=space.rows(raw, f"dA{l - 1}", n, W.shape[1], W))
-                dZ = fast.activation_backward_and_bias_grad(raw, xp, self._hidden[l - 1], dA, Zs[l - 1], inputs[l],
-                                                            grads[2 * l - 1])
-        return L, grads, out
-
-    def _output_loss_and_grad(self, xp, Z, Y, loss: str):
-        """(L, dL/dZ, output) at the output layer, from the logits Z."""
-        if loss == "cross_entropy":
-            L, dZ = losses.softmax_cross_entropy(xp, Z, Y)
-            return L, dZ, Z
-        if loss == "binary_cross_entropy":
-            L, dZ = losses.sigmoid_binary_cross_entropy(xp, Z, Y)
-            return L, dZ, Z
-        A = self._output.forward(xp, Z)
-        L, dA = losses.mse(xp, A, Y)
-        return L, self._output.backward(xp, dA, Z, A), A
 
     def forward(self, X):
         """The output after the output activation, shape (n_samples, n_outputs), on the model's device."""
-        return self._forward(self._check_X(X))
+        return self._forward(self.check_input(X))
 
-    def loss_and_grads(self, X, y, loss=None):
+    def loss_and_grads(self, X, y, loss=None, training_step=None):
         """(loss as a float, gradients aligned with `parameters()`) for a batch.
 
         Args:
@@ -358,12 +356,18 @@ class MLP:
             y: class labels (n_samples,) or one-hot (n_samples, n_outputs) for cross_entropy;
                0/1 targets for binary_cross_entropy; (n_samples,) or (n_samples, n_outputs) for mse.
             loss: None infers it from the output activation.
+            training_step: None (the default) runs the network as at inference, without dropout;
+               an integer runs it as `fit`'s optimizer step of that number would, with the same
+               dropout masks (rows 0..n-1), so that gradients can be checked with them held fixed.
         """
-        loss = losses.check_loss(loss, self._output.name)
-        X = self._check_X(X)
-        Y = self._check_y(y, X.shape[0], loss)
-        L, grads, _ = self._loss_and_grads(X, Y, loss)
-        return float(L), grads
+        head = self.head(loss)
+        X = self.check_input(X)
+        Y = self.check_target(y, X.shape[0], head.loss)
+        if training_step is not None:
+            training_step = validation.Integer(0)(training_step, "training_step")
+        L, grads, _ = self.train_step(X, Y, head, step=training_step or 0, training=training_step is not None,
+                                      reuse=False)
+        return float(L), list(grads)
 
     # ---- training and inference (training.py holds the loop) --------------------------------
     def fit(self, X, y, **kwargs):
@@ -379,7 +383,7 @@ class MLP:
                 "predict_proba needs a classifier (a softmax or sigmoid output trained with a "
                 f"cross-entropy loss); this model's output is {self._output.name!r} with loss {self.default_loss!r}"
             )
-        P = self._batched_forward(self._check_X(X), batch_size)
+        P = self._batched_forward(self.check_input(X), batch_size)
         if self._output.name == "sigmoid" and P.shape[1] == 1:
             xp = backend.get_namespace(P)
             P = xp.concat([1 - P, P], axis=1)
@@ -387,7 +391,7 @@ class MLP:
 
     def predict(self, X, batch_size=None):
         """Regression: the outputs. Classification: class labels (n_samples,) (multi-label sigmoid: 0/1 per output)."""
-        X = self._check_X(X)
+        X = self.check_input(X)
         out = self._batched_forward(X, batch_size)
         xp = backend.get_namespace(out)
         if not self.is_classifier:
@@ -401,7 +405,7 @@ class MLP:
 
     def _batched_forward(self, X, batch_size):
         if batch_size is not None:  # checked before use: "2" or 2.5 must not pass as "large enough"
-            batch_size = _check_positive_int(batch_size, "batch_size")
+            batch_size = validation.positive_int(batch_size, "batch_size")
         if batch_size is None or batch_size >= X.shape[0]:
             return self._forward(X)
         xp = backend.get_namespace(X)
@@ -411,10 +415,87 @@ class MLP:
 
     def evaluate(self, X, y, loss=None) -> dict:
         """{"loss": ..., and the task's metrics}: accuracy for classification; mse, mae, r2 otherwise."""
-        loss = losses.check_loss(loss or self.loss, self._output.name)
-        X = self._check_X(X)
-        Y = self._check_y(y, X.shape[0], loss)
-        return self._evaluate_checked(X, Y, loss)
+        head = self.head(loss)
+        X = self.check_input(X)
+        Y = self.check_target(y, X.shape[0], head.loss)
+        return self.evaluate_checked(X, Y, head)
+
+    # ---- state and files ---------------------------------------------------------------------
+    def architecture(self) -> dict:
+        """What rebuilds the network (JSON-ready): the layers' specs and the output activation."""
+        return {"layers": [layer.spec() for layer in self.layers], "output_activation": self._output.spec()}
+
+    def state_dict(self) -> dict:
+        """Everything a model file holds, as JSON-ready values and host (NumPy) arrays.
+
+        {"architecture", "dtype", "seed", "dropout_key", "params": [arrays], "preprocessing",
+        "loss", "optimizer": optimizer.state_dict() plus its label and learning rates, or None,
+        "history": History.state_dict() or None, "rng": the host generator's state}.
+        """
+        optimizer = None
+        if self.optimizer is not None:
+            opt = self.optimizer
+            optimizer = dict(opt.state_dict(), label=getattr(opt, "label", None) or opt.name,
+                             learning_rate=float(opt.learning_rate),
+                             initial_learning_rate=float(getattr(opt, "initial_learning_rate", opt.learning_rate)))
+        seed = self.seed if isinstance(self.seed, numbers.Integral) and not isinstance(self.seed, bool) else None
+        return {
+            "architecture": self.architecture(),
+            "dtype": self.dtype,
+            "seed": seed,
+            "dropout_key": list(self.dropout_key),
+            "params": [backend.to_numpy(p).astype(self.dtype, copy=False) for p in self._store.params],
+            "preprocessing": self.preprocessing,
+            "loss": self.loss,
+            "optimizer": optimizer,
+            "history": None if self.history is None else self.history.state_dict(),
+            "rng": self.rng.bit_generator.state,
+        }
+
+    @classmethod
+    def from_architecture(cls, architecture: dict, dtype: str, device: str = "cpu"):
+        """A new model with the given architecture (as `architecture()` gives it), weights from seed 0."""
+        from .layers import from_spec
+
+        return Sequential([from_spec(spec) for spec in architecture["layers"]],
+                          output_activation=architecture["output_activation"], dtype=dtype, device=device, seed=0)
+
+    @classmethod
+    def from_state_dict(cls, state: dict, device=None):
+        """The model a `state_dict()` describes, on `device` (None: the default device).
+
+        Raises ValueError (or TypeError) on a state that does not fit together; nothing is kept then.
+        """
+        from .history import History
+        from .optim import get_optimizer
+
+        device = backend.resolve_device("auto" if device is None else device)
+        model = cls.from_architecture(state["architecture"], state["dtype"], "cpu")
+        model.seed = state.get("seed")
+        if state.get("dropout_key") is not None:
+            model.dropout_key = tuple(int(k) for k in state["dropout_key"])
+        rng = state.get("rng")
+        if rng is not None:
+            model.rng = rng if isinstance(rng, np.random.Generator) else _generator(rng)
+        model.set_parameters([np.asarray(p) for p in state["params"]])
+        model.preprocessing = state.get("preprocessing")
+        if state.get("loss") is not None:
+            model.loss = check_loss(state["loss"], model.output_activation)
+        saved = state.get("optimizer")
+        if saved is not None:
+            # The class default first: a schedule may have left the saved rate at 0, which the
+            # constructor refuses but the restored optimizer may hold.
+            optimizer = get_optimizer(saved["name"], model.parameters())
+            optimizer.load_state_dict({key: saved[key] for key in ("name", "hyperparameters", "step_count", "state")})
+            if saved.get("learning_rate") is not None:
+                optimizer.learning_rate = saved["learning_rate"]
+            optimizer.label = saved.get("label") or saved["name"]
+            if isinstance(saved.get("initial_learning_rate"), (int, float)):
+                optimizer.initial_learning_rate = float(saved["initial_learning_rate"])
+            model.optimizer = optimizer
+        if state.get("history") is not None:
+            model.history = History.from_state_dict(state["history"])
+        return model.to(device)
 
     def save(self, path):
         """Write the model (and optimizer state and history) to one .npz file, atomically."""
@@ -423,68 +504,87 @@ class MLP:
         return save(self, path)
 
 
-# ---- argument checks ---------------------------------------------------------------------------
-# Rows of X are checked for NaN/inf in blocks of about this many elements, so the check's boolean
-# temporary stays near 1 MB instead of n_samples * n_features bytes (the data plus O(batch) bound).
-_FINITE_BLOCK = 1 << 20
+def _generator(state: dict) -> np.random.Generator:
+    """A NumPy Generator in a saved bit-generator state."""
+    bit_generator = getattr(np.random, state["bit_generator"])()
+    bit_generator.state = state
+    return np.random.Generator(bit_generator)
 
 
-def _all_finite(X) -> bool:
-    """True when the 2-D array X holds no NaN or inf; one host read at the end."""
-    if isinstance(X, np.ndarray) and X.dtype.kind == "f" and X.flags.c_contiguous:
-        # One BLAS pass, a third of the time of isfinite over the blocks: a sum of squares is
-        # finite only when every element is. A non-finite one may also be finite values whose
-        # squares overflow, so then the exact check below decides.
-        flat = X.reshape(-1)
-        with np.errstate(all="ignore"):
-            if np.isfinite(np.dot(flat, flat)):
-                return True
-    xp = backend.get_namespace(X)
-    n = X.shape[0]
-    rows = max(1, _FINITE_BLOCK // max(1, X.shape[1]))
-    ok = None
-    for start in range(0, n, rows):
-        block = xp.all(xp.isfinite(X[start : min(start + rows, n), :]))
-        ok = block if ok is None else xp.logical_and(ok, block)
-    return bool(ok)
+class MLP(Sequential):
+    """A fully connected network: Dense layers with their activations (and Dropout after each hidden one).
 
+    Args:
+        layer_sizes: [n_features, hidden..., n_outputs], at least two positive integers.
+        activation: hidden activation, a name or a list with one name per hidden layer.
+        output_activation: "linear", "sigmoid", "softmax", "tanh", ...
+        init: weight initializer ("he", "xavier", "random", ...); biases start at zero.
+        dtype: "float32" (default) or "float64", kept end to end.
+        device: "auto", "cpu", "cuda" or "cuda:N".
+        seed: same seed, bitwise-identical initial weights (and dropout masks) on every device.
+        dropout: the fraction of each hidden layer's units dropped during `fit` (the Keras/PyTorch
+            meaning), one rate or one per hidden layer; 0 (the default) adds no Dropout layers.
+    """
 
-def _narrows(source_dtype, dtype: str) -> bool:
-    """True when converting floats of `source_dtype` to `dtype` can overflow (float64 -> float32)."""
-    try:
-        source = np.dtype(str(source_dtype).rsplit(".", 1)[-1])
-    except TypeError:
-        return False
-    return source.kind == "f" and source.itemsize > np.dtype(dtype).itemsize
+    def __init__(
+        self,
+        layer_sizes,
+        activation="relu",
+        output_activation="linear",
+        init="he",
+        dtype="float32",
+        device="auto",
+        seed=None,
+        dropout=0.0,
+    ):
+        sizes = validation.layer_sizes(layer_sizes)
+        n_hidden = len(sizes) - 2
+        hidden = _hidden_activations(activation, n_hidden)
+        rates = validation.rate_per_layer(dropout, "dropout", n_hidden)
+        init = check_init(init)
+        output = get_activation(output_activation, "output_activation")
+        layers = []
+        for index, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+            if index < n_hidden:
+                layers.append(Dense(n_in, n_out, hidden[index], init))
+                if any(rates):
+                    layers.append(Dropout(rates[index]))
+            else:
+                layers.append(Dense(n_in, n_out, "linear", init))
+        self._output = output
+        self.dtype = backend.resolve_dtype(dtype)
+        self.device = backend.resolve_device(device)
+        self.init = init
+        self.dropout = rates
+        self._setup(layers, sizes[0], seed)
 
+    @property
+    def activation(self) -> list:
+        """The hidden activations as JSON-ready specs."""
+        return [layer.activation.spec() for layer in self.layers if isinstance(layer, Dense)][:-1]
 
-def _check_positive_int(value, parameter, allow_none=False):
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{parameter} must be a positive integer, got {value!r}")
-    if value <= 0:
-        raise ValueError(f"{parameter} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def _check_layer_sizes(layer_sizes) -> list:
-    if isinstance(layer_sizes, (str, bytes)) or not hasattr(layer_sizes, "__len__"):
-        raise TypeError(f"layer_sizes must be a list of positive integers, got {layer_sizes!r}")
-    sizes = list(layer_sizes)
-    if len(sizes) < 2:
-        raise ValueError(
-            f"layer_sizes must have at least 2 entries (inputs and outputs), got {sizes!r}"
+    def __repr__(self) -> str:
+        hidden = [spec["name"] for spec in self.activation]
+        dropout = f", dropout={self.dropout}" if any(self.dropout) else ""
+        return (
+            f"MLP(layer_sizes={list(self.layer_sizes)}, activation={hidden}, "
+            f"output_activation={self._output.name!r}, dtype={self.dtype!r}, device={self.device!r}{dropout})"
         )
-    for index, size in enumerate(sizes):
-        if isinstance(size, bool) or not isinstance(size, numbers.Integral):
-            raise TypeError(f"layer_sizes[{index}] must be a positive integer, got {size!r}")
-        if size <= 0:
-            raise ValueError(f"layer_sizes[{index}] must be a positive integer, got {size!r}")
-    return [int(s) for s in sizes]
+
+    def architecture(self) -> dict:
+        return {"layer_sizes": list(self.layer_sizes), "activation": self.activation,
+                "output_activation": self._output.spec(), "init": self.init, "dropout": list(self.dropout)}
+
+    @classmethod
+    def from_architecture(cls, architecture: dict, dtype: str, device: str = "cpu"):
+        if "layers" in architecture:
+            return Sequential.from_architecture(architecture, dtype, device)
+        return MLP(architecture["layer_sizes"], activation=architecture["activation"],
+                   output_activation=architecture["output_activation"], init=architecture.get("init", "he"),
+                   dtype=dtype, device=device, seed=0, dropout=architecture.get("dropout") or 0.0)
 
 
-def _check_hidden_activations(activation, n_hidden: int) -> list[Activation]:
+def _hidden_activations(activation, n_hidden: int) -> list:
     if isinstance(activation, (list, tuple)):
         if len(activation) != n_hidden:
             raise ValueError(
@@ -492,27 +592,3 @@ def _check_hidden_activations(activation, n_hidden: int) -> list[Activation]:
             )
         return [get_activation(a, f"activation[{i}]") for i, a in enumerate(activation)]
     return [get_activation(activation, "activation")] * n_hidden
-
-
-def _check_array_host_or_local(x, device: str, parameter: str):
-    """Host data becomes a numeric NumPy array; an array on the model's device stays as it is."""
-    if x is None:
-        raise TypeError(f"{parameter} must be an array, got None")
-    if backend.is_host(x):
-        try:
-            x = np.asarray(x)
-        except (ValueError, TypeError) as error:
-            raise TypeError(f"{parameter} must be a numeric array: {error}") from None
-        if x.dtype.kind not in "iuf":
-            raise TypeError(f"{parameter} must be numeric (integer or float), got dtype {x.dtype}")
-        return x
-    where = backend.device_of(x)
-    if where != device:
-        raise ValueError(
-            f"{parameter} is on device {where!r} but the model is on {device!r}; "
-            f"move it with nx.to_device({parameter}, {device!r}) or model.to({where!r})"
-        )
-    xp = backend.get_namespace(x)
-    if not (xp.isdtype(x.dtype, "real floating") or xp.isdtype(x.dtype, "integral")):
-        raise TypeError(f"{parameter} must be numeric (integer or float), got dtype {x.dtype}")
-    return x

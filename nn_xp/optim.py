@@ -1,63 +1,43 @@
 """Optimizers with PyTorch's update rules, step for step, on any Array API backend.
 
 Each optimizer holds a reference to the model's live parameter list (`model.parameters()`) and
-updates its arrays in place: `step(grads)` takes one gradient per parameter, in the same order.
-State (moments, momentum buffers) is created with `xp.zeros_like(p)` at the first step, so it lives
-where the parameters live; `to(device)` moves it when the model moves.
+updates it: `step(grads)` takes one gradient per parameter, in the same order. Each class states
+its update rule once, in `_update`, and leaves the arithmetic of the common rules to the backend's
+ops (ops.py): the standard version returns new arrays, NumPy's and CuPy's update in place (in one
+compiled pass or one fused kernel where they can). Where the parameters, the gradients and the
+state are views of flat buffers, one update over the buffers updates every parameter.
 
-Nothing here reaches the host: hyperparameters and bias corrections are Python floats, which keep
-float32 arrays float32.
+State (moments, momentum buffers) is made with `xp.zeros_like(p)` at the first step, so it lives
+where the parameters live; `to(device)` moves it when the model moves. Nothing here reaches the
+host: hyperparameters and bias corrections are Python floats, which keep float32 arrays float32.
 """
 
 from __future__ import annotations
 
-import math
 import numbers
+from typing import NamedTuple
 
-from . import backend, fast, kernels, native
+from . import backend
+from .ops import FlatList, ops_for
+from .validation import Boolean, Real, check_params
 
 OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam", "adamw")
+_LEARNING_RATE = Real(0.0, None, closed="neither")
+_RATE_OR_ZERO = Real(0.0, None)  # a schedule may end exactly at min_learning_rate=0.0
 
 
-# ---- argument checks -------------------------------------------------------------------------
-def _real(value, parameter: str, *, low=None, high=None, low_open=False, high_open=False) -> float:
-    """`value` as a finite Python float inside the given interval, or a ValueError/TypeError."""
-    expected = _interval(low, high, low_open, high_open)
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{parameter} must be a real number {expected}, got {value!r}")
-    value = float(value)
-    if (
-        not math.isfinite(value)
-        or (low is not None and (value <= low if low_open else value < low))
-        or (high is not None and (value >= high if high_open else value > high))
-    ):
-        raise ValueError(f"{parameter} must be a finite number {expected}, got {value!r}")
-    return value
-
-
-def _interval(low, high, low_open, high_open) -> str:
-    if high is None:
-        return f"{'>' if low_open else '>='} {low}"
-    return f"in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
-
-
-def _bool(value, parameter: str) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{parameter} must be True or False, got {value!r}")
-    return value
-
-
-# ---- the shared machinery --------------------------------------------------------------------
 class Optimizer:
     """Base class: the parameter list, the step count, state bookkeeping and (de)serialisation.
 
-    Subclasses set `name`, check their other hyperparameters in `_check` (a classmethod returning
-    them as a dict), name their state arrays in `_state_names` and write the update in
-    `_update_slot(xp, p, g, state, first)`. Hyperparameters are plain attributes; `learning_rate` is checked when
-    reassigned (schedules do).
+    Subclasses set `name`, declare their hyperparameters in `constraints` (validation.py), their
+    state as a NamedTuple class `State` (one field per state array, None where unused) with
+    `_state_names`, and write the update rule in `_update(ops, p, g, state, first)`, which returns
+    the new (p, state). `learning_rate` is checked when reassigned (schedules do).
     """
 
     name = "optimizer"
+    constraints: dict = {}
+    State = None
 
     def __init__(self, params, learning_rate, **hyperparameters):
         if not isinstance(params, list):
@@ -66,13 +46,14 @@ class Optimizer:
             )
         if not params:
             raise ValueError("params must hold at least one array")
-        self.learning_rate = _real(learning_rate, "learning_rate", low=0.0, low_open=True)
+        self.learning_rate = _LEARNING_RATE(learning_rate, "learning_rate")
         checked = self._check(**hyperparameters)
         self._hyperparameter_names = ("learning_rate",) + tuple(checked)
         self.__dict__.update(checked)
         self.params = params  # the live list itself: model.to() swaps its elements
         self.step_count = 0
         self.state: dict[str, list] = {}  # name -> one array per parameter, made at the first step
+        self._work = {}  # scratch arrays the backend's ops keep between steps
 
     @property
     def learning_rate(self) -> float:
@@ -80,8 +61,7 @@ class Optimizer:
 
     @learning_rate.setter
     def learning_rate(self, value) -> None:
-        # >= 0, not > 0 as in the constructor: a schedule may end exactly at min_learning_rate=0.0.
-        self._learning_rate = _real(value, "learning_rate", low=0.0)
+        self._learning_rate = _RATE_OR_ZERO(value, "learning_rate")
 
     @property
     def hyperparameters(self) -> dict:
@@ -90,7 +70,7 @@ class Optimizer:
 
     @classmethod
     def _check(cls, **hyperparameters) -> dict:
-        raise NotImplementedError
+        return check_params(cls.constraints, hyperparameters)
 
     @classmethod
     def _state_names(cls, hyperparameters: dict) -> tuple:
@@ -102,7 +82,7 @@ class Optimizer:
         return f"{type(self).__name__}({arguments})"
 
     # -- stepping --
-    def _check_grads(self, grads) -> list:
+    def _check_grads(self, grads) -> None:
         if not isinstance(grads, (list, tuple)):
             raise TypeError(f"grads must be a list of arrays (one per parameter), got {type(grads).__name__}")
         if len(grads) != len(self.params):
@@ -123,68 +103,59 @@ class Optimizer:
             if g.dtype != p.dtype:
                 raise ValueError(f"grads[{index}] has dtype {g.dtype} but its parameter has dtype {p.dtype}")
 
-    def step(self, grads) -> None:
-        """Update every parameter in place from `grads`, one array per parameter, in order."""
-        packed = self._packed(grads)
-        checked = self._checked_views
-        if not (packed and checked is not None and grads.views is checked[0] and self.params.views is checked[1]):
-            self._check_grads(grads)  # a gradient buffer checked once needs no check per step
-            if packed:
-                self._checked_views = (grads.views, self.params.views)
-        xp = self._namespace(grads)
-        self.step_count += 1
-        first = self._init_state(xp)
-        names = tuple(self.state)
-        if packed:
-            # Fast path: parameters, gradients and state are views of flat buffers, so one
-            # elementwise update over the buffers updates everything (fast.py).
-            for key, arrays in self.state.items():
-                if not (isinstance(arrays, fast.FlatList) and arrays.flat is not None):
-                    self.state[key] = fast.pack(arrays, xp)
-            flat_state = {key: self.state[key].flat for key in names}
-            if self._update_slot_inplace is not None:
-                scratch = getattr(self, "_scratch", None)
-                if scratch is None or scratch.shape != self.params.flat.shape or scratch.dtype != self.params.flat.dtype:
-                    scratch = self._scratch = xp.empty_like(self.params.flat)
-                self._update_slot_inplace(fast.raw(xp), self.params.flat, grads.flat, flat_state, first, scratch)
-            else:
-                self._update_slot(xp, self.params.flat, grads.flat, flat_state, first)
-            return
-        for i, (p, g) in enumerate(zip(self.params, grads)):
-            self._update_slot(xp, p, g, {key: self.state[key][i] for key in names}, first)
-
     _checked_views = None
     _namespace_key = None
 
-    def _namespace(self, grads):
-        """The arrays' namespace, looked up once per pair of array types (a lookup costs ~20 us)."""
+    def step(self, grads) -> None:
+        """Update every parameter from `grads`, one array per parameter, in order."""
+        params = self.params
+        packed = _packed(params, grads)
+        checked = self._checked_views
+        if not (packed and checked is not None and grads.views is checked[0] and params.views is checked[1]):
+            self._check_grads(grads)  # a gradient buffer checked once needs no check per step
+            if packed:
+                self._checked_views = (grads.views, params.views)
+        ops = self._ops(grads)
+        self.step_count += 1
+        first = self._init_state(ops.xp)
+        names = tuple(self.state)
+        if packed and ops.mutable:
+            # Parameters, gradients and state are views of flat buffers: one update does all.
+            for key, arrays in self.state.items():
+                if not (isinstance(arrays, FlatList) and arrays.is_packed()):
+                    self.state[key] = ops.pack(arrays)
+            state = self._state_of({key: self.state[key].flat for key in names})
+            p, new = self._update(ops, params.flat, grads.flat, state, first)
+            _write_back(params.flat, p)
+            for key in names:
+                _write_back(self.state[key].flat, getattr(new, key))
+            return
+        for i, (p, g) in enumerate(zip(params, grads)):
+            state = self._state_of({key: self.state[key][i] for key in names})
+            p, new = self._update(ops, p, g, state, first)
+            if ops.mutable:  # in place where the ops were; copied where a rule made new arrays
+                _write_back(params[i], p)
+                for key in names:
+                    _write_back(self.state[key][i], getattr(new, key))
+            else:
+                params[i] = p
+                for key in names:
+                    self.state[key][i] = getattr(new, key)
+
+    def _state_of(self, arrays: dict):
+        return self.State(**arrays) if self.State is not None else None
+
+    def _ops(self, grads):
+        """The arrays' ops, looked up once per pair of array types (a namespace lookup costs ~20 us)."""
         key = (type(self.params[0]), type(grads[0]))
         if key != self._namespace_key:
-            self._namespace_xp = backend.get_namespace(self.params[0], grads[0])
+            self._ops_cached = ops_for(backend.get_namespace(self.params[0], grads[0]))
             self._namespace_key = key
-        return self._namespace_xp
+        return self._ops_cached
 
-    def _update_slot(self, xp, p, g, state: dict, first: bool) -> None:
-        """The update rule for one parameter array `p` (in place), its gradient and its state."""
+    def _update(self, ops, p, g, state, first: bool):
+        """The update rule for one parameter array `p`, its gradient and its state: (p, state)."""
         raise NotImplementedError
-
-    # The same rule for NumPy/CuPy (`raw` is the module), allocating nothing: every temporary
-    # goes to `scratch`, with the operations in the standard rule's order, so results are
-    # bitwise the same (tests/test_fast.py). None where an optimizer has no such variant.
-    _update_slot_inplace = None
-
-    def _packed(self, grads) -> bool:
-        """True when the flat fast path applies: parameters and gradients are each the views of
-        one flat NumPy/CuPy buffer (fast.py)."""
-        params = self.params
-        return (
-            isinstance(params, fast.FlatList)
-            and isinstance(grads, fast.FlatList)
-            and params.is_packed()
-            and grads.is_packed()
-            and len(grads.views) == len(params.views)
-            and all(g.shape == p.shape for g, p in zip(grads.views, params.views))
-        )
 
     def _init_state(self, xp) -> bool:
         """Make the zero state at the first step, on the parameters' device; True if made now."""
@@ -200,6 +171,7 @@ class Optimizer:
         device = backend.resolve_device(device)
         for arrays in self.state.values():
             arrays[:] = [backend.to_device(a, device) for a in arrays]
+        self._work = {}
         return self
 
     def state_dict(self) -> dict:
@@ -232,7 +204,7 @@ class Optimizer:
         if unknown:
             raise ValueError(f"state_dict has hyperparameters unknown to {self.name!r}: {sorted(unknown)}")
         saved = {**self.hyperparameters, **saved}
-        learning_rate = _real(saved.pop("learning_rate"), "learning_rate", low=0.0)
+        learning_rate = _RATE_OR_ZERO(saved.pop("learning_rate"), "learning_rate")
         hyperparameters = self._check(**saved)
         step_count = state_dict["step_count"]
         if isinstance(step_count, bool) or not isinstance(step_count, numbers.Integral) or step_count < 0:
@@ -265,6 +237,24 @@ class Optimizer:
         self.step_count = int(step_count)
 
 
+def _packed(params, grads) -> bool:
+    """True when parameters and gradients are each the views of one flat buffer, shaped alike."""
+    return (
+        isinstance(params, FlatList)
+        and isinstance(grads, FlatList)
+        and params.is_packed()
+        and grads.is_packed()
+        and len(grads.views) == len(params.views)
+        and all(g.shape == p.shape for g, p in zip(grads.views, params.views))
+    )
+
+
+def _write_back(target, value) -> None:
+    """Make `target` hold `value` (nothing to do when the ops updated it in place)."""
+    if value is not target:
+        target[...] = value
+
+
 def _like(host, p):
     """A host array as an array of `p`'s dtype on `p`'s device."""
     array = backend.to_device(host, backend.device_of(p))
@@ -274,6 +264,10 @@ def _like(host, p):
 
 
 # ---- the optimizers --------------------------------------------------------------------------
+class SGDState(NamedTuple):
+    momentum_buffer: object = None
+
+
 class SGD(Optimizer):
     r"""Stochastic gradient descent with optional momentum, Nesterov momentum and L2 weight decay.
 
@@ -293,27 +287,19 @@ class SGD(Optimizer):
     """
 
     name = "sgd"
+    constraints = {"momentum": Real(0.0), "dampening": Real(0.0, 1.0), "nesterov": Boolean(),
+                   "weight_decay": Real(0.0)}
+    State = SGDState
 
     def __init__(
         self, params, learning_rate=0.01, momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.0
     ):
-        super().__init__(
-            params,
-            learning_rate=learning_rate,
-            momentum=momentum,
-            dampening=dampening,
-            nesterov=nesterov,
-            weight_decay=weight_decay,
-        )
+        super().__init__(params, learning_rate=learning_rate, momentum=momentum, dampening=dampening,
+                         nesterov=nesterov, weight_decay=weight_decay)
 
     @classmethod
-    def _check(cls, momentum, dampening, nesterov, weight_decay) -> dict:
-        checked = dict(
-            momentum=_real(momentum, "momentum", low=0.0),
-            dampening=_real(dampening, "dampening", low=0.0, high=1.0),
-            nesterov=_bool(nesterov, "nesterov"),
-            weight_decay=_real(weight_decay, "weight_decay", low=0.0),
-        )
+    def _check(cls, **hyperparameters) -> dict:
+        checked = super()._check(**hyperparameters)
         if checked["nesterov"] and (checked["momentum"] <= 0 or checked["dampening"] != 0):
             raise ValueError(
                 "nesterov=True requires momentum > 0 and dampening == 0, "
@@ -325,51 +311,21 @@ class SGD(Optimizer):
     def _state_names(cls, hyperparameters) -> tuple:
         return ("momentum_buffer",) if hyperparameters["momentum"] > 0 else ()
 
-    def _update_slot(self, xp, p, g, state, first) -> None:
-        momentum = self.momentum
+    def _update(self, ops, p, g, state, first):
         if self.weight_decay != 0:
             g = g + self.weight_decay * p
-        if momentum > 0:
-            b = state["momentum_buffer"]
-            if first:  # torch clones the gradient: no dampening on the first step
-                b += g
-            else:
-                b *= momentum
-                b += (1 - self.dampening) * g
-            g = g + momentum * b if self.nesterov else b
-        p -= self.learning_rate * g
+        if self.momentum == 0:
+            return ops.sgd(p, g, self.learning_rate, self._work), state
+        p, b = ops.sgd_momentum(p, g, state.momentum_buffer, learning_rate=self.learning_rate,
+                                momentum=self.momentum, dampening=self.dampening, first=first,
+                                nesterov=self.nesterov, work=self._work)
+        return p, SGDState(b)
 
-    def _update_slot_inplace(self, raw, p, g, state, first, scratch) -> None:
-        if self.weight_decay != 0:
-            self._update_slot(raw, p, g, state, first)  # the rarer form keeps the standard rule
-            return
-        lr, momentum = self.learning_rate, self.momentum
-        if momentum == 0:
-            raw.multiply(g, lr, out=scratch)
-            p -= scratch
-            return
-        b = state["momentum_buffer"]
-        if raw.__name__ == "cupy":  # one fused launch (kernels.py)
-            kernels.sgd_momentum(p, g, b, learning_rate=lr, momentum=momentum, dampening=self.dampening,
-                                 first=first, nesterov=self.nesterov)
-            return
-        if native.fits(p, g, b):  # the operations below in one compiled pass (native.py)
-            native.sgd_momentum(p, g, b, learning_rate=lr, momentum=momentum, dampening=self.dampening,
-                                first=first, nesterov=self.nesterov)
-            return
-        if first:
-            b += g
-        else:
-            b *= momentum
-            raw.multiply(g, 1 - self.dampening, out=scratch)
-            b += scratch
-        if self.nesterov:
-            raw.multiply(b, momentum, out=scratch)
-            scratch += g
-        else:
-            raw.add(b, 0, out=scratch)
-        scratch *= lr
-        p -= scratch
+
+class RMSpropState(NamedTuple):
+    v: object = None
+    g_avg: object = None
+    momentum_buffer: object = None
 
 
 class RMSprop(Optimizer):
@@ -388,57 +344,34 @@ class RMSprop(Optimizer):
     """
 
     name = "rmsprop"
+    constraints = {"rho": Real(0.0, 1.0, closed="left"), "eps": Real(0.0, None, closed="neither"),
+                   "momentum": Real(0.0), "centered": Boolean(), "weight_decay": Real(0.0)}
+    State = RMSpropState
 
     def __init__(
         self, params, learning_rate=0.01, rho=0.99, eps=1e-8, momentum=0.0, centered=False, weight_decay=0.0
     ):
-        super().__init__(
-            params,
-            learning_rate=learning_rate,
-            rho=rho,
-            eps=eps,
-            momentum=momentum,
-            centered=centered,
-            weight_decay=weight_decay,
-        )
-
-    @classmethod
-    def _check(cls, rho, eps, momentum, centered, weight_decay) -> dict:
-        return dict(
-            rho=_real(rho, "rho", low=0.0, high=1.0, high_open=True),
-            eps=_real(eps, "eps", low=0.0, low_open=True),
-            momentum=_real(momentum, "momentum", low=0.0),
-            centered=_bool(centered, "centered"),
-            weight_decay=_real(weight_decay, "weight_decay", low=0.0),
-        )
+        super().__init__(params, learning_rate=learning_rate, rho=rho, eps=eps, momentum=momentum,
+                         centered=centered, weight_decay=weight_decay)
 
     @classmethod
     def _state_names(cls, hyperparameters) -> tuple:
         centered, momentum = hyperparameters["centered"], hyperparameters["momentum"]
         return ("v",) + (("g_avg",) if centered else ()) + (("momentum_buffer",) if momentum > 0 else ())
 
-    def _update_slot(self, xp, p, g, state, first) -> None:
-        lr, rho = self.learning_rate, self.rho
+    def _update(self, ops, p, g, state, first):
         if self.weight_decay != 0:
             g = g + self.weight_decay * p
-        v = state["v"]
-        v *= rho
-        v += (1 - rho) * (g * g)
-        if self.centered:
-            a = state["g_avg"]
-            a *= rho
-            a += (1 - rho) * g
-            d = xp.sqrt(v - a * a)
-        else:
-            d = xp.sqrt(v)
-        d += self.eps
-        if self.momentum > 0:
-            b = state["momentum_buffer"]
-            b *= self.momentum
-            b += g / d
-            p -= lr * b
-        else:
-            p -= lr * (g / d)
+        p, v, g_avg, b = ops.rmsprop(p, g, state.v, state.g_avg, state.momentum_buffer,
+                                     learning_rate=self.learning_rate, rho=self.rho, eps=self.eps,
+                                     momentum=self.momentum, work=self._work)
+        return p, RMSpropState(v, g_avg, b)
+
+
+class AdamState(NamedTuple):
+    m: object = None
+    v: object = None
+    v_max: object = None
 
 
 class Adam(Optimizer):
@@ -458,89 +391,40 @@ class Adam(Optimizer):
     """
 
     name = "adam"
+    constraints = {"beta1": Real(0.0, 1.0, closed="left"), "beta2": Real(0.0, 1.0, closed="left"),
+                   "eps": Real(0.0, None, closed="neither"), "weight_decay": Real(0.0), "amsgrad": Boolean()}
+    State = AdamState
 
     def __init__(
         self, params, learning_rate=0.001, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, amsgrad=False
     ):
-        super().__init__(
-            params,
-            learning_rate=learning_rate,
-            beta1=beta1,
-            beta2=beta2,
-            eps=eps,
-            weight_decay=weight_decay,
-            amsgrad=amsgrad,
-        )
-
-    @classmethod
-    def _check(cls, beta1, beta2, eps, weight_decay, amsgrad) -> dict:
-        return dict(
-            beta1=_real(beta1, "beta1", low=0.0, high=1.0, high_open=True),
-            beta2=_real(beta2, "beta2", low=0.0, high=1.0, high_open=True),
-            eps=_real(eps, "eps", low=0.0, low_open=True),
-            weight_decay=_real(weight_decay, "weight_decay", low=0.0),
-            amsgrad=_bool(amsgrad, "amsgrad"),
-        )
+        super().__init__(params, learning_rate=learning_rate, beta1=beta1, beta2=beta2, eps=eps,
+                         weight_decay=weight_decay, amsgrad=amsgrad)
 
     @classmethod
     def _state_names(cls, hyperparameters) -> tuple:
         return ("m", "v") + (("v_max",) if hyperparameters["amsgrad"] else ())
 
-    def _decay(self, p, g):
-        """L2 weight decay: added to the gradient (AdamW overrides this)."""
-        return g + self.weight_decay * p
+    def _decay(self, ops, p, g):
+        """L2 weight decay: added to the gradient (AdamW overrides this). Returns (p, g)."""
+        return p, g + self.weight_decay * p
 
-    def _update_slot(self, xp, p, g, state, first) -> None:
+    def _update(self, ops, p, g, state, first):
         b1, b2, t = self.beta1, self.beta2, self.step_count
-        step_size = self.learning_rate / (1 - b1**t)
         bias_correction2_sqrt = (1 - b2**t) ** 0.5
-        if self.weight_decay != 0:
-            g = self._decay(p, g)
-        m, v = state["m"], state["v"]
-        m *= b1
-        m += (1 - b1) * g
-        v *= b2
-        v += (1 - b2) * (g * g)
-        if self.amsgrad:
-            v_max = state["v_max"]
-            v_max[...] = xp.maximum(v_max, v)
-            v = v_max
         # torch's step_size * m / (sqrt(v) / c + eps), with c = sqrt(1 - beta2^t) moved into the
         # constants: the same value, one pass over the arrays fewer.
-        denominator = xp.sqrt(v)
-        denominator += self.eps * bias_correction2_sqrt
-        p -= (step_size * bias_correction2_sqrt) * (m / denominator)
-
-    def _update_slot_inplace(self, raw, p, g, state, first, scratch) -> None:
-        if self.amsgrad or (self.weight_decay != 0 and self.name == "adam"):
-            self._update_slot(raw, p, g, state, first)  # the rarer forms keep the standard rule
-            return
-        if self.weight_decay != 0:  # AdamW's decoupled decay comes first
-            p *= 1 - self.learning_rate * self.weight_decay
-        b1, b2, t = self.beta1, self.beta2, self.step_count
-        step_size = self.learning_rate / (1 - b1**t)
-        bias_correction2_sqrt = (1 - b2**t) ** 0.5
-        m, v = state["m"], state["v"]
-        if raw.__name__ == "cupy":  # one fused launch (kernels.py)
-            kernels.adam(p, g, m, v, beta1=b1, beta2=b2, step_size=step_size,
-                         bias_correction2_sqrt=bias_correction2_sqrt, eps=self.eps)
-            return
-        if native.fits(p, g, m, v):  # the operations below in one compiled pass (native.py)
-            native.adam(p, g, m, v, beta1=b1, beta2=b2, eps_c=self.eps * bias_correction2_sqrt,
-                        step_c=step_size * bias_correction2_sqrt)
-            return
-        m *= b1
-        raw.multiply(g, 1 - b1, out=scratch)
-        m += scratch
-        v *= b2
-        raw.multiply(g, g, out=scratch)
-        scratch *= 1 - b2
-        v += scratch
-        raw.sqrt(v, out=scratch)
-        scratch += self.eps * bias_correction2_sqrt
-        raw.divide(m, scratch, out=scratch)
-        scratch *= step_size * bias_correction2_sqrt
-        p -= scratch
+        step_c = (self.learning_rate / (1 - b1**t)) * bias_correction2_sqrt
+        eps_c = self.eps * bias_correction2_sqrt
+        if self.weight_decay != 0:
+            p, g = self._decay(ops, p, g)
+        if self.amsgrad:
+            p, m, v, v_max = ops.amsgrad(p, g, state.m, state.v, state.v_max, beta1=b1, beta2=b2, eps_c=eps_c,
+                                         step_c=step_c, work=self._work)
+            return p, AdamState(m, v, v_max)
+        p, m, v = ops.adam(p, g, state.m, state.v, beta1=b1, beta2=b2, eps_c=eps_c, step_c=step_c,
+                           work=self._work)
+        return p, AdamState(m, v)
 
 
 class AdamW(Adam):
@@ -562,9 +446,8 @@ class AdamW(Adam):
     ):
         super().__init__(params, learning_rate, beta1, beta2, eps, weight_decay, amsgrad)
 
-    def _decay(self, p, g):
-        p *= 1 - self.learning_rate * self.weight_decay
-        return g
+    def _decay(self, ops, p, g):
+        return ops.scale(p, 1 - self.learning_rate * self.weight_decay), g
 
 
 # ---- by name -----------------------------------------------------------------------------------

@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import backend
-from .losses import check_loss
 from .model import MLP
 from .optim import get_optimizer
 
@@ -156,9 +155,9 @@ def parity_report(
             device=device, seed=seed)
         for device in devices
     ]
-    loss = check_loss(loss, models[0].output_activation)
+    head = models[0].head(loss)
     host_X = np.asarray(backend.to_numpy(X))
-    data = [(m._check_X(X), m._check_y(y, host_X.shape[0], loss)) for m in models]
+    data = [(m.check_input(X), m.check_target(y, host_X.shape[0], head.loss)) for m in models]
     optimizers = [get_optimizer(optimizer, m.parameters(), learning_rate) for m in models]
     report = ParityReport(devices, dtype, steps, TOLERANCE[dtype] if tolerance is None else float(tolerance),
                           tf32=backend.tf32_enabled())
@@ -167,9 +166,8 @@ def parity_report(
         for model, (Xd, Yd) in zip(models, data):
             xp = backend.get_namespace(Xd)
             index = backend.to_device(rows, model.device)
-            step = model._training_step_function(xp)
             with backend.device_context(model.device):
-                L, grads, _ = step(xp.take(Xd, index, axis=0), xp.take(Yd, index, axis=0), loss)
+                L, grads, _ = model.train_step(xp.take(Xd, index, axis=0), xp.take(Yd, index, axis=0), head)
             results.append((float(L), grads))
         (loss_a, grads_a), (loss_b, grads_b) = results
         report.loss.append(abs(loss_b - loss_a) / max(abs(loss_a), 1e-300))

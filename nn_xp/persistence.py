@@ -35,9 +35,10 @@ import zlib
 import numpy as np
 
 from . import backend
-from .model import MLP
+from .model import MLP, Sequential
 
-FORMAT_VERSION = 1
+# 1: an MLP (layer_sizes, activation, init); 2 adds dropout and Sequential models (layers, param_shapes).
+FORMAT_VERSION = 2
 _MAX_META_BYTES = 64 * 2**20
 # Deflate cannot expand data more than about 1032:1, so a member claiming more is lying.
 _MAX_DEFLATE_RATIO = 1100
@@ -51,65 +52,51 @@ _DAMAGE = (zipfile.BadZipFile, EOFError, OSError, ValueError, NotImplementedErro
 
 
 # ---- save ----------------------------------------------------------------------------------
-def save(model: MLP, path) -> str:
+def save(model, path) -> str:
     """Write `model` to `path` (one .npz file, atomically) and return the path.
 
     Parent folders are created. The path is used as given (no ".npz" is appended).
 
     Raises:
-        TypeError / ValueError: `path` is not a file path.
+        TypeError / ValueError: `path` is not a file path, or a custom layer is not registered.
         PermissionError / OSError: the folder is not writable, the disk is full, ...; the message
             names the path, and any previous file at `path` is left intact.
     """
     path = _check_path(path)
-    arrays = {
-        f"param_{i}": backend.to_numpy(p).astype(model.dtype, copy=False) for i, p in enumerate(model.parameters())
-    }
-    optimizer = None
-    if model.optimizer is not None:
-        state = model.optimizer.state_dict()
+    state = model.state_dict()
+    arrays = {f"param_{i}": p for i, p in enumerate(state["params"])}
+    optimizer = state["optimizer"]
+    if optimizer is not None:
         counts = {}
-        for key, values in state["state"].items():
+        for key, values in optimizer["state"].items():
             if not isinstance(key, str) or not _KEY_RE.match(key):
                 raise ValueError(f"optimizer state key {key!r} cannot be stored (letters, digits and '_' only)")
             counts[key] = len(values)
             for i, value in enumerate(values):
                 arrays[f"opt_{key}_{i}"] = np.asarray(value)
-        optimizer = {
-            "name": state["name"],
-            "label": getattr(model.optimizer, "label", None) or state["name"],
-            "hyperparameters": state["hyperparameters"],
-            "step_count": int(state["step_count"]),
-            "learning_rate": float(model.optimizer.learning_rate),
-            "initial_learning_rate": float(
-                getattr(model.optimizer, "initial_learning_rate", model.optimizer.learning_rate)
-            ),
-            "state": counts,
-        }
-    history = None
-    if model.history is not None:
-        history = {
-            "history": {str(k): list(v) for k, v in model.history.history.items()},
-            "epoch": [int(e) for e in model.history.epoch],
-            "stop_reason": model.history.stop_reason,
-        }
+        optimizer = dict(optimizer, state=counts)
     from . import __version__
 
+    architecture = dict(state["architecture"])
+    output = architecture["output_activation"]
+    if isinstance(output, dict) and len(output) == 1:  # a plain name, as format 1 wrote it
+        architecture["output_activation"] = output["name"]
     meta = {
         "format_version": FORMAT_VERSION,
         "nn_xp_version": __version__,
-        "layer_sizes": [int(s) for s in model.layer_sizes],
-        "activation": model.activation,
-        "output_activation": model.output_activation,
-        "init": model.init,
-        "dtype": model.dtype,
-        "seed": model.seed if isinstance(model.seed, numbers.Integral) and not isinstance(model.seed, bool) else None,
-        "preprocessing": model.preprocessing,
-        "loss": model.loss,
+        **architecture,
+        "param_shapes": [list(p.shape) for p in state["params"]],
+        "dtype": state["dtype"],
+        "seed": state["seed"],
+        "dropout_key": state["dropout_key"],
+        "preprocessing": state["preprocessing"],
+        "loss": state["loss"],
         "optimizer": optimizer,
-        "history": history,
-        "rng": _to_json(model.rng.bit_generator.state),
+        "history": state["history"],
+        "rng": _to_json(state["rng"]),
     }
+    if "layers" in architecture:  # a Sequential: its widths, for reading tools
+        meta["layer_sizes"] = [int(s) for s in model.layer_sizes]
     text = json.dumps(_to_json(meta), allow_nan=False, sort_keys=True)
     arrays["meta"] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
     _write_atomically(path, arrays)
@@ -213,7 +200,7 @@ class _Refused(ValueError):
     """Raised inside `load`; re-raised as a ValueError whose message starts with the path."""
 
 
-def load(path, device=None) -> MLP:
+def load(path, device=None) -> Sequential:
     """Read a model written by `save` onto `device` (None: `nn_xp.default_device()`).
 
     Restores the parameters, preprocessing, optimizer (state, step count, label), training history
@@ -293,10 +280,7 @@ def _checked_members(archive, file_size: int):
         raise _Refused(f"member 'meta' must be UTF-8 JSON as a 1-D uint8 array, got {dtype} of shape {shape}")
     meta = _parse_meta(bytes(archive["meta"]))
     sizes = meta["layer_sizes"]
-    expected = {}
-    for l, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        expected[f"param_{2 * l}"] = (n_out, n_in)
-        expected[f"param_{2 * l + 1}"] = (n_out,)
+    expected = {f"param_{i}": tuple(shape) for i, shape in enumerate(meta["param_shapes"])}
     state_names = {}
     if meta["optimizer"] is not None:
         for key, count in meta["optimizer"]["state"].items():
@@ -378,7 +362,9 @@ def _parse_meta(raw: bytes) -> dict:
             f"written by a newer nn_xp (format {version}); this version reads up to {FORMAT_VERSION}. "
             "Upgrade nn_xp to load it"
         )
-    required = ("layer_sizes", "activation", "output_activation", "init", "dtype", "rng")
+    sequential = "layers" in meta
+    required = ("layers" if sequential else "activation", "output_activation", "dtype", "rng", "layer_sizes")
+    required += () if sequential else ("init",)
     missing = [key for key in required if key not in meta]
     if missing:
         raise _Refused(f"member 'meta' lacks {missing}")
@@ -391,12 +377,35 @@ def _parse_meta(raw: bytes) -> dict:
         raise _Refused(f"layer_sizes must be a list of at least two positive integers, got {sizes!r}")
     if meta["dtype"] not in backend.DTYPES:
         raise _Refused(f"dtype must be one of {list(backend.DTYPES)}, got {meta['dtype']!r}")
-    activation = meta["activation"]
-    if not isinstance(activation, list) or len(activation) != len(sizes) - 2:
-        raise _Refused(f"activation must list one spec per hidden layer ({len(sizes) - 2}), got {activation!r}")
+    if sequential:
+        if not isinstance(meta["layers"], list) or not all(isinstance(spec, dict) for spec in meta["layers"]):
+            raise _Refused(f"layers must be a list of layer specs, got {meta['layers']!r}")
+        activation = []
+    else:
+        activation = meta["activation"]
+        if not isinstance(activation, list) or len(activation) != len(sizes) - 2:
+            raise _Refused(f"activation must list one spec per hidden layer ({len(sizes) - 2}), got {activation!r}")
     for spec in activation + [meta["output_activation"]]:
         if not isinstance(spec, (str, dict)):
             raise _Refused(f"bad activation spec {spec!r}")
+    shapes = meta.get("param_shapes")
+    if not sequential:  # [W1, b1, ...] from the layer sizes (format 1 stores nothing else)
+        derived = [shape for n_in, n_out in zip(sizes[:-1], sizes[1:]) for shape in ([n_out, n_in], [n_out])]
+        if shapes is not None and shapes != derived:
+            raise _Refused(f"param_shapes {shapes!r} do not match layer_sizes {sizes}")
+        shapes = derived
+    if not isinstance(shapes, list) or not all(
+        isinstance(shape, list) and all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in shape)
+        for shape in shapes
+    ):
+        raise _Refused(f"param_shapes must be a list of shapes (lists of positive integers), got {shapes!r}")
+    meta["param_shapes"] = shapes
+    key = meta.get("dropout_key")
+    if key is not None and (
+        not isinstance(key, list) or len(key) != 2
+        or not all(isinstance(k, int) and not isinstance(k, bool) and 0 <= k < 2**32 for k in key)
+    ):
+        raise _Refused(f"dropout_key must be two 32-bit integers, got {key!r}")
     seed = meta.get("seed")
     if isinstance(seed, str) and re.fullmatch(r"\d{1,1000}", seed):  # seeds >= 2**53 are stored as text
         seed = meta["seed"] = int(seed)
@@ -405,12 +414,12 @@ def _parse_meta(raw: bytes) -> dict:
     preprocessing = meta.get("preprocessing")
     if preprocessing is not None and not isinstance(preprocessing, dict):
         raise _Refused(f"preprocessing must be an object or null, got {type(preprocessing).__name__}")
-    meta["optimizer"] = _check_optimizer_meta(meta.get("optimizer"), len(sizes) - 1)
+    meta["optimizer"] = _check_optimizer_meta(meta.get("optimizer"), len(shapes))
     meta["history"] = _check_history_meta(meta.get("history"))
     return meta
 
 
-def _check_optimizer_meta(optimizer, n_layers: int):
+def _check_optimizer_meta(optimizer, n_params: int):
     if optimizer is None:
         return None
     required = ("name", "hyperparameters", "step_count", "state")
@@ -422,9 +431,9 @@ def _check_optimizer_meta(optimizer, n_layers: int):
     if not isinstance(state, dict):
         raise _Refused("optimizer state must map names to array counts")
     for key, count in state.items():
-        if not _KEY_RE.match(key) or isinstance(count, bool) or not isinstance(count, int) or count != 2 * n_layers:
+        if not _KEY_RE.match(key) or isinstance(count, bool) or not isinstance(count, int) or count != n_params:
             raise _Refused(
-                f"optimizer state {key!r} must hold one array per parameter ({2 * n_layers}), got {count!r}"
+                f"optimizer state {key!r} must hold one array per parameter ({n_params}), got {count!r}"
             )
     return optimizer
 
@@ -471,60 +480,31 @@ def _rng_from_json(state) -> np.random.Generator:
     return np.random.Generator(bit_generator)
 
 
-def _build(meta, params, opt_state, device) -> MLP:
+def _build(meta, params, opt_state, device) -> Sequential:
     """The model from checked metadata and arrays: built on the host, then moved to `device`."""
-    from .optim import get_optimizer
-    from .training import History
-
+    if "layers" in meta:
+        architecture = {"layers": meta["layers"], "output_activation": meta["output_activation"]}
+    else:
+        architecture = {key: meta[key] for key in ("layer_sizes", "activation", "output_activation", "init")}
+        architecture["dropout"] = meta.get("dropout") or 0.0
+    optimizer = meta["optimizer"]
+    if optimizer is not None:
+        optimizer = dict(optimizer, state=opt_state)
+    state = {
+        "architecture": architecture,
+        "dtype": meta["dtype"],
+        "seed": meta.get("seed"),
+        "dropout_key": meta.get("dropout_key"),
+        "params": params,
+        "preprocessing": meta.get("preprocessing"),
+        "loss": meta.get("loss"),
+        "optimizer": optimizer,
+        "history": meta["history"],
+        "rng": _rng_from_json(meta["rng"]),
+    }
     try:
         # The shapes were checked against the stored arrays, so this allocates nothing the file
-        # does not hold; seed=0 keeps the throwaway initial draw off the OS entropy pool.
-        model = MLP(
-            meta["layer_sizes"],
-            activation=meta["activation"],
-            output_activation=meta["output_activation"],
-            init=meta["init"],
-            dtype=meta["dtype"],
-            device="cpu",
-            seed=0,
-        )
+        # does not hold; the throwaway initial draw uses seed 0, not the OS entropy pool.
+        return MLP.from_state_dict(state, device="cpu").to(device)
     except (ValueError, TypeError) as error:
         raise _Refused(str(error)) from None
-    model.seed = meta.get("seed")
-    model.rng = _rng_from_json(meta["rng"])
-    model.set_parameters(params)
-    model.preprocessing = meta.get("preprocessing")
-    saved_loss = meta.get("loss")
-    if saved_loss is not None:
-        from .losses import check_loss
-
-        try:
-            model.loss = check_loss(saved_loss, model.output_activation)
-        except ValueError as error:
-            raise _Refused(f"bad loss record: {error}") from None
-    saved = meta["optimizer"]
-    if saved is not None:
-        try:
-            # The class default first: a schedule may have left the saved rate at 0, which the
-            # constructor refuses but the restored optimizer may hold.
-            optimizer = get_optimizer(saved["name"], model.parameters())
-            optimizer.load_state_dict(
-                {
-                    "name": saved["name"],
-                    "hyperparameters": saved["hyperparameters"],
-                    "step_count": saved["step_count"],
-                    "state": opt_state,
-                }
-            )
-            if saved.get("learning_rate") is not None:
-                optimizer.learning_rate = saved["learning_rate"]
-        except (ValueError, TypeError) as error:
-            raise _Refused(f"bad optimizer record: {error}") from None
-        optimizer.label = saved.get("label") or saved["name"]
-        if isinstance(saved.get("initial_learning_rate"), (int, float)):
-            optimizer.initial_learning_rate = float(saved["initial_learning_rate"])
-        model.optimizer = optimizer
-    history = meta["history"]
-    if history is not None:
-        model.history = History(history=history["history"], epoch=history["epoch"], stop_reason=history["stop_reason"])
-    return model.to(device)

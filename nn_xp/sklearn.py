@@ -45,8 +45,8 @@ Differences from scikit-learn, on purpose:
   `early_stopping=True`, else None.
 - `model_` is the underlying `nn_xp.MLP` (and `model_.optimizer` its optimizer).
 
-Training runs `model_.fit(..., epochs=1)` once per epoch with the estimator's optimizer object,
-which fit keeps between calls; the stopping rule (tol / n_iter_no_change on the training loss, or
+Training checks the data once per `fit`, then runs nn_xp's epoch of batches (`training.Epoch`)
+once per epoch with the estimator's optimizer object, kept between calls; the stopping rule (tol / n_iter_no_change on the training loss, or
 on the validation score with early stopping) is applied here, between epochs, as in scikit-learn.
 """
 
@@ -81,9 +81,11 @@ from sklearn.utils.multiclass import check_classification_targets, type_of_targe
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from .activations import ACTIVATIONS
-from .backend import get_namespace, is_host, resolve_device, resolve_dtype, to_device, to_numpy
+from .backend import device_context, get_namespace, is_host, resolve_device, resolve_dtype, to_device, to_numpy
 from .model import MLP
+from .ops import FlatList
 from .optim import SGD, Adam
+from .training import Epoch, Interrupt
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
@@ -105,39 +107,21 @@ def _host(data):
 class _SklearnObjective:
     """Mixin for an nn_xp optimizer: turn nn_xp's gradients into those of scikit-learn's objective.
 
-    Before each step: g <- gradient_scale * g for every parameter, then g <- g + alpha / n_b * W for
-    every weight matrix W (not the biases), n_b the size of the batch. `fit` cuts each epoch into
-    batches of `batch_size` rows and a last, smaller one; `begin_epoch(batch_sizes)` gives those sizes,
-    in order. The L2 term of the loss, sum over batches of 0.5 * alpha * sum_l ||W_l||^2, accumulates
-    on the device in `penalty_sum` (read once per epoch).
+    Before each step every gradient is multiplied by `gradient_scale`. scikit-learn's L2 term is
+    nn_xp's own (`training.l2_penalty`, given alpha / gradient_scale, so that after the scaling
+    each weight's gradient gains alpha / n_b * W, n_b the batch size, as in scikit-learn).
     """
 
-    def configure(self, gradient_scale: float, alpha: float) -> None:
+    def configure(self, gradient_scale: float) -> None:
         self.gradient_scale = float(gradient_scale)
-        self.alpha = float(alpha)
-
-    def begin_epoch(self, batch_sizes: list) -> None:
-        self.batch_sizes = batch_sizes
-        self.batch_index = 0
-        self.penalty_sum = 0.0
-        self.namespace = get_namespace(*self.params)
 
     def step(self, grads) -> None:
-        n_batch = self.batch_sizes[self.batch_index % len(self.batch_sizes)]
-        self.batch_index += 1
-        scale, decay = self.gradient_scale, self.alpha / n_batch
-        if self.alpha:  # the L2 term of the loss, with the weights this step starts from
-            xp = self.namespace
-            for W in self.params[0::2]:
-                flat = xp.reshape(W, (-1,))
-                self.penalty_sum = self.penalty_sum + (0.5 * self.alpha) * xp.vecdot(flat, flat)
-        # In place: the list (and its arrays) stay what fit handed over, so nn_xp's flat-buffer
-        # fast path for the update still applies. fit recomputes the gradients every step.
-        for index, (g, p) in enumerate(zip(grads, self.params)):
-            if scale != 1.0:
-                g *= scale
-            if decay and index % 2 == 0:  # [W1, b1, W2, b2, ...]: weights only
-                g += decay * p
+        scale = self.gradient_scale
+        if scale != 1.0:
+            if isinstance(grads, FlatList) and grads.is_packed():
+                grads.flat *= scale  # one pass; the views stay the flat buffer's
+            else:
+                grads = [g * scale for g in grads]
         super().step(grads)
 
 
@@ -182,26 +166,17 @@ def _write_params(model, arrays) -> None:
         p[...] = to_device(np.asarray(a, dtype=model.dtype) if isinstance(a, np.ndarray) else a, model.device)
 
 
-_SKLEARN_SETTINGS = ("gradient_scale", "alpha", "sklearn_epsilon")  # what _SklearnObjective adds
+_SKLEARN_SETTINGS = ("gradient_scale", "sklearn_epsilon")  # what the estimators' optimizers add
 
 
 def _model_state(model) -> dict:
-    """The network and its optimizer as plain Python and NumPy values (what pickling stores)."""
+    """The network and its optimizer as plain Python and NumPy values (what pickling stores):
+    the model's own `state_dict()`, as a model file holds it, and the device it was on."""
     optimizer = model.optimizer
     return {
-        "layer_sizes": list(model.layer_sizes),
-        "activation": model.activation,
-        "output_activation": model.output_activation,
-        "dtype": model.dtype,
+        "state_dict": model.state_dict(),
         "device": model.device,
-        "loss": model.loss,
-        "params": [to_numpy(p) for p in model.parameters()],
-        "optimizer": None
-        if optimizer is None
-        else {
-            "state_dict": optimizer.state_dict(),
-            "sklearn": {k: getattr(optimizer, k) for k in _SKLEARN_SETTINGS if hasattr(optimizer, k)},
-        },
+        "sklearn": {k: getattr(optimizer, k) for k in _SKLEARN_SETTINGS if hasattr(optimizer, k)},
     }
 
 
@@ -214,25 +189,17 @@ def _model_from_state(state: dict):
             f"the pickled network was on {device!r}, which cannot be used here ({error}); loading it on the CPU"
         )
         device = "cpu"
-    model = MLP(
-        state["layer_sizes"],
-        activation=state["activation"],
-        output_activation=state["output_activation"],
-        dtype=state["dtype"],
-        device=device,
-        seed=0,
-    )
-    _write_params(model, state["params"])
-    model.loss = state["loss"]
-    saved = state["optimizer"]
-    if saved is not None:
-        cls = _SklearnAdam if saved["state_dict"]["name"] == "adam" else _SklearnSGD
-        optimizer = cls(model.parameters())
-        state_dict = dict(saved["state_dict"])  # arrays copied: a memory-mapped pickle is read-only
-        state_dict["state"] = {k: [np.array(a) for a in v] for k, v in state_dict["state"].items()}
-        optimizer.load_state_dict(state_dict)
-        optimizer.__dict__.update(saved["sklearn"])
-        model.optimizer = optimizer
+    saved = dict(state["state_dict"])
+    optimizer = saved.pop("optimizer")
+    model = MLP.from_state_dict(dict(saved, optimizer=None), device=device)
+    if optimizer is not None:
+        cls = _SklearnAdam if optimizer["name"] == "adam" else _SklearnSGD
+        restored = cls(model.parameters())
+        # arrays copied: a memory-mapped pickle is read-only
+        arrays = {k: [np.array(a) for a in v] for k, v in optimizer["state"].items()}
+        restored.load_state_dict(dict(optimizer, state=arrays))
+        restored.__dict__.update(state["sklearn"])
+        model.optimizer = restored
     return model
 
 
@@ -475,7 +442,7 @@ class _BaseMLP(BaseEstimator):
         else:
             opt.momentum = momentum
             opt.nesterov = settings["nesterovs_momentum"] and momentum > 0  # torch's rule
-        opt.configure(self._gradient_scale(), settings["alpha"])
+        opt.configure(self._gradient_scale())
         # The learning rate: constant, or scikit-learn's schedules for sgd. "adaptive" keeps its
         # reduced rate across warm starts and partial_fit unless learning_rate_init changed.
         schedule = settings["learning_rate"] if solver == "sgd" else "constant"
@@ -495,6 +462,7 @@ class _BaseMLP(BaseEstimator):
             self.best_validation_score_, self.best_loss_ = -np.inf, None
         elif not early_stopping and self.best_loss_ is None:  # switched off
             self.best_loss_ = np.inf
+        X_val_device = Y_val = None
         if early_stopping:
             stratify = Y if self._stratify() else None
             X, X_val, Y, Y_val = train_test_split(
@@ -514,37 +482,45 @@ class _BaseMLP(BaseEstimator):
                     "Got `batch_size` less than 1 or larger than sample size. It is going to be clipped"
                 )
             batch_size = int(np.clip(self.batch_size, 1, n_samples))
-        full, rest = divmod(n_samples, batch_size)
-        batch_sizes = [batch_size] * full + ([rest] if rest else [])
-        X_device = to_device(X, model.device)
-        xp = get_namespace(X_device)
+        # Everything is checked once here; each epoch then runs nn_xp's own epoch of batches.
+        head = model.head()
+        X_device = model.check_input(X)
+        Y_device = model.check_target(Y, n_samples, head.loss)
+        runner = Epoch(model, X_device, Y_device, head, batch_size, l2=settings["alpha"] / self._gradient_scale())
+        model.loss = head.loss
         loss_scale = self._loss_scale()
         sample_idx = np.arange(n_samples)
         if not incremental:
             self._no_improvement_count = 0
         self.n_iter_ = 0
         max_iter = 1 if incremental else settings["max_iter"]
+        with device_context(model.device), Interrupt() as interrupt:
+            self._epochs(runner, X_val_device, Y_val, settings, opt, random_state, incremental, sample_idx,
+                         loss_scale, max_iter, interrupt)
+        if early_stopping:
+            _write_params(model, self._best_params)
+
+    def _epochs(self, runner, X_val_device, Y_val, settings, opt, random_state, incremental, sample_idx,
+                loss_scale, max_iter, interrupt):
+        model, early_stopping, n_samples = self.model_, settings["early_stopping"], runner.n
         for _ in range(max_iter):
+            order = None
             if settings["shuffle"]:
                 sample_idx = shuffle_rows(sample_idx, random_state=random_state)
-                X_epoch = xp.take(X_device, to_device(sample_idx, model.device), axis=0)
-                Y_epoch = Y[sample_idx]
-            else:
-                X_epoch, Y_epoch = X_device, Y
-            opt.begin_epoch(batch_sizes)
-            history = model.fit(
-                X_epoch, Y_epoch, optimizer=opt, epochs=1, batch_size=batch_size, shuffle=False, verbose=0
-            )
-            if history.stop_reason == "non-finite loss":
-                break  # fit warned and put back the last good parameters
-            loss = history.history["loss"][-1] * loss_scale + float(opt.penalty_sum) / n_samples
+                order = to_device(sample_idx, model.device)
+            logs, stop_reason = runner.guarded_run(self.n_iter_, order, interrupt, stacklevel=6)
+            if stop_reason == "non-finite loss":
+                break  # the epoch warned and put back the last good parameters
+            # scikit-learn's loss: its data loss, and the L2 term given alpha / gradient_scale rescaled.
+            running = runner.running
+            loss = running.data_loss * loss_scale + running.penalty * self._gradient_scale()
             self.n_iter_ += 1
             self.t_ += n_samples
             self.loss_ = loss
             self.loss_curve_.append(loss)
             if self.verbose:
                 print(f"Iteration {self.n_iter_}, loss = {loss:.8f}")
-            if history.stop_reason == "interrupted":
+            if interrupt.requested:
                 warnings.warn("Training interrupted by user.")
                 break
             if early_stopping:
@@ -580,8 +556,6 @@ class _BaseMLP(BaseEstimator):
                     "optimization hasn't converged yet.",
                     ConvergenceWarning,
                 )
-        if early_stopping:
-            _write_params(model, self._best_params)
 
     def _update_validation(self, X_val_device, Y_val, tol):
         """Score and loss on the held-out set; keep a copy of the best parameters (scikit-learn's rule)."""

@@ -15,55 +15,20 @@ import sys
 import threading
 import time
 import warnings
-from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import backend, fast, losses
+from . import backend
 from .callbacks import check_callbacks
 from .clipping import clip_grad_norm, clip_grad_value
-from .model import _check_positive_int
+from .history import History
+from .ops import FlatList, ops_for
 from .optim import get_optimizer
 from .schedules import get_schedule
+from .validation import Real, optional_positive, positive_int
 
 
-@dataclass
-class History:
-    """Per-epoch records of every `fit` call on a model (a second `fit` appends).
-
-    history: {"loss": [...], "val_loss": [...], "accuracy": [...], "learning_rate": [...],
-              "epoch_time": [...], ...}, one value per epoch.
-    epoch: the epoch numbers, counted over all fit calls.
-    stop_reason: None, or why the last fit ended early ("early_stopping", "interrupted",
-                 "non-finite loss").
-    """
-
-    history: dict = field(default_factory=dict)
-    epoch: list = field(default_factory=list)
-    stop_reason: str | None = None
-
-    def append(self, epoch: int, logs: dict) -> None:
-        self.epoch.append(epoch)
-        for key, value in logs.items():
-            self.history.setdefault(key, []).append(value)
-
-    def __len__(self) -> int:
-        return len(self.epoch)
-
-
-def _check_optional_positive(value, parameter):
-    """None, or a finite number > 0. A huge finite learning rate is accepted: divergence is the
-    non-finite guard's business (it restores the last good epoch), not the argument check's."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{parameter} must be a finite number > 0, got {value!r}")
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{parameter} must be a finite number > 0, got {value!r}")
-    return float(value)
-
-
-class _Interrupt:
+class Interrupt:
     """Turns Ctrl-C into a flag the loop reads after each step, so no update is left half done.
 
     A second Ctrl-C raises KeyboardInterrupt at once, except inside a held section (an optimizer
@@ -178,9 +143,9 @@ class _Rollback:
 class _RunningMetrics:
     """Epoch metrics accumulated on the device from each batch's output (no extra forward pass)."""
 
-    def __init__(self, xp, loss, Y_all):
-        self.xp, self.loss = xp, loss
-        self.regression = loss == "mse"
+    def __init__(self, xp, head, Y_all):
+        self.xp, self.head = xp, head
+        self.regression = not head.classifier
         if self.regression:  # r2 needs the targets' total sum of squares, known up front
             mean = xp.mean(Y_all, axis=0, keepdims=True)
             self.total_ss = xp.sum((Y_all - mean) * (Y_all - mean))
@@ -188,34 +153,39 @@ class _RunningMetrics:
 
     def reset(self):
         self.loss_sum = 0.0
+        self.penalty_sum = 0.0
+        self.data_loss = self.penalty = 0.0  # the epoch's means, once logs() has read them
         self.metric_sum = 0.0  # correct labels, or absolute error
         self.count = 0
 
-    def add(self, L, out, Y):
-        xp, n = self.xp, out.shape[0]
+    def add(self, L, penalty, out, Y):
+        n = out.shape[0]
         self.loss_sum = self.loss_sum + L * n
-        if self.loss == "cross_entropy":
-            self.metric_sum = self.metric_sum + xp.sum(xp.astype(xp.argmax(out, axis=1) == xp.argmax(Y, axis=1), out.dtype))
-        elif self.loss == "binary_cross_entropy":
-            self.metric_sum = self.metric_sum + xp.sum(xp.astype((out > 0) == (Y > 0.5), out.dtype)) / out.shape[1]
-        else:
-            self.metric_sum = self.metric_sum + xp.sum(xp.abs(out - Y)) / out.shape[1]
+        if penalty is not None:
+            self.penalty_sum = self.penalty_sum + penalty * n
+        self.metric_sum = self.metric_sum + self.head.batch_metric(self.xp, out, Y)
         self.count += n
 
     def logs(self) -> dict:
-        """The epoch's numbers as Python floats: the one host synchronisation per epoch."""
+        """The epoch's numbers as Python floats: the one host synchronisation per epoch.
+
+        "loss" is the objective trained on: the data loss plus the L2 penalty, if any (as Keras
+        reports it); "mse" (regression) is the data loss alone.
+        """
         count = max(self.count, 1)
-        loss = float(self.loss_sum / count)
+        data = float(self.loss_sum / count)
+        self.data_loss, self.penalty = data, float(self.penalty_sum / count)
+        loss = data + self.penalty
         if not self.regression:
             return {"loss": loss, "accuracy": float(self.metric_sum / count)}
         total = float(self.total_ss)
-        r2 = 1 - loss * count / total if total > 0 else 0.0
-        return {"loss": loss, "mse": loss, "mae": float(self.metric_sum / count), "r2": r2}
+        r2 = 1 - data * count / total if total > 0 else 0.0
+        return {"loss": loss, "mse": data, "mae": float(self.metric_sum / count), "r2": r2}
 
 
 def _all_finite(xp, arrays) -> bool:
     """One device reduction per buffer (a single one for packed parameters) and one host read."""
-    if isinstance(arrays, fast.FlatList) and arrays.is_packed():
+    if isinstance(arrays, FlatList) and arrays.is_packed():
         arrays = [arrays.flat]
     total = 0.0
     for a in arrays:
@@ -226,10 +196,10 @@ def _all_finite(xp, arrays) -> bool:
 def _snapshot(model):
     """Copies of the parameters and the optimizer state to fall back on, made on the model's device:
     no transfer to the host and no synchronisation, so taking one every epoch costs a copy."""
-    xp = backend.get_namespace(*model.parameters())
+    ops = ops_for(backend.get_namespace(*model.parameters()))
     opt = model.optimizer
-    state = {key: fast.copy_arrays(arrays, xp) for key, arrays in opt.state.items()}
-    return fast.copy_arrays(model.parameters(), xp), state, opt.step_count
+    state = {key: ops.copy_arrays(arrays) for key, arrays in opt.state.items()}
+    return ops.copy_arrays(model.parameters()), state, opt.step_count
 
 
 def _restore(model, snapshot):
@@ -238,6 +208,117 @@ def _restore(model, snapshot):
     opt = model.optimizer
     opt.state = state  # the snapshot's copies become the state; the learning rate did not change since
     opt.step_count = step_count
+
+
+def l2_penalty(ops, params, grads, weights, l2: float, n: int):
+    """The L2 penalty of a batch of n samples on the weights (not the biases), added to their gradients:
+
+        L += l2 / (2 n) * sum_l ||W_l||^2,      dW_l += l2 / n * W_l
+
+    (the notebooks' lambda / (2m) and scikit-learn's alpha, m the batch size). Returns the penalty
+    as a 0-d device array; the gradients are updated in place where the backend allows it.
+    """
+    xp = ops.xp
+    penalty = 0.0
+    for i in weights:
+        W = params[i]
+        flat = xp.reshape(W, (-1,))
+        penalty = penalty + xp.vecdot(flat, flat)
+        grads[i] = ops.add_scaled(grads[i], W, l2 / n)
+    return penalty * (l2 / (2 * n))
+
+
+class Epoch:
+    """One pass over the data in batches: what `fit` repeats, and what the scikit-learn estimators
+    call once per epoch with their own batch order (after checking everything once).
+
+    Args:
+        model: the model; its optimizer takes the steps.
+        X, Y: checked arrays on the model's device. head: the output head (model.head(loss)).
+        batch_size: samples per step (None: the whole data). l2: the weights' L2 penalty.
+        clip_norm / clip_value: gradient clipping before each step.
+        callbacks: their on_batch_end is called after each step.
+        train_rows: the rows of X to train on (None: all).
+    """
+
+    def __init__(self, model, X, Y, head, batch_size, *, l2=0.0, clip_norm=None, clip_value=None, callbacks=(),
+                 train_rows=None):
+        self.model, self.X, self.Y, self.head = model, X, Y, head
+        self.xp = backend.get_namespace(X)
+        self.ops = ops_for(self.xp)
+        self.train_rows = train_rows
+        self.n = X.shape[0] if train_rows is None else train_rows.shape[0]
+        self.step = self.n if batch_size is None else min(batch_size, self.n)
+        self.l2, self.clip_norm, self.clip_value, self.callbacks = l2, clip_norm, clip_value, callbacks
+        self.weights = [i for i, p in enumerate(model.parameters()) if p.ndim > 1]
+        Y_stats = Y if train_rows is None or head.classifier else self.xp.take(Y, train_rows, axis=0)
+        self.running = _RunningMetrics(self.xp, head, Y_stats)
+
+    def run(self, epoch: int, order=None, interrupt=None) -> dict:
+        """Train on every batch once, in `order` (positions in the training rows; None: as stored).
+
+        Returns the epoch's logs (floats). Stops after the current step when `interrupt.requested`.
+        """
+        model, X, Y, xp, ops = self.model, self.X, self.Y, self.xp, self.ops
+        opt = model.optimizer
+        workspace = model._workspace if ops.mutable else None
+        if self.train_rows is not None:  # positions in the training rows -> rows of X
+            order = self.train_rows if order is None else xp.take(self.train_rows, order, axis=0)
+        self.running.reset()
+        n, step = self.n, self.step
+        for batch, start in enumerate(range(0, n, step)):
+            stop = min(start + step, n)  # the standard forbids slicing past the end
+            if order is None:
+                Xb, Yb = X[start:stop, :], Y[start:stop, :]
+                rows = xp.arange(start, stop) if model.needs_rows else None
+            else:
+                rows = order[start:stop]
+                if workspace is not None:  # gathered into the arrays of the batch before
+                    Xb = ops.take_rows(X, rows, out=ops.buffer(workspace, "X", (stop - start, X.shape[1]), X))
+                    Yb = ops.take_rows(Y, rows, out=ops.buffer(workspace, "Y", (stop - start, Y.shape[1]), Y))
+                else:
+                    Xb, Yb = ops.take_rows(X, rows), ops.take_rows(Y, rows)
+            L, grads, out = model.train_step(Xb, Yb, self.head, rows=rows, step=opt.step_count)
+            penalty = None
+            if self.l2:
+                penalty = l2_penalty(ops, model.parameters(), grads, self.weights, self.l2, stop - start)
+            if self.clip_value is not None:
+                grads = clip_grad_value(grads, self.clip_value)
+            if self.clip_norm is not None:
+                grads, _ = clip_grad_norm(grads, self.clip_norm)
+            if interrupt is not None:
+                interrupt.hold()
+            opt.step(grads)
+            if interrupt is not None:
+                interrupt.release()
+            self.running.add(L, penalty, out, Yb)
+            for callback in self.callbacks:
+                callback.on_batch_end(epoch, batch)
+            if interrupt is not None and interrupt.requested:
+                break
+        return self.running.logs()
+
+    def guarded_run(self, epoch: int, order=None, interrupt=None, stacklevel: int = 3):
+        """`run`, and when the loss or the parameters end non-finite, the model put back as it was
+        before the epoch with a RuntimeWarning. Returns (logs, "non-finite loss" or None)."""
+        model = self.model
+        snapshot = _snapshot(model)
+        logs = self.run(epoch, order, interrupt)
+        if math.isfinite(logs["loss"]) and _all_finite(self.xp, model.parameters()):
+            return logs, None
+        if interrupt is not None:
+            interrupt.hold()
+        _restore(model, snapshot)
+        if interrupt is not None:
+            interrupt.release()
+        history = model.history
+        restored = f"the end of epoch {epoch - 1}" if history is not None and history.epoch else "its state before this fit"
+        what = (f"the training loss became {logs['loss']}" if not math.isfinite(logs["loss"])
+                else f"the parameters became NaN or infinite (training loss {logs['loss']})")
+        warnings.warn(f"{what} in epoch {epoch}; training stopped and the model was restored to {restored}",
+                      RuntimeWarning, stacklevel=stacklevel)
+        return logs, "non-finite loss"
+
 
 
 def fit(
@@ -259,6 +340,7 @@ def fit(
     schedule=None,
     clip_norm=None,
     clip_value=None,
+    l2=0.0,
 ):
     """Train `model` on (X, y) and return its History.
 
@@ -277,6 +359,12 @@ def fit(
             and a tqdm progress bar when stderr is a terminal.
         schedule: an `nn_xp.schedules.Schedule` or name ("step", "exponential", "cosine", "plateau").
         clip_norm / clip_value: clip gradients by global L2 norm / by value before each step.
+        l2: the L2 penalty on the weights (not the biases): each batch of m samples adds
+            l2 / (2 m) * sum_l ||W_l||^2 to its loss (the notebooks' lambda / (2m), scikit-learn's
+            alpha). The history's "loss" includes it; "mse" and the validation figures do not.
+
+    Dropout layers (`MLP(..., dropout=...)`) drop units only here, keyed by the optimizer's step
+    count and each sample's row in X, so a resumed fit continues the same masks.
 
     A non-finite training loss stops training: the parameters and optimizer state go back to the
     end of the last good epoch, a RuntimeWarning says so, and history.stop_reason is "non-finite loss".
@@ -290,15 +378,15 @@ def fit(
     (GPU) memory raises MemoryError suggesting a smaller batch_size.
     """
     # -- every check before any work --
-    epochs = _check_positive_int(epochs, "epochs")
-    batch_size = _check_positive_int(batch_size, "batch_size", allow_none=True)
-    verbose_epoch = _check_positive_int(verbose_epoch, "verbose_epoch")
+    epochs = positive_int(epochs, "epochs")
+    batch_size = positive_int(batch_size, "batch_size", allow_none=True)
+    verbose_epoch = positive_int(verbose_epoch, "verbose_epoch")
     if isinstance(verbose, bool) or not isinstance(verbose, numbers.Integral) or verbose < 0:
         raise ValueError(f"verbose must be an integer >= 0, got {verbose!r}")
-    if learning_rate is not None:
-        _check_optional_positive(learning_rate, "learning_rate")
-    clip_norm = _check_optional_positive(clip_norm, "clip_norm")
-    clip_value = _check_optional_positive(clip_value, "clip_value")
+    optional_positive(learning_rate, "learning_rate")
+    clip_norm = optional_positive(clip_norm, "clip_norm")
+    clip_value = optional_positive(clip_value, "clip_value")
+    l2 = Real(0.0)(l2, "l2")
     if isinstance(validation_split, bool) or not isinstance(validation_split, numbers.Real) or not (
         0 <= validation_split < 1
     ):
@@ -309,15 +397,15 @@ def fit(
         raise TypeError(f"shuffle must be True or False, got {shuffle!r}")
     callbacks = check_callbacks(callbacks)
     schedule = get_schedule(schedule)
-    loss = losses.check_loss(loss or model.loss, model.output_activation)
-    X = model._check_X(X)
-    Y = model._check_y(y, X.shape[0], loss)
+    head = model.head(loss)
+    X = model.check_input(X)
+    Y = model.check_target(y, X.shape[0], head.loss)
     X_val = Y_val = None
     if validation_data is not None:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
             raise TypeError("validation_data must be a pair (X_val, y_val)")
-        X_val = model._check_X(validation_data[0], "validation_data[0]")
-        Y_val = model._check_y(validation_data[1], X_val.shape[0], loss, "validation_data[1]")
+        X_val = model.check_input(validation_data[0], "validation_data[0]")
+        Y_val = model.check_target(validation_data[1], X_val.shape[0], head.loss, "validation_data[1]")
     _check_validation_split(validation_split, X.shape[0])
     rollback = _Rollback(model, batch_size)
     reuse = model.optimizer is not None and (
@@ -332,10 +420,10 @@ def fit(
         model.optimizer.learning_rate = float(learning_rate)
     opt = model.optimizer
     rollback.start()
-    with rollback, backend.device_context(model.device), _Interrupt() as interrupt:
+    with rollback, backend.device_context(model.device), Interrupt() as interrupt:
         history, logs, bar = _train(
-            model, opt, X, Y, X_val, Y_val, loss, epochs, batch_size, validation_split, shuffle, callbacks,
-            verbose, verbose_epoch, schedule, clip_norm, clip_value, interrupt,
+            model, opt, X, Y, X_val, Y_val, head, epochs, batch_size, validation_split, shuffle, callbacks,
+            verbose, verbose_epoch, schedule, clip_norm, clip_value, l2, interrupt,
         )
     if bar is not None:
         bar.close()
@@ -344,28 +432,23 @@ def fit(
     return history
 
 
-def _train(model, opt, X, Y, X_val, Y_val, loss, epochs, batch_size, validation_split, shuffle, callbacks,
-           verbose, verbose_epoch, schedule, clip_norm, clip_value, interrupt):
+def _train(model, opt, X, Y, X_val, Y_val, head, epochs, batch_size, validation_split, shuffle, callbacks,
+           verbose, verbose_epoch, schedule, clip_norm, clip_value, l2, interrupt):
     """The epochs of `fit`, after every check; returns (history, last logs, progress bar)."""
     train_rows = None
     if validation_split:
         train_rows, X_val, Y_val = _split_validation(model, X, Y, validation_split)
-    xp = backend.get_namespace(X)
-    n = X.shape[0] if train_rows is None else train_rows.shape[0]
-    step = n if batch_size is None else min(batch_size, n)
     if model.history is None:
         model.history = History()
     history = model.history
     history.stop_reason = None
     first_epoch = history.epoch[-1] + 1 if history.epoch else 0
     base_learning_rate = getattr(opt, "initial_learning_rate", opt.learning_rate)
-    # Only mse reads the targets up front (r2's total sum of squares).
-    loss_and_grads = model._training_step_function(xp)
-    # On NumPy/CuPy each batch is gathered into the arrays of the batch before (fast.Workspace).
-    space, raw = (model._workspace, fast.raw(xp)) if fast.is_mutable(xp) else (None, None)
-    running = _RunningMetrics(xp, loss, Y if train_rows is None or loss != "mse" else xp.take(Y, train_rows, axis=0))
+    runner = Epoch(model, X, Y, head, batch_size, l2=l2, clip_norm=clip_norm, clip_value=clip_value,
+                   callbacks=callbacks, train_rows=train_rows)
+    n = runner.n
     model.stop_training = False
-    model.loss = loss
+    model.loss = head.loss
     for callback in callbacks:
         callback.set_model(model)
         callback.on_train_begin({})
@@ -388,53 +471,15 @@ def _train(model, opt, X, Y, X_val, Y_val, loss, epochs, batch_size, validation_
             for callback in callbacks:
                 callback.on_epoch_begin(epoch)
             started = time.perf_counter()
-            snapshot = _snapshot(model)
             # One shuffle order per epoch; each batch is gathered on its own, so memory stays
             # at the data plus O(batch_size) however large the data set.
             order = backend.to_device(model.rng.permutation(n), model.device) if shuffle else None
-            if train_rows is not None:  # positions in the training rows -> rows of X
-                order = train_rows if order is None else xp.take(train_rows, order, axis=0)
-            running.reset()
-            for batch, start in enumerate(range(0, n, step)):
-                stop = min(start + step, n)  # the standard forbids slicing past the end
-                if order is None:
-                    Xb, Yb = X[start:stop, :], Y[start:stop, :]
-                else:
-                    rows = order[start:stop]
-                    if space is not None:
-                        Xb, Yb = space.take_rows(raw, "X", X, rows), space.take_rows(raw, "Y", Y, rows)
-                    else:
-                        Xb, Yb = xp.take(X, rows, axis=0), xp.take(Y, rows, axis=0)
-                L, grads, out = loss_and_grads(Xb, Yb, loss)
-                if clip_value is not None:
-                    grads = clip_grad_value(grads, clip_value)
-                if clip_norm is not None:
-                    grads, _ = clip_grad_norm(grads, clip_norm)
-                interrupt.hold()
-                opt.step(grads)
-                interrupt.release()
-                running.add(L, out, Yb)
-                for callback in callbacks:
-                    callback.on_batch_end(epoch, batch)
-                if interrupt.requested:
-                    break
-            logs = running.logs()
-            if not (math.isfinite(logs["loss"]) and _all_finite(xp, model.parameters())):
-                interrupt.hold()
-                _restore(model, snapshot)
-                history.stop_reason = "non-finite loss"
-                interrupt.release()
-                restored = f"the end of epoch {epoch - 1}" if history.epoch else "its state before this fit"
-                what = (f"the training loss became {logs['loss']}" if not math.isfinite(logs["loss"])
-                        else f"the parameters became NaN or infinite (training loss {logs['loss']})")
-                warnings.warn(
-                    f"{what} in epoch {epoch}; training stopped and the model was restored to {restored}",
-                    RuntimeWarning,
-                    stacklevel=3,
-                )
+            logs, stop_reason = runner.guarded_run(epoch, order, interrupt, stacklevel=5)
+            if stop_reason is not None:
+                history.stop_reason = stop_reason
                 break
             if X_val is not None:
-                logs.update({f"val_{k}": v for k, v in model._evaluate_checked(X_val, Y_val, loss).items()})
+                logs.update({f"val_{k}": v for k, v in model.evaluate_checked(X_val, Y_val, head).items()})
             logs["learning_rate"] = opt.learning_rate
             logs["epoch_time"] = time.perf_counter() - started
             interrupt.hold()

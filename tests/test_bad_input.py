@@ -231,7 +231,7 @@ def test_fit_rejects_bad_input_and_changes_nothing(description, kwargs, exceptio
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 @pytest.mark.parametrize("where", [(0, 0), (137, 5), (-1, -1)])
 def test_the_finiteness_check_finds_every_nan_and_inf(dtype, bad, where):
-    from nn_xp.model import _all_finite
+    from nn_xp.validation import all_finite as _all_finite
 
     X = np.random.default_rng(0).normal(size=(300, 7)).astype(dtype)
     assert _all_finite(X) and _all_finite(np.asfortranarray(X))
@@ -244,7 +244,7 @@ def test_the_finiteness_check_finds_every_nan_and_inf(dtype, bad, where):
 @pytest.mark.parametrize("dtype, huge", [("float32", 1e30), ("float64", 1e200)])
 def test_the_finiteness_check_accepts_values_whose_squares_overflow(dtype, huge):
     # The quick sum of squares overflows for these; the exact check must still say finite.
-    from nn_xp.model import _all_finite
+    from nn_xp.validation import all_finite as _all_finite
 
     X = np.full((50, 4), huge, dtype=dtype)
     X[3, 2] = -huge

@@ -1,11 +1,12 @@
-"""The fused CuPy kernels agree with their standard-only twins, and training on the GPU keeps a
-steady memory pool. These need a CUDA GPU; without one they are skipped, the reason shown."""
+"""CuPy's ops (cupy_ops.py): the fused kernels agree with the standard ops, and training on the GPU
+keeps a steady memory pool. These need a CUDA GPU; without one they are skipped, the reason shown."""
 
 import numpy as np
 import pytest
 
 import nn_xp as nx
-from nn_xp import activations, fast, kernels
+from nn_xp import activations
+from nn_xp.ops import ops_for
 
 from .conftest import GPU_COUNT, GPU_WHY, relative_difference
 
@@ -23,30 +24,11 @@ def test_activation_backward_kernel_matches_the_standard_backward(name, dtype):
     A = act.forward(xp, Z)
     dA = cupy.asarray(rng.normal(size=(257, 129)).astype(dtype))
     expected = act.backward(xp, dA, Z, A)
-    got = kernels.activation_backward(name, dA.copy(), A)
+    got, _ = ops_for(xp).backward_bias(act, dA.copy(), Z, A)
     assert relative_difference(got, expected) <= (1e-6 if dtype == "float32" else 1e-14)
 
 
-@pytest.mark.parametrize("make", [
-    lambda p: nx.optim.Adam(p, 0.01), lambda p: nx.optim.AdamW(p, 0.01, weight_decay=0.1),
-    lambda p: nx.optim.SGD(p, 0.05, momentum=0.9), lambda p: nx.optim.SGD(p, 0.05, momentum=0.9, nesterov=True),
-    lambda p: nx.optim.SGD(p, 0.05, momentum=0.5, dampening=0.3),
-], ids=["adam", "adamw", "momentum", "nesterov", "dampening"])
-def test_fused_optimizer_kernels_match_the_standard_rule(make, dtype):
-    xp = nx.namespace("cuda:0")
-    rng = np.random.default_rng(1)
-    shapes = [(300, 200), (300,), (10, 300), (10,)]
-    packed = fast.pack([xp.asarray(rng.normal(size=s).astype(dtype)) for s in shapes], xp)
-    plain = [xp.asarray(nx.to_numpy(p)) for p in packed]
-    fused, standard = make(packed), make(plain)
-    for _ in range(10):
-        host = [rng.normal(size=s).astype(dtype) for s in shapes]
-        grads = fast.pack([xp.asarray(g) for g in host], xp)
-        fused.step(grads)
-        standard.step([xp.asarray(g) for g in host])
-    tol = 1e-5 if dtype == "float32" else 1e-12  # the kernel may contract to fused multiply-adds
-    for a, b in zip(packed, plain):
-        assert relative_difference(a, b) <= tol
+# The optimizer kernels are checked against the standard ops in tests/test_ops.py (device cuda:0).
 
 
 def test_memory_pool_reaches_a_steady_state():

@@ -180,19 +180,19 @@ def test_a_second_ctrl_c_during_a_step_is_raised_when_the_step_is_done():
     """A real SIGINT twice, inside the optimizer's update: the update still completes."""
     model = fresh()
     optimizer = nx.optim.Adam(model.parameters())  # the "adam" of the reference run
-    update = optimizer._update_slot_inplace
+    update = optimizer._update
     calls = {"n": 0}
 
-    def interrupted_update(raw, p, g, state, first, scratch):
+    def interrupted_update(ops, p, g, state, first):
         calls["n"] += 1
         if calls["n"] == 6:  # epoch 1, batch 1
             os.kill(os.getpid(), signal.SIGINT)  # the first Ctrl-C: stop after this step
             # The second: stop now, but not half way. Called directly, because two signals sent
             # before Python runs the handler would be seen as one.
             signal.getsignal(signal.SIGINT)(signal.SIGINT, None)
-        update(raw, p, g, state, first, scratch)
+        return update(ops, p, g, state, first)
 
-    optimizer._update_slot_inplace = interrupted_update
+    optimizer._update = interrupted_update
     with pytest.raises(KeyboardInterrupt):
         model.fit(X, Y, optimizer=optimizer, **FIT)
     assert calls["n"] == 6
@@ -205,17 +205,17 @@ def test_a_second_ctrl_c_during_a_step_is_raised_when_the_step_is_done():
 @given(step=st.integers(1, FIT["epochs"] * STEPS_PER_EPOCH))
 def test_a_nan_gradient_at_any_step_restores_the_last_good_epoch(step):
     model = fresh()
-    original = model._loss_and_grads_fast
+    original = model.train_step
     calls = {"n": 0}
 
-    def poisoned(Xb, Yb, loss):
-        L, grads, out = original(Xb, Yb, loss)
+    def poisoned(Xb, Yb, head, **kwargs):
+        L, grads, out = original(Xb, Yb, head, **kwargs)
         calls["n"] += 1
         if calls["n"] == step:
             grads[1][0] = np.nan
         return L, grads, out
 
-    model._loss_and_grads_fast = poisoned
+    model.train_step = poisoned
     epoch = (step - 1) // STEPS_PER_EPOCH
     with pytest.warns(RuntimeWarning, match=f"became (nan|NaN or infinite .*) in epoch {epoch}; .* restored"):
         history = model.fit(X, Y, **FIT)
@@ -269,16 +269,16 @@ class OutOfMemoryError(Exception):
 @pytest.mark.parametrize("at_call", [1, 6])
 def test_running_out_of_memory_suggests_a_smaller_batch(error, at_call):
     model = fresh()
-    original = model._loss_and_grads_fast
+    original = model.train_step
     calls = {"n": 0}
 
-    def hungry(Xb, Yb, loss):
+    def hungry(Xb, Yb, head, **kwargs):
         calls["n"] += 1
         if calls["n"] == at_call:
             raise error
-        return original(Xb, Yb, loss)
+        return original(Xb, Yb, head, **kwargs)
 
-    model._loss_and_grads_fast = hungry
+    model.train_step = hungry
     with pytest.raises(MemoryError, match=r"ran out of memory on cpu .* try a smaller batch_size \(now 10\)") as info:
         model.fit(X, Y, **FIT)
     assert info.value.__cause__ is error
@@ -291,10 +291,10 @@ def test_running_out_of_memory_suggests_a_smaller_batch(error, at_call):
 def test_out_of_memory_with_the_full_batch_says_so():
     model = fresh()
 
-    def hungry(Xb, Yb, loss):
+    def hungry(Xb, Yb, head, **kwargs):
         raise OutOfMemoryError("out of memory")
 
-    model._loss_and_grads_fast = hungry
+    model.train_step = hungry
     with pytest.raises(MemoryError, match=r"now None, the full batch"):
         model.fit(X, Y, epochs=1, batch_size=None, verbose=0)
 

@@ -13,18 +13,20 @@ import numpy as np
 import pytest
 
 import nn_xp as nx
-from nn_xp import fast, native
+from nn_xp import numpy_ops
+from nn_xp.numpy_ops import NumpyOps
 from nn_xp.activations import get_activation
 
-built = pytest.mark.skipif(not native.available(), reason="nn_xp._native was not built (no C compiler at install)")
+OPS = NumpyOps(nx.namespace("cpu"))
+built = pytest.mark.skipif(not numpy_ops.native_available(), reason="nn_xp._native was not built (no C compiler at install)")
 
 
 @pytest.fixture
 def compiled_off():
     """Runs the test's NumPy twin with the compiled loops turned off, then restores the setting."""
-    previous = native.set_enabled(True)
-    yield lambda flag: native.set_enabled(flag)
-    native.set_enabled(previous)
+    previous = numpy_ops.set_native(True)
+    yield lambda flag: numpy_ops.set_native(flag)
+    numpy_ops.set_native(previous)
 
 
 def bitwise_equal(a, b) -> bool:
@@ -36,20 +38,20 @@ def bitwise_equal(a, b) -> bool:
 def test_the_compiled_loops_are_built_where_required():
     if os.environ.get("NN_XP_REQUIRE_NATIVE") != "1":
         pytest.skip("NN_XP_REQUIRE_NATIVE is not 1 (CI sets it)")
-    assert native.available(), "nn_xp._native did not build: is a C compiler installed?"
+    assert numpy_ops.native_available(), "nn_xp._native did not build: is a C compiler installed?"
 
 
 def test_set_enabled_takes_a_bool_and_returns_the_previous_setting(compiled_off):
     with pytest.raises(TypeError, match="flag must be True or False"):
-        native.set_enabled(1)
-    assert native.set_enabled(False) is True
-    assert not native.enabled()
-    assert native.set_enabled(True) is False
-    assert native.enabled() == native.available()
+        numpy_ops.set_native(1)
+    assert numpy_ops.set_native(False) is True
+    assert not numpy_ops.native_enabled()
+    assert numpy_ops.set_native(True) is False
+    assert numpy_ops.native_enabled() == numpy_ops.native_available()
 
 
 def test_the_environment_can_turn_the_compiled_loops_off():
-    code = "from nn_xp import native; print(native.enabled())"
+    code = "from nn_xp import numpy_ops; print(numpy_ops.native_enabled())"
     env = dict(os.environ, NN_XP_NATIVE="0")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
@@ -59,10 +61,10 @@ def _optimizer_run(make, dtype, steps=6):
     """Parameters and state after `steps` packed updates from a fixed stream of gradients."""
     rng = np.random.default_rng(3)
     shapes = [(37, 19), (37,), (5, 37), (5,)]
-    params = fast.pack([rng.normal(size=s).astype(dtype) for s in shapes], np)
+    params = OPS.pack([rng.normal(size=s).astype(dtype) for s in shapes])
     opt = make(params)
     for _ in range(steps):
-        grads = fast.pack([rng.normal(size=s).astype(dtype) for s in shapes], np)
+        grads = OPS.pack([rng.normal(size=s).astype(dtype) for s in shapes])
         grads.flat[::7] = 0  # zeros, so that v and the momentum buffer hold exact zeros too
         opt.step(grads)
     return params.flat.copy(), {key: arrays.flat.copy() for key, arrays in opt.state.items()}
@@ -95,8 +97,8 @@ def test_compiled_adam_step_is_the_reference_formula():
     # One step from zero state, worked out from torch.optim.Adam's documented rule in float64.
     g = np.array([0.5, -2.0, 0.0, 1e-3])
     p = np.array([1.0, 1.0, -1.0, 0.25])
-    params = fast.pack([p.copy()], np)
-    nx.optim.Adam(params, 0.1, beta1=0.9, beta2=0.99, eps=1e-8).step(fast.pack([g], np))
+    params = OPS.pack([p.copy()])
+    nx.optim.Adam(params, 0.1, beta1=0.9, beta2=0.99, eps=1e-8).step(OPS.pack([g]))
     m, v = 0.1 * g, 0.01 * g * g
     m_hat, v_hat = m / (1 - 0.9), v / (1 - 0.99)
     assert np.allclose(params.flat, p - 0.1 * m_hat / (np.sqrt(v_hat) + 1e-8), rtol=1e-14, atol=0)
@@ -118,7 +120,7 @@ def test_bias_relu_matches_numpy_bitwise(dtype):
     expected = Z.copy()
     expected += b
     np.maximum(expected, 0, out=expected)
-    native.bias_relu(Z, b)
+    numpy_ops._native.bias_relu(Z, b)
     assert bitwise_equal(Z, expected)
     assert np.isnan(Z[0, 0]) and not np.signbit(Z[0, 1]) and not np.signbit(Z[1, 2:5]).any()
 
@@ -132,7 +134,7 @@ def test_relu_backward_bias_grad_matches_numpy_bitwise(dtype):
     expected *= A > 0
     expected_db = np.sum(expected, axis=0)
     db = np.full(b.shape, 123.0, dtype=dtype)  # overwritten, not added to
-    native.relu_backward_bias_grad(dA, A, db)
+    numpy_ops._native.relu_backward_bias_grad(dA, A, db)
     assert bitwise_equal(dA, expected)
     assert bitwise_equal(db, expected_db)
 
@@ -142,12 +144,12 @@ def test_fused_layer_helpers_match_the_standard_layer_math(dtype):
     relu = get_activation("relu")
     Z, b = _layer_arrays(dtype)
     Z[0, 0], Z[0, 3] = 0.5, 2.0  # finite, for the standard backward's where()
-    A, kept = fast.add_bias_and_activate(np, np, Z.copy(), b, relu)
+    A, kept = OPS.bias_activate(relu, Z.copy(), b)
     assert kept is None
     assert bitwise_equal(A, relu.forward(np, Z + b))
     dA = np.random.default_rng(2).normal(size=A.shape).astype(dtype)
     db = np.empty_like(b)
-    dZ = fast.activation_backward_and_bias_grad(np, np, relu, dA.copy(), None, A, db)
+    dZ, db = OPS.backward_bias(relu, dA.copy(), None, A, db)
     standard = relu.backward(np, dA, Z + b, A)
     assert np.array_equal(dZ, standard)
     assert bitwise_equal(db, np.sum(dZ, axis=0))
@@ -155,14 +157,14 @@ def test_fused_layer_helpers_match_the_standard_layer_math(dtype):
 
 @built
 @pytest.mark.parametrize("call, message", [
-    (lambda: native.bias_relu(np.zeros((3, 4), np.int32), np.zeros(4, np.int32)), "Z must be a float32 or float64"),
-    (lambda: native.bias_relu(np.zeros((3, 4), np.float32), np.zeros(5, np.float32)), "one element per column"),
-    (lambda: native.bias_relu(np.zeros((3, 4), np.float32), np.zeros(4, np.float64)), "of one dtype"),
-    (lambda: native.bias_relu(np.zeros(4, np.float32), np.zeros(4, np.float32)), "Z must be 2-D"),
-    (lambda: native.bias_relu(np.zeros((4, 3), np.float32).T, np.zeros(4, np.float32)), "contiguous"),
-    (lambda: native.relu_backward_bias_grad(np.zeros((3, 4)), np.zeros((2, 4)), np.zeros(4)), "shape and dtype of dA"),
-    (lambda: native.adam(*(np.zeros(5, np.float32),) * 3, np.zeros(6, np.float32), beta1=0.9, beta2=0.999,
-                         eps_c=1e-8, step_c=1e-3), "must have the dtype and length of p"),
+    (lambda: numpy_ops._native.bias_relu(np.zeros((3, 4), np.int32), np.zeros(4, np.int32)), "Z must be a float32 or float64"),
+    (lambda: numpy_ops._native.bias_relu(np.zeros((3, 4), np.float32), np.zeros(5, np.float32)), "one element per column"),
+    (lambda: numpy_ops._native.bias_relu(np.zeros((3, 4), np.float32), np.zeros(4, np.float64)), "of one dtype"),
+    (lambda: numpy_ops._native.bias_relu(np.zeros(4, np.float32), np.zeros(4, np.float32)), "Z must be 2-D"),
+    (lambda: numpy_ops._native.bias_relu(np.zeros((4, 3), np.float32).T, np.zeros(4, np.float32)), "contiguous"),
+    (lambda: numpy_ops._native.relu_backward_bias_grad(np.zeros((3, 4)), np.zeros((2, 4)), np.zeros(4)), "shape and dtype of dA"),
+    (lambda: numpy_ops._native.adam(*(np.zeros(5, np.float32),) * 3, np.zeros(6, np.float32), 0.9, 0.999, 0.1, 0.001,
+                                    1e-8, 1e-3), "must have the dtype and length of p"),
 ])
 def test_compiled_loops_refuse_buffers_they_cannot_take(call, message):
     with pytest.raises((TypeError, ValueError, BufferError), match=message):
@@ -174,20 +176,20 @@ def test_compiled_loops_refuse_read_only_outputs():
     Z = np.zeros((3, 4), np.float32)
     Z.flags.writeable = False
     with pytest.raises((TypeError, ValueError, BufferError)):
-        native.bias_relu(Z, np.zeros(4, np.float32))
-    assert not native.fits(Z)
+        numpy_ops._native.bias_relu(Z, np.zeros(4, np.float32))
+    assert not numpy_ops.native_fits(Z)
 
 
 def test_fits_takes_only_contiguous_writable_numpy_float_arrays_of_one_dtype():
     a = np.zeros((4, 3), np.float32)
-    if not native.available():
-        assert not native.fits(a)
+    if not numpy_ops.native_available():
+        assert not numpy_ops.native_fits(a)
         return
-    assert native.fits(a, np.zeros(3, np.float32))
-    assert not native.fits(a, np.zeros(3, np.float64))
-    assert not native.fits(a.T)
-    assert not native.fits(np.zeros(3, np.int64))
-    assert not native.fits(a, [0.0, 0.0, 0.0])
+    assert numpy_ops.native_fits(a, np.zeros(3, np.float32))
+    assert not numpy_ops.native_fits(a, np.zeros(3, np.float64))
+    assert not numpy_ops.native_fits(a.T)
+    assert not numpy_ops.native_fits(np.zeros(3, np.int64))
+    assert not numpy_ops.native_fits(a, [0.0, 0.0, 0.0])
 
 
 def _train(dtype, activation="relu", optimizer="adam"):
@@ -205,13 +207,13 @@ def test_training_with_the_compiled_loops_matches_numpy_bitwise_and_uses_them(op
                                                                               monkeypatch):
     calls = {}
     for name in ("adam", "sgd_momentum", "bias_relu", "relu_backward_bias_grad"):
-        original = getattr(native._native, name)
+        original = getattr(numpy_ops._native, name)
 
         def counted(*args, _original=original, _name=name):
             calls[_name] = calls.get(_name, 0) + 1
             return _original(*args)
 
-        monkeypatch.setattr(native._native, name, counted, raising=True)
+        monkeypatch.setattr(numpy_ops._native, name, counted, raising=True)
     compiled = _train(dtype, optimizer=optimizer)
     expected_optimizer = "adam" if optimizer == "adam" else "sgd_momentum"
     # 3 epochs x 10 batches; two ReLU layers each way per batch.

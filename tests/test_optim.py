@@ -238,9 +238,12 @@ def _run_on(device, dtype, kind, hyperparameters, steps=20):
 
 
 @pytest.mark.parametrize("kind, hyperparameters", MATRIX_CASES, ids=[c[0] for c in MATRIX_CASES])
-def test_backends_update_in_place_and_agree(device, dtype, kind, hyperparameters):
+def test_backends_update_and_agree(device, dtype, kind, hyperparameters):
     params, arrays, opt = _run_on(device, dtype, kind, hyperparameters)
-    assert all(p is a for p, a in zip(params, arrays))  # updated in place
+    if device == "array_api_strict":  # the standard ops make new arrays, which replace the list's
+        assert not any(p is a for p, a in zip(params, arrays))
+    else:  # NumPy and CuPy update in place
+        assert all(p is a for p, a in zip(params, arrays))
     assert opt.step_count == 20
     for p in params:
         assert backend.device_of(p) == device

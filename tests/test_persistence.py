@@ -124,7 +124,7 @@ def test_file_is_plain_npz_with_strict_json(saved):
     with np.load(saved, allow_pickle=False) as archive:
         assert archive["meta"].dtype == np.uint8 and archive["meta"].ndim == 1
         json.loads(bytes(archive["meta"]), parse_constant=no_constants)
-    assert meta["format_version"] == 1 and meta["nn_xp_version"] == nx.__version__
+    assert meta["format_version"] == 2 and meta["nn_xp_version"] == nx.__version__
     assert meta["layer_sizes"] == [3, 5, 4, 3] and meta["dtype"] == "float32" and meta["seed"] == 1
     assert meta["optimizer"]["name"] == "adam" and meta["optimizer"]["state"] == {"m": 6, "v": 6}
     assert isinstance(meta["rng"]["state"]["state"], str)  # a 128-bit integer, as decimal text
@@ -217,7 +217,7 @@ def _tamper(kind):
         "truncated": raw(lambda data: data[: len(data) // 2]),
         "truncated tail": raw(lambda data: data[:-10]),
         "garbage": raw(lambda data: bytes(range(256)) * 8),
-        "future version": edit(set_("format_version", 2)),
+        "future version": edit(set_("format_version", 3)),
         "no version": edit(lambda m, meta: meta.pop("format_version")),
         "shape": edit(lambda m, meta: m.__setitem__("param_0", np.zeros((5, 4), np.float32))),
         "dtype": edit(lambda m, meta: m.__setitem__("param_0", m["param_0"].astype(np.float64))),
@@ -264,7 +264,7 @@ REFUSALS = {
     "truncated": "not a readable .npz",
     "truncated tail": "not a readable .npz",
     "garbage": "not a readable .npz",
-    "future version": "written by a newer nn_xp (format 2); this version reads up to 1",
+    "future version": "written by a newer nn_xp (format 3); this version reads up to 2",
     "no version": "format_version",
     "shape": "shape (5, 4)",
     "dtype": "dtype float64",
@@ -299,6 +299,7 @@ def test_forged_header_is_refused_without_allocating(saved):
     """A member whose .npy header claims 8 TB is refused from its header, before any allocation."""
     members, meta = _members(saved)
     meta["layer_sizes"] = [10**6, 10**6, 4, 3]
+    meta["param_shapes"] = [[10**6, 10**6], [10**6], [4, 10**6], [4], [3, 4], [3]]
     bad = saved.with_name("forged.npz")
     _write(bad, {k: v for k, v in members.items() if k not in ("param_0", "param_1")}, meta)
     with zipfile.ZipFile(bad, "a") as archive:

@@ -112,7 +112,8 @@ def _move_kinks_off_the_data(model, X):
     """
     params = model.parameters()
     A = X
-    for l, activation in enumerate(model._hidden + [model._output]):
+    dense = [layer for layer in model.layers if isinstance(layer, nx.layers.Dense)]
+    for l, activation in enumerate([layer.activation for layer in dense[:-1]] + [model._output]):
         W, b = params[2 * l], params[2 * l + 1]
         Z = A @ W.T + b
         spec = activation.spec()

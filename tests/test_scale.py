@@ -116,12 +116,12 @@ def _traced_peak(function):
 def test_checking_X_copies_nothing_when_it_already_fits():
     X = np.random.default_rng(0).standard_normal((200_000, 50), dtype=np.float32)  # 40 MB
     model = nx.MLP([50, 4, 1], device="cpu", seed=0)
-    checked, peak = _traced_peak(lambda: model._check_X(X))
+    checked, peak = _traced_peak(lambda: model.check_input(X))
     assert checked is X or np.shares_memory(checked, X)
     assert peak < X.nbytes / 20  # the finiteness check works in blocks: no X.size-byte mask
     X[123_456, 7] = np.nan  # ...and still sees every element
     with pytest.raises(ValueError, match="NaN"):
-        model._check_X(X)
+        model.check_input(X)
 
 
 def test_validation_split_does_not_copy_the_training_data():

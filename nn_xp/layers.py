@@ -1,0 +1,231 @@
+"""Layers: the pieces a network is a stack of, each with a hand-written forward and backward pass.
+
+The protocol, for nn_xp's layers and for yours:
+- `param_shapes()`: the parameters the layer owns, {name: shape}, in order. The model keeps every
+  parameter of every layer in one flat buffer (so an optimizer step, and later a collective, sees
+  one array); a layer reads its own with `self.get_param(name)`, a view into that buffer.
+- `initial_params(rng)`: their starting values, {name: float64 NumPy array}, drawn from the
+  model's host generator (so one seed gives the same weights on every device).
+- `output_width(width)`: the number of columns the layer gives for `width` input columns (check
+  the input here; the default keeps the width).
+- `forward(ops, X, ctx) -> (Y, backprop)`: `ops` holds the backend's primitives (ops.py; `ops.xp`
+  is the array namespace), `ctx` the pass's context (`Context`). `backprop(dY)` writes the
+  layer's parameter gradients with `self.set_grad(name, array)` and returns dX (it may overwrite
+  dY, and returns None where `ctx.input_grad` was False: nothing below needs dX).
+- `config()`: the constructor's arguments as JSON values, so a model file can rebuild the layer;
+  `register(name)` makes a layer class loadable by that name.
+
+Dense follows thinc's `layers/relu.py`: the backward pass is a closure over what the forward pass
+computed. A model gathers the parameters of its layers in order, as micrograd's `parameters()`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import philox
+from .activations import get_activation
+from .initializers import INITIALIZERS, check_init
+from .validation import Real, positive_int
+
+LAYERS: dict[str, type] = {}
+
+
+def register(name: str):
+    """Class decorator: save and load layers of this class under `name` (a model file stores it)."""
+
+    def decorate(cls):
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"name must be a non-empty string, got {name!r}")
+        if LAYERS.get(name, cls) is not cls:
+            raise ValueError(f"a layer class is already registered as {name!r}: {LAYERS[name].__name__}")
+        cls.kind = name
+        LAYERS[name] = cls
+        return cls
+
+    return decorate
+
+
+class Context:
+    """What a forward pass needs besides its input.
+
+    training: dropout is active (inside `fit`, or when a training step is asked for).
+    step: the optimizer steps taken before this one; rows: the batch's rows of the training data
+    (global sample indices); key: the model's dropout key. Masks are a function of these alone.
+    layer: this layer's position in the model; input_grad: whether the layer below needs dX.
+    """
+
+    __slots__ = ("ops", "training", "step", "rows", "key", "workspace", "layer", "input_grad")
+
+    def __init__(self, ops, training=False, step=0, rows=None, key=(0, 0), workspace=None):
+        self.ops, self.training, self.step, self.rows, self.key = ops, training, step, rows, key
+        self.workspace = workspace
+        self.layer, self.input_grad = 0, True
+
+    def buffer(self, owner, name: str, shape: tuple, like):
+        """An array `owner` may write into and get back at the next step, or None (then allocate).
+
+        Only a training step gets these: its outputs are used before the next step overwrites them.
+        """
+        if self.workspace is None:
+            return None
+        return self.ops.buffer(self.workspace, (id(owner), name), shape, like)
+
+
+class Layer:
+    """Base class: no parameters, the identity; subclasses override what they need."""
+
+    kind: str | None = None  # the name given to `register`
+
+    def param_shapes(self) -> dict:
+        return {}
+
+    def initial_params(self, rng: np.random.Generator) -> dict:
+        return {name: np.zeros(shape) for name, shape in self.param_shapes().items()}
+
+    def output_width(self, width: int) -> int:
+        return width
+
+    def config(self) -> dict:
+        return {}
+
+    def forward(self, ops, X, ctx: Context):
+        return X, _identity
+
+    def __repr__(self) -> str:
+        arguments = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
+        return f"{type(self).__name__}({arguments})"
+
+    # -- the model binds each layer to its slice of the parameter and gradient lists --
+    _store = None
+    _offset = 0
+    _index: dict = {}
+
+    def bind(self, store, offset: int) -> None:
+        """Called by the model: this layer's parameters start at `store.params[offset]`."""
+        self._store, self._offset = store, offset
+        self._index = {name: offset + i for i, name in enumerate(self.param_shapes())}
+
+    def get_param(self, name: str):
+        """The live parameter array `name` (a view into the model's flat buffer)."""
+        return self._store.params[self._index[name]]
+
+    def grad_buffer(self, name: str):
+        """Where the gradient of `name` may be written with `out=` (None on the standard ops)."""
+        return self._store.grads[self._index[name]]
+
+    def set_grad(self, name: str, value) -> None:
+        """Record the gradient of parameter `name` for this step."""
+        self._store.grads[self._index[name]] = value
+
+    def spec(self) -> dict:
+        """{"kind": registered name, **config()}: what a model file stores."""
+        if self.kind is None or LAYERS.get(self.kind) is not type(self):
+            raise ValueError(
+                f"{type(self).__name__} cannot be saved: register the class with "
+                "@nx.layers.register('name') so that a model file can name it"
+            )
+        return {"kind": self.kind, **self.config()}
+
+
+def _identity(dY):
+    return dY
+
+
+def from_spec(spec) -> Layer:
+    """A layer from {"kind": ..., **config}; unknown kinds raise ValueError listing the known ones."""
+    if not isinstance(spec, dict) or not isinstance(spec.get("kind"), str):
+        raise ValueError(f"a layer spec must be a dict with a 'kind' string, got {spec!r}")
+    cls = LAYERS.get(spec["kind"])
+    if cls is None:
+        raise ValueError(
+            f"unknown layer kind {spec['kind']!r}; known kinds: {sorted(LAYERS)} (register a custom "
+            "layer class with @nx.layers.register before loading a model that uses it)"
+        )
+    config = {k: v for k, v in spec.items() if k != "kind"}
+    try:
+        return cls(**config)
+    except TypeError as error:
+        raise ValueError(f"bad settings for layer {spec['kind']!r}: {error}") from None
+
+
+@register("dense")
+class Dense(Layer):
+    r"""A fully connected layer with its activation: Y = f(X @ W.T + b).
+
+    W: (n_out, n_in), b: (n_out,). Backward, from dY:
+
+        dZ = f'(dY),   dW = dZ.T @ X,   db = sum_rows(dZ),   dX = dZ @ W
+
+    Args:
+        n_in, n_out: input and output widths. activation: a name or spec (activations.py).
+        init: the weight initializer (initializers.py); the bias starts at zero.
+    """
+
+    def __init__(self, n_in, n_out, activation="linear", init="he"):
+        self.n_in = positive_int(n_in, "n_in")
+        self.n_out = positive_int(n_out, "n_out")
+        self.activation = get_activation(activation)
+        self.init = check_init(init)
+
+    def param_shapes(self) -> dict:
+        return {"W": (self.n_out, self.n_in), "b": (self.n_out,)}
+
+    def initial_params(self, rng) -> dict:
+        return {"W": INITIALIZERS[self.init](rng, self.n_in, self.n_out), "b": np.zeros(self.n_out)}
+
+    def output_width(self, width: int) -> int:
+        if width != self.n_in:
+            raise ValueError(f"Dense({self.n_in}, {self.n_out}) takes {self.n_in} input columns, but gets {width}")
+        return self.n_out
+
+    def config(self) -> dict:
+        return {"n_in": self.n_in, "n_out": self.n_out, "activation": self.activation.spec(), "init": self.init}
+
+    def forward(self, ops, X, ctx: Context):
+        store, o, activation = self._store, self._offset, self.activation
+        W, b = store.params[o], store.params[o + 1]
+        n = X.shape[0]
+        Z = ops.matmul(X, W.T, out=ctx.buffer(self, "Z", (n, self.n_out), W))
+        A, Z = ops.bias_activate(activation, Z, b)
+        input_grad = ctx.input_grad
+        dX_out = ctx.buffer(self, "dX", (n, self.n_in), W) if input_grad else None
+
+        def backprop(dA):
+            grads = store.grads
+            dZ, grads[o + 1] = ops.backward_bias(activation, dA, Z, A, db=grads[o + 1])
+            grads[o] = ops.matmul(dZ.T, X, out=grads[o])
+            return ops.matmul(dZ, W, out=dX_out) if input_grad else None
+
+        return A, backprop
+
+
+@register("dropout")
+class Dropout(Layer):
+    """Inverted dropout: during training each unit is zeroed with probability `rate` and the rest
+    are scaled by 1 / (1 - rate), so nothing changes at inference (the identity there).
+
+    The mask of sample i (its row in the training data), unit j, at optimizer step t, in the layer
+    at position l of the model, is a Philox4x32-10 draw keyed by the model's seed (philox.py): the
+    same on every backend, whatever the batch it falls in, and it continues exactly on resume.
+    """
+
+    def __init__(self, rate=0.5):
+        self.rate = Real(0, 1, closed="left")(rate, "rate")
+
+    def config(self) -> dict:
+        return {"rate": self.rate}
+
+    def forward(self, ops, X, ctx: Context):
+        if not ctx.training or self.rate == 0:
+            return X, _identity
+        xp = ops.xp
+        rows = ctx.rows if ctx.rows is not None else xp.arange(X.shape[0])
+        keep = philox.dropout_mask(xp, ctx.key, ctx.step, ctx.layer, rows, X.shape[1], self.rate)
+        scale = 1 / (1 - self.rate)
+        Y = ops.dropout(X, keep, scale, out=ctx.buffer(self, "Y", tuple(X.shape), X))
+
+        def backprop(dY):
+            return ops.dropout(dY, keep, scale, out=dY if ops.mutable else None)
+
+        return Y, backprop
