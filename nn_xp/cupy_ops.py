@@ -53,6 +53,7 @@ class CupyOps(NumpyOps):
     """NumPy's in-place primitives with CuPy's module, and fused kernels where they save launches."""
 
     name = "cupy"
+    native = False  # the compiled loops are for host memory
 
     def __init__(self, xp):
         import cupy

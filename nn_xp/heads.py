@@ -30,6 +30,7 @@ class Head:
 
     loss = "loss"
     classifier = False
+    writes_out = False  # whether loss_and_grad can write dL/dZ into an array it is given
     metric = "mae"  # what fit's running metric is
 
     def __init__(self, activation: Activation):
@@ -61,6 +62,7 @@ class SoftmaxCrossEntropy(Head):
     loss = "cross_entropy"
     classifier = True
     metric = "accuracy"
+    writes_out = True
 
     def value(self, ops, Z, Y):
         xp = ops.xp

@@ -55,21 +55,26 @@ class Context:
     layer: this layer's position in the model; input_grad: whether the layer below needs dX.
     """
 
-    __slots__ = ("ops", "training", "step", "rows", "key", "workspace", "layer", "input_grad")
+    __slots__ = ("ops", "training", "step", "rows", "key", "workspace", "layer", "input_grad", "buffer")
 
     def __init__(self, ops, training=False, step=0, rows=None, key=(0, 0), workspace=None):
         self.ops, self.training, self.step, self.rows, self.key = ops, training, step, rows, key
         self.workspace = workspace
         self.layer, self.input_grad = 0, True
+        if workspace is None:
+            self.buffer = _no_buffer
+        else:
+            def buffer(owner, name: str, shape: tuple, like):
+                return ops.buffer(workspace, (id(owner), name), shape, like)
 
-    def buffer(self, owner, name: str, shape: tuple, like):
-        """An array `owner` may write into and get back at the next step, or None (then allocate).
+            self.buffer = buffer
+    # buffer(owner, name, shape, like): an array `owner` may write into and get back at the next
+    # step, or None (then allocate). Only a training step gets these: its outputs are used before
+    # the next step overwrites them.
 
-        Only a training step gets these: its outputs are used before the next step overwrites them.
-        """
-        if self.workspace is None:
-            return None
-        return self.ops.buffer(self.workspace, (id(owner), name), shape, like)
+
+def _no_buffer(owner, name, shape, like):
+    return None
 
 
 class Layer:

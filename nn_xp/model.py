@@ -296,7 +296,7 @@ class Sequential:
             step before (the mutable backends), all overwritten by the next call: the fit loop uses
             them at once. Without it the gradients are new arrays.
         """
-        ops = ops_for(backend.get_namespace(X))
+        ops = self._ops_of(X)
         store = self._store
         params = store.params
         if ops.mutable and not params.is_packed():
@@ -313,7 +313,7 @@ class Sequential:
             store.grads = [None] * len(params)
         grads = store.grads
         Z, backprops = self._logits(X, ctx)
-        L, dH, out = head.loss_and_grad(ops, Z, Y, out=ctx.buffer(head, "dZ", tuple(Z.shape), Z))
+        L, dH, out = head.loss_and_grad(ops, Z, Y, out=ctx.buffer(head, "dZ", Z.shape, Z) if head.writes_out else None)
         for backprop in reversed(backprops):
             dH = backprop(dH)
             if dH is None:  # nothing below has parameters
@@ -321,9 +321,17 @@ class Sequential:
         store.grads = kept  # the training step's buffers stay for the next one
         return L, grads, out
 
+    _ops_key = None
+
+    def _ops_of(self, X):
+        """The ops for X's backend, looked up once per array type (a namespace lookup costs ~20 us)."""
+        if type(X) is not self._ops_key:
+            self._ops_cached, self._ops_key = ops_for(backend.get_namespace(X)), type(X)
+        return self._ops_cached
+
     def _forward(self, X):
         """The output after the output activation, for checked X (no dropout)."""
-        ops = ops_for(backend.get_namespace(X))
+        ops = self._ops_of(X)
         Z, _ = self._logits(X, Context(ops))
         return self._output.forward(ops.xp, Z)
 

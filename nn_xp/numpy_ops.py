@@ -17,6 +17,7 @@ was slower on a 2-core machine.)
 
 from __future__ import annotations
 
+import math
 import os
 
 import array_api_compat
@@ -55,26 +56,24 @@ def set_native(flag: bool) -> bool:
     return previous
 
 
-def native_fits(*arrays) -> bool:
-    """True when the compiled loops can take these arrays: enabled, NumPy arrays of one float32 or
-    float64 dtype, C-contiguous and writable."""
-    if _native is None or not _native_on:
-        return False
-    dtype = getattr(arrays[0], "dtype", None)
-    if dtype is None or dtype.char not in "fd":
-        return False
-    for a in arrays:  # a plain loop: this runs several times a training step
-        if type(a) is not np.ndarray or a.dtype != dtype:
-            return False
-        flags = a.flags
-        if not (flags.c_contiguous and flags.writeable):
-            return False
-    return True
-
-
 # The built-in activations (the objects themselves: an Activation of your own that shares a name
 # keeps its own functions) whose forward can overwrite Z and whose derivative needs only A.
 RELU, LINEAR, SIGMOID, TANH = (get_activation(name) for name in ("relu", "linear", "sigmoid", "tanh"))
+
+
+def _native_call(function, *args) -> bool:
+    """Run a compiled loop if it is on and takes these arrays; False (nothing written) if not.
+
+    The loops check every buffer (dtype, length, contiguity, writability) before writing any, so
+    asking them is the check: cheaper, once a step, than inspecting each array's flags here.
+    """
+    if not _native_on:
+        return False
+    try:
+        function(*args)
+    except (TypeError, ValueError, BufferError):
+        return False
+    return True
 
 
 class NumpyOps(Ops):
@@ -82,10 +81,13 @@ class NumpyOps(Ops):
 
     name = "numpy"
     mutable = True
+    native = _native is not None  # the compiled loops are NumPy's alone
 
     def __init__(self, xp, raw=np):
         super().__init__(xp)
         self.raw = raw  # the module itself (numpy, cupy), for out= and in-place calls
+        # The module's own functions, called without a wrapper: these run several times a step.
+        self.matmul = raw.matmul
 
     # ---- memory -------------------------------------------------------------------------------
     def _empty(self, shape, like):
@@ -95,12 +97,12 @@ class NumpyOps(Ops):
         """An array as wide as asked and as tall as the most rows asked for; a smaller batch gets a
         view of its first rows (still C-contiguous)."""
         a = store.get(key)
-        if a is None or a.shape[0] < shape[0] or a.shape[1:] != shape[1:] or a.dtype != like.dtype:
+        if a is None or a.dtype != like.dtype or a.shape[0] < shape[0] or a.shape[1:] != shape[1:]:
             a = store[key] = self._empty(shape, like)
-        return a[: shape[0]]
+        return a if a.shape[0] == shape[0] else a[: shape[0]]
 
     def pack(self, arrays) -> FlatList:
-        flat = self._empty((sum(int(np.prod(a.shape)) for a in arrays),), arrays[0])
+        flat = self._empty((sum(math.prod(a.shape) for a in arrays),), arrays[0])
         result = _views_of(flat, [a.shape for a in arrays])
         for view, a in zip(result, arrays):
             view[...] = a
@@ -122,15 +124,11 @@ class NumpyOps(Ops):
         return np.take(A, rows, axis=0, out=out, mode="clip")
 
     # ---- layers -------------------------------------------------------------------------------
-    def matmul(self, A, B, out=None):
-        return self.raw.matmul(A, B, out=out)
-
     def sum_rows(self, A, out=None):
         return self.raw.sum(A, axis=0, out=out)
 
     def bias_activate(self, activation, Z, b):
-        if activation is RELU and native_fits(Z, b):
-            _native.bias_relu(Z, b)
+        if activation is RELU and self.native and _native_call(_native.bias_relu, Z, b):
             return Z, None
         Z += b
         if activation is RELU:
@@ -140,8 +138,8 @@ class NumpyOps(Ops):
         return activation.forward(self.xp, Z), Z
 
     def backward_bias(self, activation, dA, Z, A, db=None):
-        if activation is RELU and db is not None and native_fits(dA, A, db):
-            _native.relu_backward_bias_grad(dA, A, db)
+        if (activation is RELU and db is not None and self.native
+                and _native_call(_native.relu_backward_bias_grad, dA, A, db)):
             return dA, db
         dZ = self._activation_backward(activation, dA, Z, A)
         return dZ, self.raw.sum(dZ, axis=0, out=db)
@@ -193,8 +191,8 @@ class NumpyOps(Ops):
         return p
 
     def sgd_momentum(self, p, g, b, *, learning_rate, momentum, dampening, first, nesterov, work):
-        if native_fits(p, g, b):
-            _native.sgd_momentum(p, g, b, learning_rate, momentum, 1 - dampening, first, nesterov)
+        if self.native and _native_call(_native.sgd_momentum, p, g, b, learning_rate, momentum, 1 - dampening,
+                                        first, nesterov):
             return p, b
         raw, scratch = self.raw, self._scratch(work, p)
         if first:
@@ -213,8 +211,7 @@ class NumpyOps(Ops):
         return p, b
 
     def adam(self, p, g, m, v, *, beta1, beta2, eps_c, step_c, work):
-        if native_fits(p, g, m, v):
-            _native.adam(p, g, m, v, beta1, beta2, 1 - beta1, 1 - beta2, eps_c, step_c)
+        if self.native and _native_call(_native.adam, p, g, m, v, beta1, beta2, 1 - beta1, 1 - beta2, eps_c, step_c):
             return p, m, v
         raw, scratch = self.raw, self._scratch(work, p)
         m *= beta1
@@ -280,7 +277,7 @@ def _views_of(flat, shapes) -> FlatList:
     result = FlatList()
     offset = 0
     for shape in shapes:
-        size = int(np.prod(shape, dtype=np.int64))
+        size = math.prod(shape)
         result.append(flat[offset : offset + size].reshape(shape))
         offset += size
     result.flat, result.views = flat, tuple(result)

@@ -122,7 +122,7 @@ class Optimizer:
         if packed and ops.mutable:
             # Parameters, gradients and state are views of flat buffers: one update does all.
             for key, arrays in self.state.items():
-                if not (isinstance(arrays, FlatList) and arrays.is_packed()):
+                if not (isinstance(arrays, FlatList) and arrays.flat is not None):
                     self.state[key] = ops.pack(arrays)
             state = self._state_of({key: self.state[key].flat for key in names})
             p, new = self._update(ops, params.flat, grads.flat, state, first)
