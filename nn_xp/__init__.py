@@ -11,8 +11,7 @@ from .backend import (  # noqa: E402
     to_numpy,
 )
 from .gradcheck import gradcheck  # noqa: E402
-from .model import MLP, Sequential  # noqa: E402
-from .persistence import load  # noqa: E402
+from .model import MLP, Sequential, load  # noqa: E402
 from .parity import parity_report  # noqa: E402
 from . import callbacks, datasets, layers, optim, schedules  # noqa: E402
 

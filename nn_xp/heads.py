@@ -14,6 +14,8 @@ functions of the logits, so no NaN or inf appears for any finite logits:
 
 from __future__ import annotations
 
+import numpy as np
+
 from .activations import Activation, get_activation, sigmoid
 
 LOSSES = ("mse", "binary_cross_entropy", "cross_entropy")
@@ -43,6 +45,17 @@ class Head:
         """The output after the output activation."""
         return self.activation.forward(xp, Z)
 
+    def targets(self, y, n_out: int, parameter: str = "y"):
+        """Host targets (n_samples,) or (n_samples, n_out) as the (n_samples, n_out) array the
+        loss reads; raises ValueError naming `parameter` where they do not fit."""
+        Y = y[:, None] if y.ndim == 1 else y
+        if Y.shape[1] != n_out:
+            raise ValueError(
+                f"{parameter} must have shape ({y.shape[0]},) or ({y.shape[0]}, {n_out}) for a model "
+                f"with {n_out} outputs, got {y.shape}"
+            )
+        return Y
+
     def value(self, ops, Z, Y):
         raise NotImplementedError
 
@@ -64,6 +77,19 @@ class SoftmaxCrossEntropy(Head):
     metric = "accuracy"
     writes_out = True
 
+    def targets(self, y, n_out: int, parameter: str = "y"):
+        """Class labels (n_samples,) become one-hot rows; (n_samples, n_out) rows are taken as given."""
+        if y.ndim == 2:
+            return super().targets(y, n_out, parameter)
+        if y.dtype.kind == "f" and not np.all(np.equal(np.mod(y, 1), 0)):
+            raise ValueError(f"{parameter} must hold integer class labels for cross_entropy")
+        if y.size and (y.min() < 0 or y.max() >= n_out):
+            raise ValueError(
+                f"{parameter} holds class labels outside [0, {n_out}) (the model has {n_out} outputs): "
+                f"min {y.min():g}, max {y.max():g}"
+            )
+        return y.astype(np.int64)[:, None] == np.arange(n_out)  # booleans: the model casts them once
+
     def value(self, ops, Z, Y):
         xp = ops.xp
         m = xp.max(Z, axis=1, keepdims=True)
@@ -84,6 +110,15 @@ class SigmoidBinaryCrossEntropy(Head):
     loss = "binary_cross_entropy"
     classifier = True
     metric = "accuracy"
+
+    def targets(self, y, n_out: int, parameter: str = "y"):
+        Y = super().targets(y, n_out, parameter)
+        if Y.size and (Y.min() < 0 or Y.max() > 1):
+            raise ValueError(
+                f"{parameter} must hold 0/1 targets (two classes) for binary_cross_entropy; "
+                f"got values in [{Y.min():g}, {Y.max():g}]"
+            )
+        return Y
 
     def value(self, ops, Z, Y):
         xp = ops.xp

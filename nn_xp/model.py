@@ -17,15 +17,18 @@ from __future__ import annotations
 
 import copy
 import numbers
+import os
 
 import numpy as np
 
-from . import backend, philox, validation
+from . import backend, persistence, philox, training, validation
 from .activations import get_activation
 from .heads import check_loss, default_loss, get_head
 from .initializers import check_init
-from .layers import Context, Dense, Dropout, Layer
+from .history import History
+from .layers import Context, Dense, Dropout, Layer, from_spec
 from .ops import FlatList, ops_for
+from .optim import get_optimizer
 
 
 class _Store:
@@ -126,7 +129,7 @@ class Sequential:
     @property
     def is_classifier(self) -> bool:
         """A sigmoid output trained with mse (the notebooks' sine) is a regressor."""
-        return self.default_loss in ("cross_entropy", "binary_cross_entropy")
+        return self.head().classifier
 
     def head(self, loss=None):
         """The output head for `loss` (None: the loss fit trained with, else the output's default)."""
@@ -154,7 +157,7 @@ class Sequential:
         params[:] = packed
         params.flat, params.views = packed.flat, packed.views
         self._store.grads = None  # made at the next training step, shaped like the parameters
-        self._workspace = {}  # arrays a training step writes into, kept from step to step
+        self.workspace = {}  # arrays a training step writes into, kept from step to step
 
     def set_parameters(self, arrays) -> None:
         """Copy new values into the parameters (shapes must match); optimizers stay linked."""
@@ -232,8 +235,10 @@ class Sequential:
             )
         return X
 
-    def check_target(self, y, n_samples: int, loss: str, parameter: str = "y"):
-        """Targets as a float array (n_samples, n_outputs) on the model's device."""
+    def check_target(self, y, n_samples: int, loss, parameter: str = "y"):
+        """Targets as a float array (n_samples, n_outputs) on the model's device, as the head for
+        `loss` (a name or a head) reads them."""
+        head = self.head(loss) if loss is None or isinstance(loss, str) else loss
         y = validation.array_on(y, self.device, parameter)
         host = y if isinstance(y, np.ndarray) else backend.to_numpy(y)
         if host.ndim not in (1, 2) or host.shape[0] != n_samples:
@@ -242,29 +247,7 @@ class Sequential:
             )
         if not np.all(np.isfinite(host)):
             raise ValueError(f"{parameter} contains NaN or infinite values")
-        n_out = self.layer_sizes[-1]
-        if loss == "cross_entropy" and host.ndim == 1:
-            if host.dtype.kind == "f" and not np.all(np.equal(np.mod(host, 1), 0)):
-                raise ValueError(f"{parameter} must hold integer class labels for cross_entropy")
-            if host.size and (host.min() < 0 or host.max() >= n_out):
-                raise ValueError(
-                    f"{parameter} holds class labels outside [0, {n_out}) (the model has {n_out} outputs): "
-                    f"min {host.min():g}, max {host.max():g}"
-                )
-            host = (host.astype(np.int64)[:, None] == np.arange(n_out)).astype(self.dtype)
-        else:
-            if host.ndim == 1:
-                host = host[:, None]
-            if host.shape[1] != n_out:
-                raise ValueError(
-                    f"{parameter} must have shape ({n_samples},) or ({n_samples}, {n_out}) for a model "
-                    f"with {n_out} outputs, got {host.shape}"
-                )
-            if loss == "binary_cross_entropy" and (host.min() < 0 or host.max() > 1):
-                raise ValueError(
-                    f"{parameter} must hold 0/1 targets (two classes) for binary_cross_entropy; "
-                    f"got values in [{host.min():g}, {host.max():g}]"
-                )
+        host = head.targets(host, self.layer_sizes[-1], parameter)
         narrowed = validation.narrows(host.dtype, self.dtype)
         with np.errstate(over="ignore"):
             host = np.ascontiguousarray(host, dtype=self.dtype)
@@ -304,7 +287,7 @@ class Sequential:
         if step is None:
             step = self.optimizer.step_count if self.optimizer is not None else 0
         ctx = Context(ops, training=training, step=step, rows=rows, key=self.dropout_key,
-                      workspace=self._workspace if reuse and ops.mutable else None)
+                      workspace=self.workspace if reuse and ops.mutable else None)
         kept = store.grads
         if reuse and ops.mutable:
             if kept is None:
@@ -370,7 +353,7 @@ class Sequential:
         """
         head = self.head(loss)
         X = self.check_input(X)
-        Y = self.check_target(y, X.shape[0], head.loss)
+        Y = self.check_target(y, X.shape[0], head)
         if training_step is not None:
             training_step = validation.Integer(0)(training_step, "training_step")
         L, grads, _ = self.train_step(X, Y, head, step=training_step or 0, training=training_step is not None,
@@ -380,9 +363,7 @@ class Sequential:
     # ---- training and inference (training.py holds the loop) --------------------------------
     def fit(self, X, y, **kwargs):
         """Train with mini-batch gradient descent; see `nn_xp.training.fit` for the arguments."""
-        from .training import fit
-
-        return fit(self, X, y, **kwargs)
+        return training.fit(self, X, y, **kwargs)
 
     def predict_proba(self, X, batch_size=None):
         """Class probabilities (n_samples, n_classes); a sigmoid model with one output gives two columns."""
@@ -425,7 +406,7 @@ class Sequential:
         """{"loss": ..., and the task's metrics}: accuracy for classification; mse, mae, r2 otherwise."""
         head = self.head(loss)
         X = self.check_input(X)
-        Y = self.check_target(y, X.shape[0], head.loss)
+        Y = self.check_target(y, X.shape[0], head)
         return self.evaluate_checked(X, Y, head)
 
     # ---- state and files ---------------------------------------------------------------------
@@ -463,8 +444,6 @@ class Sequential:
     @classmethod
     def from_architecture(cls, architecture: dict, dtype: str, device: str = "cpu"):
         """A new model with the given architecture (as `architecture()` gives it), weights from seed 0."""
-        from .layers import from_spec
-
         return Sequential([from_spec(spec) for spec in architecture["layers"]],
                           output_activation=architecture["output_activation"], dtype=dtype, device=device, seed=0)
 
@@ -474,9 +453,6 @@ class Sequential:
 
         Raises ValueError (or TypeError) on a state that does not fit together; nothing is kept then.
         """
-        from .history import History
-        from .optim import get_optimizer
-
         device = backend.resolve_device("auto" if device is None else device)
         model = cls.from_architecture(state["architecture"], state["dtype"], "cpu")
         model.seed = state.get("seed")
@@ -507,9 +483,7 @@ class Sequential:
 
     def save(self, path):
         """Write the model (and optimizer state and history) to one .npz file, atomically."""
-        from .persistence import save
-
-        return save(self, path)
+        return persistence.save(self, path)
 
 
 def _generator(state: dict) -> np.random.Generator:
@@ -600,3 +574,23 @@ def _hidden_activations(activation, n_hidden: int) -> list:
             )
         return [get_activation(a, f"activation[{i}]") for i, a in enumerate(activation)]
     return [get_activation(activation, "activation")] * n_hidden
+
+
+def load(path, device=None) -> Sequential:
+    """Read a model written by `save` onto `device` (None: `nn_xp.default_device()`).
+
+    Restores the parameters, preprocessing, optimizer (state, step count, label), training history,
+    the host random generator and the dropout key, so `fit` continues exactly where it stopped.
+    Files of format 1 (nn_xp before layers) load as the MLP they describe.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError (message starting with the path): not an nn_xp model file, written by a newer
+            nn_xp, or inconsistent (shapes, dtypes, names, sizes); nothing is built from it.
+    """
+    device = backend.resolve_device("auto" if device is None else device)
+    state = persistence.read(path)
+    try:
+        return MLP.from_state_dict(state, device=device)
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"{os.fspath(path)}: {error}") from None

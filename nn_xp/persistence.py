@@ -15,7 +15,7 @@ as "nan"/"inf"/"-inf", so the JSON is strict and any JSON reader can parse it.
 target, so a crash or error mid-save leaves any previous file intact. The path is used exactly as
 given: unlike `np.savez`, no ".npz" is appended.
 
-`load` checks everything against what the file really holds before building anything: each
+`read` checks everything against what the file really holds before anything is built: each
 member's .npy header (shape, dtype) is read and compared with the declared architecture first,
 and no array is allocated from a size the file does not back with data.
 """
@@ -35,7 +35,6 @@ import zlib
 import numpy as np
 
 from . import backend
-from .model import MLP, Sequential
 
 # 1: an MLP (layer_sizes, activation, init); 2 adds dropout and Sequential models (layers, param_shapes).
 FORMAT_VERSION = 2
@@ -200,11 +199,11 @@ class _Refused(ValueError):
     """Raised inside `load`; re-raised as a ValueError whose message starts with the path."""
 
 
-def load(path, device=None) -> Sequential:
-    """Read a model written by `save` onto `device` (None: `nn_xp.default_device()`).
+def read(path) -> dict:
+    """The state a model file holds, checked, as `Sequential.from_state_dict` takes it.
 
-    Restores the parameters, preprocessing, optimizer (state, step count, label), training history
-    and the host random generator, so `fit` continues exactly where it stopped.
+    `nn_xp.load` builds the model from it (model.py); this module reads and writes arrays and
+    metadata only, and knows no model class.
 
     Raises:
         FileNotFoundError: no such file.
@@ -212,14 +211,13 @@ def load(path, device=None) -> Sequential:
             nn_xp, or inconsistent (shapes, dtypes, names, sizes); nothing is built from it.
     """
     path = _check_path(path)
-    device = backend.resolve_device("auto" if device is None else device)
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no such model file")
     if os.path.isdir(path):
         raise ValueError(f"{path}: is a folder, not an nn_xp model file")
     try:
         meta, params, opt_state = _read(path)
-        return _build(meta, params, opt_state, device)
+        return _state(meta, params, opt_state)
     except _Refused as error:
         raise ValueError(f"{path}: {error}") from None
 
@@ -480,8 +478,8 @@ def _rng_from_json(state) -> np.random.Generator:
     return np.random.Generator(bit_generator)
 
 
-def _build(meta, params, opt_state, device) -> Sequential:
-    """The model from checked metadata and arrays: built on the host, then moved to `device`."""
+def _state(meta, params, opt_state) -> dict:
+    """The model's state from checked metadata and arrays."""
     if "layers" in meta:
         architecture = {"layers": meta["layers"], "output_activation": meta["output_activation"]}
     else:
@@ -490,7 +488,7 @@ def _build(meta, params, opt_state, device) -> Sequential:
     optimizer = meta["optimizer"]
     if optimizer is not None:
         optimizer = dict(optimizer, state=opt_state)
-    state = {
+    return {
         "architecture": architecture,
         "dtype": meta["dtype"],
         "seed": meta.get("seed"),
@@ -502,9 +500,3 @@ def _build(meta, params, opt_state, device) -> Sequential:
         "history": meta["history"],
         "rng": _rng_from_json(meta["rng"]),
     }
-    try:
-        # The shapes were checked against the stored arrays, so this allocates nothing the file
-        # does not hold; the throwaway initial draw uses seed 0, not the OS entropy pool.
-        return MLP.from_state_dict(state, device="cpu").to(device)
-    except (ValueError, TypeError) as error:
-        raise _Refused(str(error)) from None

@@ -261,7 +261,7 @@ class Epoch:
         """
         model, X, Y, xp, ops = self.model, self.X, self.Y, self.xp, self.ops
         opt = model.optimizer
-        workspace = model._workspace if ops.mutable else None
+        workspace = model.workspace if ops.mutable else None
         if self.train_rows is not None:  # positions in the training rows -> rows of X
             order = self.train_rows if order is None else xp.take(self.train_rows, order, axis=0)
         self.running.reset()

@@ -403,7 +403,7 @@ def _npy(array):
 def _load_refused(path, *words):
     """load(path) raises a ValueError that starts with the path and contains `words`; returns it."""
     with pytest.raises(ValueError) as info:
-        persistence.load(path, device="cpu")
+        nx.load(path, device="cpu")
     message = str(info.value)
     assert message.startswith(str(path)), message
     assert len(message) < 1000, "an error message should be readable"
@@ -537,7 +537,7 @@ def _load_bytes(data: bytes):
         with open(path, "wb") as handle:
             handle.write(data)
         try:
-            return persistence.load(path, device="cpu")
+            return nx.load(path, device="cpu")
         except ValueError as error:
             assert str(error).startswith(path), str(error)
             return None

@@ -61,7 +61,7 @@ def test_round_trip_is_exact(device, dtype, tmp_path):
     model = _trained(device, dtype)
     path = tmp_path / "model.npz"
     model.save(path)
-    loaded = nx.load(path, device=device) if hasattr(nx, "load") else persistence.load(path, device=device)
+    loaded = nx.load(path, device=device) if hasattr(nx, "load") else nx.load(path, device=device)
 
     assert loaded.device == device and loaded.dtype == dtype
     assert loaded.layer_sizes == model.layer_sizes
@@ -86,7 +86,7 @@ def test_predictions_agree_after_moving_devices(tmp_path, device):
     model = _trained("cpu", "float64", optimizer="momentum")
     path = tmp_path / "model.npz"
     model.save(path)
-    loaded = persistence.load(path, device=device)
+    loaded = nx.load(path, device=device)
     assert loaded.optimizer.label == "momentum" and loaded.optimizer.momentum == 0.9
     assert relative_difference(loaded.predict_proba(X), model.predict_proba(X)) <= PARITY_RTOL["float64"]
     if device == "array_api_strict":  # the same host arithmetic: bitwise
@@ -97,7 +97,7 @@ def test_default_device_and_untrained_model(tmp_path):
     model = nx.MLP([2, 3, 1], device="cpu", seed=None)
     path = tmp_path / "untrained.npz"
     model.save(path)
-    loaded = persistence.load(path)
+    loaded = nx.load(path)
     assert loaded.device == nx.default_device()
     assert loaded.optimizer is None and loaded.history is None and loaded.preprocessing is None
     assert loaded.seed is None
@@ -109,7 +109,7 @@ def test_path_used_as_given_and_folders_created(tmp_path):
     path = tmp_path / "a" / "b" / "weights.bin"
     assert persistence.save(_trained(), str(path)) == str(path)
     assert sorted(os.listdir(path.parent)) == ["weights.bin"]  # no ".npz" added, no temp file left
-    assert persistence.load(path, device="cpu").layer_sizes == [3, 5, 4, 3]
+    assert nx.load(path, device="cpu").layer_sizes == [3, 5, 4, 3]
 
 
 def test_file_is_plain_npz_with_strict_json(saved):
@@ -136,7 +136,7 @@ def test_non_finite_history_values_survive(tmp_path):
     model.history.history["val_loss"] = [float("nan"), float("inf")]
     path = tmp_path / "model.npz"
     model.save(path)
-    restored = persistence.load(path, device="cpu").history.history["val_loss"]
+    restored = nx.load(path, device="cpu").history.history["val_loss"]
     assert math.isnan(restored[0]) and restored[1] == math.inf
 
 
@@ -161,7 +161,7 @@ def test_failed_save_keeps_the_old_file(saved, monkeypatch, where):
     assert saved.read_bytes() == before
     assert os.listdir(saved.parent) == ["model.npz"]  # the temp file is gone
     monkeypatch.undo()
-    assert persistence.load(saved, device="cpu").optimizer.label == "adam"
+    assert nx.load(saved, device="cpu").optimizer.label == "adam"
 
 
 def test_unwritable_folder_gives_a_clear_error(tmp_path, monkeypatch):
@@ -289,7 +289,7 @@ REFUSALS = {
 def test_refuses_bad_files(saved, kind):
     bad = _tamper(kind)(saved)
     with pytest.raises(ValueError) as info:
-        persistence.load(bad, device="cpu")
+        nx.load(bad, device="cpu")
     message = str(info.value)
     assert message.startswith(str(bad)), message
     assert REFUSALS[kind] in message, message
@@ -310,7 +310,7 @@ def test_forged_header_is_refused_without_allocating(saved):
     tracemalloc.start()
     try:
         with pytest.raises(ValueError, match="declares shape") as info:
-            persistence.load(bad, device="cpu")
+            nx.load(bad, device="cpu")
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -322,11 +322,11 @@ def test_not_an_npz_archive(tmp_path):
     single = tmp_path / "array.npy"
     np.save(single, np.zeros(3))
     with pytest.raises(ValueError, match="not an .npz archive"):
-        persistence.load(single, device="cpu")
+        nx.load(single, device="cpu")
     with pytest.raises(FileNotFoundError, match="no such model file"):
-        persistence.load(tmp_path / "missing.npz", device="cpu")
+        nx.load(tmp_path / "missing.npz", device="cpu")
     with pytest.raises(ValueError, match="is a folder"):
-        persistence.load(tmp_path, device="cpu")
+        nx.load(tmp_path, device="cpu")
 
 
 # ---- resuming ----------------------------------------------------------------------------------
@@ -346,7 +346,7 @@ def test_resume_is_bitwise(optimizer, tmp_path):
     halfway = _host(first.parameters())
     path = tmp_path / "half.npz"
     first.save(path)
-    resumed = persistence.load(path, device="cpu")
+    resumed = nx.load(path, device="cpu")
     resumed.fit(data.X, data.y, **arguments)
 
     assert resumed.history.epoch == list(range(10))
