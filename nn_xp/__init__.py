@@ -2,7 +2,8 @@
 
 __version__ = "0.1.0"
 
-from .backend import (  # noqa: E402
+from . import callbacks, datasets, layers, optim, schedules
+from .backend import (
     available_devices,
     default_device,
     get_namespace,
@@ -10,27 +11,26 @@ from .backend import (  # noqa: E402
     to_device,
     to_numpy,
 )
-from .gradcheck import gradcheck  # noqa: E402
-from .model import MLP, Sequential, load  # noqa: E402
-from .parity import parity_report  # noqa: E402
-from . import callbacks, datasets, layers, optim, schedules  # noqa: E402
+from .gradcheck import gradcheck
+from .model import MLP, Sequential, load
+from .parity import parity_report
 
 __all__ = [
     "MLP",
     "Sequential",
     "__version__",
     "available_devices",
+    "callbacks",
+    "datasets",
     "default_device",
     "get_namespace",
     "gradcheck",
-    "load",
-    "parity_report",
-    "callbacks",
-    "datasets",
     "layers",
-    "optim",
-    "schedules",
+    "load",
     "namespace",
+    "optim",
+    "parity_report",
+    "schedules",
     "to_device",
     "to_numpy",
 ]

@@ -9,8 +9,10 @@ backends' in-place forms of the common ones live with their ops (numpy_ops.py, c
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
+
+from .validation import Real
 
 
 @dataclass(frozen=True)
@@ -131,11 +133,7 @@ def elu(alpha: float = 1.0) -> Activation:
 
 
 def _check_positive_param(name, value, allow_zero=False):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise TypeError(f"{name} must be a finite number, got {value!r}")
-    if value < 0 or (value == 0 and not allow_zero):
-        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
-    return float(value)
+    return Real(0, None, closed="both" if allow_zero else "neither")(value, name)
 
 
 _FIXED = {

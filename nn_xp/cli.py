@@ -51,8 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     from . import __version__
     from .activations import ACTIVATIONS
     from .datasets import DATASETS
-    from .initializers import INIT_NAMES
     from .heads import LOSSES
+    from .initializers import INIT_NAMES
     from .optim import OPTIMIZERS
     from .schedules import SCHEDULES
 
@@ -91,7 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
     net.add_argument("--loss", choices=LOSSES, help="default: inferred from the output activation")
     net.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     net.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
-    net.add_argument("--seed", type=int, default=0, help="seed for weights and shuffling (default 0)")
+    net.add_argument("--seed", type=int, default=0, help="seed for weights, shuffling and dropout (default 0)")
+    net.add_argument("--dropout", type=float, nargs="+", metavar="RATE",
+                     help="fraction of each hidden layer's units dropped while training: one rate, or one per "
+                     "hidden layer (default 0; saved in the model)")
 
     opt = train.add_argument_group("optimisation")
     opt.add_argument("--optimizer", default="adam", choices=OPTIMIZERS)
@@ -114,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add(opt, "--early-stopping", type=_positive_int, metavar="PATIENCE",
             help="stop after PATIENCE epochs without improvement (val_loss if validating, else loss)")
     _add(opt, "--clip-norm", type=_positive_float, help="clip gradients to this global L2 norm")
+    opt.add_argument("--l2", type=float, metavar="LAMBDA",
+                     help="L2 penalty on the weights: lambda / (2 m) * sum ||W||^2 per batch of m samples "
+                     "(default 0, or the resumed model's)")
 
     out = train.add_argument_group("output")
     out.add_argument("--save", metavar="FILE.npz", help="write the trained model here")
@@ -248,7 +254,9 @@ def cmd_train(args) -> int:
     schedule = _schedule(args)  # checked before any data is loaded
     data = _load_data(args.dataset, args.target, args.n_samples, args.seed)
     if data.y is None:
-        raise ValueError(f"{args.dataset}: no targets found (give --target COLUMN for a CSV, or a 'y' member in an .npz)")
+        raise ValueError(
+            f"{args.dataset}: no targets found (give --target COLUMN for a CSV, or a 'y' member in an .npz)"
+        )
     X, y = data.X, data.y
     X_test = y_test = None
     if args.test_size:
@@ -259,7 +267,15 @@ def cmd_train(args) -> int:
         if args.layers and list(args.layers) != list(model.layer_sizes):
             raise ValueError(f"--layers {args.layers} differs from the resumed model's {list(model.layer_sizes)}")
         if X.shape[1] != model.layer_sizes[0]:
-            raise ValueError(f"{args.dataset} has {X.shape[1]} features but the resumed model expects {model.layer_sizes[0]}")
+            raise ValueError(
+                f"{args.dataset} has {X.shape[1]} features but the resumed model expects {model.layer_sizes[0]}"
+            )
+        saved_dropout = getattr(model, "dropout", None)
+        if args.dropout is not None and saved_dropout is not None:
+            wanted = args.dropout * len(saved_dropout) if len(args.dropout) == 1 else args.dropout
+            if [float(r) for r in wanted] != list(saved_dropout):
+                raise ValueError(f"--dropout {args.dropout} differs from the resumed model's {saved_dropout}; "
+                                 "dropout is part of the saved network")
     else:
         n_out = data.n_classes if data.task == "classification" else (1 if y.ndim == 1 else y.shape[1])
         if data.task == "classification" and data.n_classes == 2 and args.output_activation == "sigmoid":
@@ -277,9 +293,12 @@ def cmd_train(args) -> int:
         if len(activation) == 1:
             activation = activation[0]
         elif len(activation) != n_hidden:
-            raise ValueError(f"--activation gives {len(activation)} names for {n_hidden} hidden layers: give 1 or {n_hidden}")
+            raise ValueError(
+                f"--activation gives {len(activation)} names for {n_hidden} hidden layers: give 1 or {n_hidden}"
+            )
+        dropout = 0.0 if args.dropout is None else (args.dropout[0] if len(args.dropout) == 1 else args.dropout)
         model = nx.MLP(layers, activation=activation, output_activation=output, init=args.init, dtype=args.dtype,
-                       device=args.device, seed=args.seed)
+                       device=args.device, seed=args.seed, dropout=dropout)
         if args.standardize:
             model.preprocessing = fit_standardizer(X)
     if model.preprocessing:
@@ -301,6 +320,7 @@ def cmd_train(args) -> int:
         batch_size=None if args.full_batch else args.batch_size, validation_split=args.validation_split,
         callbacks=callbacks, verbose=0 if args.quiet else 1,
         verbose_epoch=args.verbose_epoch or max(1, epochs // 10), schedule=schedule, clip_norm=args.clip_norm,
+        l2=args.l2 if args.l2 is not None else model.l2,
     )
     elapsed = time.perf_counter() - started
     last = {k: v[-1] for k, v in history.history.items() if k not in ("learning_rate", "epoch_time")}
@@ -335,7 +355,8 @@ def _input_X(path, target, model):
     data = load_file(path, target=target)
     X = data.X
     if X.ndim != 2 or X.shape[1] != model.layer_sizes[0]:
-        raise ValueError(f"{path}: {X.shape[-1] if X.ndim else 0} features per sample, but the model expects {model.layer_sizes[0]}")
+        features = X.shape[-1] if X.ndim else 0
+        raise ValueError(f"{path}: {features} features per sample, but the model expects {model.layer_sizes[0]}")
     return data, _apply_preprocessing(model, X)
 
 

@@ -5,19 +5,14 @@ Both take the gradient list of `MLP.loss_and_grads` and return new arrays (the i
 
 from __future__ import annotations
 
-import math
-import numbers
-
 from . import backend
+from .validation import Real
+
+_POSITIVE = Real(0.0, None, closed="neither")
 
 
 def _positive(value, parameter: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{parameter} must be a finite number > 0, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{parameter} must be a finite number > 0, got {value!r}")
-    return value
+    return _POSITIVE(value, parameter)
 
 
 def _check_grads(grads) -> list:

@@ -17,7 +17,7 @@ import functools
 from .numpy_ops import RELU, SIGMOID, TANH, NumpyOps
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _kernels():
     import cupy
 

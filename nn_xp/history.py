@@ -37,6 +37,6 @@ class History:
         }
 
     @classmethod
-    def from_state_dict(cls, state: dict) -> "History":
+    def from_state_dict(cls, state: dict) -> History:
         return cls(history={k: list(v) for k, v in state["history"].items()}, epoch=list(state["epoch"]),
                    stop_reason=state.get("stop_reason"))

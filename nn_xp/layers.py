@@ -55,7 +55,7 @@ class Context:
     layer: this layer's position in the model; input_grad: whether the layer below needs dX.
     """
 
-    __slots__ = ("ops", "training", "step", "rows", "key", "workspace", "layer", "input_grad", "buffer")
+    __slots__ = ("buffer", "input_grad", "key", "layer", "ops", "rows", "step", "training", "workspace")
 
     def __init__(self, ops, training=False, step=0, rows=None, key=(0, 0), workspace=None):
         self.ops, self.training, self.step, self.rows, self.key = ops, training, step, rows, key

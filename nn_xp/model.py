@@ -24,8 +24,8 @@ import numpy as np
 from . import backend, persistence, philox, training, validation
 from .activations import get_activation
 from .heads import check_loss, default_loss, get_head
-from .initializers import check_init
 from .history import History
+from .initializers import check_init
 from .layers import Context, Dense, Dropout, Layer, from_spec
 from .ops import FlatList, ops_for
 from .optim import get_optimizer
@@ -115,6 +115,7 @@ class Sequential:
         self.preprocessing = None  # input standardisation statistics, when a dataset asked for it
         self.stop_training = False  # callbacks set this to end fit after the current epoch
         self.loss = None  # the loss fit trained with; None until then (inferred from the output)
+        self.l2 = 0.0  # the L2 penalty fit trained with
 
     # ---- description -------------------------------------------------------------------------
     @property
@@ -169,7 +170,8 @@ class Sequential:
             if tuple(a.shape) != tuple(p.shape):
                 raise ValueError(f"arrays[{index}] has shape {tuple(a.shape)}, the parameter {tuple(p.shape)}")
         values = [backend.to_device(a, self.device) for a in arrays]
-        values = [v if v.dtype == p.dtype else backend.get_namespace(v).astype(v, p.dtype) for v, p in zip(values, params)]
+        values = [v if v.dtype == p.dtype else backend.get_namespace(v).astype(v, p.dtype)
+                  for v, p in zip(values, params)]
         if ops_for(backend.get_namespace(*params)).mutable:
             if not params.is_packed():
                 self._assign(list(params))
@@ -418,7 +420,7 @@ class Sequential:
         """Everything a model file holds, as JSON-ready values and host (NumPy) arrays.
 
         {"architecture", "dtype", "seed", "dropout_key", "params": [arrays], "preprocessing",
-        "loss", "optimizer": optimizer.state_dict() plus its label and learning rates, or None,
+        "loss", "l2", "optimizer": optimizer.state_dict() plus its label and learning rates, or None,
         "history": History.state_dict() or None, "rng": the host generator's state}.
         """
         optimizer = None
@@ -436,6 +438,7 @@ class Sequential:
             "params": [backend.to_numpy(p).astype(self.dtype, copy=False) for p in self._store.params],
             "preprocessing": self.preprocessing,
             "loss": self.loss,
+            "l2": self.l2,
             "optimizer": optimizer,
             "history": None if self.history is None else self.history.state_dict(),
             "rng": self.rng.bit_generator.state,
@@ -465,6 +468,7 @@ class Sequential:
         model.preprocessing = state.get("preprocessing")
         if state.get("loss") is not None:
             model.loss = check_loss(state["loss"], model.output_activation)
+        model.l2 = validation.Real(0.0)(state.get("l2") or 0.0, "l2")
         saved = state.get("optimizer")
         if saved is not None:
             # The class default first: a schedule may have left the saved rate at 0, which the

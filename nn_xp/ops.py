@@ -166,7 +166,7 @@ class Ops:
         return p - learning_rate * (g / d), v, g_avg, b
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _ops_for_namespace(xp) -> Ops:
     if array_api_compat.is_numpy_namespace(xp):
         from .numpy_ops import NumpyOps

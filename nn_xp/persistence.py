@@ -90,6 +90,7 @@ def save(model, path) -> str:
         "dropout_key": state["dropout_key"],
         "preprocessing": state["preprocessing"],
         "loss": state["loss"],
+        "l2": state["l2"],
         "optimizer": optimizer,
         "history": state["history"],
         "rng": _to_json(state["rng"]),
@@ -269,7 +270,8 @@ def _checked_members(archive, file_size: int):
     for key, info in infos.items():
         if info.compress_type == zipfile.ZIP_STORED and info.file_size != info.compress_size:
             raise _Refused(
-                f"member {_short(key)} is stored uncompressed but claims {info.file_size} bytes from {info.compress_size}"
+                f"member {_short(key)} is stored uncompressed but claims {info.file_size} bytes "
+                f"from {info.compress_size}"
             )
     if "meta" not in infos:
         raise _Refused("not an nn_xp model file (no 'meta' member)")
@@ -317,9 +319,9 @@ def _header(zf: zipfile.ZipFile, info: zipfile.ZipInfo, name: str):
         try:
             version = np.lib.format.read_magic(stream)
             if version == (1, 0):
-                shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(stream)
+                shape, _fortran_order, dtype = np.lib.format.read_array_header_1_0(stream)
             elif version == (2, 0):
-                shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(stream)
+                shape, _fortran_order, dtype = np.lib.format.read_array_header_2_0(stream)
             else:
                 raise _Refused(f"member {name!r} uses .npy format {version}, which nn_xp does not write")
         except _Refused:
@@ -496,6 +498,7 @@ def _state(meta, params, opt_state) -> dict:
         "params": params,
         "preprocessing": meta.get("preprocessing"),
         "loss": meta.get("loss"),
+        "l2": meta.get("l2"),
         "optimizer": optimizer,
         "history": meta["history"],
         "rng": _rng_from_json(meta["rng"]),

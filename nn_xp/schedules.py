@@ -9,36 +9,19 @@ numbers ({"loss": ..., "val_loss": ...}; empty at epoch 0). The fit loop assigns
 from __future__ import annotations
 
 import math
-import numbers
+
+from .validation import Integer, Real
 
 SCHEDULES = ("step", "exponential", "cosine", "plateau")
 
 
 def _integer(value, parameter: str, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{parameter} must be an integer >= {low}, got {value!r}")
-    if value < low:
-        raise ValueError(f"{parameter} must be an integer >= {low}, got {value!r}")
-    return int(value)
+    return Integer(low)(value, parameter)
 
 
-def _real(value, parameter: str, low: float, high=math.inf, low_open=False, high_open=False) -> float:
-    if low_open and high == math.inf:
-        expected = f"> {low}"
-    elif high == math.inf:
-        expected = f">= {low}"
-    else:
-        expected = f"in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{parameter} must be a finite number {expected}, got {value!r}")
-    value = float(value)
-    if (
-        not math.isfinite(value)
-        or (value <= low if low_open else value < low)
-        or (value >= high if high_open else value > high)
-    ):
-        raise ValueError(f"{parameter} must be a finite number {expected}, got {value!r}")
-    return value
+def _real(value, parameter: str, low: float, high=None, low_open=False, high_open=False) -> float:
+    closed = {(False, False): "both", (True, False): "right", (False, True): "left", (True, True): "neither"}
+    return Real(low, high, closed[(low_open, high_open)])(value, parameter)
 
 
 class Schedule:

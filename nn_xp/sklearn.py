@@ -46,7 +46,8 @@ Differences from scikit-learn, on purpose:
 - `model_` is the underlying `nn_xp.MLP` (and `model_.optimizer` its optimizer).
 
 Training checks the data once per `fit`, then runs nn_xp's epoch of batches (`training.Epoch`)
-once per epoch with the estimator's optimizer object, kept between calls; the stopping rule (tol / n_iter_no_change on the training loss, or
+once per epoch with the estimator's optimizer object, kept between calls; the stopping rule
+(tol / n_iter_no_change on the training loss, or
 on the validation score with early stopping) is applied here, between epochs, as in scikit-learn.
 """
 
@@ -186,7 +187,8 @@ def _model_from_state(state: dict):
         device = resolve_device(device)
     except RuntimeError as error:
         warnings.warn(
-            f"the pickled network was on {device!r}, which cannot be used here ({error}); loading it on the CPU"
+            f"the pickled network was on {device!r}, which cannot be used here ({error}); loading it on the CPU",
+            stacklevel=3,
         )
         device = "cpu"
     saved = dict(state["state_dict"])
@@ -479,7 +481,8 @@ class _BaseMLP(BaseEstimator):
         else:
             if self.batch_size > n_samples:
                 warnings.warn(
-                    "Got `batch_size` less than 1 or larger than sample size. It is going to be clipped"
+                    "Got `batch_size` less than 1 or larger than sample size. It is going to be clipped",
+                    stacklevel=4,
                 )
             batch_size = int(np.clip(self.batch_size, 1, n_samples))
         # Everything is checked once here; each epoch then runs nn_xp's own epoch of batches.
@@ -508,7 +511,7 @@ class _BaseMLP(BaseEstimator):
             if settings["shuffle"]:
                 sample_idx = shuffle_rows(sample_idx, random_state=random_state)
                 order = to_device(sample_idx, model.device)
-            logs, stop_reason = runner.guarded_run(self.n_iter_, order, interrupt, stacklevel=6)
+            _, stop_reason = runner.guarded_run(self.n_iter_, order, interrupt, stacklevel=6)
             if stop_reason == "non-finite loss":
                 break  # the epoch warned and put back the last good parameters
             # scikit-learn's loss: its data loss, and the L2 term given alpha / gradient_scale rescaled.
@@ -521,7 +524,7 @@ class _BaseMLP(BaseEstimator):
             if self.verbose:
                 print(f"Iteration {self.n_iter_}, loss = {loss:.8f}")
             if interrupt.requested:
-                warnings.warn("Training interrupted by user.")
+                warnings.warn("Training interrupted by user.", stacklevel=4)
                 break
             if early_stopping:
                 self._update_validation(X_val_device, Y_val, settings["tol"])
@@ -555,6 +558,7 @@ class _BaseMLP(BaseEstimator):
                     f"Stochastic Optimizer: Maximum iterations ({max_iter}) reached and the "
                     "optimization hasn't converged yet.",
                     ConvergenceWarning,
+                    stacklevel=4,
                 )
 
     def _update_validation(self, X_val_device, Y_val, tol):

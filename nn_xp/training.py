@@ -71,7 +71,7 @@ class Interrupt:
 
 
 def _check_validation_split(validation_split, n: int) -> None:
-    n_val = int(math.floor(n * validation_split))
+    n_val = math.floor(n * validation_split)
     if validation_split and (n_val == 0 or n_val == n):
         raise ValueError(
             f"validation_split={validation_split} leaves {n_val} of {n} samples for validation; "
@@ -86,7 +86,7 @@ def _split_validation(model, X, Y, validation_split):
     from X itself, so the split does not copy the training data.
     """
     n = X.shape[0]
-    n_val = int(math.floor(n * validation_split))
+    n_val = math.floor(n * validation_split)
     order = backend.to_device(model.rng.permutation(n), model.device)
     xp = backend.get_namespace(X)
     train, val = order[n_val:], order[:n_val]
@@ -312,7 +312,8 @@ class Epoch:
         if interrupt is not None:
             interrupt.release()
         history = model.history
-        restored = f"the end of epoch {epoch - 1}" if history is not None and history.epoch else "its state before this fit"
+        done = history is not None and history.epoch
+        restored = f"the end of epoch {epoch - 1}" if done else "its state before this fit"
         what = (f"the training loss became {logs['loss']}" if not math.isfinite(logs["loss"])
                 else f"the parameters became NaN or infinite (training loss {logs['loss']})")
         warnings.warn(f"{what} in epoch {epoch}; training stopped and the model was restored to {restored}",
@@ -408,9 +409,8 @@ def fit(
         Y_val = model.check_target(validation_data[1], X_val.shape[0], head.loss, "validation_data[1]")
     _check_validation_split(validation_split, X.shape[0])
     rollback = _Rollback(model, batch_size)
-    reuse = model.optimizer is not None and (
-        optimizer is model.optimizer or (isinstance(optimizer, str) and optimizer == getattr(model.optimizer, "label", None))
-    )
+    same_name = isinstance(optimizer, str) and optimizer == getattr(model.optimizer, "label", None)
+    reuse = model.optimizer is not None and (optimizer is model.optimizer or same_name)
     if not reuse:
         new = get_optimizer(optimizer, model.parameters(), learning_rate)
         new.label = optimizer if isinstance(optimizer, str) else new.name
@@ -449,6 +449,7 @@ def _train(model, opt, X, Y, X_val, Y_val, head, epochs, batch_size, validation_
     n = runner.n
     model.stop_training = False
     model.loss = head.loss
+    model.l2 = l2
     for callback in callbacks:
         callback.set_model(model)
         callback.on_train_begin({})
@@ -467,7 +468,9 @@ def _train(model, opt, X, Y, X_val, Y_val, head, epochs, batch_size, validation_
                 try:
                     opt.learning_rate = rate
                 except (TypeError, ValueError) as error:
-                    raise type(error)(f"schedule {schedule!r} gave an unusable learning rate for epoch {epoch}: {error}") from None
+                    raise type(error)(
+                        f"schedule {schedule!r} gave an unusable learning rate for epoch {epoch}: {error}"
+                    ) from None
             for callback in callbacks:
                 callback.on_epoch_begin(epoch)
             started = time.perf_counter()

@@ -63,7 +63,8 @@ def test_predict_from_csv_to_a_file(tmp_path):
     run("train", "--epochs", "50", "--save", str(model_path), "--quiet")
     x = np.linspace(-1, 1, 7)
     (tmp_path / "in.csv").write_text("x,ignored\n" + "\n".join(f"{v},0" for v in x) + "\n")
-    run("predict", str(model_path), str(tmp_path / "in.csv"), "--target", "ignored", "--output", str(tmp_path / "out.csv"))
+    run("predict", str(model_path), str(tmp_path / "in.csv"), "--target", "ignored", "--output",
+        str(tmp_path / "out.csv"))
     values = np.loadtxt(tmp_path / "out.csv", delimiter=",", ndmin=2)[:, 0]
     model = nx.load(str(model_path), device="cpu")
     np.testing.assert_allclose(values, nx.to_numpy(model.predict(x[:, None]))[:, 0], rtol=1e-6)
@@ -88,7 +89,8 @@ def test_info_reports_devices_and_why():
 
 def test_help_reads_well():
     out = run("train", "--help").stdout
-    for option in ("--layers", "--learning-rate", "--dataset", "--device", "--optimizer", "--save", "--resume", "--plot"):
+    for option in ("--layers", "--learning-rate", "--dataset", "--device", "--optimizer", "--save", "--resume",
+                   "--plot"):
         assert option in out
 
 

@@ -259,7 +259,7 @@ def test_stratified_split_keeps_proportions():
 def test_split_without_stratification_and_with_counts():
     X = np.arange(50.0).reshape(25, 2)
     y = np.linspace(0, 1, 25)  # float targets: never stratified
-    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=5)
+    _X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=5)
     assert X_test.shape == (5, 2) and y_train.shape == (20,)
     np.testing.assert_allclose(X_test[:, 0] / 48, y_test)  # rows and targets stay paired
     with pytest.raises(ValueError, match="test_size"):

@@ -62,7 +62,7 @@ class Recorder(Callback):
         self.states.append(self.model.optimizer.state_dict())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def reference():
     """An undisturbed run: the state after each of its steps, and its history."""
     model = fresh()
@@ -223,7 +223,8 @@ def test_a_nan_gradient_at_any_step_restores_the_last_good_epoch(step):
     assert_state_after(model, steps=epoch * STEPS_PER_EPOCH, epochs_done=epoch)
 
 
-@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning", "ignore:invalid value encountered:RuntimeWarning")
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning",
+                            "ignore:invalid value encountered:RuntimeWarning")
 def test_a_huge_finite_learning_rate_is_accepted_and_its_divergence_undone():
     """learning_rate=1e300 passes the argument check (it is a finite number > 0); the first epoch
     diverges, and fit restores the model's state from before the fit and says so."""
@@ -519,7 +520,7 @@ def test_deeply_nested_metadata_is_refused(good, tmp_path):
 
 
 # ---- fuzzing the file format -----------------------------------------------------------------------
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _good_bytes() -> bytes:
     model = fresh()
     model.fit(X, Y, **FIT)

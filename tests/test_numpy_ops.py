@@ -14,12 +14,13 @@ import pytest
 
 import nn_xp as nx
 from nn_xp import numpy_ops
+from nn_xp.activations import get_activation
 from nn_xp.numpy_ops import NumpyOps
 from nn_xp.ops import Ops
-from nn_xp.activations import get_activation
 
 OPS = NumpyOps(nx.namespace("cpu"))
-built = pytest.mark.skipif(not numpy_ops.native_available(), reason="nn_xp._native was not built (no C compiler at install)")
+built = pytest.mark.skipif(not numpy_ops.native_available(),
+                           reason="nn_xp._native was not built (no C compiler at install)")
 
 
 @pytest.fixture
@@ -33,7 +34,8 @@ def compiled_off():
 def bitwise_equal(a, b) -> bool:
     """Same dtype, shape and bits: -0.0 differs from 0.0, and NaN equals NaN."""
     a, b = np.asarray(a), np.asarray(b)
-    return a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a.view(f"u{a.itemsize}"), b.view(f"u{b.itemsize}"))
+    return (a.dtype == b.dtype and a.shape == b.shape
+            and np.array_equal(a.view(f"u{a.itemsize}"), b.view(f"u{b.itemsize}")))
 
 
 def test_the_compiled_loops_are_built_where_required():
@@ -158,12 +160,15 @@ def test_fused_layer_helpers_match_the_standard_layer_math(dtype):
 
 @built
 @pytest.mark.parametrize("call, message", [
-    (lambda: numpy_ops._native.bias_relu(np.zeros((3, 4), np.int32), np.zeros(4, np.int32)), "Z must be a float32 or float64"),
-    (lambda: numpy_ops._native.bias_relu(np.zeros((3, 4), np.float32), np.zeros(5, np.float32)), "one element per column"),
+    (lambda: numpy_ops._native.bias_relu(np.zeros((3, 4), np.int32), np.zeros(4, np.int32)),
+     "Z must be a float32 or float64"),
+    (lambda: numpy_ops._native.bias_relu(np.zeros((3, 4), np.float32), np.zeros(5, np.float32)),
+     "one element per column"),
     (lambda: numpy_ops._native.bias_relu(np.zeros((3, 4), np.float32), np.zeros(4, np.float64)), "of one dtype"),
     (lambda: numpy_ops._native.bias_relu(np.zeros(4, np.float32), np.zeros(4, np.float32)), "Z must be 2-D"),
     (lambda: numpy_ops._native.bias_relu(np.zeros((4, 3), np.float32).T, np.zeros(4, np.float32)), "contiguous"),
-    (lambda: numpy_ops._native.relu_backward_bias_grad(np.zeros((3, 4)), np.zeros((2, 4)), np.zeros(4)), "shape and dtype of dA"),
+    (lambda: numpy_ops._native.relu_backward_bias_grad(np.zeros((3, 4)), np.zeros((2, 4)), np.zeros(4)),
+     "shape and dtype of dA"),
     (lambda: numpy_ops._native.adam(*(np.zeros(5, np.float32),) * 3, np.zeros(6, np.float32), 0.9, 0.999, 0.1, 0.001,
                                     1e-8, 1e-3), "must have the dtype and length of p"),
 ])

@@ -61,7 +61,7 @@ def test_round_trip_is_exact(device, dtype, tmp_path):
     model = _trained(device, dtype)
     path = tmp_path / "model.npz"
     model.save(path)
-    loaded = nx.load(path, device=device) if hasattr(nx, "load") else nx.load(path, device=device)
+    loaded = nx.load(path, device=device)
 
     assert loaded.device == device and loaded.dtype == dtype
     assert loaded.layer_sizes == model.layer_sizes

@@ -6,7 +6,7 @@ import pytest
 import nn_xp as nx
 
 pytest.importorskip("matplotlib", reason="plots need the 'plot' extra")
-from nn_xp import plot  # noqa: E402
+from nn_xp import plot
 
 
 def _sine(n=80):

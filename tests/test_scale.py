@@ -2,8 +2,8 @@
 
 The big run happens in a fresh subprocess, whose peak RSS (VmHWM) is reset after the data is made
 (/proc/self/clear_refs), so the peak is what fit adds. getrusage's ru_maxrss cannot be used: a child
-made by fork+exec starts with its parent's, and the test session's parent can be larger than all this. The smaller checks use tracemalloc, which
-NumPy reports its array allocations to.
+made by fork+exec starts with its parent's, and the test session's parent can be larger than all this.
+The smaller checks use tracemalloc, which NumPy reports its array allocations to.
 """
 
 import json
@@ -66,7 +66,8 @@ SCRIPT = textwrap.dedent(
     history = model.fit(X, y, epochs=1, batch_size=batch, verbose=0)
     peak = rss_peak() if reset else baseline + tracemalloc.get_traced_memory()[1]
     print(json.dumps({
-        "baseline": baseline, "baseline_peak": baseline_peak, "peak": peak, "peak_from": "VmHWM" if reset else "tracemalloc",
+        "baseline": baseline, "baseline_peak": baseline_peak, "peak": peak,
+        "peak_from": "VmHWM" if reset else "tracemalloc",
         "X_bytes": X.nbytes, "y_bytes": y.nbytes, "fit_seconds": time.perf_counter() - started,
         "loss": history.history["loss"], "steps": model.optimizer.step_count,
     }))
@@ -95,7 +96,8 @@ def test_a_million_samples_train_in_the_data_plus_batch_memory():
     # slack. A full-size temporary of X (a copy, or a whole-array finiteness mask of X.size
     # bytes) breaks the bound: the old unchunked finiteness check measured ~95 MiB here.
     bound = one_hot + n * 8 + n * k + 16 * MiB
-    numbers = {key: round(value / MiB, 1) for key, value in report.items() if key.endswith(("baseline", "peak", "bytes"))}
+    numbers = {key: round(value / MiB, 1) for key, value in report.items()
+               if key.endswith(("baseline", "peak", "bytes"))}
     assert increment < bound, (
         f"fit raised peak RSS by {increment / MiB:.1f} MiB over the data; allowed {bound / MiB:.1f} MiB; {numbers}"
     )

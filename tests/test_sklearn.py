@@ -13,30 +13,29 @@ import pytest
 
 pytest.importorskip("sklearn")
 
-from numpy.testing import assert_allclose, assert_array_equal  # noqa: E402
-from sklearn import neural_network  # noqa: E402
-from sklearn.datasets import (  # noqa: E402
+from numpy.testing import assert_allclose, assert_array_equal
+from sklearn import neural_network
+from sklearn.datasets import (
     load_digits,
     make_classification,
     make_multilabel_classification,
     make_regression,
 )
-from sklearn.exceptions import ConvergenceWarning  # noqa: E402
-from sklearn.model_selection import GridSearchCV, cross_val_score, train_test_split  # noqa: E402
-from sklearn.pipeline import make_pipeline  # noqa: E402
-from sklearn.preprocessing import StandardScaler  # noqa: E402
-from sklearn.utils.estimator_checks import (  # noqa: E402
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import GridSearchCV, cross_val_score, train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.estimator_checks import (
     check_methods_sample_order_invariance,
     check_methods_subset_invariance,
     parametrize_with_checks,
 )
+from threadpoolctl import threadpool_limits
 
-from threadpoolctl import threadpool_limits  # noqa: E402  (a scikit-learn dependency)
+import nn_xp as nx
+from nn_xp.sklearn import MLPClassifier, MLPRegressor
 
-import nn_xp as nx  # noqa: E402
-from nn_xp.sklearn import MLPClassifier, MLPRegressor  # noqa: E402
-
-from .conftest import GPU_COUNT, GPU_WHY  # noqa: E402
+from .conftest import GPU_COUNT, GPU_WHY
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 needs_gpu = pytest.mark.skipif(GPU_COUNT == 0, reason=f"no GPU: {GPU_WHY.split(';')[0]}")

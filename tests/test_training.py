@@ -197,7 +197,8 @@ def test_custom_callback_sees_every_hook():
     nx.MLP([2, 4, 3], output_activation="softmax", device="cpu", seed=0).fit(
         X, y, epochs=2, batch_size=10, callbacks=[counter], verbose=0)
     assert counter.events[0] == "begin" and counter.events[-1] == "end"
-    assert [e for e in counter.events if e[0] == "batch"] == [("batch", 0, 0), ("batch", 0, 1), ("batch", 1, 0), ("batch", 1, 1)]
+    assert [e for e in counter.events if e[0] == "batch"] == [
+        ("batch", 0, 0), ("batch", 0, 1), ("batch", 1, 0), ("batch", 1, 1)]
     assert counter.events[3][:2] == ("epoch", 0) and "accuracy" in counter.events[3][2]
 
 

@@ -1,0 +1,237 @@
+"""Layers (layers.py) and the Sequential model: a layer of your own, Dense, Dropout's masks and the
+L2 penalty, on every backend of the matrix."""
+
+import numpy as np
+import pytest
+
+import nn_xp as nx
+from nn_xp import philox
+from nn_xp.layers import Context, Dense, Dropout, Layer, register
+from nn_xp.ops import ops_for
+
+from .conftest import PARITY_RTOL, relative_difference
+
+
+@register("test_scale")
+class Scale(Layer):
+    """y = x * s, one learned scale per unit: forward and backward written by hand, notebook style."""
+
+    def __init__(self, n):
+        self.n = n
+
+    def param_shapes(self):
+        return {"s": (self.n,)}
+
+    def initial_params(self, rng):
+        return {"s": np.ones(self.n)}
+
+    def config(self):
+        return {"n": self.n}
+
+    def forward(self, ops, X, ctx):
+        s = self.get_param("s")
+
+        def backprop(dY):
+            self.set_grad("s", ops.xp.sum(dY * X, axis=0))
+            return dY * s
+
+        return X * s, backprop
+
+
+class Unregistered(Scale):
+    pass
+
+
+def _classes(n=40, d=4, k=3, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d))
+    return X, (X[:, 0] > 0).astype(int) + (X[:, 1] > 0.5).astype(int)
+
+
+def _custom(device="cpu", dtype="float64", layer=Scale):
+    return nx.Sequential([Dense(4, 6, "tanh"), layer(6), Dense(6, 3)], output_activation="softmax",
+                         dtype=dtype, device=device, seed=0)
+
+
+# ---- a layer of your own ---------------------------------------------------------------------------
+def test_a_custom_layer_passes_gradcheck_trains_and_round_trips(device, tmp_path):
+    X, y = _classes()
+    model = _custom(device)
+    assert [tuple(p.shape) for p in model.parameters()] == [(6, 4), (6,), (6,), (3, 6), (3,)]
+    assert nx.gradcheck(model, X[:8], y[:8]) < 1e-7
+    before = model.evaluate(X, y)["loss"]
+    history = model.fit(X, y, epochs=30, batch_size=10, learning_rate=0.05, verbose=0)
+    assert history.history["loss"][-1] < 0.7 * before
+    assert not np.allclose(nx.to_numpy(model.parameters()[2]), 1.0)  # the scale itself was trained
+    path = model.save(tmp_path / "custom.npz")
+    loaded = nx.load(path, device=device)
+    assert isinstance(loaded.layers[1], Scale) and loaded.layers[1].n == 6
+    np.testing.assert_array_equal(nx.to_numpy(loaded.predict_proba(X)), nx.to_numpy(model.predict_proba(X)))
+    assert loaded.optimizer.step_count == model.optimizer.step_count
+
+
+def test_gradcheck_fails_for_a_custom_layer_with_a_wrong_backward():
+    class Wrong(Scale):
+        def forward(self, ops, X, ctx):
+            Y, backprop = super().forward(ops, X, ctx)
+            return Y, lambda dY: 1.1 * backprop(dY)
+
+    X, y = _classes()
+    assert nx.gradcheck(_custom(layer=Wrong), X[:8], y[:8]) > 1e-3
+
+
+def test_an_unregistered_layer_is_refused_at_save_and_an_unknown_kind_at_load(tmp_path):
+    model = _custom(layer=Unregistered)
+    with pytest.raises(ValueError, match=r"Unregistered cannot be saved: register the class"):
+        model.save(tmp_path / "x.npz")
+    assert not (tmp_path / "x.npz").exists()
+    path = _custom().save(tmp_path / "scale.npz")
+    from nn_xp import layers
+
+    saved = layers.LAYERS.pop("test_scale")
+    try:
+        with pytest.raises(ValueError, match=r"unknown layer kind 'test_scale'.*register"):
+            nx.load(path, device="cpu")
+    finally:
+        layers.LAYERS["test_scale"] = saved
+
+
+def test_registering_a_second_class_under_a_taken_name_is_refused():
+    with pytest.raises(ValueError, match="already registered as 'dense'"):
+        register("dense")(Unregistered)
+
+
+def test_sequential_of_dense_layers_is_the_mlp():
+    X, _ = _classes()
+    mlp = nx.MLP([4, 8, 3], activation="tanh", output_activation="softmax", dtype="float64", seed=3)
+    seq = nx.Sequential([Dense(4, 8, "tanh"), Dense(8, 3)], output_activation="softmax", dtype="float64", seed=3)
+    for a, b in zip(mlp.parameters(), seq.parameters()):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(mlp.forward(X), seq.forward(X))
+    assert mlp.layer_sizes == seq.layer_sizes == [4, 8, 3]
+
+
+@pytest.mark.parametrize("layers, words", [
+    ([Dense(4, 6), Dense(5, 3)], r"layers\[1\]: Dense\(5, 3\) takes 5 input columns, but gets 6"),
+    ([], "at least one layer"),
+    ([Dense(4, 6), "relu"], r"layers\[1\] must be an nn_xp.layers.Layer"),
+    ([Scale(4)], "the first layer must state its input width"),
+])
+def test_bad_stacks_are_refused_naming_the_layer(layers, words):
+    with pytest.raises((TypeError, ValueError), match=words):
+        nx.Sequential(layers)
+
+
+# ---- dropout ----------------------------------------------------------------------------------------
+def test_dropout_keeps_about_one_minus_rate_and_scales_the_rest():
+    xp = nx.namespace("cpu")
+    layer = Dropout(0.3)
+    X = np.ones((2000, 50))
+    ctx = Context(ops_for(xp), training=True, step=7, rows=np.arange(2000), key=(1, 2))
+    Y, backprop = layer.forward(ctx.ops, X, ctx)
+    kept = Y != 0
+    assert abs(kept.mean() - 0.7) < 0.01
+    np.testing.assert_allclose(Y[kept], 1 / 0.7)
+    np.testing.assert_array_equal(backprop(np.ones_like(X)) != 0, kept)  # the same mask backward
+    Y_off, _ = layer.forward(ctx.ops, X, Context(ctx.ops))  # not training: the identity
+    assert Y_off is X
+
+
+def test_a_sample_gets_the_same_mask_whatever_batch_it_falls_in():
+    xp = nx.namespace("cpu")
+    rows = np.array([5, 17, 2, 40, 41, 9])
+    full = philox.dropout_mask(xp, (3, 4), 11, 1, rows, 33, 0.5)
+    part = philox.dropout_mask(xp, (3, 4), 11, 1, rows[[3, 0]], 33, 0.5)
+    np.testing.assert_array_equal(part, full[[3, 0]])
+
+
+def test_inference_never_drops():
+    X, y = _classes()
+    plain = nx.MLP([4, 16, 16, 3], output_activation="softmax", dtype="float64", seed=5)
+    dropped = nx.MLP([4, 16, 16, 3], output_activation="softmax", dtype="float64", seed=5, dropout=0.5)
+    np.testing.assert_array_equal(plain.forward(X), dropped.forward(X))
+    np.testing.assert_array_equal(plain.predict(X), dropped.predict(X))
+    np.testing.assert_array_equal(plain.predict_proba(X), dropped.predict_proba(X))
+    assert plain.evaluate(X, y) == dropped.evaluate(X, y)
+    assert plain.loss_and_grads(X, y)[0] == dropped.loss_and_grads(X, y)[0]
+    # ...while a training step does drop, differently from step to step.
+    losses = {dropped.loss_and_grads(X, y, training_step=t)[0] for t in range(3)}
+    assert len(losses) == 3 and plain.loss_and_grads(X, y)[0] not in losses
+
+
+def test_gradcheck_with_the_dropout_masks_held_fixed(device):
+    X, y = _classes(12)
+    model = nx.MLP([4, 7, 6, 3], activation=["tanh", "sigmoid"], output_activation="softmax", dtype="float64",
+                   device=device, seed=2, dropout=[0.4, 0.25])
+    assert nx.gradcheck(model, X, y, training_step=5) < 1e-7
+
+
+def test_training_with_dropout_is_the_same_on_numpy_and_array_api_strict():
+    X, y = _classes(60)
+    models = [nx.MLP([4, 16, 8, 3], output_activation="softmax", dtype="float64", device=d, seed=4, dropout=0.3)
+              for d in ("cpu", "array_api_strict")]
+    for model in models:
+        model.fit(X, y, epochs=5, batch_size=16, verbose=0)
+    worst = max(relative_difference(b, a) for a, b in zip(*(m.parameters() for m in models)))
+    assert worst <= 1e-12, worst
+    assert models[0].history.history["loss"] == pytest.approx(models[1].history.history["loss"], rel=1e-12)
+
+
+def test_dropout_changes_training_and_a_saved_run_resumes_with_the_same_masks(tmp_path):
+    X, y = _classes(50)
+
+    def make():
+        return nx.MLP([4, 16, 3], output_activation="softmax", dtype="float64", device="cpu", seed=6, dropout=0.5)
+
+    straight = make()
+    straight.fit(X, y, epochs=4, batch_size=10, verbose=0)
+    first = make()
+    first.fit(X, y, epochs=2, batch_size=10, verbose=0)
+    resumed = nx.load(first.save(tmp_path / "half.npz"), device="cpu")
+    assert resumed.dropout == [0.5] and resumed.dropout_key == first.dropout_key
+    resumed.fit(X, y, epochs=2, batch_size=10, verbose=0)
+    for a, b in zip(straight.parameters(), resumed.parameters()):
+        np.testing.assert_array_equal(a, b)
+    plain = nx.MLP([4, 16, 3], output_activation="softmax", dtype="float64", device="cpu", seed=6)
+    plain.fit(X, y, epochs=4, batch_size=10, verbose=0)
+    assert not np.array_equal(plain.parameters()[0], straight.parameters()[0])
+
+
+@pytest.mark.parametrize("dropout, words", [
+    (1.0, r"dropout must be a finite number in \[0, 1\)"),
+    (-0.1, "dropout must be"),
+    ([0.1, 0.2], "one rate per hidden layer: expected 1, got 2"),
+    ("0.5", "dropout must be a real number"),
+])
+def test_bad_dropout_rates_are_refused(dropout, words):
+    with pytest.raises((TypeError, ValueError), match=words):
+        nx.MLP([4, 8, 3], dropout=dropout)
+
+
+# ---- the L2 penalty ---------------------------------------------------------------------------------
+def test_l2_adds_lambda_over_m_times_the_weights_to_their_gradients_only(device, dtype):
+    X, y = _classes(20)
+    kwargs = dict(layer_sizes=[4, 5, 3], activation="tanh", output_activation="softmax", dtype=dtype,
+                  device=device, seed=8)
+    model, reference = nx.MLP(**kwargs), nx.MLP(**kwargs)
+    loss, grads = reference.loss_and_grads(X, y)
+    start = [nx.to_numpy(p).astype(np.float64) for p in reference.parameters()]
+    lam, lr, m = 0.7, 0.1, X.shape[0]
+    history = model.fit(X, y, optimizer="sgd", learning_rate=lr, epochs=1, batch_size=None, shuffle=False,
+                        l2=lam, verbose=0)
+    penalty = lam / (2 * m) * sum(np.sum(W * W) for W in start[0::2])
+    assert history.history["loss"][0] == pytest.approx(loss + penalty, rel=PARITY_RTOL[dtype] * 10)
+    for index, (after, before, g) in enumerate(zip(model.parameters(), start, grads)):
+        expected = before - lr * (nx.to_numpy(g) + (lam / m * before if index % 2 == 0 else 0))
+        assert relative_difference(after, expected) <= PARITY_RTOL[dtype] * 10
+    assert model.l2 == lam
+
+
+def test_l2_must_be_a_number_at_least_zero():
+    X, y = _classes()
+    model = nx.MLP([4, 3], output_activation="softmax", seed=0)
+    with pytest.raises(ValueError, match="l2 must be a finite number >= 0"):
+        model.fit(X, y, l2=-1.0, verbose=0)
+    with pytest.raises(TypeError, match="l2 must be a real number"):
+        model.fit(X, y, l2="0.1", verbose=0)
+    assert model.optimizer is None
