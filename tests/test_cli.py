@@ -138,3 +138,26 @@ def test_zero_valued_hyperparameters_are_kept(tmp_path):
     path = tmp_path / "m.npz"
     run("train", "--epochs", "2", "--beta1", "0", "--quiet", "--save", str(path))
     assert nx.load(str(path), device="cpu").optimizer.beta1 == 0.0
+
+
+def test_dropout_and_l2_are_saved_and_a_resume_keeps_them(tmp_path):
+    first, second = tmp_path / "half.npz", tmp_path / "whole.npz"
+    common = ("--dataset", "moons", "--layers", "2", "16", "16", "2", "--seed", "3", "--quiet")
+    run("train", *common, "--epochs", "2", "--dropout", "0.3", "0.1", "--l2", "0.05", "--save", str(first))
+    model = nx.load(str(first), device="cpu")
+    assert model.dropout == [0.3, 0.1] and model.l2 == 0.05
+    run("train", "--dataset", "moons", "--seed", "3", "--resume", str(first), "--epochs", "2", "--quiet",
+        "--save", str(second))
+    resumed = nx.load(str(second), device="cpu")
+    assert resumed.dropout == [0.3, 0.1] and resumed.l2 == 0.05 and len(resumed.history) == 4
+    # The same four epochs in one run give the same model: the masks continued where they stopped.
+    straight = tmp_path / "straight.npz"
+    run("train", *common, "--epochs", "4", "--dropout", "0.3", "0.1", "--l2", "0.05", "--save", str(straight))
+    for a, b in zip(nx.load(str(straight), device="cpu").parameters(), resumed.parameters()):
+        np.testing.assert_array_equal(a, b)
+    refused = run("train", "--dataset", "moons", "--resume", str(first), "--dropout", "0.5", check=False)
+    assert refused.returncode == 2 and "--dropout [0.5] differs from the resumed model's [0.3, 0.1]" in refused.stderr
+    bad = run("train", *common, "--dropout", "1.0", check=False)
+    assert bad.returncode == 2 and "dropout must be a finite number in [0, 1)" in bad.stderr
+    bad = run("train", *common, "--l2", "-1", check=False)
+    assert bad.returncode == 2 and "l2 must be a finite number >= 0" in bad.stderr
