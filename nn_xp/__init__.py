@@ -23,6 +23,7 @@ __all__ = [
     "callbacks",
     "datasets",
     "default_device",
+    "distributed",
     "get_namespace",
     "gradcheck",
     "layers",

@@ -16,9 +16,14 @@ from . import backend
 
 
 class Callback:
-    """Base class: every hook does nothing."""
+    """Base class: every hook does nothing.
+
+    `writes_files`: a callback that writes files (ModelCheckpoint) runs on rank 0 alone in
+    distributed training; the others run on every rank, with the same (global) logs.
+    """
 
     model = None
+    writes_files = False
 
     def set_model(self, model) -> None:
         self.model = model
@@ -114,6 +119,8 @@ class ModelCheckpoint(Callback):
     """Save the model (with optimizer state and history) to `path` after each epoch, or only
     when `monitor` improved with `save_best_only`. `path` may hold "{epoch}", e.g. "ckpt-{epoch}.npz".
     Each write is atomic: a crash mid-save leaves the previous file intact."""
+
+    writes_files = True
 
     def __init__(self, path, monitor="val_loss", save_best_only=False):
         if not isinstance(path, (str, bytes)) and not hasattr(path, "__fspath__"):

@@ -128,6 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add(out, "--verbose-epoch", type=_positive_int, help="print the loss every N epochs (default epochs/10)")
     out.add_argument("--quiet", action="store_true", help="print only the summary")
     out.add_argument("--debug", action="store_true", help="show tracebacks")
+    out.add_argument("--distributed", action="store_true",
+                     help="data-parallel training over the ranks of mpiexec (MPI, NCCL between GPUs); "
+                     "--batch-size is the global batch, only rank 0 prints and writes files")
 
     predict = sub.add_parser("predict", help="predict with a saved model",
                              description="Predict with a saved model; prints one line per sample or writes --output.")
@@ -252,6 +255,14 @@ def cmd_train(args) -> int:
             raise ValueError(f"{name} must be in [0, 1), got {value}")
     args.epochs = args.epochs or DEFAULT_EPOCHS.get(args.dataset, 100)
     schedule = _schedule(args)  # checked before any data is loaded
+    comm = None
+    if args.distributed:
+        comm = nx.distributed.init()
+        if args.device == "auto":
+            args.device = comm.device()  # each rank its own GPU where there are GPUs
+        if comm.rank != 0:  # one rank speaks and writes
+            sys.stdout = open(os.devnull, "w")  # for the rest of this process
+            args.save = args.plot = None
     data = _load_data(args.dataset, args.target, args.n_samples, args.seed)
     if data.y is None:
         raise ValueError(
@@ -320,7 +331,7 @@ def cmd_train(args) -> int:
         batch_size=None if args.full_batch else args.batch_size, validation_split=args.validation_split,
         callbacks=callbacks, verbose=0 if args.quiet else 1,
         verbose_epoch=args.verbose_epoch or max(1, epochs // 10), schedule=schedule, clip_norm=args.clip_norm,
-        l2=args.l2 if args.l2 is not None else model.l2,
+        l2=args.l2 if args.l2 is not None else model.l2, distributed=comm,
     )
     elapsed = time.perf_counter() - started
     last = {k: v[-1] for k, v in history.history.items() if k not in ("learning_rate", "epoch_time")}
@@ -416,6 +427,10 @@ def cmd_info(args) -> int:
     print(f"devices: {', '.join(backend.available_devices())}")
     print(f"default device: {backend.default_device()}")
     print(f"CUDA: {'usable, ' + str(count) + ' GPU(s)' if count else 'not usable: ' + why}")
+    from .distributed import mpi_status, nccl_status
+
+    for name, (usable, detail) in (("MPI", mpi_status()), ("NCCL", nccl_status())):
+        print(f"{name}: {'usable, ' if usable else 'not usable: '}{detail}")
     return 0
 
 

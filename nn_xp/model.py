@@ -23,6 +23,7 @@ import numpy as np
 
 from . import backend, persistence, philox, training, validation
 from .activations import get_activation
+from .distributed import part
 from .heads import check_loss, default_loss, get_head
 from .history import History
 from .initializers import check_init
@@ -209,8 +210,12 @@ class Sequential:
         return clone
 
     # ---- input checks (run before any work) -------------------------------------------------
-    def check_input(self, X, parameter: str = "X"):
-        """X as an array of the model's dtype on the model's device; raises on bad input."""
+    def check_input(self, X, parameter: str = "X", comm=None):
+        """X as an array of the model's dtype on the model's device; raises on bad input.
+
+        With a communicator (distributed.py) each rank checks its share of the rows for NaN/inf
+        and the answers are combined, so no rank reads every row.
+        """
         X = validation.array_on(X, self.device, parameter)
         if X.ndim != 2:
             raise ValueError(f"{parameter} must be 2-D (n_samples, n_features), got shape {tuple(X.shape)}")
@@ -230,7 +235,12 @@ class Sequential:
         else:
             xp = backend.get_namespace(X)
             X = xp.astype(X, getattr(xp, self.dtype), copy=False)
-        if not validation.all_finite(X):
+        if comm is not None:
+            lo, hi = part(X.shape[0], comm.rank, comm.size)
+            finite = comm.allreduce_host([0.0 if hi == lo or validation.all_finite(X[lo:hi, :]) else 1.0])[0] == 0
+        else:
+            finite = validation.all_finite(X)
+        if not finite:
             raise ValueError(
                 f"{parameter} contains NaN or infinite values"
                 + (f" (or values too large for {self.dtype})" if narrowed else "")
@@ -313,6 +323,19 @@ class Sequential:
         if type(X) is not self._ops_key:
             self._ops_cached, self._ops_key = ops_for(backend.get_namespace(X)), type(X)
         return self._ops_cached
+
+    def zero_grads(self):
+        """Zero gradients aligned with `parameters()`: in the training step's buffers where there are some."""
+        params = self._store.params
+        ops = self._ops_of(params[0])
+        if ops.mutable:
+            if not params.is_packed():
+                self._assign(list(params))
+            if self._store.grads is None:
+                self._store.grads = ops.empty_like_packed(params)
+            self._store.grads.flat[...] = 0
+            return self._store.grads
+        return [ops.xp.zeros_like(p) for p in params]
 
     def _forward(self, X):
         """The output after the output activation, for checked X (no dropout)."""

@@ -19,8 +19,10 @@ import warnings
 import numpy as np
 
 from . import backend
+from . import distributed as distributed_
 from .callbacks import check_callbacks
 from .clipping import clip_grad_norm, clip_grad_value
+from .distributed import part
 from .history import History
 from .ops import FlatList, ops_for
 from .optim import get_optimizer
@@ -143,8 +145,8 @@ class _Rollback:
 class _RunningMetrics:
     """Epoch metrics accumulated on the device from each batch's output (no extra forward pass)."""
 
-    def __init__(self, xp, head, Y_all):
-        self.xp, self.head = xp, head
+    def __init__(self, xp, head, Y_all, comm=None):
+        self.xp, self.head, self.comm = xp, head, comm
         self.regression = not head.classifier
         if self.regression:  # r2 needs the targets' total sum of squares, known up front
             mean = xp.mean(Y_all, axis=0, keepdims=True)
@@ -172,15 +174,19 @@ class _RunningMetrics:
         "loss" is the objective trained on: the data loss plus the L2 penalty, if any (as Keras
         reports it); "mse" (regression) is the data loss alone.
         """
-        count = max(self.count, 1)
-        data = float(self.loss_sum / count)
-        self.data_loss, self.penalty = data, float(self.penalty_sum / count)
+        sums = [float(self.loss_sum), float(self.penalty_sum), float(self.metric_sum), self.count]
+        if self.comm is not None:  # every rank's share of the epoch
+            sums = self.comm.allreduce_host(sums).tolist()
+        loss_sum, penalty_sum, metric_sum, count = sums
+        count = max(count, 1)
+        data = loss_sum / count
+        self.data_loss, self.penalty = data, penalty_sum / count
         loss = data + self.penalty
         if not self.regression:
-            return {"loss": loss, "accuracy": float(self.metric_sum / count)}
+            return {"loss": loss, "accuracy": metric_sum / count}
         total = float(self.total_ss)
         r2 = 1 - data * count / total if total > 0 else 0.0
-        return {"loss": loss, "mse": data, "mae": float(self.metric_sum / count), "r2": r2}
+        return {"loss": loss, "mse": data, "mae": metric_sum / count, "r2": r2}
 
 
 def _all_finite(xp, arrays) -> bool:
@@ -239,10 +245,12 @@ class Epoch:
         clip_norm / clip_value: gradient clipping before each step.
         callbacks: their on_batch_end is called after each step.
         train_rows: the rows of X to train on (None: all).
+        comm: a communicator (distributed.py): each batch is split across its ranks, and the
+            gradients are summed by one allreduce of the flat buffer before the step.
     """
 
     def __init__(self, model, X, Y, head, batch_size, *, l2=0.0, clip_norm=None, clip_value=None, callbacks=(),
-                 train_rows=None):
+                 train_rows=None, comm=None):
         self.model, self.X, self.Y, self.head = model, X, Y, head
         self.xp = backend.get_namespace(X)
         self.ops = ops_for(self.xp)
@@ -252,7 +260,8 @@ class Epoch:
         self.l2, self.clip_norm, self.clip_value, self.callbacks = l2, clip_norm, clip_value, callbacks
         self.weights = [i for i, p in enumerate(model.parameters()) if p.ndim > 1]
         Y_stats = Y if train_rows is None or head.classifier else self.xp.take(Y, train_rows, axis=0)
-        self.running = _RunningMetrics(self.xp, head, Y_stats)
+        self.comm = comm if comm is not None and comm.size > 1 else None
+        self.running = _RunningMetrics(self.xp, head, Y_stats, self.comm)
 
     def run(self, epoch: int, order=None, interrupt=None) -> dict:
         """Train on every batch once, in `order` (positions in the training rows; None: as stored).
@@ -266,8 +275,15 @@ class Epoch:
             order = self.train_rows if order is None else xp.take(self.train_rows, order, axis=0)
         self.running.reset()
         n, step = self.n, self.step
+        comm = self.comm
         for batch, start in enumerate(range(0, n, step)):
             stop = min(start + step, n)  # the standard forbids slicing past the end
+            m = stop - start  # the batch's size, over every rank
+            if comm is not None:  # this rank's part of the batch; and every rank stops at the same step
+                lo, hi = part(m, comm.rank, comm.size)
+                start, stop = start + lo, start + hi
+                if interrupt is not None:
+                    interrupt.requested = comm.allreduce_host([float(interrupt.requested)])[0] > 0
             if order is None:
                 Xb, Yb = X[start:stop, :], Y[start:stop, :]
                 rows = xp.arange(start, stop) if model.needs_rows else None
@@ -278,10 +294,13 @@ class Epoch:
                     Yb = ops.take_rows(Y, rows, out=ops.buffer(workspace, "Y", (stop - start, Y.shape[1]), Y))
                 else:
                     Xb, Yb = ops.take_rows(X, rows), ops.take_rows(Y, rows)
-            L, grads, out = model.train_step(Xb, Yb, self.head, rows=rows, step=opt.step_count)
+            if comm is None:
+                L, grads, out = model.train_step(Xb, Yb, self.head, rows=rows, step=opt.step_count)
+            else:
+                L, grads, out = self._distributed_step(Xb, Yb, rows, m)
             penalty = None
             if self.l2:
-                penalty = l2_penalty(ops, model.parameters(), grads, self.weights, self.l2, stop - start)
+                penalty = l2_penalty(ops, model.parameters(), grads, self.weights, self.l2, m)
             if self.clip_value is not None:
                 grads = clip_grad_value(grads, self.clip_value)
             if self.clip_norm is not None:
@@ -291,12 +310,36 @@ class Epoch:
             opt.step(grads)
             if interrupt is not None:
                 interrupt.release()
-            self.running.add(L, penalty, out, Yb)
+            if out is not None:
+                self.running.add(L, penalty, out, Yb)
             for callback in self.callbacks:
                 callback.on_batch_end(epoch, batch)
             if interrupt is not None and interrupt.requested:
                 break
         return self.running.logs()
+
+    def _distributed_step(self, Xb, Yb, rows, m):
+        """This rank's part (Xb, Yb) of a global batch of m rows: (loss, summed gradients, output).
+
+        The part's mean gradient is weighted by its share n_local / m, and one allreduce of the
+        flat buffer sums the ranks' into the global batch's mean gradient.
+        """
+        model, comm = self.model, self.comm
+        n_local = Xb.shape[0]
+        if n_local:
+            L, grads, out = model.train_step(Xb, Yb, self.head, rows=rows, step=model.optimizer.step_count)
+        else:  # a batch smaller than the number of ranks: this one adds nothing
+            L, out = 0.0, None
+            grads = model.zero_grads()
+        weight = n_local / m
+        if isinstance(grads, FlatList) and grads.is_packed():
+            if weight != 1:
+                grads.flat *= weight
+            comm.allreduce(grads.flat)
+        else:  # an immutable backend's arrays: summed through host copies
+            grads = [backend.to_device(comm.allreduce(np.ascontiguousarray(backend.to_numpy(g) * weight)),
+                                       backend.device_of(g)) for g in grads]
+        return L, grads, out
 
     def guarded_run(self, epoch: int, order=None, interrupt=None, stacklevel: int = 3):
         """`run`, and when the loss or the parameters end non-finite, the model put back as it was
@@ -322,6 +365,25 @@ class Epoch:
 
 
 
+def _evaluate(model, X, Y, head, comm) -> dict:
+    """Validation figures; under a communicator each rank scores its part of the rows and the
+    sums are combined (r2 from the global squared error and the targets' total sum of squares)."""
+    if comm is None:
+        return model.evaluate_checked(X, Y, head)
+    n = X.shape[0]
+    lo, hi = part(n, comm.rank, comm.size)
+    local = model.evaluate_checked(X[lo:hi, :], Y[lo:hi, :], head) if hi > lo else {}
+    keys = ["loss", "accuracy"] if head.classifier else ["loss", "mse", "mae"]
+    sums = comm.allreduce_host([local.get(k, 0.0) * (hi - lo) for k in keys])
+    result = {k: float(s) / n for k, s in zip(keys, sums)}
+    if not head.classifier:
+        xp = backend.get_namespace(Y)
+        mean = xp.mean(Y, axis=0, keepdims=True)
+        total = float(xp.sum((Y - mean) * (Y - mean)))
+        result["r2"] = 1 - result["mse"] * Y.shape[0] * Y.shape[1] / (total if total > 0 else 1.0)
+    return result
+
+
 def fit(
     model,
     X,
@@ -342,6 +404,7 @@ def fit(
     clip_norm=None,
     clip_value=None,
     l2=0.0,
+    distributed=None,
 ):
     """Train `model` on (X, y) and return its History.
 
@@ -363,6 +426,13 @@ def fit(
         l2: the L2 penalty on the weights (not the biases): each batch of m samples adds
             l2 / (2 m) * sum_l ||W_l||^2 to its loss (the notebooks' lambda / (2m), scikit-learn's
             alpha). The history's "loss" includes it; "mse" and the validation figures do not.
+        distributed: None; a communicator from `nx.distributed.init()`; or True for one. Every
+            rank passes the same X and y (a np.memmap for data larger than memory: each rank
+            reads only its rows); `batch_size` is the global batch, split across the ranks, and
+            training equals one process training with that batch, to rounding. Rank 0's model
+            and optimizer are broadcast first; the history is global; callbacks' decision to
+            stop is rank 0's; only rank 0 prints, and callbacks that write files run on rank 0
+            alone. A failure on one rank stops every rank with its message.
 
     Dropout layers (`MLP(..., dropout=...)`) drop units only here, keyed by the optimizer's step
     count and each sample's row in X, so a resumed fit continues the same masks.
@@ -399,15 +469,27 @@ def fit(
     callbacks = check_callbacks(callbacks)
     schedule = get_schedule(schedule)
     head = model.head(loss)
-    X = model.check_input(X)
+    comm = distributed_.resolve(distributed)
+    if comm is not None and comm.size == 1:
+        comm = None
+    X = model.check_input(X, comm=comm)
     Y = model.check_target(y, X.shape[0], head.loss)
     X_val = Y_val = None
     if validation_data is not None:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
             raise TypeError("validation_data must be a pair (X_val, y_val)")
-        X_val = model.check_input(validation_data[0], "validation_data[0]")
+        X_val = model.check_input(validation_data[0], "validation_data[0]", comm=comm)
         Y_val = model.check_target(validation_data[1], X_val.shape[0], head.loss, "validation_data[1]")
     _check_validation_split(validation_split, X.shape[0])
+    if comm is not None:  # the same checks give the same answer on every rank: no rank is left waiting
+        if batch_size is not None and batch_size < comm.size:
+            raise ValueError(
+                f"batch_size={batch_size} is smaller than the number of ranks ({comm.size}): batch_size is "
+                "the global batch, split across the ranks"
+            )
+        distributed_.check_same_data(comm, "X and y", X, Y)
+        if X_val is not None:
+            distributed_.check_same_data(comm, "validation_data", X_val, Y_val)
     rollback = _Rollback(model, batch_size)
     same_name = isinstance(optimizer, str) and optimizer == getattr(model.optimizer, "label", None)
     reuse = model.optimizer is not None and (optimizer is model.optimizer or same_name)
@@ -420,11 +502,22 @@ def fit(
         model.optimizer.learning_rate = float(learning_rate)
     opt = model.optimizer
     rollback.start()
+    if comm is not None:
+        verbose = verbose if comm.rank == 0 else 0
+        if comm.rank != 0:
+            callbacks = [c for c in callbacks if not c.writes_files]
     with rollback, backend.device_context(model.device), Interrupt() as interrupt:
-        history, logs, bar = _train(
-            model, opt, X, Y, X_val, Y_val, head, epochs, batch_size, validation_split, shuffle, callbacks,
-            verbose, verbose_epoch, schedule, clip_norm, clip_value, l2, interrupt,
-        )
+        try:
+            if comm is not None:
+                distributed_.broadcast_training_state(model, comm)
+            history, logs, bar = _train(
+                model, opt, X, Y, X_val, Y_val, head, epochs, batch_size, validation_split, shuffle, callbacks,
+                verbose, verbose_epoch, schedule, clip_norm, clip_value, l2, interrupt, comm,
+            )
+        except BaseException as error:
+            if comm is None:
+                raise
+            comm.abort(f"rank {comm.rank} of {comm.size} failed: {type(error).__name__}: {error}")
     if bar is not None:
         bar.close()
     for callback in callbacks:
@@ -433,7 +526,7 @@ def fit(
 
 
 def _train(model, opt, X, Y, X_val, Y_val, head, epochs, batch_size, validation_split, shuffle, callbacks,
-           verbose, verbose_epoch, schedule, clip_norm, clip_value, l2, interrupt):
+           verbose, verbose_epoch, schedule, clip_norm, clip_value, l2, interrupt, comm=None):
     """The epochs of `fit`, after every check; returns (history, last logs, progress bar)."""
     train_rows = None
     if validation_split:
@@ -445,7 +538,7 @@ def _train(model, opt, X, Y, X_val, Y_val, head, epochs, batch_size, validation_
     first_epoch = history.epoch[-1] + 1 if history.epoch else 0
     base_learning_rate = getattr(opt, "initial_learning_rate", opt.learning_rate)
     runner = Epoch(model, X, Y, head, batch_size, l2=l2, clip_norm=clip_norm, clip_value=clip_value,
-                   callbacks=callbacks, train_rows=train_rows)
+                   callbacks=callbacks, train_rows=train_rows, comm=comm)
     n = runner.n
     model.stop_training = False
     model.loss = head.loss
@@ -482,7 +575,7 @@ def _train(model, opt, X, Y, X_val, Y_val, head, epochs, batch_size, validation_
                 history.stop_reason = stop_reason
                 break
             if X_val is not None:
-                logs.update({f"val_{k}": v for k, v in model.evaluate_checked(X_val, Y_val, head).items()})
+                logs.update({f"val_{k}": v for k, v in _evaluate(model, X_val, Y_val, head, comm).items()})
             logs["learning_rate"] = opt.learning_rate
             logs["epoch_time"] = time.perf_counter() - started
             interrupt.hold()
@@ -498,6 +591,8 @@ def _train(model, opt, X, Y, X_val, Y_val, head, epochs, batch_size, validation_
                 bar.set_postfix(loss=f"{logs['loss']:.4g}")
             for callback in callbacks:
                 callback.on_epoch_end(epoch, logs)
+            if comm is not None:  # rank 0's callbacks decide for every rank
+                model.stop_training = comm.broadcast_object(model.stop_training)
             if interrupt.requested:
                 history.stop_reason = "interrupted"
                 break

@@ -1,0 +1,77 @@
+"""Run by tests/test_distributed.py under mpiexec: one rank of a distributed fit.
+
+    mpiexec -n 2 python tests/distributed_worker.py SPEC.json OUT_DIR
+
+Writes OUT_DIR/rank<r>.npz (the parameters, the history as JSON) or OUT_DIR/rank<r>.error (the
+message of a ValueError, which every rank must raise alike).
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+import nn_xp as nx
+
+
+class FailOnRank(nx.callbacks.Callback):
+    """Raises on one rank only, at the end of an epoch: the others must not be left waiting."""
+
+    def __init__(self, rank, epoch):
+        self.rank, self.epoch = rank, epoch
+
+    def on_epoch_end(self, epoch, logs):
+        if self.comm_rank == self.rank and epoch == self.epoch:
+            raise RuntimeError("boom")
+
+
+def data(spec):
+    rng = np.random.default_rng(spec["data_seed"])
+    X = rng.normal(size=(spec["n"], spec["layers"][0]))
+    y = rng.integers(0, spec["layers"][-1], spec["n"])
+    return X, y
+
+
+def model_for(spec, device="cpu"):
+    return nx.MLP(spec["layers"], output_activation="softmax", dtype=spec["dtype"], device=device,
+                  seed=spec["seed"], dropout=spec.get("dropout", 0.0))
+
+
+def fit_kwargs(spec):
+    return dict(epochs=spec["epochs"], batch_size=spec["batch_size"], optimizer=spec.get("optimizer", "adam"),
+                l2=spec.get("l2", 0.0), validation_split=spec.get("validation_split", 0.0), verbose=0)
+
+
+def main(spec_path, out):
+    spec = json.loads(Path(spec_path).read_text())
+    out = Path(out)
+    comm = nx.distributed.init(spec.get("backend", "auto"))
+    X, y = data(spec)
+    if spec.get("memmap"):
+        X = np.load(spec["memmap"], mmap_mode="r")
+    if spec.get("perturb_rank") == comm.rank:
+        X = X.copy()
+        X[0, 0] += 1.0
+    device = spec.get("device", "cpu")
+    model = model_for(spec, comm.device() if device == "rank" else device)
+    if comm.rank != 0:  # the others start elsewhere: rank 0's model is broadcast
+        model.set_parameters([np.full(p.shape, 7.0) for p in model.parameters()])
+    callbacks = []
+    if "fail_rank" in spec:
+        failing = FailOnRank(spec["fail_rank"], 1)
+        failing.comm_rank = comm.rank
+        callbacks.append(failing)
+    try:
+        history = model.fit(X, y, **fit_kwargs(spec), callbacks=callbacks, distributed=comm)
+    except ValueError as error:
+        (out / f"rank{comm.rank}.error").write_text(str(error))
+        return 3
+    np.savez(out / f"rank{comm.rank}.npz", *[nx.to_numpy(p) for p in model.parameters()],
+             history=np.frombuffer(json.dumps(history.history).encode(), dtype=np.uint8),
+             size=np.array(comm.size))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(*sys.argv[1:]))

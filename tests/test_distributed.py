@@ -1,0 +1,193 @@
+"""Data-parallel training (distributed.py): mpiexec -n 2 and -n 3 inside the suite, against one
+process training with the same global batch. Skipped, with the reason, where the 'mpi' extra
+(mpi4py with MPICH) is not installed; `make test` installs it."""
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import nn_xp as nx
+
+from .distributed_worker import data, fit_kwargs, model_for
+
+HERE = Path(__file__).resolve().parent
+MPIEXEC = shutil.which("mpiexec", path=os.path.dirname(sys.executable)) or shutil.which("mpiexec")
+HAVE_MPI = MPIEXEC is not None and importlib.util.find_spec("mpi4py") is not None
+needs_mpi = pytest.mark.skipif(not HAVE_MPI, reason="needs the 'mpi' extra: pip install 'nn_xp[mpi]' "
+                               "(mpi4py with MPICH, which brings mpiexec)")
+SPEC = dict(n=102, layers=[5, 12, 8, 3], dtype="float64", seed=4, data_seed=1, epochs=3, batch_size=16,
+            dropout=0.3, l2=0.01, validation_split=0.2)
+
+
+def _env():
+    env = {**os.environ, "NN_XP_DEVICE": "cpu", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(HERE.parent), os.environ.get("PYTHONPATH", "")])}
+    return {k: v for k, v in env.items() if not k.startswith(("PMI_", "PMIX_", "OMPI_", "MPI_LOCAL"))}
+
+
+def launch(n_ranks, spec, tmp_path, timeout=120, args=None):
+    """mpiexec -n N on the worker (or on `args`); returns (the completed process, the output folder)."""
+    out = tmp_path / f"out{n_ranks}"
+    out.mkdir(exist_ok=True)
+    spec_path = tmp_path / "spec.json"
+    spec_path.write_text(json.dumps(spec))
+    command = args or [sys.executable, str(HERE / "distributed_worker.py"), str(spec_path), str(out)]
+    result = subprocess.run([MPIEXEC, "-n", str(n_ranks), *command], capture_output=True, text=True,
+                            env=_env(), timeout=timeout, cwd=tmp_path)
+    return result, out
+
+
+def _one_process(spec):
+    X, y = data(spec)
+    model = model_for(spec)
+    history = model.fit(X, y, **fit_kwargs(spec))
+    return [np.asarray(p) for p in model.parameters()], history.history
+
+
+def _ranks(out, n_ranks):
+    results = []
+    for rank in range(n_ranks):
+        with np.load(out / f"rank{rank}.npz") as archive:
+            params = [archive[f"arr_{i}"] for i in range(len(archive.files) - 2)]
+            results.append((params, json.loads(bytes(archive["history"]).decode()), int(archive["size"])))
+    return results
+
+
+def _largest_difference(a, b) -> float:
+    return max(float(np.max(np.abs(x - y)) / max(np.max(np.abs(y)), 1e-300)) for x, y in zip(a, b))
+
+
+@needs_mpi
+@pytest.mark.parametrize("n_ranks", [2, 3])
+@pytest.mark.parametrize("dtype, tolerance", [("float64", 1e-12), ("float32", 1e-5)])
+def test_ranks_train_as_one_process_with_the_global_batch(n_ranks, dtype, tolerance, tmp_path):
+    """Dropout, L2, a validation split, and with 3 ranks uneven parts and a last batch of 2 rows
+    (one rank with none): every rank ends bitwise equal, and equal to one process to rounding."""
+    spec = dict(SPEC, dtype=dtype)
+    result, out = launch(n_ranks, spec, tmp_path)
+    assert result.returncode == 0, result.stderr
+    ranks = _ranks(out, n_ranks)
+    assert [size for _, _, size in ranks] == [n_ranks] * n_ranks
+    for params, history, _ in ranks[1:]:  # bitwise identical on every rank
+        for a, b in zip(params, ranks[0][0]):
+            np.testing.assert_array_equal(a, b)
+        same = {k: v for k, v in history.items() if k != "epoch_time"}
+        assert same == {k: v for k, v in ranks[0][1].items() if k != "epoch_time"}
+    reference, history = _one_process(spec)
+    difference = _largest_difference(ranks[0][0], reference)
+    print(f"{n_ranks} ranks, {dtype}: largest relative parameter difference from one process {difference:.2e}")
+    assert difference <= tolerance
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        np.testing.assert_allclose(ranks[0][1][key], history[key], rtol=tolerance * 10)
+
+
+@needs_mpi
+def test_a_memmap_of_one_npy_file_trains_the_same(tmp_path):
+    spec = dict(SPEC, dropout=0.0, validation_split=0.0)
+    X, _ = data(spec)
+    np.save(tmp_path / "X.npy", X)
+    result, out = launch(2, dict(spec, memmap=str(tmp_path / "X.npy")), tmp_path)
+    assert result.returncode == 0, result.stderr
+    reference, _ = _one_process(spec)
+    assert _largest_difference(_ranks(out, 2)[0][0], reference) <= 1e-12
+
+
+@needs_mpi
+def test_ranks_given_different_data_all_stop_with_the_same_error(tmp_path):
+    result, out = launch(2, dict(SPEC, perturb_rank=1), tmp_path, timeout=60)
+    assert result.returncode != 0
+    messages = [(out / f"rank{rank}.error").read_text() for rank in range(2)]
+    assert messages[0] == messages[1] and "the ranks were given different X and y: rank 1 has" in messages[0]
+
+
+@needs_mpi
+def test_a_batch_smaller_than_the_ranks_is_refused_on_every_rank(tmp_path):
+    result, out = launch(3, dict(SPEC, batch_size=2), tmp_path, timeout=60)
+    assert result.returncode != 0
+    for rank in range(3):
+        assert "batch_size=2 is smaller than the number of ranks (3)" in (out / f"rank{rank}.error").read_text()
+
+
+@needs_mpi
+def test_a_failure_on_one_rank_stops_every_rank_with_its_message(tmp_path):
+    result, out = launch(2, dict(SPEC, fail_rank=1), tmp_path, timeout=60)
+    assert result.returncode != 0
+    assert "rank 1 of 2 failed: RuntimeError: boom" in result.stderr
+    assert not list(out.glob("rank*.npz"))
+
+
+@needs_mpi
+def test_the_command_line_trains_on_two_ranks_and_only_rank_0_writes(tmp_path):
+    common = ["train", "--dataset", "moons", "--dtype", "float64", "--epochs", "3", "--batch-size", "20",
+              "--seed", "2", "--dropout", "0.2"]
+    result, _ = launch(2, {}, tmp_path, args=[sys.executable, "-m", "nn_xp", *common, "--distributed",
+                                              "--save", "two.npz"])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("model written to two.npz") == 1 and result.stdout.count("device cpu") == 1
+    single = subprocess.run([sys.executable, "-m", "nn_xp", *common, "--save", "one.npz"], capture_output=True,
+                            text=True, env=_env(), cwd=tmp_path, timeout=120)
+    assert single.returncode == 0, single.stderr
+    two, one = nx.load(tmp_path / "two.npz", device="cpu"), nx.load(tmp_path / "one.npz", device="cpu")
+    assert _largest_difference([np.asarray(p) for p in two.parameters()],
+                               [np.asarray(p) for p in one.parameters()]) <= 1e-12
+
+
+# ---- without mpiexec -------------------------------------------------------------------------------
+def test_outside_mpiexec_the_communicator_is_one_process_and_changes_nothing(monkeypatch):
+    for name in ("PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS"):
+        monkeypatch.delenv(name, raising=False)
+    comm = nx.distributed.init()
+    assert (comm.rank, comm.size, comm.name) == (0, 1, "single")
+    spec = dict(SPEC, epochs=2)
+    X, y = data(spec)
+    plain, together = model_for(spec), model_for(spec)
+    plain.fit(X, y, **fit_kwargs(spec))
+    together.fit(X, y, **fit_kwargs(spec), distributed=True)
+    for a, b in zip(plain.parameters(), together.parameters()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_missing_mpi_names_the_extra_and_bad_arguments_are_refused(monkeypatch):
+    monkeypatch.setitem(sys.modules, "mpi4py", None)
+    with pytest.raises(RuntimeError, match=r"pip install 'nn_xp\[mpi\]'"):
+        nx.distributed.init("mpi")
+    assert not nx.distributed.mpi_status()[0]
+    with pytest.raises(ValueError, match=r"backend must be one of \['auto', 'mpi', 'nccl', 'single'\]"):
+        nx.distributed.init("gloo")
+    model = nx.MLP([3, 2], output_activation="softmax")
+    with pytest.raises(TypeError, match="distributed must be None, True or a communicator"):
+        model.fit(np.zeros((4, 3)), [0, 1, 0, 1], distributed="mpi", verbose=0)
+
+
+def test_parts_cover_every_row_once():
+    for n in (0, 1, 2, 7, 16, 103):
+        for size in (1, 2, 3, 4):
+            parts = [nx.distributed.part(n, rank, size) for rank in range(size)]
+            assert parts[0][0] == 0 and parts[-1][1] == n
+            assert all(a[1] == b[0] for a, b in zip(parts, parts[1:]))
+            assert max(hi - lo for lo, hi in parts) - min(hi - lo for lo, hi in parts) <= 1
+
+
+@needs_mpi
+@pytest.mark.skipif(nx.backend.cuda_status()[0] == 0, reason="needs a CUDA GPU")
+def test_two_ranks_sharing_one_gpu_through_the_host(tmp_path):
+    result, out = launch(2, dict(SPEC, backend="mpi", device="cuda:0"), tmp_path)
+    assert result.returncode == 0, result.stderr
+    reference, _ = _one_process(SPEC)
+    assert _largest_difference(_ranks(out, 2)[0][0], reference) <= 1e-12
+
+
+@needs_mpi
+@pytest.mark.skipif(nx.backend.cuda_status()[0] < 2, reason="NCCL needs at least two GPUs")
+def test_nccl_between_two_gpus(tmp_path):
+    result, out = launch(2, dict(SPEC, backend="nccl", device="rank"), tmp_path)
+    assert result.returncode == 0, result.stderr
+    reference, _ = _one_process(SPEC)
+    assert _largest_difference(_ranks(out, 2)[0][0], reference) <= 1e-12
