@@ -85,6 +85,8 @@ def test_resume_continues_a_run_exactly(tmp_path):
 def test_info_reports_devices_and_why():
     out = run("info").stdout
     assert f"nn_xp {nx.__version__}" in out and "devices: cpu" in out and "CUDA:" in out
+    mpi = nx.distributed.mpi_status()
+    assert f"MPI: {'usable, ' if mpi[0] else 'not usable: '}" in out and "NCCL: " in out
 
 
 def test_help_reads_well():
