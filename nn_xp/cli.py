@@ -257,6 +257,9 @@ def cmd_train(args) -> int:
     schedule = _schedule(args)  # checked before any data is loaded
     comm = None
     if args.distributed:
+        usable, why = nx.distributed.mpi_status()
+        if not usable:  # said even outside mpiexec, where training alone would quietly go on
+            raise RuntimeError(f"--distributed needs MPI: {why}")
         comm = nx.distributed.init()
         if args.device == "auto":
             args.device = comm.device()  # each rank its own GPU where there are GPUs

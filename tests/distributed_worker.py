@@ -26,6 +26,17 @@ class FailOnRank(nx.callbacks.Callback):
             raise RuntimeError("boom")
 
 
+class Started(nx.callbacks.Callback):
+    """Leaves a file once the first epoch is done, so the test knows when to press Ctrl-C."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def on_epoch_end(self, epoch, logs):
+        if epoch == 0:
+            Path(self.path).write_text("started")
+
+
 def data(spec):
     rng = np.random.default_rng(spec["data_seed"])
     X = rng.normal(size=(spec["n"], spec["layers"][0]))
@@ -62,6 +73,8 @@ def main(spec_path, out):
         failing = FailOnRank(spec["fail_rank"], 1)
         failing.comm_rank = comm.rank
         callbacks.append(failing)
+    if "started_file" in spec and comm.rank == 0:
+        callbacks.append(Started(spec["started_file"]))
     try:
         history = model.fit(X, y, **fit_kwargs(spec), callbacks=callbacks, distributed=comm)
     except ValueError as error:
@@ -69,7 +82,8 @@ def main(spec_path, out):
         return 3
     np.savez(out / f"rank{comm.rank}.npz", *[nx.to_numpy(p) for p in model.parameters()],
              history=np.frombuffer(json.dumps(history.history).encode(), dtype=np.uint8),
-             size=np.array(comm.size))
+             size=np.array(comm.size), stop_reason=np.array(str(history.stop_reason)),
+             step_count=np.array(model.optimizer.step_count))
     return 0
 
 

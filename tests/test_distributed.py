@@ -55,7 +55,7 @@ def _ranks(out, n_ranks):
     results = []
     for rank in range(n_ranks):
         with np.load(out / f"rank{rank}.npz") as archive:
-            params = [archive[f"arr_{i}"] for i in range(len(archive.files) - 2)]
+            params = [archive[f"arr_{i}"] for i in range(len(archive.files) - 4)]
             results.append((params, json.loads(bytes(archive["history"]).decode()), int(archive["size"])))
     return results
 
@@ -124,6 +124,38 @@ def test_a_failure_on_one_rank_stops_every_rank_with_its_message(tmp_path):
 
 
 @needs_mpi
+def test_ctrl_c_stops_every_rank_at_the_same_step(tmp_path):
+    import signal
+    import time
+
+    started = tmp_path / "started"
+    spec = dict(SPEC, epochs=100_000, started_file=str(started))
+    out = tmp_path / "out2"
+    out.mkdir()
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    process = subprocess.Popen([MPIEXEC, "-n", "2", sys.executable, str(HERE / "distributed_worker.py"),
+                                str(tmp_path / "spec.json"), str(out)], env=_env(), cwd=tmp_path,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not started.exists() and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.05)
+        assert started.exists(), process.communicate(timeout=10)
+        process.send_signal(signal.SIGINT)  # as a terminal's Ctrl-C reaches mpiexec
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, stderr
+    steps = []
+    for rank in range(2):
+        with np.load(out / f"rank{rank}.npz") as archive:
+            assert str(archive["stop_reason"]) == "interrupted"
+            steps.append(int(archive["step_count"]))
+    assert steps[0] == steps[1] > 0
+
+
+@needs_mpi
 def test_the_command_line_trains_on_two_ranks_and_only_rank_0_writes(tmp_path):
     common = ["train", "--dataset", "moons", "--dtype", "float64", "--epochs", "3", "--batch-size", "20",
               "--seed", "2", "--dropout", "0.2"]
@@ -164,6 +196,15 @@ def test_missing_mpi_names_the_extra_and_bad_arguments_are_refused(monkeypatch):
     model = nx.MLP([3, 2], output_activation="softmax")
     with pytest.raises(TypeError, match="distributed must be None, True or a communicator"):
         model.fit(np.zeros((4, 3)), [0, 1, 0, 1], distributed="mpi", verbose=0)
+
+
+def test_distributed_on_the_command_line_without_mpi_names_the_extra(monkeypatch, capsys):
+    from nn_xp.cli import main
+
+    monkeypatch.setitem(sys.modules, "mpi4py", None)
+    assert main(["train", "--distributed", "--epochs", "1", "--quiet"]) == 2
+    message = capsys.readouterr().err
+    assert "--distributed needs MPI: the 'mpi' extra is not installed: pip install 'nn_xp[mpi]'" in message
 
 
 def test_parts_cover_every_row_once():
