@@ -9,6 +9,8 @@ functions of the logits, so no NaN or inf appears for any finite logits:
 - an activation f + mean squared error, on A = f(Z):
       L = mean( (A - Y)^2 ),                                              dL/dA = 2 (A - Y) / A.size
 `Y` is always a float array shaped like the output (class labels arrive one-hot encoded).
+With sample weights w (a column (n_samples, 1)) each mean over samples becomes the weighted mean
+sum_i w_i l_i / sum_i w_i, so integer weights equal repeated rows; the metrics are weighted alike.
 `get_head(loss, output_activation)` is the one place that maps a loss name to its head.
 """
 
@@ -56,19 +58,38 @@ class Head:
             )
         return Y
 
-    def value(self, ops, Z, Y):
+    def value(self, ops, Z, Y, weights=None):
         raise NotImplementedError
 
-    def loss_and_grad(self, ops, Z, Y, out=None):
+    def loss_and_grad(self, ops, Z, Y, out=None, weights=None):
         raise NotImplementedError
 
-    def batch_metric(self, xp, out, Y):
-        """The sum over the batch's samples of the running metric (correct labels, absolute error)."""
+    def batch_metric(self, xp, out, Y, weights=None):
+        """The (weighted) sum over the batch's samples of the running metric (correct labels,
+        absolute error)."""
         raise NotImplementedError
 
-    def metrics(self, xp, A, Y) -> dict:
+    def metrics(self, xp, A, Y, weights=None) -> dict:
         """The task's metrics for the activated output A (evaluate and validation)."""
         raise NotImplementedError
+
+
+def _total(xp, weights):
+    """The weights' sum, or 1 where they sum to 0 (a batch of zero weights adds nothing, not NaN)."""
+    total = xp.sum(weights)
+    return xp.where(total > 0, total, xp.ones_like(total))
+
+
+def _mean(xp, M, weights):
+    """The mean of the per-sample rows of M (n, k): plain, or weighted by the column `weights`."""
+    if weights is None:
+        return xp.mean(M)
+    return xp.sum(M * weights) / (_total(xp, weights) * M.shape[1])
+
+
+def _sum_rows(xp, v, weights):
+    """The sum over samples of a per-sample (n,) vector v, weighted where there are weights."""
+    return xp.sum(v) if weights is None else xp.sum(v * weights[:, 0])
 
 
 class SoftmaxCrossEntropy(Head):
@@ -90,20 +111,24 @@ class SoftmaxCrossEntropy(Head):
             )
         return y.astype(np.int64)[:, None] == np.arange(n_out)  # booleans: the model casts them once
 
-    def value(self, ops, Z, Y):
+    def value(self, ops, Z, Y, weights=None):
         xp = ops.xp
         m = xp.max(Z, axis=1, keepdims=True)
         logsumexp = m + xp.log(xp.sum(xp.exp(Z - m), axis=1, keepdims=True))
-        return -xp.sum(Y * (Z - logsumexp)) / Z.shape[0]
+        if weights is None:
+            return -xp.sum(Y * (Z - logsumexp)) / Z.shape[0]
+        return -xp.sum(Y * (Z - logsumexp) * weights) / _total(xp, weights)
 
-    def loss_and_grad(self, ops, Z, Y, out=None):
-        return ops.softmax_cross_entropy(Z, Y, 1 / Z.shape[0], out=out)
+    def loss_and_grad(self, ops, Z, Y, out=None, weights=None):
+        scale = 1 / Z.shape[0] if weights is None else weights / _total(ops.xp, weights)
+        return ops.softmax_cross_entropy(Z, Y, scale, out=out)
 
-    def batch_metric(self, xp, out, Y):
-        return xp.sum(xp.astype(xp.argmax(out, axis=1) == xp.argmax(Y, axis=1), out.dtype))
+    def batch_metric(self, xp, out, Y, weights=None):
+        return _sum_rows(xp, xp.astype(xp.argmax(out, axis=1) == xp.argmax(Y, axis=1), out.dtype), weights)
 
-    def metrics(self, xp, A, Y) -> dict:
-        return {"accuracy": xp.mean(xp.astype(xp.argmax(A, axis=1) == xp.argmax(Y, axis=1), A.dtype))}
+    def metrics(self, xp, A, Y, weights=None) -> dict:
+        correct = xp.astype(xp.argmax(A, axis=1) == xp.argmax(Y, axis=1), A.dtype)
+        return {"accuracy": _mean(xp, correct[:, None], weights)}
 
 
 class SigmoidBinaryCrossEntropy(Head):
@@ -120,47 +145,56 @@ class SigmoidBinaryCrossEntropy(Head):
             )
         return Y
 
-    def value(self, ops, Z, Y):
+    def value(self, ops, Z, Y, weights=None):
         xp = ops.xp
         relu_Z = xp.where(Z > 0, Z, xp.zeros_like(Z))
-        return xp.mean(relu_Z - Z * Y + xp.log1p(xp.exp(-xp.abs(Z))))
+        return _mean(xp, relu_Z - Z * Y + xp.log1p(xp.exp(-xp.abs(Z))), weights)
 
-    def loss_and_grad(self, ops, Z, Y, out=None):
-        dZ = (sigmoid(ops.xp, Z) - Y) / (Z.shape[0] * Z.shape[1])
-        return self.value(ops, Z, Y), dZ, Z
+    def loss_and_grad(self, ops, Z, Y, out=None, weights=None):
+        xp = ops.xp
+        if weights is None:
+            dZ = (sigmoid(xp, Z) - Y) / (Z.shape[0] * Z.shape[1])
+        else:
+            dZ = (sigmoid(xp, Z) - Y) * (weights / (_total(xp, weights) * Z.shape[1]))
+        return self.value(ops, Z, Y, weights), dZ, Z
 
-    def batch_metric(self, xp, out, Y):
-        return xp.sum(xp.astype((out > 0) == (Y > 0.5), out.dtype)) / out.shape[1]
+    def batch_metric(self, xp, out, Y, weights=None):
+        correct = xp.astype((out > 0) == (Y > 0.5), out.dtype)
+        return _sum_rows(xp, xp.sum(correct, axis=1), weights) / out.shape[1]
 
-    def metrics(self, xp, A, Y) -> dict:
+    def metrics(self, xp, A, Y, weights=None) -> dict:
         # Multi-label outputs count every output.
-        return {"accuracy": xp.mean(xp.astype((A > 0.5) == (Y > 0.5), A.dtype))}
+        return {"accuracy": _mean(xp, xp.astype((A > 0.5) == (Y > 0.5), A.dtype), weights)}
 
 
 class MeanSquaredError(Head):
     loss = "mse"
 
-    def value(self, ops, Z, Y):
+    def value(self, ops, Z, Y, weights=None):
         D = self.activation.forward(ops.xp, Z) - Y
-        return ops.xp.mean(D * D)
+        return _mean(ops.xp, D * D, weights)
 
-    def loss_and_grad(self, ops, Z, Y, out=None):
+    def loss_and_grad(self, ops, Z, Y, out=None, weights=None):
         xp = ops.xp
         A = self.activation.forward(xp, Z)
         D = A - Y
-        dA = D * (2 / (D.shape[0] * D.shape[1]))
-        return xp.mean(D * D), self.activation.backward(xp, dA, Z, A), A
+        if weights is None:
+            dA = D * (2 / (D.shape[0] * D.shape[1]))
+        else:
+            dA = D * (weights * (2 / (_total(xp, weights) * D.shape[1])))
+        return _mean(xp, D * D, weights), self.activation.backward(xp, dA, Z, A), A
 
-    def batch_metric(self, xp, out, Y):
-        return xp.sum(xp.abs(out - Y)) / out.shape[1]
+    def batch_metric(self, xp, out, Y, weights=None):
+        return _sum_rows(xp, xp.sum(xp.abs(out - Y), axis=1), weights) / out.shape[1]
 
-    def metrics(self, xp, A, Y) -> dict:
+    def metrics(self, xp, A, Y, weights=None) -> dict:
         D = A - Y
-        mean = xp.mean(Y, axis=0, keepdims=True)
-        total = xp.sum((Y - mean) * (Y - mean))
+        w = xp.ones((Y.shape[0], 1), dtype=Y.dtype) if weights is None else weights
+        mean = xp.sum(Y * w, axis=0, keepdims=True) / xp.sum(w)
+        total = xp.sum((Y - mean) * (Y - mean) * w)
         # r2 over all outputs together, as scikit-learn's r2_score(multioutput="variance_weighted").
-        r2 = 1 - xp.sum(D * D) / xp.where(total > 0, total, xp.ones_like(total))
-        return {"mse": xp.mean(D * D), "mae": xp.mean(xp.abs(D)), "r2": r2}
+        r2 = 1 - xp.sum(D * D * w) / xp.where(total > 0, total, xp.ones_like(total))
+        return {"mse": _mean(xp, D * D, weights), "mae": _mean(xp, xp.abs(D), weights), "r2": r2}
 
 
 _HEADS = {"cross_entropy": SoftmaxCrossEntropy, "binary_cross_entropy": SigmoidBinaryCrossEntropy,

@@ -267,6 +267,24 @@ class Sequential:
             raise ValueError(f"{parameter} holds values too large for {self.dtype}")
         return backend.to_device(host, self.device)
 
+    def check_weights(self, sample_weight, n_samples: int, parameter: str = "sample_weight"):
+        """Sample weights (n_samples,) as a column (n_samples, 1) of the model's dtype on its device,
+        or None; they must be finite, >= 0 and not all 0."""
+        if sample_weight is None:
+            return None
+        w = sample_weight if isinstance(sample_weight, np.ndarray) else backend.to_numpy(
+            validation.array_on(sample_weight, self.device, parameter))
+        w = np.asarray(w)
+        if w.dtype.kind not in "biuf":
+            raise TypeError(f"{parameter} must be numeric, got dtype {w.dtype}")
+        if w.shape != (n_samples,):
+            raise ValueError(f"{parameter} must have shape ({n_samples},) (one weight per sample), got {w.shape}")
+        if not np.all(np.isfinite(w)) or np.any(w < 0):
+            raise ValueError(f"{parameter} must hold finite weights >= 0")
+        if not np.any(w > 0):
+            raise ValueError(f"{parameter} must not be all zero")
+        return backend.to_device(np.ascontiguousarray(w, dtype=self.dtype)[:, None], self.device)
+
     # ---- forward and backward: one loop for every backend -----------------------------------
     def _logits(self, X, ctx: Context):
         """The last layer's output Z and the backward closures, for checked X."""
@@ -281,7 +299,7 @@ class Sequential:
             H = ops.xp.asarray(X, copy=True)
         return H, backprops
 
-    def train_step(self, X, Y, head, *, rows=None, step=None, training=True, reuse=True):
+    def train_step(self, X, Y, head, *, rows=None, step=None, training=True, reuse=True, weights=None):
         """(loss as a 0-d device array, gradients aligned with `parameters()`, what the head's
         metric reads) for checked X, Y: the training hot path.
 
@@ -290,6 +308,7 @@ class Sequential:
         reuse: write the activations, gradients and returned output into arrays kept from the
             step before (the mutable backends), all overwritten by the next call: the fit loop uses
             them at once. Without it the gradients are new arrays.
+        weights: sample weights, a column (n_samples, 1) (check_weights), or None.
         """
         ops = self._ops_of(X)
         store = self._store
@@ -308,7 +327,8 @@ class Sequential:
             store.grads = [None] * len(params)
         grads = store.grads
         Z, backprops = self._logits(X, ctx)
-        L, dH, out = head.loss_and_grad(ops, Z, Y, out=ctx.buffer(head, "dZ", Z.shape, Z) if head.writes_out else None)
+        L, dH, out = head.loss_and_grad(ops, Z, Y, out=ctx.buffer(head, "dZ", Z.shape, Z) if head.writes_out else None,
+                                        weights=weights)
         for backprop in reversed(backprops):
             dH = backprop(dH)
             if dH is None:  # nothing below has parameters
@@ -351,12 +371,12 @@ class Sequential:
         Z, _ = self._logits(X, ctx)
         return head.value(ops, Z, Y)
 
-    def evaluate_checked(self, X, Y, head) -> dict:
+    def evaluate_checked(self, X, Y, head, weights=None) -> dict:
         """{"loss", metrics...} as floats for checked inputs (evaluate and fit's validation)."""
         ops = ops_for(backend.get_namespace(X))
         Z, _ = self._logits(X, Context(ops))
-        result = {"loss": float(head.value(ops, Z, Y))}
-        metrics = head.metrics(ops.xp, self._output.forward(ops.xp, Z), Y)
+        result = {"loss": float(head.value(ops, Z, Y, weights))}
+        metrics = head.metrics(ops.xp, self._output.forward(ops.xp, Z), Y, weights)
         result.update({k: float(v) for k, v in metrics.items()})
         return result
 
@@ -427,12 +447,16 @@ class Sequential:
         parts = [self._forward(X[i : min(i + batch_size, n), :]) for i in range(0, n, batch_size)]
         return xp.concat(parts, axis=0)
 
-    def evaluate(self, X, y, loss=None) -> dict:
-        """{"loss": ..., and the task's metrics}: accuracy for classification; mse, mae, r2 otherwise."""
+    def evaluate(self, X, y, loss=None, sample_weight=None) -> dict:
+        """{"loss": ..., and the task's metrics}: accuracy for classification; mse, mae, r2 otherwise.
+
+        With `sample_weight` (n_samples,), the loss and the metrics are weighted means.
+        """
         head = self.head(loss)
         X = self.check_input(X)
         Y = self.check_target(y, X.shape[0], head)
-        return self.evaluate_checked(X, Y, head)
+        weights = self.check_weights(sample_weight, X.shape[0])
+        return self.evaluate_checked(X, Y, head, weights)
 
     # ---- state and files ---------------------------------------------------------------------
     def architecture(self) -> dict:

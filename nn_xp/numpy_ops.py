@@ -161,12 +161,15 @@ class NumpyOps(Ops):
         out *= scale
         return out
 
-    def softmax_cross_entropy(self, Z, Y, weight: float, out=None):
+    def softmax_cross_entropy(self, Z, Y, weight, out=None):
         raw = self.raw
         Z -= Z.max(axis=1, keepdims=True)  # shifted logits: same argmax, exp cannot overflow
         E = raw.exp(Z, out=out)
         S = E.sum(axis=1, keepdims=True)
-        L = (raw.log(S).sum() - (Y * Z).sum()) * weight
+        if isinstance(weight, float):
+            L = (raw.log(S).sum() - (Y * Z).sum()) * weight
+        else:  # per-sample weights (a column): the rows' losses weighted
+            L = ((raw.log(S) - (Y * Z).sum(axis=1, keepdims=True)) * weight).sum()
         E /= S
         E -= Y
         E *= weight

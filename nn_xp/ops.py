@@ -97,19 +97,23 @@ class Ops:
         xp = self.xp
         return xp.where(keep, X * scale, xp.zeros_like(X))
 
-    def softmax_cross_entropy(self, Z, Y, weight: float, out=None):
+    def softmax_cross_entropy(self, Z, Y, weight, out=None):
         """Cross-entropy of softmax(Z) against probability rows Y, from the logits.
 
-            L = weight * sum_i( logsumexp(Z_i) - <Y_i, Z_i> ),   dZ = weight * (softmax(Z) - Y)
+            L = sum_i weight_i * ( logsumexp(Z_i) - <Y_i, Z_i> ),   dZ_i = weight_i * (softmax(Z_i) - Y_i)
 
-        (weight is 1 / n_samples for the mean.) Returns (L, dZ, logits: what the metrics read;
-        the mutable backends return the logits shifted by their row maximum, with the same argmax).
+        weight is 1 / n_samples for the mean (a number), or a column (n_samples, 1) of sample
+        weights that sum to 1. Returns (L, dZ, logits: what the metrics read; the mutable
+        backends return the logits shifted by their row maximum, with the same argmax).
         """
         xp = self.xp
         m = xp.max(Z, axis=1, keepdims=True)
         E = xp.exp(Z - m)
         S = xp.sum(E, axis=1, keepdims=True)
-        L = -xp.sum(Y * ((Z - m) - xp.log(S))) * weight
+        if isinstance(weight, float):
+            L = -xp.sum(Y * ((Z - m) - xp.log(S))) * weight
+        else:
+            L = -xp.sum(Y * ((Z - m) - xp.log(S)) * weight)
         return L, (E / S - Y) * weight, Z
 
     # ---- optimizer updates --------------------------------------------------------------------

@@ -84,15 +84,15 @@ def _check_validation_split(validation_split, n: int) -> None:
 def _split_validation(model, X, Y, validation_split):
     """A random hold-out drawn from the model's generator (sorted data would make the last rows unfit).
 
-    Returns (training row indices, X_val, Y_val): the training rows are gathered batch by batch
-    from X itself, so the split does not copy the training data.
+    Returns (training row indices, validation row indices, X_val, Y_val): the training rows are
+    gathered batch by batch from X itself, so the split does not copy the training data.
     """
     n = X.shape[0]
     n_val = math.floor(n * validation_split)
     order = backend.to_device(model.rng.permutation(n), model.device)
     xp = backend.get_namespace(X)
     train, val = order[n_val:], order[:n_val]
-    return train, xp.take(X, val, axis=0), xp.take(Y, val, axis=0)
+    return train, val, xp.take(X, val, axis=0), xp.take(Y, val, axis=0)
 
 
 class _Rollback:
@@ -145,12 +145,14 @@ class _Rollback:
 class _RunningMetrics:
     """Epoch metrics accumulated on the device from each batch's output (no extra forward pass)."""
 
-    def __init__(self, xp, head, Y_all, comm=None):
+    def __init__(self, xp, head, Y_all, comm=None, W_all=None):
         self.xp, self.head, self.comm = xp, head, comm
         self.regression = not head.classifier
-        if self.regression:  # r2 needs the targets' total sum of squares, known up front
-            mean = xp.mean(Y_all, axis=0, keepdims=True)
-            self.total_ss = xp.sum((Y_all - mean) * (Y_all - mean))
+        if self.regression:  # r2 needs the targets' (weighted) total sum of squares, known up front
+            w = xp.ones((Y_all.shape[0], 1), dtype=Y_all.dtype) if W_all is None else W_all
+            mean = xp.sum(Y_all * w, axis=0, keepdims=True) / xp.sum(w)
+            self.total_ss = xp.sum((Y_all - mean) * (Y_all - mean) * w)
+            self.n_outputs = Y_all.shape[1]
         self.reset()
 
     def reset(self):
@@ -160,13 +162,13 @@ class _RunningMetrics:
         self.metric_sum = 0.0  # correct labels, or absolute error
         self.count = 0
 
-    def add(self, L, penalty, out, Y):
-        n = out.shape[0]
+    def add(self, L, penalty, out, Y, W=None):
+        n = out.shape[0] if W is None else self.xp.sum(W)  # samples, or their total weight
         self.loss_sum = self.loss_sum + L * n
         if penalty is not None:
             self.penalty_sum = self.penalty_sum + penalty * n
-        self.metric_sum = self.metric_sum + self.head.batch_metric(self.xp, out, Y)
-        self.count += n
+        self.metric_sum = self.metric_sum + self.head.batch_metric(self.xp, out, Y, W)
+        self.count = self.count + n
 
     def logs(self) -> dict:
         """The epoch's numbers as Python floats: the one host synchronisation per epoch.
@@ -174,7 +176,7 @@ class _RunningMetrics:
         "loss" is the objective trained on: the data loss plus the L2 penalty, if any (as Keras
         reports it); "mse" (regression) is the data loss alone.
         """
-        sums = [float(self.loss_sum), float(self.penalty_sum), float(self.metric_sum), self.count]
+        sums = [float(self.loss_sum), float(self.penalty_sum), float(self.metric_sum), float(self.count)]
         if self.comm is not None:  # every rank's share of the epoch
             sums = self.comm.allreduce_host(sums).tolist()
         loss_sum, penalty_sum, metric_sum, count = sums
@@ -185,7 +187,7 @@ class _RunningMetrics:
         if not self.regression:
             return {"loss": loss, "accuracy": metric_sum / count}
         total = float(self.total_ss)
-        r2 = 1 - data * count / total if total > 0 else 0.0
+        r2 = 1 - data * count * self.n_outputs / total if total > 0 else 0.0
         return {"loss": loss, "mse": data, "mae": metric_sum / count, "r2": r2}
 
 
@@ -245,12 +247,13 @@ class Epoch:
         clip_norm / clip_value: gradient clipping before each step.
         callbacks: their on_batch_end is called after each step.
         train_rows: the rows of X to train on (None: all).
+        weights: sample weights, a column (n_samples, 1) (model.check_weights), or None.
         comm: a communicator (distributed.py): each batch is split across its ranks, and the
             gradients are summed by one allreduce of the flat buffer before the step.
     """
 
     def __init__(self, model, X, Y, head, batch_size, *, l2=0.0, clip_norm=None, clip_value=None, callbacks=(),
-                 train_rows=None, comm=None):
+                 train_rows=None, comm=None, weights=None):
         self.model, self.X, self.Y, self.head = model, X, Y, head
         self.xp = backend.get_namespace(X)
         self.ops = ops_for(self.xp)
@@ -259,16 +262,20 @@ class Epoch:
         self.step = self.n if batch_size is None else min(batch_size, self.n)
         self.l2, self.clip_norm, self.clip_value, self.callbacks = l2, clip_norm, clip_value, callbacks
         self.weights = [i for i, p in enumerate(model.parameters()) if p.ndim > 1]
-        Y_stats = Y if train_rows is None or head.classifier else self.xp.take(Y, train_rows, axis=0)
+        self.W = weights
+        Y_stats, W_stats = Y, weights
+        if train_rows is not None and not head.classifier:
+            Y_stats = self.xp.take(Y, train_rows, axis=0)
+            W_stats = None if weights is None else self.xp.take(weights, train_rows, axis=0)
         self.comm = comm if comm is not None and comm.size > 1 else None
-        self.running = _RunningMetrics(self.xp, head, Y_stats, self.comm)
+        self.running = _RunningMetrics(self.xp, head, Y_stats, self.comm, W_stats)
 
     def run(self, epoch: int, order=None, interrupt=None) -> dict:
         """Train on every batch once, in `order` (positions in the training rows; None: as stored).
 
         Returns the epoch's logs (floats). Stops after the current step when `interrupt.requested`.
         """
-        model, X, Y, xp, ops = self.model, self.X, self.Y, self.xp, self.ops
+        model, X, Y, W, xp, ops = self.model, self.X, self.Y, self.W, self.xp, self.ops
         opt = model.optimizer
         workspace = model.workspace if ops.mutable else None
         if self.train_rows is not None:  # positions in the training rows -> rows of X
@@ -279,25 +286,32 @@ class Epoch:
         for batch, start in enumerate(range(0, n, step)):
             stop = min(start + step, n)  # the standard forbids slicing past the end
             m = stop - start  # the batch's size, over every rank
+            Wb = total_weight = None
             if comm is not None:  # this rank's part of the batch; and every rank stops at the same step
+                if W is not None:  # the whole batch's weight, for this part's share
+                    total_weight = xp.sum(W[start:stop, :] if order is None else ops.take_rows(W, order[start:stop]))
                 lo, hi = part(m, comm.rank, comm.size)
                 start, stop = start + lo, start + hi
                 if interrupt is not None:
                     interrupt.requested = comm.allreduce_host([float(interrupt.requested)])[0] > 0
             if order is None:
                 Xb, Yb = X[start:stop, :], Y[start:stop, :]
+                Wb = None if W is None else W[start:stop, :]
                 rows = xp.arange(start, stop) if model.needs_rows else None
             else:
                 rows = order[start:stop]
                 if workspace is not None:  # gathered into the arrays of the batch before
                     Xb = ops.take_rows(X, rows, out=ops.buffer(workspace, "X", (stop - start, X.shape[1]), X))
                     Yb = ops.take_rows(Y, rows, out=ops.buffer(workspace, "Y", (stop - start, Y.shape[1]), Y))
+                    if W is not None:
+                        Wb = ops.take_rows(W, rows, out=ops.buffer(workspace, "W", (stop - start, 1), W))
                 else:
                     Xb, Yb = ops.take_rows(X, rows), ops.take_rows(Y, rows)
+                    Wb = None if W is None else ops.take_rows(W, rows)
             if comm is None:
-                L, grads, out = model.train_step(Xb, Yb, self.head, rows=rows, step=opt.step_count)
+                L, grads, out = model.train_step(Xb, Yb, self.head, rows=rows, step=opt.step_count, weights=Wb)
             else:
-                L, grads, out = self._distributed_step(Xb, Yb, rows, m)
+                L, grads, out = self._distributed_step(Xb, Yb, rows, m, Wb, total_weight)
             penalty = None
             if self.l2:
                 penalty = l2_penalty(ops, model.parameters(), grads, self.weights, self.l2, m)
@@ -311,27 +325,33 @@ class Epoch:
             if interrupt is not None:
                 interrupt.release()
             if out is not None:
-                self.running.add(L, penalty, out, Yb)
+                self.running.add(L, penalty, out, Yb, Wb)
             for callback in self.callbacks:
                 callback.on_batch_end(epoch, batch)
             if interrupt is not None and interrupt.requested:
                 break
         return self.running.logs()
 
-    def _distributed_step(self, Xb, Yb, rows, m):
+    def _distributed_step(self, Xb, Yb, rows, m, Wb=None, total_weight=None):
         """This rank's part (Xb, Yb) of a global batch of m rows: (loss, summed gradients, output).
 
-        The part's mean gradient is weighted by its share n_local / m, and one allreduce of the
-        flat buffer sums the ranks' into the global batch's mean gradient.
+        The part's mean gradient is weighted by its share n_local / m (with sample weights, its
+        share of the batch's weight), and one allreduce of the flat buffer sums the ranks' into the
+        global batch's mean gradient.
         """
         model, comm = self.model, self.comm
         n_local = Xb.shape[0]
         if n_local:
-            L, grads, out = model.train_step(Xb, Yb, self.head, rows=rows, step=model.optimizer.step_count)
+            L, grads, out = model.train_step(Xb, Yb, self.head, rows=rows, step=model.optimizer.step_count,
+                                             weights=Wb)
         else:  # a batch smaller than the number of ranks: this one adds nothing
             L, out = 0.0, None
             grads = model.zero_grads()
-        weight = n_local / m
+        if Wb is None:
+            weight = n_local / m
+        else:
+            total = float(total_weight)
+            weight = float(self.xp.sum(Wb)) / total if n_local and total > 0 else 0.0
         if isinstance(grads, FlatList) and grads.is_packed():
             if weight != 1:
                 grads.flat *= weight
@@ -365,23 +385,65 @@ class Epoch:
 
 
 
-def _evaluate(model, X, Y, head, comm) -> dict:
+def _evaluate(model, X, Y, head, comm, W=None) -> dict:
     """Validation figures; under a communicator each rank scores its part of the rows and the
     sums are combined (r2 from the global squared error and the targets' total sum of squares)."""
     if comm is None:
-        return model.evaluate_checked(X, Y, head)
+        return model.evaluate_checked(X, Y, head, W)
+    xp = backend.get_namespace(Y)
     n = X.shape[0]
     lo, hi = part(n, comm.rank, comm.size)
-    local = model.evaluate_checked(X[lo:hi, :], Y[lo:hi, :], head) if hi > lo else {}
+    Wl = None if W is None else W[lo:hi, :]
+    local = model.evaluate_checked(X[lo:hi, :], Y[lo:hi, :], head, Wl) if hi > lo else {}
+    share = (hi - lo) if W is None else float(xp.sum(Wl))
     keys = ["loss", "accuracy"] if head.classifier else ["loss", "mse", "mae"]
-    sums = comm.allreduce_host([local.get(k, 0.0) * (hi - lo) for k in keys])
-    result = {k: float(s) / n for k, s in zip(keys, sums)}
+    *sums, total_weight = comm.allreduce_host([local.get(k, 0.0) * share for k in keys] + [share])
+    result = {k: float(s) / total_weight for k, s in zip(keys, sums)}
     if not head.classifier:
-        xp = backend.get_namespace(Y)
-        mean = xp.mean(Y, axis=0, keepdims=True)
-        total = float(xp.sum((Y - mean) * (Y - mean)))
-        result["r2"] = 1 - result["mse"] * Y.shape[0] * Y.shape[1] / (total if total > 0 else 1.0)
+        w = xp.ones((n, 1), dtype=Y.dtype) if W is None else W
+        mean = xp.sum(Y * w, axis=0, keepdims=True) / xp.sum(w)
+        total = float(xp.sum((Y - mean) * (Y - mean) * w))
+        result["r2"] = 1 - result["mse"] * total_weight * Y.shape[1] / (total if total > 0 else 1.0)
     return result
+
+
+def class_weights(model, head, Y, W, class_weight):
+    """Sample weights (a column, or None) multiplied by the weights of each sample's class.
+
+    class_weight: None, {class index: weight} (classes not named weigh 1) or "balanced":
+    n_samples / (n_classes * count of the class), over the classes present (scikit-learn's rule).
+    """
+    if class_weight is None:
+        return W
+    if not head.classifier:
+        raise ValueError(
+            f"class_weight needs a classifier (a cross-entropy loss); this model trains with {head.loss!r}"
+        )
+    host = backend.to_numpy(Y)
+    if head.loss == "cross_entropy":
+        labels, n_classes = host.argmax(axis=1), host.shape[1]
+    elif host.shape[1] == 1:
+        labels, n_classes = (host[:, 0] > 0.5).astype(np.int64), 2
+    else:
+        raise ValueError(
+            f"class_weight applies to one sigmoid output (two classes) or softmax classes; this model has "
+            f"{host.shape[1]} sigmoid outputs (multi-label): give sample_weight instead"
+        )
+    counts = np.bincount(labels, minlength=n_classes)
+    if isinstance(class_weight, str) and class_weight == "balanced":
+        present = counts > 0
+        per_class = np.ones(n_classes)
+        per_class[present] = labels.shape[0] / (present.sum() * counts[present])
+    elif isinstance(class_weight, dict):
+        per_class = np.ones(n_classes)
+        for label, weight in class_weight.items():
+            if isinstance(label, bool) or not isinstance(label, numbers.Integral) or not 0 <= label < n_classes:
+                raise ValueError(f"class_weight names class {label!r}; the classes are 0..{n_classes - 1}")
+            per_class[int(label)] = Real(0.0)(weight, f"class_weight[{label!r}]")
+    else:
+        raise TypeError(f"class_weight must be None, 'balanced' or a dict {{class: weight}}, got {class_weight!r}")
+    weights = model.check_weights(per_class[labels], labels.shape[0], "class_weight")
+    return weights if W is None else W * weights
 
 
 def fit(
@@ -404,6 +466,8 @@ def fit(
     clip_norm=None,
     clip_value=None,
     l2=0.0,
+    sample_weight=None,
+    class_weight=None,
     distributed=None,
 ):
     """Train `model` on (X, y) and return its History.
@@ -416,7 +480,8 @@ def fit(
             step count), so training continues where it stopped.
         learning_rate: None keeps the optimizer's (default, or the one already in use).
         epochs: passes over the data in this call. batch_size: samples per step; None is full batch.
-        validation_data: (X_val, y_val); or validation_split: a fraction in [0, 1) held out at random.
+        validation_data: (X_val, y_val) or (X_val, y_val, sample_weight_val); or validation_split: a
+            fraction in [0, 1) held out at random (with its rows' sample weights).
         shuffle: a new order every epoch, drawn from the model's seeded host generator.
         callbacks: `nn_xp.callbacks.Callback` objects (or "early_stopping", "terminate_on_nan").
         verbose: 0 silent; 1 the notebooks' "Epoch N Loss : x" line every `verbose_epoch` epochs,
@@ -426,6 +491,10 @@ def fit(
         l2: the L2 penalty on the weights (not the biases): each batch of m samples adds
             l2 / (2 m) * sum_l ||W_l||^2 to its loss (the notebooks' lambda / (2m), scikit-learn's
             alpha). The history's "loss" includes it; "mse" and the validation figures do not.
+        sample_weight: (n_samples,) weights >= 0: each batch's loss is the weighted mean
+            sum_i w_i l_i / sum_i w_i, so integer weights equal repeated rows; the metrics are
+            weighted too. class_weight: {class index: weight} or "balanced" (n_samples /
+            (n_classes * count of the class), scikit-learn's rule), multiplying sample_weight.
         distributed: None; a communicator from `nx.distributed.init()`; or True for one. Every
             rank passes the same X and y (a np.memmap for data larger than memory: each rank
             reads only its rows); `batch_size` is the global batch, split across the ranks, and
@@ -474,12 +543,15 @@ def fit(
         comm = None
     X = model.check_input(X, comm=comm)
     Y = model.check_target(y, X.shape[0], head.loss)
-    X_val = Y_val = None
+    W = class_weights(model, head, Y, model.check_weights(sample_weight, X.shape[0]), class_weight)
+    X_val = Y_val = W_val = None
     if validation_data is not None:
-        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-            raise TypeError("validation_data must be a pair (X_val, y_val)")
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+            raise TypeError("validation_data must be a pair (X_val, y_val) or a triple (X_val, y_val, sample_weight)")
         X_val = model.check_input(validation_data[0], "validation_data[0]", comm=comm)
         Y_val = model.check_target(validation_data[1], X_val.shape[0], head.loss, "validation_data[1]")
+        if len(validation_data) == 3:
+            W_val = model.check_weights(validation_data[2], X_val.shape[0], "validation_data[2]")
     _check_validation_split(validation_split, X.shape[0])
     if comm is not None:  # the same checks give the same answer on every rank: no rank is left waiting
         if batch_size is not None and batch_size < comm.size:
@@ -511,8 +583,8 @@ def fit(
             if comm is not None:
                 distributed_.broadcast_training_state(model, comm)
             history, logs, bar = _train(
-                model, opt, X, Y, X_val, Y_val, head, epochs, batch_size, validation_split, shuffle, callbacks,
-                verbose, verbose_epoch, schedule, clip_norm, clip_value, l2, interrupt, comm,
+                model, opt, X, Y, W, X_val, Y_val, W_val, head, epochs, batch_size, validation_split, shuffle,
+                callbacks, verbose, verbose_epoch, schedule, clip_norm, clip_value, l2, interrupt, comm,
             )
         except BaseException as error:
             if comm is None:
@@ -525,12 +597,14 @@ def fit(
     return history
 
 
-def _train(model, opt, X, Y, X_val, Y_val, head, epochs, batch_size, validation_split, shuffle, callbacks,
-           verbose, verbose_epoch, schedule, clip_norm, clip_value, l2, interrupt, comm=None):
+def _train(model, opt, X, Y, W, X_val, Y_val, W_val, head, epochs, batch_size, validation_split, shuffle,
+           callbacks, verbose, verbose_epoch, schedule, clip_norm, clip_value, l2, interrupt, comm=None):
     """The epochs of `fit`, after every check; returns (history, last logs, progress bar)."""
     train_rows = None
     if validation_split:
-        train_rows, X_val, Y_val = _split_validation(model, X, Y, validation_split)
+        train_rows, val_rows, X_val, Y_val = _split_validation(model, X, Y, validation_split)
+        if W is not None:
+            W_val = backend.get_namespace(W).take(W, val_rows, axis=0)
     if model.history is None:
         model.history = History()
     history = model.history
@@ -538,7 +612,7 @@ def _train(model, opt, X, Y, X_val, Y_val, head, epochs, batch_size, validation_
     first_epoch = history.epoch[-1] + 1 if history.epoch else 0
     base_learning_rate = getattr(opt, "initial_learning_rate", opt.learning_rate)
     runner = Epoch(model, X, Y, head, batch_size, l2=l2, clip_norm=clip_norm, clip_value=clip_value,
-                   callbacks=callbacks, train_rows=train_rows, comm=comm)
+                   callbacks=callbacks, train_rows=train_rows, comm=comm, weights=W)
     n = runner.n
     model.stop_training = False
     model.loss = head.loss
@@ -575,7 +649,7 @@ def _train(model, opt, X, Y, X_val, Y_val, head, epochs, batch_size, validation_
                 history.stop_reason = stop_reason
                 break
             if X_val is not None:
-                logs.update({f"val_{k}": v for k, v in _evaluate(model, X_val, Y_val, head, comm).items()})
+                logs.update({f"val_{k}": v for k, v in _evaluate(model, X_val, Y_val, head, comm, W_val).items()})
             logs["learning_rate"] = opt.learning_rate
             logs["epoch_time"] = time.perf_counter() - started
             interrupt.hold()

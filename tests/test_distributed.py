@@ -89,6 +89,17 @@ def test_ranks_train_as_one_process_with_the_global_batch(n_ranks, dtype, tolera
 
 
 @needs_mpi
+def test_sample_weights_are_shared_out_by_weight(tmp_path):
+    spec = dict(SPEC, weighted=True)
+    result, out = launch(3, spec, tmp_path)
+    assert result.returncode == 0, result.stderr
+    reference, history = _one_process(spec)
+    ranks = _ranks(out, 3)
+    assert _largest_difference(ranks[0][0], reference) <= 1e-12
+    np.testing.assert_allclose(ranks[0][1]["val_loss"], history["val_loss"], rtol=1e-12)
+
+
+@needs_mpi
 def test_a_memmap_of_one_npy_file_trains_the_same(tmp_path):
     spec = dict(SPEC, dropout=0.0, validation_split=0.0)
     X, _ = data(spec)

@@ -9,6 +9,8 @@ import pytest
 import nn_xp as nx
 from nn_xp.callbacks import Callback, EarlyStopping, TerminateOnNaN
 
+from .conftest import relative_difference
+
 
 def sine(n=500):
     x = np.linspace(-2 * np.pi, 2 * np.pi, n)
@@ -362,3 +364,78 @@ def test_fit_rejects_targets_that_do_not_fit_the_loss():
         sigmoid.fit(X, np.arange(20) % 3, epochs=1, verbose=0)
     with pytest.raises(ValueError, match="momentum"):
         softmax.fit(X, np.arange(20) % 3, optimizer=nx.optim.SGD(softmax.parameters(), 0.1, momentum=-1), verbose=0)
+
+
+# ---- sample and class weights ----------------------------------------------------------------------
+WEIGHT_CASES = {
+    "cross_entropy": ([4, 6, 3], "softmax", lambda rng, n: rng.integers(0, 3, n)),
+    "binary_cross_entropy": ([4, 6, 2], "sigmoid", lambda rng, n: rng.integers(0, 2, (n, 2)).astype(float)),
+    "mse": ([4, 6, 2], "linear", lambda rng, n: rng.normal(size=(n, 2))),
+}
+
+
+@pytest.mark.parametrize("loss", sorted(WEIGHT_CASES))
+def test_integer_sample_weights_equal_repeated_rows(loss, device):
+    """Full batch, float64: weights (2, 0, 1, 3, ...) train exactly as those rows repeated."""
+    sizes, output, targets = WEIGHT_CASES[loss]
+    rng = np.random.default_rng(3)
+    X, y = rng.normal(size=(12, 4)), targets(rng, 12)
+    w = rng.integers(0, 4, 12)
+    w[0] = 2
+    repeated = np.repeat(np.arange(12), w)
+
+    def train(X, y, **kwargs):
+        model = nx.MLP(sizes, activation="tanh", output_activation=output, dtype="float64", device=device, seed=1)
+        history = model.fit(X, y, optimizer="adam", learning_rate=0.05, epochs=4, batch_size=None, shuffle=False,
+                            verbose=0, **kwargs)
+        return model, history
+
+    weighted, history_w = train(X, y, sample_weight=w)
+    plain, history_r = train(X[repeated], y[repeated])
+    for a, b in zip(weighted.parameters(), plain.parameters()):
+        assert relative_difference(a, b) <= 1e-12
+    np.testing.assert_allclose(history_w.history["loss"], history_r.history["loss"], rtol=1e-12)
+    metric = "accuracy" if loss != "mse" else "r2"
+    np.testing.assert_allclose(history_w.history[metric], history_r.history[metric], rtol=1e-12)
+    by_weight, by_rows = weighted.evaluate(X, y, sample_weight=w), weighted.evaluate(X[repeated], y[repeated])
+    for key in by_rows:
+        assert by_weight[key] == pytest.approx(by_rows[key], rel=1e-12, abs=1e-15)
+
+
+def test_class_weight_balanced_and_a_dict_are_per_sample_weights():
+    rng = np.random.default_rng(4)
+    X, y = rng.normal(size=(30, 4)), np.array([0] * 20 + [1] * 7 + [2] * 3)
+
+    def train(**kwargs):
+        model = nx.MLP([4, 5, 3], output_activation="softmax", dtype="float64", device="cpu", seed=2)
+        model.fit(X, y, epochs=2, batch_size=8, verbose=0, **kwargs)
+        return model.parameters()
+
+    balanced = 30 / (3 * np.bincount(y))  # scikit-learn's "balanced"
+    for a, b in zip(train(class_weight="balanced"), train(sample_weight=balanced[y])):
+        np.testing.assert_array_equal(a, b)
+    both = np.linspace(0.5, 2.0, 30)
+    for a, b in zip(train(class_weight={2: 4.0}, sample_weight=both),
+                    train(sample_weight=both * np.where(y == 2, 4.0, 1.0))):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="class_weight names class 3; the classes are 0..2"):
+        train(class_weight={3: 1.0})
+    regressor = nx.MLP([4, 1], seed=0)
+    with pytest.raises(ValueError, match="class_weight needs a classifier"):
+        regressor.fit(X, rng.normal(size=30), class_weight="balanced", verbose=0)
+
+
+def test_zero_weight_batches_add_nothing():
+    """A batch whose samples all weigh 0 gives a zero gradient, not NaN."""
+    rng = np.random.default_rng(5)
+    X, y = rng.normal(size=(20, 4)), rng.integers(0, 3, 20)
+    w = np.r_[np.zeros(10), np.ones(10)]
+    model = nx.MLP([4, 5, 3], output_activation="softmax", dtype="float64", device="cpu", seed=2)
+    before = [p.copy() for p in model.parameters()]
+    history = model.fit(X, y, optimizer="sgd", epochs=1, batch_size=10, shuffle=False, sample_weight=w, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    reference = nx.MLP([4, 5, 3], output_activation="softmax", dtype="float64", device="cpu", seed=2)
+    reference.fit(X[10:], y[10:], optimizer="sgd", epochs=1, batch_size=10, shuffle=False, verbose=0)
+    assert not np.array_equal(before[0], model.parameters()[0])
+    for a, b in zip(model.parameters(), reference.parameters()):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
