@@ -38,9 +38,14 @@ Differences from scikit-learn, on purpose:
   SGD's momentum and adaptive learning rate); scikit-learn's warm start builds a new optimizer.
   Each `fit` call restarts the no-improvement count (scikit-learn's carries over and can stop a
   warm-started fit after one epoch).
-- `dtype="float32"` by default (scikit-learn computes in float64 unless X is float32);
-  `device="auto"` picks a GPU when one answers.
-- solver "lbfgs", `loss="poisson"`, sparse X and `sample_weight` are not supported.
+- `device="auto"` picks a GPU when one answers. `dtype=None` (the default) follows scikit-learn's
+  rule: float32 X is computed in float32, anything else in float64; `dtype="float32"` forces
+  float32 (faster, for example on a GPU).
+- `fit(X, y, sample_weight=...)` as scikit-learn's (the weighted mean loss, the L2 term over the
+  batch's total weight); `MLPClassifier(class_weight=...)` ("balanced" or {label: weight}, as
+  scikit-learn's `compute_sample_weight`) multiplies it. `loss_curve_` is then the epoch's
+  weighted mean loss (scikit-learn averages its batches' weighted losses by their row counts).
+- solver "lbfgs", `loss="poisson"` and sparse X are not supported.
 - `validation_loss_curve_`: the validation data loss per epoch (without the L2 term) when
   `early_stopping=True`, else None.
 - `model_` is the underlying `nn_xp.MLP` (and `model_.optimizer` its optimizer).
@@ -78,8 +83,9 @@ from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_random_state
 from sklearn.utils import shuffle as shuffle_rows
+from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.multiclass import check_classification_targets, type_of_target, unique_labels
-from sklearn.utils.validation import check_is_fitted, column_or_1d
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, column_or_1d
 
 from .activations import ACTIVATIONS
 from .backend import device_context, get_namespace, is_host, resolve_device, resolve_dtype, to_device, to_numpy
@@ -284,7 +290,7 @@ class _BaseMLP(BaseEstimator):
         epsilon=1e-8,
         n_iter_no_change=10,
         device="auto",
-        dtype="float32",
+        dtype=None,
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -348,26 +354,37 @@ class _BaseMLP(BaseEstimator):
             beta_2=_check_real(self.beta_2, "beta_2", 0.0, 1.0, high_open=True),
             epsilon=_check_real(self.epsilon, "epsilon", 0.0, low_open=True),
             n_iter_no_change=n_iter_no_change,
-            dtype=np.dtype(resolve_dtype(self.dtype)),
+            dtype=None if self.dtype is None else np.dtype(resolve_dtype(self.dtype)),
         )
 
     # -- fitting --
-    def fit(self, X, y):
+    def fit(self, X, y, sample_weight=None):
         """Train on (X, y) for up to `max_iter` epochs (scikit-learn's stopping rule).
 
         Args:
             X: (n_samples, n_features). y: (n_samples,) or (n_samples, n_outputs).
+            sample_weight: (n_samples,) or None: each batch's loss is the weighted mean, and its L2
+                term is divided by the batch's total weight, as in scikit-learn.
         Returns:
             self.
         """
-        return self._fit(X, y, incremental=False)
+        return self._fit(X, y, incremental=False, sample_weight=sample_weight)
 
-    def _fit(self, X, y, incremental):
+    def _fit(self, X, y, incremental, sample_weight=None):
         settings = self._check_params()
         if incremental and settings["early_stopping"]:
             raise ValueError("partial_fit does not support early_stopping=True")
         first_pass = getattr(self, "model_", None) is None or not (settings["warm_start"] or incremental)
-        X, Y = self._validate_input(X, y, settings["dtype"], incremental, reset=first_pass)
+        dtype = settings["dtype"]
+        if dtype is None:  # scikit-learn's rule: float32 input in float32, anything else in float64
+            fitted = None if first_pass else self.model_.dtype
+            X_dtype = getattr(_host(X), "dtype", None)
+            dtype = np.dtype(fitted or (np.float32 if X_dtype == np.float32 else np.float64))
+        X, Y = self._validate_input(X, y, dtype, incremental, reset=first_pass)
+        settings["dtype"] = dtype
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(_host(sample_weight), X, dtype=np.float64)
+        sample_weight = self._class_sample_weight(Y, sample_weight)
         layer_sizes = [X.shape[1], *settings["hidden"], Y.shape[1]]
         random_state = check_random_state(self.random_state)
         if first_pass:
@@ -379,8 +396,12 @@ class _BaseMLP(BaseEstimator):
                 "outputs must stay the same"
             )
         optimizer = self._prepare_optimizer(settings, incremental)
-        self._train(X, Y, settings, optimizer, random_state, incremental)
+        self._train(X, Y, settings, optimizer, random_state, incremental, sample_weight)
         return self
+
+    def _class_sample_weight(self, Y, sample_weight):
+        """sample_weight, times the class weights where the estimator has them (MLPClassifier)."""
+        return sample_weight
 
     def _initialize(self, layer_sizes, settings, random_state):
         """A new network with scikit-learn's initial weights, drawn from `random_state` in its order."""
@@ -456,7 +477,7 @@ class _BaseMLP(BaseEstimator):
         self._learning_rate_init = initial
         return opt
 
-    def _train(self, X, Y, settings, opt, random_state, incremental):
+    def _train(self, X, Y, settings, opt, random_state, incremental, sample_weight=None):
         model = self.model_
         early_stopping = settings["early_stopping"]
         if early_stopping and self.validation_scores_ is None:  # switched on for a warm start
@@ -464,12 +485,18 @@ class _BaseMLP(BaseEstimator):
             self.best_validation_score_, self.best_loss_ = -np.inf, None
         elif not early_stopping and self.best_loss_ is None:  # switched off
             self.best_loss_ = np.inf
-        X_val_device = Y_val = None
+        X_val_device = Y_val = W_val = None
         if early_stopping:
             stratify = Y if self._stratify() else None
-            X, X_val, Y, Y_val = train_test_split(
-                X, Y, random_state=random_state, test_size=settings["validation_fraction"], stratify=stratify
-            )
+            if sample_weight is None:
+                X, X_val, Y, Y_val = train_test_split(
+                    X, Y, random_state=random_state, test_size=settings["validation_fraction"], stratify=stratify
+                )
+            else:
+                X, X_val, Y, Y_val, sample_weight, W_val = train_test_split(
+                    X, Y, sample_weight, random_state=random_state, test_size=settings["validation_fraction"],
+                    stratify=stratify,
+                )
             if X_val.shape[0] < 2:
                 raise ValueError(
                     "The validation set is too small. Increase 'validation_fraction' or the size of your dataset."
@@ -489,7 +516,8 @@ class _BaseMLP(BaseEstimator):
         head = model.head()
         X_device = model.check_input(X)
         Y_device = model.check_target(Y, n_samples, head.loss)
-        runner = Epoch(model, X_device, Y_device, head, batch_size, l2=settings["alpha"] / self._gradient_scale())
+        runner = Epoch(model, X_device, Y_device, head, batch_size, l2=settings["alpha"] / self._gradient_scale(),
+                       weights=model.check_weights(sample_weight, n_samples))
         model.loss = head.loss
         loss_scale = self._loss_scale()
         sample_idx = np.arange(n_samples)
@@ -499,12 +527,12 @@ class _BaseMLP(BaseEstimator):
         max_iter = 1 if incremental else settings["max_iter"]
         with device_context(model.device), Interrupt() as interrupt:
             self._epochs(runner, X_val_device, Y_val, settings, opt, random_state, incremental, sample_idx,
-                         loss_scale, max_iter, interrupt)
+                         loss_scale, max_iter, interrupt, W_val)
         if early_stopping:
             _write_params(model, self._best_params)
 
     def _epochs(self, runner, X_val_device, Y_val, settings, opt, random_state, incremental, sample_idx,
-                loss_scale, max_iter, interrupt):
+                loss_scale, max_iter, interrupt, W_val=None):
         model, early_stopping, n_samples = self.model_, settings["early_stopping"], runner.n
         for _ in range(max_iter):
             order = None
@@ -527,7 +555,7 @@ class _BaseMLP(BaseEstimator):
                 warnings.warn("Training interrupted by user.", stacklevel=4)
                 break
             if early_stopping:
-                self._update_validation(X_val_device, Y_val, settings["tol"])
+                self._update_validation(X_val_device, Y_val, settings["tol"], W_val)
             else:
                 if loss > self.best_loss_ - settings["tol"]:
                     self._no_improvement_count += 1
@@ -561,11 +589,11 @@ class _BaseMLP(BaseEstimator):
                     stacklevel=4,
                 )
 
-    def _update_validation(self, X_val_device, Y_val, tol):
+    def _update_validation(self, X_val_device, Y_val, tol, W_val=None):
         """Score and loss on the held-out set; keep a copy of the best parameters (scikit-learn's rule)."""
         output = to_numpy(self.model_.forward(X_val_device))
         if np.all(np.isfinite(output)):
-            score = self._score_output(output, Y_val)
+            score = self._score_output(output, Y_val, W_val)
             self.validation_loss_curve_.append(self._data_loss(output, Y_val))
         else:
             score = np.nan
@@ -670,6 +698,54 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     for the differences), plus `device` ("auto", "cpu", "cuda", "cuda:N") and `dtype`.
     """
 
+    def __init__(
+        self,
+        hidden_layer_sizes=(100,),
+        activation="relu",
+        *,
+        solver="adam",
+        alpha=0.0001,
+        batch_size="auto",
+        learning_rate="constant",
+        learning_rate_init=0.001,
+        power_t=0.5,
+        max_iter=200,
+        shuffle=True,
+        random_state=None,
+        tol=1e-4,
+        verbose=False,
+        warm_start=False,
+        momentum=0.9,
+        nesterovs_momentum=True,
+        early_stopping=False,
+        validation_fraction=0.1,
+        beta_1=0.9,
+        beta_2=0.999,
+        epsilon=1e-8,
+        n_iter_no_change=10,
+        device="auto",
+        dtype=None,
+        class_weight=None,
+    ):
+        super().__init__(
+            hidden_layer_sizes, activation, solver=solver, alpha=alpha, batch_size=batch_size,
+            learning_rate=learning_rate, learning_rate_init=learning_rate_init, power_t=power_t,
+            max_iter=max_iter, shuffle=shuffle, random_state=random_state, tol=tol, verbose=verbose,
+            warm_start=warm_start, momentum=momentum, nesterovs_momentum=nesterovs_momentum,
+            early_stopping=early_stopping, validation_fraction=validation_fraction, beta_1=beta_1,
+            beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change, device=device, dtype=dtype,
+        )
+        self.class_weight = class_weight
+
+    def _class_sample_weight(self, Y, sample_weight):
+        """sample_weight times class_weight's weight of each sample's class (scikit-learn's
+        compute_sample_weight: a dict {label: weight} or "balanced")."""
+        if self.class_weight is None:
+            return sample_weight
+        labels = self._label_binarizer.inverse_transform(Y)
+        weights = compute_sample_weight(self.class_weight, labels)
+        return weights if sample_weight is None else sample_weight * weights
+
     def _output_activation(self) -> str:
         return "softmax" if self._label_binarizer.y_type_ == "multiclass" else "sigmoid"
 
@@ -708,11 +784,12 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         Y = self._label_binarizer.transform(y).astype(dtype)
         return X, Y
 
-    def partial_fit(self, X, y, classes=None):
+    def partial_fit(self, X, y, sample_weight=None, classes=None):
         """One epoch over (X, y), continuing from the current weights and optimizer state.
 
         Args:
             X: (n_samples, n_features). y: (n_samples,) labels, or a multi-label indicator matrix.
+            sample_weight: (n_samples,) or None.
             classes: every class that can appear, required on the first call (np.unique(y_all)).
         Returns:
             self.
@@ -731,7 +808,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             else:
                 self._label_binarizer.fit(classes)
             self.classes_ = self._label_binarizer.classes_
-        return self._fit(X, y, incremental=True)
+        return self._fit(X, y, incremental=True, sample_weight=sample_weight)
 
     def predict(self, X):
         """Class labels (n_samples,), or a 0/1 indicator matrix (n_samples, n_classes) for multi-label."""
@@ -752,12 +829,13 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         """log(predict_proba(X))."""
         return np.log(self.predict_proba(X))
 
-    def _score_output(self, output, Y) -> float:
+    def _score_output(self, output, Y, sample_weight=None) -> float:
         if self.n_outputs_ == 1:
             output = output.ravel()
             Y = Y.ravel()
         binarizer = self._label_binarizer
-        return accuracy_score(binarizer.inverse_transform(Y), binarizer.inverse_transform(output))
+        return accuracy_score(binarizer.inverse_transform(Y), binarizer.inverse_transform(output),
+                              sample_weight=sample_weight)
 
     def _data_loss(self, output, Y) -> float:
         """scikit-learn's log-loss (probabilities clipped to [eps, 1 - eps])."""
@@ -804,19 +882,19 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         Y = y.reshape(-1, 1) if y.ndim == 1 else y
         return X, np.ascontiguousarray(Y, dtype=dtype)
 
-    def partial_fit(self, X, y):
+    def partial_fit(self, X, y, sample_weight=None):
         """One epoch over (X, y), continuing from the current weights and optimizer state."""
-        return self._fit(X, y, incremental=True)
+        return self._fit(X, y, incremental=True, sample_weight=sample_weight)
 
     def predict(self, X):
         """Predictions (n_samples,), or (n_samples, n_outputs) for several targets."""
         output = self._output(X)
         return output.ravel() if output.shape[1] == 1 else output
 
-    def _score_output(self, output, Y) -> float:
+    def _score_output(self, output, Y, sample_weight=None) -> float:
         if Y.shape[1] == 1:
             output, Y = output.ravel(), Y.ravel()
-        return r2_score(Y, output)
+        return r2_score(Y, output, sample_weight=sample_weight)
 
     def _data_loss(self, output, Y) -> float:
         """scikit-learn's squared error: 0.5 * mean((y - y_hat)^2)."""

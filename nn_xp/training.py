@@ -223,7 +223,8 @@ def l2_penalty(ops, params, grads, weights, l2: float, n: int):
 
         L += l2 / (2 n) * sum_l ||W_l||^2,      dW_l += l2 / n * W_l
 
-    (the notebooks' lambda / (2m) and scikit-learn's alpha, m the batch size). Returns the penalty
+    (the notebooks' lambda / (2m) and scikit-learn's alpha, m the batch size, or with sample
+    weights the batch's total weight, as scikit-learn's MLP and repeated rows have it). Returns the penalty
     as a 0-d device array; the gradients are updated in place where the backend allows it.
     """
     xp = ops.xp
@@ -313,7 +314,10 @@ class Epoch:
             else:
                 L, grads, out = self._distributed_step(Xb, Yb, rows, m, Wb, total_weight)
             penalty = None
-            if self.l2:
+            if self.l2:  # m: the batch's samples, or with sample weights its total weight
+                if W is not None:
+                    size = total_weight if comm is not None else xp.sum(Wb)
+                    m = xp.where(size > 0, size, xp.ones_like(size))
                 penalty = l2_penalty(ops, model.parameters(), grads, self.weights, self.l2, m)
             if self.clip_value is not None:
                 grads = clip_grad_value(grads, self.clip_value)

@@ -46,14 +46,6 @@ needs_gpu = pytest.mark.skipif(GPU_COUNT == 0, reason=f"no GPU: {GPU_WHY.split('
 # its MLPs with max_iter=100 and (100,) hidden units instead).
 CHECK_SETTINGS = dict(hidden_layer_sizes=(10,), max_iter=30, learning_rate_init=0.01)
 
-FLOAT32_ROUNDING = (
-    "float32 (the default dtype) rounds matrix products differently for different numbers of rows, "
-    "so predicting on a subset can differ from predicting on everything by about one float32 ulp "
-    "(1.5e-7 near 1), above the check's atol=1e-7; whether it shows depends on the fitted weights. "
-    "test_float64_predictions_are_invariant shows the check passes in float64."
-)
-
-
 @pytest.fixture(autouse=True)
 def one_blas_thread():
     """These networks are tiny: BLAS threads buy nothing, and on a busy 2-core machine their
@@ -62,17 +54,7 @@ def one_blas_thread():
         yield
 
 
-def expected_failed_checks(estimator):
-    """The checks that may fail, each with its reason (non-strict: they often pass)."""
-    if estimator.dtype == "float32":
-        return {"check_methods_subset_invariance": FLOAT32_ROUNDING}
-    return {}
-
-
-@parametrize_with_checks(
-    [MLPClassifier(**CHECK_SETTINGS), MLPRegressor(**CHECK_SETTINGS)],
-    expected_failed_checks=expected_failed_checks,
-)
+@parametrize_with_checks([MLPClassifier(**CHECK_SETTINGS), MLPRegressor(**CHECK_SETTINGS)])
 def test_sklearn_estimator_checks(estimator, check):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -89,10 +71,63 @@ def test_float64_predictions_are_invariant(estimator):
         check_methods_sample_order_invariance(estimator.__name__, instance)
 
 
+@pytest.mark.parametrize("estimator", [MLPClassifier, MLPRegressor])
+def test_the_dtype_follows_the_input_as_in_scikit_learn(estimator):
+    X, y = _regression(1)
+    y = y if estimator is MLPRegressor else (y > np.median(y)).astype(int)
+    settings = dict(hidden_layer_sizes=(4,), max_iter=2, device="cpu")
+    assert _fit_quietly(estimator(**settings), X.astype(np.float64), y).model_.dtype == "float64"
+    assert _fit_quietly(estimator(**settings), X.astype(np.float32), y).model_.dtype == "float32"
+    assert _fit_quietly(estimator(**settings), X.astype(int), y).model_.dtype == "float64"
+    forced = _fit_quietly(estimator(**settings, dtype="float32"), X.astype(np.float64), y)
+    output = forced.predict_proba if estimator is MLPClassifier else forced.predict
+    assert forced.model_.dtype == "float32" and output(X.astype(np.float64)).dtype == np.float64
+
+
+@pytest.mark.parametrize("case", ["classifier", "regressor"])
+def test_sample_weight_trains_as_scikit_learns(case):
+    """float64, the same random_state: the weighted fit's weights equal scikit-learn's to rounding."""
+    rng = np.random.default_rng(0)
+    if case == "classifier":
+        X, y = rng.normal(size=(90, 4)), rng.integers(0, 3, 90)
+        ours, cls = MLPClassifier, neural_network.MLPClassifier
+    else:
+        X, y = _regression(1)
+        ours, cls = MLPRegressor, neural_network.MLPRegressor
+    w = rng.uniform(0.0, 3.0, X.shape[0])
+    settings = dict(hidden_layer_sizes=(7,), max_iter=15, random_state=0, alpha=0.01, batch_size=16)
+    mine = ours(**settings, dtype="float64", device="cpu")
+    theirs = cls(**settings)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        mine.fit(X, y, sample_weight=w)
+        theirs.fit(X, y, sample_weight=w)
+    for a, b in zip(mine.coefs_ + mine.intercepts_, theirs.coefs_ + theirs.intercepts_):
+        assert_allclose(a, b, rtol=1e-7, atol=1e-10)
+    unweighted = _fit_quietly(ours(**settings, dtype="float64", device="cpu"), X, y)
+    assert not np.allclose(unweighted.coefs_[0], mine.coefs_[0])
+
+
+def test_class_weight_is_scikit_learns_compute_sample_weight():
+    from sklearn.utils.class_weight import compute_sample_weight
+
+    rng = np.random.default_rng(1)
+    X, y = rng.normal(size=(60, 3)), np.array(["a"] * 40 + ["b"] * 15 + ["c"] * 5)
+    settings = dict(hidden_layer_sizes=(5,), max_iter=5, random_state=0, dtype="float64", device="cpu")
+    for class_weight in ("balanced", {"c": 5.0, "a": 0.5}):
+        by_class = _fit_quietly(MLPClassifier(**settings, class_weight=class_weight), X, y)
+        by_sample = MLPClassifier(**settings)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            by_sample.fit(X, y, sample_weight=compute_sample_weight(class_weight, y))
+        for a, b in zip(by_class.coefs_, by_sample.coefs_):
+            np.testing.assert_array_equal(a, b)
+
+
 # ---- the same model as scikit-learn's, step for step ------------------------------------------
 def _reference(estimator):
     """scikit-learn's MLP with the same parameters (without device and dtype)."""
-    params = {k: v for k, v in estimator.get_params().items() if k not in ("device", "dtype")}
+    params = {k: v for k, v in estimator.get_params().items() if k not in ("device", "dtype", "class_weight")}
     cls = neural_network.MLPClassifier if isinstance(estimator, MLPClassifier) else neural_network.MLPRegressor
     return cls(**params)
 

@@ -387,7 +387,7 @@ def test_integer_sample_weights_equal_repeated_rows(loss, device):
     def train(X, y, **kwargs):
         model = nx.MLP(sizes, activation="tanh", output_activation=output, dtype="float64", device=device, seed=1)
         history = model.fit(X, y, optimizer="adam", learning_rate=0.05, epochs=4, batch_size=None, shuffle=False,
-                            verbose=0, **kwargs)
+                            l2=0.1, verbose=0, **kwargs)
         return model, history
 
     weighted, history_w = train(X, y, sample_weight=w)
