@@ -28,6 +28,10 @@ def _add(group, *names, **kwargs):
 
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)  # --epoch is refused, not taken for --epochs
+        super().__init__(*args, **kwargs)
+
     def error(self, message):
         # One line, as for every other error; --help shows the usage.
         self.exit(2, f"nn-xp: error: {message} (see '{self.prog} --help')\n")
@@ -148,6 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--target", help="CSV column holding the targets")
     evaluate.add_argument("--device", default="auto")
     evaluate.add_argument("--json", action="store_true", help="print the result as JSON")
+    evaluate.add_argument("--report", action="store_true",
+                          help="per-class precision, recall and F1 (scikit-learn's classification_report)")
     evaluate.add_argument("--debug", action="store_true")
 
     parity = sub.add_parser(
@@ -255,6 +261,9 @@ def cmd_train(args) -> int:
             raise ValueError(f"{name} must be in [0, 1), got {value}")
     args.epochs = args.epochs or DEFAULT_EPOCHS.get(args.dataset, 100)
     schedule = _schedule(args)  # checked before any data is loaded
+    for option, path in (("--save", args.save), ("--plot", args.plot)):
+        if path:
+            _check_writable(option, path)
     comm = None
     if args.distributed:
         usable, why = nx.distributed.mpi_status()
@@ -302,13 +311,16 @@ def cmd_train(args) -> int:
         output = args.output_activation or (
             "softmax" if data.task == "classification" else ("sigmoid" if args.dataset == "sine" else "linear")
         )
+        _check_output_fits(data, output, args.loss)
         n_hidden = len(layers) - 2
         activation = [_activation_spec(a, args.leaky_slope) for a in args.activation]
         if len(activation) == 1:
             activation = activation[0]
         elif len(activation) != n_hidden:
+            layers_text = f"{n_hidden} hidden layer{'s' if n_hidden != 1 else ''}"
             raise ValueError(
-                f"--activation gives {len(activation)} names for {n_hidden} hidden layers: give 1 or {n_hidden}"
+                f"--activation gives {len(activation)} names but the network has {layers_text}: give one "
+                "name for every hidden layer" + (f", or one per hidden layer ({n_hidden})" if n_hidden > 1 else "")
             )
         dropout = 0.0 if args.dropout is None else (args.dropout[0] if len(args.dropout) == 1 else args.dropout)
         model = nx.MLP(layers, activation=activation, output_activation=output, init=args.init, dtype=args.dtype,
@@ -337,7 +349,10 @@ def cmd_train(args) -> int:
         l2=args.l2 if args.l2 is not None else model.l2, distributed=comm,
     )
     elapsed = time.perf_counter() - started
-    last = {k: v[-1] for k, v in history.history.items() if k not in ("learning_rate", "epoch_time")}
+    # Figures of this run's last epoch only: a key an earlier run logged (say val_loss) but this one
+    # did not has fewer values than there are epochs, and its last value is stale.
+    last = {k: v[-1] for k, v in history.history.items()
+            if k not in ("learning_rate", "epoch_time") and len(v) == len(history) and len(history)}
     print(f"device {model.device} ({model.dtype}), {len(history)} epochs in all, {elapsed:.2f} s this run"
           + (f" [stopped: {history.stop_reason}]" if history.stop_reason else ""))
     print(f"train: {_format_metrics({k: v for k, v in last.items() if not k.startswith('val_')})}")
@@ -356,7 +371,47 @@ def cmd_train(args) -> int:
         shown_X, shown_y = (X_test, y_test) if X_test is not None else (X, y)
         training_figure(model, shown_X, shown_y, path=args.plot)
         print(f"plot written to {args.plot}")
+    if history.stop_reason == "interrupted":  # Ctrl-C: what was trained is written, and the exit says so
+        print("nn-xp: interrupted", file=sys.stderr)
+        return 130
     return 0
+
+
+def _check_writable(option: str, path: str) -> None:
+    """Refuse, before any training, a path that cannot be written (its folder is made if need be)."""
+    folder = os.path.dirname(os.path.abspath(path)) or "."
+    try:
+        os.makedirs(folder, exist_ok=True)
+        import tempfile
+
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".nn-xp-check-"):
+            pass
+    except OSError as error:
+        raise OSError(error.errno, f"{option} {path}: cannot write there ({error.strerror})") from None
+    if os.path.isdir(path):
+        raise ValueError(f"{option} {path}: is a folder; give a file name")
+
+
+def _check_output_fits(data, output: str, loss) -> None:
+    """A loss or output activation that cannot fit the data's targets: say what to change."""
+    if data.task != "classification":
+        return
+    k = data.n_classes
+    if loss == "mse":
+        raise ValueError(
+            f"--loss mse needs numeric targets, but {data.name or 'the dataset'} has {k} classes: drop --loss "
+            "(softmax with cross_entropy, the default for classes), or give numeric targets"
+        )
+    if output == "sigmoid" and k > 2:
+        raise ValueError(
+            f"--output-activation sigmoid gives one yes/no output, but the data has {k} classes: use softmax "
+            "(the default for classes)"
+        )
+    if output not in ("softmax", "sigmoid"):
+        raise ValueError(
+            f"--output-activation {output} cannot give class probabilities for {k} classes: use softmax "
+            "(the default for classes)" + (" or sigmoid" if k == 2 else "")
+        )
 
 
 def _activation_spec(name, slope):
@@ -409,6 +464,17 @@ def cmd_evaluate(args) -> int:
         raise ValueError(f"{args.data}: no targets to evaluate against (give --target COLUMN, or a 'y' member)")
     result = model.evaluate(X, data.y, loss="mse" if data.task == "regression" else None)
     print(json.dumps(result) if args.json else _format_metrics(result))
+    if args.report:
+        if not model.is_classifier:
+            raise ValueError("--report gives per-class figures: it needs a classifier")
+        try:
+            from sklearn.metrics import classification_report
+        except ImportError:
+            raise ImportError("--report needs scikit-learn: pip install 'nn_xp[sklearn]'") from None
+        predicted = nx.to_numpy(model.predict(X))
+        names = [str(c) for c in data.class_names] if data.class_names is not None else None
+        labels = list(range(len(names))) if names is not None else None
+        print(classification_report(data.y, predicted, labels=labels, target_names=names, zero_division=0))
     return 0
 
 
@@ -431,10 +497,29 @@ def cmd_info(args) -> int:
     print(f"default device: {backend.default_device()}")
     print(f"CUDA: {'usable, ' + str(count) + ' GPU(s)' if count else 'not usable: ' + why}")
     from .distributed import mpi_status, nccl_status
+    from .numpy_ops import native_available, native_enabled
+
+    state = "built, in use" if native_enabled() else ("built, turned off (NN_XP_NATIVE=0)" if native_available()
+                                                       else "not built (no C compiler at install)")
+    print(f"compiled loops (nn_xp/_native.c): {state}")
+    print(f"BLAS: {_blas()}")
 
     for name, (usable, detail) in (("MPI", mpi_status()), ("NCCL", nccl_status())):
         print(f"{name}: {'usable, ' if usable else 'not usable: '}{detail}")
     return 0
+
+
+def _blas() -> str:
+    """NumPy's BLAS library, version and threads, as threadpoolctl sees them."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return "unknown (threadpoolctl is not installed; it comes with the sklearn extra)"
+    pools = [p for p in threadpool_info() if p.get("user_api") == "blas"]
+    if not pools:
+        return "none found"
+    p = pools[0]
+    return f"{p.get('internal_api')} {p.get('version')} with {p.get('num_threads')} threads"
 
 
 def cmd_parity(args) -> int:
@@ -473,6 +558,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         return COMMANDS[args.command](args)
+    except BrokenPipeError:  # `nn-xp predict ... | head -1`: the reader is gone; say nothing
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so that Python's own flush at exit is quiet too
+        return 141
     except KeyboardInterrupt:
         print("nn-xp: interrupted", file=sys.stderr)
         return 130

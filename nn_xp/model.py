@@ -16,6 +16,7 @@ One loop serves every backend: the backend's differences are in its ops object (
 from __future__ import annotations
 
 import copy
+import inspect
 import numbers
 import os
 
@@ -535,6 +536,18 @@ class Sequential:
     def save(self, path):
         """Write the model (and optimizer state and history) to one .npz file, atomically."""
         return persistence.save(self, path)
+
+
+def _fit_signature():
+    """`Sequential.fit`'s signature as `help()` shows it: training.fit's, with self for the model."""
+    signature = inspect.signature(training.fit)
+    parameters = list(signature.parameters.values())
+    parameters[0] = inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return signature.replace(parameters=parameters)
+
+
+Sequential.fit.__signature__ = _fit_signature()
+Sequential.fit.__doc__ = training.fit.__doc__
 
 
 def _generator(state: dict) -> np.random.Generator:

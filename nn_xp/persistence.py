@@ -302,6 +302,9 @@ def _checked_members(archive, file_size: int):
         if stored.kind != "f" or stored.newbyteorder("=") != dtype:
             raise _Refused(f"member {name!r} has dtype {stored}, but the model's dtype is {meta['dtype']}")
     params = [np.ascontiguousarray(archive[name], dtype=dtype) for name in expected]
+    for name, p in zip(expected, params):
+        if not np.all(np.isfinite(p)):  # such a model predicts nonsense (NaN probabilities, class 0)
+            raise _Refused(f"member {name!r} holds NaN or infinite weights; the model cannot predict")
     opt_state = None
     if meta["optimizer"] is not None:
         opt_state = {

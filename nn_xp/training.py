@@ -237,6 +237,16 @@ def l2_penalty(ops, params, grads, weights, l2: float, n: int):
     return penalty * (l2 / (2 * n))
 
 
+class _BarAdvance:
+    """Moves the progress bar on after every batch (tqdm redraws it at most every 0.2 s)."""
+
+    def __init__(self, bar):
+        self.bar = bar
+
+    def on_batch_end(self, epoch, batch):
+        self.bar.update(1)
+
+
 class Epoch:
     """One pass over the data in batches: what `fit` repeats, and what the scikit-learn estimators
     call once per epoch with their own batch order (after checking everything once).
@@ -465,7 +475,7 @@ def fit(
     shuffle=True,
     callbacks=(),
     verbose=1,
-    verbose_epoch=1,
+    verbose_epoch=None,
     schedule=None,
     clip_norm=None,
     clip_value=None,
@@ -488,8 +498,10 @@ def fit(
             fraction in [0, 1) held out at random (with its rows' sample weights).
         shuffle: a new order every epoch, drawn from the model's seeded host generator.
         callbacks: `nn_xp.callbacks.Callback` objects (or "early_stopping", "terminate_on_nan").
-        verbose: 0 silent; 1 the notebooks' "Epoch N Loss : x" line every `verbose_epoch` epochs,
-            and a tqdm progress bar when stderr is a terminal.
+        verbose: 0 silent; 1: on a terminal a progress bar that moves with every batch and shows
+            the last epoch's loss and validation figures; elsewhere, or where `verbose_epoch` is
+            given, the notebooks' "Epoch N Loss : x" line every `verbose_epoch` epochs (default:
+            a tenth of the epochs).
         schedule: an `nn_xp.schedules.Schedule` or name ("step", "exponential", "cosine", "plateau").
         clip_norm / clip_value: clip gradients by global L2 norm / by value before each step.
         l2: the L2 penalty on the weights (not the biases): each batch of m samples adds
@@ -524,7 +536,8 @@ def fit(
     # -- every check before any work --
     epochs = positive_int(epochs, "epochs")
     batch_size = positive_int(batch_size, "batch_size", allow_none=True)
-    verbose_epoch = positive_int(verbose_epoch, "verbose_epoch")
+    lines = verbose_epoch is not None  # asked for: the notebooks' lines even under a progress bar
+    verbose_epoch = positive_int(verbose_epoch, "verbose_epoch") if lines else max(1, epochs // 10)
     if isinstance(verbose, bool) or not isinstance(verbose, numbers.Integral) or verbose < 0:
         raise ValueError(f"verbose must be an integer >= 0, got {verbose!r}")
     optional_positive(learning_rate, "learning_rate")
@@ -588,7 +601,7 @@ def fit(
                 distributed_.broadcast_training_state(model, comm)
             history, logs, bar = _train(
                 model, opt, X, Y, W, X_val, Y_val, W_val, head, epochs, batch_size, validation_split, shuffle,
-                callbacks, verbose, verbose_epoch, schedule, clip_norm, clip_value, l2, interrupt, comm,
+                callbacks, verbose, verbose_epoch, schedule, clip_norm, clip_value, l2, interrupt, comm, lines,
             )
         except BaseException as error:
             if comm is None:
@@ -602,7 +615,8 @@ def fit(
 
 
 def _train(model, opt, X, Y, W, X_val, Y_val, W_val, head, epochs, batch_size, validation_split, shuffle,
-           callbacks, verbose, verbose_epoch, schedule, clip_norm, clip_value, l2, interrupt, comm=None):
+           callbacks, verbose, verbose_epoch, schedule, clip_norm, clip_value, l2, interrupt, comm=None,
+           lines=True):
     """The epochs of `fit`, after every check; returns (history, last logs, progress bar)."""
     train_rows = None
     if validation_split:
@@ -615,8 +629,17 @@ def _train(model, opt, X, Y, W, X_val, Y_val, W_val, head, epochs, batch_size, v
     history.stop_reason = None
     first_epoch = history.epoch[-1] + 1 if history.epoch else 0
     base_learning_rate = getattr(opt, "initial_learning_rate", opt.learning_rate)
+    show_bar = verbose > 0 and sys.stderr.isatty()
+    bar = None
+    batch_hooks = list(callbacks)
+    if show_bar:
+        from tqdm.auto import tqdm
+
+        steps = -(-(X.shape[0] if train_rows is None else train_rows.shape[0]) // (batch_size or X.shape[0]))
+        bar = tqdm(total=epochs * steps, unit="batch", leave=False, mininterval=0.2)
+        batch_hooks.append(_BarAdvance(bar))
     runner = Epoch(model, X, Y, head, batch_size, l2=l2, clip_norm=clip_norm, clip_value=clip_value,
-                   callbacks=callbacks, train_rows=train_rows, comm=comm, weights=W)
+                   callbacks=batch_hooks, train_rows=train_rows, comm=comm, weights=W)
     n = runner.n
     model.stop_training = False
     model.loss = head.loss
@@ -624,12 +647,6 @@ def _train(model, opt, X, Y, W, X_val, Y_val, W_val, head, epochs, batch_size, v
     for callback in callbacks:
         callback.set_model(model)
         callback.on_train_begin({})
-    show_bar = verbose > 0 and sys.stderr.isatty()
-    bar = None
-    if show_bar:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=epochs, unit="epoch", leave=False)
     write = bar.write if bar is not None else print
     logs: dict = {}
     try:
@@ -659,14 +676,15 @@ def _train(model, opt, X, Y, W, X_val, Y_val, W_val, head, epochs, batch_size, v
             interrupt.hold()
             history.append(epoch, logs)
             interrupt.release()
-            if verbose and (epoch % verbose_epoch == 0 or interrupt.requested):
+            if verbose and (bar is None or lines) and (epoch % verbose_epoch == 0 or interrupt.requested):
                 line = f"Epoch {epoch} Loss : {logs['loss']}"
                 if "val_loss" in logs:
                     line += f" - val_loss : {logs['val_loss']}"
                 write(line)
             if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{logs['loss']:.4g}")
+                shown = {k: v for k, v in logs.items() if k not in ("learning_rate", "epoch_time")}
+                bar.set_description(f"epoch {epoch}")
+                bar.set_postfix({k: f"{v:.4g}" for k, v in shown.items()}, refresh=False)
             for callback in callbacks:
                 callback.on_epoch_end(epoch, logs)
             if comm is not None:  # rank 0's callbacks decide for every rank

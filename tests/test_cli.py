@@ -163,3 +163,47 @@ def test_dropout_and_l2_are_saved_and_a_resume_keeps_them(tmp_path):
     assert bad.returncode == 2 and "dropout must be a finite number in [0, 1)" in bad.stderr
     bad = run("train", *common, "--l2", "-1", check=False)
     assert bad.returncode == 2 and "l2 must be a finite number >= 0" in bad.stderr
+
+
+def test_everyday_reliability(tmp_path):
+    """Abbreviations refused; unwritable --save refused before training; a loss or output that does
+    not fit the classes says what to change; --activation's count reads well; a NaN model refused."""
+    result = run("train", "--epoch", "3", check=False)
+    assert result.returncode == 2 and "unrecognized arguments: --epoch" in result.stderr
+    result = run("train", "--dataset", "iris", "--save", "/proc/nn-xp-test/x.npz", check=False)
+    assert result.returncode == 2 and "--save /proc/nn-xp-test/x.npz: cannot write there" in result.stderr
+    assert "Epoch" not in result.stdout and "device" not in result.stdout  # refused before any training
+    result = run("train", "--dataset", "digits", "--loss", "mse", check=False)
+    assert result.returncode == 2 and "--loss mse needs numeric targets" in result.stderr
+    assert "10 classes" in result.stderr
+    result = run("train", "--dataset", "iris", "--output-activation", "sigmoid", check=False)
+    assert result.returncode == 2 and "the data has 3 classes: use softmax" in result.stderr
+    result = run("train", "--layers", "1", "10", "1", "--activation", "tanh", "relu", check=False)
+    assert "--activation gives 2 names but the network has 1 hidden layer: give one name for every" in result.stderr
+    path = tmp_path / "m.npz"
+    model = nx.MLP([2, 3, 2], output_activation="softmax", seed=0)
+    model.parameters()[2][0, 0] = np.nan
+    model.save(path)
+    result = run("evaluate", str(path), "moons", check=False)
+    assert result.returncode == 2 and "member 'param_2' holds NaN or infinite weights" in result.stderr
+
+
+def test_a_broken_pipe_is_silent_and_info_names_the_loops_and_the_blas(tmp_path):
+    model_path = tmp_path / "m.npz"
+    run("train", "--dataset", "moons", "--epochs", "2", "--quiet", "--save", str(model_path))
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).normal(size=(20000, 2)))
+    env = {**os.environ, "NN_XP_DEVICE": "cpu"}
+    shell = f"{sys.executable} -m nn_xp predict {model_path} {tmp_path / 'x.npy'} | head -1"
+    result = subprocess.run(["bash", "-c", shell], capture_output=True, text=True, env=env, timeout=120)
+    assert result.stdout.strip() in ("0", "1") and result.stderr == ""
+    info = run("info").stdout
+    assert "compiled loops (nn_xp/_native.c): " in info and "BLAS: " in info
+
+
+def test_evaluate_report_names_the_classes(tmp_path):
+    pytest.importorskip("sklearn")
+    model_path = tmp_path / "iris.npz"
+    run("train", "--dataset", "iris", "--epochs", "20", "--quiet", "--save", str(model_path))
+    report = run("evaluate", str(model_path), "iris", "--report").stdout
+    for name in ("setosa", "versicolor", "virginica", "precision", "recall", "f1-score"):
+        assert name in report

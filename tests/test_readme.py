@@ -1,0 +1,41 @@
+"""The README's code runs as written."""
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+import nn_xp as nx
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def _block_after(marker: str) -> str:
+    text = README.read_text()
+    start = text.index(marker)
+    match = re.search(r"```python\n(.*?)```", text[start:], re.S)
+    return "\n".join(line[2:] if line.startswith("  ") else line for line in match.group(1).splitlines())
+
+
+def test_the_notebook_loop_converges_as_written(capsys):
+    namespace = {"np": np, "nx": nx}
+    exec(_block_after("write the notebooks' loop yourself"), namespace)  # our own README
+    assert namespace["loss"] < 5e-3
+    assert float(capsys.readouterr().out) == namespace["loss"]
+
+
+def test_the_custom_layer_example_runs_as_written(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 4))
+    y = (X[:, 0] > 0).astype(int) + (X[:, 1] > 0).astype(int)
+    from nn_xp import layers
+
+    namespace = {"X": X, "y": y}
+    try:
+        exec(_block_after("## Layers of your own"), namespace)  # our own README
+    finally:
+        layers.LAYERS.pop("scale", None)
+    model = namespace["model"]
+    assert nx.gradcheck(model, X[:8], y[:8]) < 1e-6
+    assert (tmp_path / "scaled.npz").exists()
