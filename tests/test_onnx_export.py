@@ -2,6 +2,7 @@
 
 import importlib.util
 import os
+import subprocess
 import sys
 
 import numpy as np
@@ -227,3 +228,23 @@ def test_missing_onnx_names_the_extra(monkeypatch, tmp_path):
     with pytest.raises(ImportError, match=r"pip install 'nn_xp\[onnx\]'"):
         model.to_onnx(tmp_path / "model.onnx")
 
+
+def _cli(*args, cwd=None):
+    env = {**os.environ, "NN_XP_DEVICE": "cpu"}
+    return subprocess.run([sys.executable, "-m", "nn_xp", *args], capture_output=True, text=True, cwd=cwd,
+                          env=env, timeout=240)
+
+
+@needs_runtime
+def test_cli_export_round_trip(tmp_path):
+    X = _data(4)
+    model = _model([4, 10, 3], X, activation="elu", dtype="float64")
+    model.save(tmp_path / "model.npz")
+    result = _cli("export", str(tmp_path / "model.npz"), str(tmp_path / "model.onnx"), "--opset", "17")
+    assert result.returncode == 0, result.stderr
+    assert "opset 17" in result.stdout and "probabilities, label" in result.stdout
+    _assert_matches(_run(tmp_path / "model.onnx", X), _expected(nx.load(tmp_path / "model.npz", device="cpu"), X),
+                    "float64")
+    bad = _cli("export", str(tmp_path / "model.npz"), str(tmp_path / "old.onnx"), "--opset", "9")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert "opset must be an integer from 13" in bad.stderr.strip().splitlines()[-1]
