@@ -178,6 +178,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     info = sub.add_parser("info", help="versions, devices and why CUDA is or is not usable")
     info.add_argument("--debug", action="store_true")
+
+    from .onnx_export import DEFAULT_OPSET  # no onnx import: the module imports it when exporting
+
+    export = sub.add_parser("export", help="write a saved model as an ONNX graph (the onnx extra)",
+                            description="Write a saved model's predictions as an ONNX graph: classifiers "
+                            "output 'probabilities' and 'label', regressors 'predictions'; the stored "
+                            "standardisation is part of the graph.")
+    export.add_argument("model", help="a model file written by --save")
+    export.add_argument("output", help="the .onnx file to write")
+    export.add_argument("--opset", type=_positive_int, default=None,
+                        help=f"the ONNX opset to target (default {DEFAULT_OPSET})")
+    export.add_argument("--debug", action="store_true", help="show tracebacks")
     return parser
 
 
@@ -549,8 +561,19 @@ def cmd_parity(args) -> int:
     return 0 if report.passed else 1
 
 
+def cmd_export(args) -> int:
+    import nn_xp as nx
+
+    model = nx.load(args.model, device="cpu")
+    proto = model.to_onnx(args.output, opset=args.opset)
+    outputs = ", ".join(output.name for output in proto.graph.output)
+    print(f"ONNX graph (opset {proto.opset_import[0].version}; input X, {model.layer_sizes[0]} features, "
+          f"{model.dtype}; outputs {outputs}) written to {args.output}")
+    return 0
+
+
 COMMANDS = {"train": cmd_train, "predict": cmd_predict, "evaluate": cmd_evaluate, "info": cmd_info,
-            "parity": cmd_parity}
+            "parity": cmd_parity, "export": cmd_export}
 
 
 def main(argv=None) -> int:

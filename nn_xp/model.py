@@ -537,6 +537,14 @@ class Sequential:
         """Write the model (and optimizer state and history) to one .npz file, atomically."""
         return persistence.save(self, path)
 
+    def to_onnx(self, path, opset=None):
+        """Write an ONNX graph of the model's predictions to `path` (the `onnx` extra); returns the
+        onnx.ModelProto. Classifiers output "probabilities" and "label", regressors "predictions";
+        see `nn_xp.onnx_export`. opset: None for onnx_export.DEFAULT_OPSET."""
+        from .onnx_export import export
+
+        return export(self, path, opset=opset)
+
 
 def _fit_signature():
     """`Sequential.fit`'s signature as `help()` shows it: training.fit's, with self for the model."""
