@@ -126,6 +126,10 @@ def build_parser() -> argparse.ArgumentParser:
                      "(default 0, or the resumed model's)")
 
     out = train.add_argument_group("output")
+    data.add_argument("--sample-weight", metavar="COLUMN",
+                      help="a column of per-sample weights (not a feature); the loss is their weighted mean")
+    data.add_argument("--class-weight", choices=["balanced"],
+                      help="weigh each class by n_samples / (n_classes * its count)")
     out.add_argument("--save", metavar="FILE.npz", help="write the trained model here")
     out.add_argument("--resume", metavar="FILE.npz", help="continue training a saved model")
     out.add_argument("--plot", metavar="FILE.png", help="write loss curves and results here")
@@ -141,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("model", help="a model file written by --save")
     predict.add_argument("input", help="a .csv (with header), .npy or .npz (member X) file")
     predict.add_argument("--target", help="a CSV column to leave out of the features")
+    predict.add_argument("--id", metavar="COLUMN", help="a column to pass through to the output beside each prediction")
     predict.add_argument("--output", "-o", help="write predictions to this .csv or .npy file")
     predict.add_argument("--proba", action="store_true", help="class probabilities instead of labels")
     predict.add_argument("--device", default="auto")
@@ -152,6 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--target", help="CSV column holding the targets")
     evaluate.add_argument("--device", default="auto")
     evaluate.add_argument("--json", action="store_true", help="print the result as JSON")
+    evaluate.add_argument("--held-out", action="store_true",
+                          help="score only the test rows held out when the model was trained (--test-size)")
     evaluate.add_argument("--report", action="store_true",
                           help="per-class precision, recall and F1 (scikit-learn's classification_report)")
     evaluate.add_argument("--debug", action="store_true")
@@ -266,7 +273,7 @@ def cmd_train(args) -> int:
     import nn_xp as nx
 
     from .callbacks import EarlyStopping
-    from .datasets import fit_standardizer, standardize, train_test_split
+    from .datasets import fit_standardizer, standardize
 
     for name, value in (("--test-size", args.test_size), ("--validation-split", args.validation_split)):
         if not 0 <= value < 1:
@@ -293,12 +300,25 @@ def cmd_train(args) -> int:
             f"{args.dataset}: no targets found (give --target COLUMN for a CSV, or a 'y' member in an .npz)"
         )
     X, y = data.X, data.y
+    weights = None
+    if args.sample_weight:
+        X, weights, data.feature_names = _take_column(X, data.feature_names, args.sample_weight, args.dataset)
+    resumed = nx.load(args.resume, device=args.device) if args.resume else None
+    if resumed is not None and resumed.feature_names is not None and data.feature_names:
+        X = _in_model_order(X, list(data.feature_names), resumed, args.dataset)
+    split = _split(args, resumed, X, y, data)
+    args.validation_split = split["validation_split"]  # early stopping watches val_loss where there is one
+    train_rows, val_rows, test_rows = _split_rows(split, y, data.task == "classification")
     X_test = y_test = None
-    if args.test_size:
-        X, X_test, y, y_test = train_test_split(X, y, test_size=args.test_size, seed=args.seed,
-                                                stratify=data.task == "classification")
-    if args.resume:
-        model = nx.load(args.resume, device=args.device)
+    if test_rows is not None:
+        X_test, y_test = X[test_rows], y[test_rows]
+    validation = None
+    if val_rows is not None:
+        validation = (X[val_rows], y[val_rows]) + ((weights[val_rows],) if weights is not None else ())
+    X, y = X[train_rows], y[train_rows]
+    weights = None if weights is None else weights[train_rows]
+    if resumed is not None:
+        model = resumed
         if args.layers and list(args.layers) != list(model.layer_sizes):
             raise ValueError(f"--layers {args.layers} differs from the resumed model's {list(model.layer_sizes)}")
         if X.shape[1] != model.layer_sizes[0]:
@@ -339,9 +359,16 @@ def cmd_train(args) -> int:
                        device=args.device, seed=args.seed, dropout=dropout)
         if args.standardize:
             model.preprocessing = fit_standardizer(X)
+        model.feature_names = [str(name) for name in data.feature_names] if data.feature_names else None
+        model.target = getattr(data, "target", None) or args.target
+        if data.task == "classification" and data.class_names is not None:
+            model.classes = [c.item() if hasattr(c, "item") else c for c in data.class_names]
+    model.split = split
     if model.preprocessing:
         X = standardize(X, model.preprocessing)
         X_test = standardize(X_test, model.preprocessing) if X_test is not None else None
+        if validation is not None:
+            validation = (standardize(validation[0], model.preprocessing), *validation[1:])
     epochs = args.epochs
     callbacks = []
     if args.early_stopping:
@@ -355,10 +382,11 @@ def cmd_train(args) -> int:
     started = time.perf_counter()
     history = model.fit(
         X, y, loss=loss, optimizer=optimizer, learning_rate=args.learning_rate, epochs=epochs,
-        batch_size=None if args.full_batch else args.batch_size, validation_split=args.validation_split,
+        batch_size=None if args.full_batch else args.batch_size, validation_data=validation,
         callbacks=callbacks, verbose=0 if args.quiet else 1,
         verbose_epoch=args.verbose_epoch or max(1, epochs // 10), schedule=schedule, clip_norm=args.clip_norm,
-        l2=args.l2 if args.l2 is not None else model.l2, distributed=comm,
+        l2=args.l2 if args.l2 is not None else model.l2, distributed=comm, sample_weight=weights,
+        class_weight=args.class_weight,
     )
     elapsed = time.perf_counter() - started
     # Figures of this run's last epoch only: a key an earlier run logged (say val_loss) but this one
@@ -381,12 +409,73 @@ def cmd_train(args) -> int:
 
         os.makedirs(os.path.dirname(os.path.abspath(args.plot)), exist_ok=True)
         shown_X, shown_y = (X_test, y_test) if X_test is not None else (X, y)
-        training_figure(model, shown_X, shown_y, path=args.plot)
+        training_figure(model, shown_X, shown_y, path=args.plot, on_training_data=X_test is None)
         print(f"plot written to {args.plot}")
     if history.stop_reason == "interrupted":  # Ctrl-C: what was trained is written, and the exit says so
         print("nn-xp: interrupted", file=sys.stderr)
         return 130
     return 0
+
+
+def _fingerprint(X, y) -> str:
+    """A hash of the data as loaded: the same file gives the same split on --resume and --held-out."""
+    import hashlib
+
+    digest = hashlib.sha256(np.ascontiguousarray(X).tobytes())
+    digest.update(np.ascontiguousarray(y).tobytes())
+    return digest.hexdigest()[:32]
+
+
+def _split(args, resumed, X, y, data) -> dict:
+    """How this run splits the rows: the resumed model's split on the same data (so its held-out
+    rows stay held out), else this run's --seed, --test-size and --validation-split."""
+    fingerprint = _fingerprint(X, y)
+    saved = resumed.split if resumed is not None else None
+    if saved is not None and saved.get("data") == fingerprint:
+        for option, key in (("--test-size", "test_size"), ("--validation-split", "validation_split")):
+            given = getattr(args, key)
+            if given and given != saved[key]:
+                raise ValueError(f"{option} {given} differs from the resumed model's split ({saved[key]}); "
+                                 "the held-out rows must stay the same: leave it out")
+        return saved
+    if saved is not None:
+        print(f"note: {args.dataset} is not the data the resumed model was split on; drawing a new split",
+              file=sys.stderr)
+    return {"seed": int(args.seed), "test_size": float(args.test_size),
+            "validation_split": float(args.validation_split), "n_samples": int(X.shape[0]), "data": fingerprint}
+
+
+def _split_rows(split, y, stratify):
+    """(training rows, validation rows or None, test rows or None) of a stored split."""
+    from .datasets import train_test_split
+
+    rows = np.arange(split["n_samples"])
+    test = val = None
+    if split["test_size"]:
+        rows, test, _, _ = train_test_split(rows, y, test_size=split["test_size"], seed=split["seed"],
+                                            stratify=stratify)
+    if split["validation_split"]:
+        rows, val, _, _ = train_test_split(rows, y[rows], test_size=split["validation_split"],
+                                           seed=split["seed"] + 1, stratify=stratify)
+    return rows, val, test
+
+
+def _take_column(X, names, column, where):
+    """(X without `column`, that column, the other names): a weight column is no feature."""
+    names = [str(n) for n in (names or [])]
+    if column not in names:
+        raise ValueError(f"{where}: no column {column!r} for --sample-weight; the columns are {names}")
+    index = names.index(column)
+    return np.delete(X, index, axis=1), X[:, index].copy(), names[:index] + names[index + 1:]
+
+
+def _in_model_order(X, names, model, where):
+    """X's columns in the order the model was trained on, matched by name."""
+    missing = [n for n in model.feature_names if n not in names]
+    if missing:
+        raise ValueError(f"{where} has no column {missing[0]!r}, which the model was trained on "
+                         f"(its columns: {model.feature_names})")
+    return X[:, [names.index(n) for n in model.feature_names]]
 
 
 def _check_writable(option: str, path: str) -> None:
@@ -430,6 +519,59 @@ def _activation_spec(name, slope):
     return {"name": "leaky_relu", "negative_slope": slope} if name == "leaky_relu" else name
 
 
+TABLES = (".csv", ".tsv", ".txt", ".parquet")
+
+
+def _read_table(path, delimiter=None):
+    """A table file as a pandas DataFrame (the 'data' extra): CSV/TSV (delimiter sniffed) or parquet."""
+    try:
+        import pandas
+    except ImportError:
+        raise ImportError(f"{path}: reading tables needs pandas: pip install 'nn_xp[data]'") from None
+    if path.lower().endswith(".parquet"):
+        return pandas.read_parquet(path)
+    if delimiter is None and path.lower().endswith(".tsv"):
+        delimiter = "\t"
+    return pandas.read_csv(path, sep=delimiter, engine="python" if delimiter is None else "c")
+
+
+def _table_columns(path, frame, model, skip):
+    """The model's feature columns of `frame`, matched by name, as float64 (n_samples, n_features).
+
+    Missing columns are refused by name; columns the model does not use (the target, an ID) are
+    left out with a note. A model saved without column names takes the other columns in order.
+    """
+    columns = [str(c) for c in frame.columns]
+    frame.columns = columns
+    names = model.feature_names or [c for c in columns if c not in skip]
+    missing = [n for n in names if n not in columns]
+    if missing:
+        raise ValueError(f"{path}: no column {missing[0]!r}; the model was trained on the columns {names}")
+    extra = [c for c in columns if c not in names and c not in skip]
+    if extra:
+        print(f"note: {path}: ignoring columns {extra} (not features of the model)", file=sys.stderr)
+    X = np.empty((len(frame), len(names)))
+    for index, name in enumerate(names):
+        try:
+            X[:, index] = frame[name].to_numpy(dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(f"{path}: column {name!r} is not numeric") from None
+    if X.shape[1] != model.layer_sizes[0]:
+        raise ValueError(f"{path}: {X.shape[1]} feature columns, but the model expects {model.layer_sizes[0]}")
+    return X
+
+
+def _labels_as_indices(path, values, model):
+    """Targets read from a table, as the model's class indices (its stored labels matched)."""
+    if model.classes is None or not model.is_classifier:
+        return np.asarray(values)
+    index = {str(c): i for i, c in enumerate(model.classes)}
+    unknown = sorted({str(v) for v in values} - set(index))
+    if unknown:
+        raise ValueError(f"{path}: labels {unknown[:5]} are not among the model's classes {model.classes}")
+    return np.array([index[str(v)] for v in values])
+
+
 def _input_X(path, target, model):
     from .datasets import load_file
 
@@ -442,24 +584,50 @@ def _input_X(path, target, model):
 
 
 def cmd_predict(args) -> int:
+    import csv
+
     import nn_xp as nx
 
     model = nx.load(args.model, device=args.device)
-    _, X = _input_X(args.input, args.target, model)
-    result = model.predict_proba(X) if args.proba else model.predict(X)
-    result = nx.to_numpy(result)
-    if result.ndim == 1:
-        result = result[:, None]
-    fmt = "%d" if result.dtype.kind in "iu" else "%.8g"
+    ids = None
+    if args.input.lower().endswith(TABLES):
+        frame = _read_table(args.input, getattr(args, "delimiter", None))
+        if args.id is not None and args.id not in [str(c) for c in frame.columns]:
+            raise ValueError(f"{args.input}: no column {args.id!r} for --id")
+        ids = frame[args.id].tolist() if args.id is not None else None
+        X = _apply_preprocessing(model, _table_columns(args.input, frame, model,
+                                                       {args.id, args.target or model.target} - {None}))
+    else:
+        if args.id is not None:
+            raise ValueError("--id names a column of a table (.csv, .tsv, .parquet)")
+        _, X = _input_X(args.input, args.target, model)
+    classes = model.classes if model.is_classifier else None
+    if args.proba:
+        result = nx.to_numpy(model.predict_proba(X))
+        header = [str(c) for c in classes] if classes is not None else [f"p{k}" for k in range(result.shape[1])]
+        rows = [[f"{v:.8g}" for v in row] for row in result]
+    else:
+        result = nx.to_numpy(model.predict(X))
+        result = result[:, None] if result.ndim == 1 else result
+        if classes is not None and result.shape[1] == 1:  # the stored labels, in their own type
+            rows = [[str(classes[int(v)])] for v in result[:, 0]]
+        else:
+            rows = [[str(int(v)) if result.dtype.kind in "iu" else f"{v:.8g}" for v in row] for row in result]
+        header = ["prediction"] if result.shape[1] == 1 else [f"prediction{k}" for k in range(result.shape[1])]
+    if ids is not None:
+        header, rows = [args.id, *header], [[str(i), *row] for i, row in zip(ids, rows)]
     if args.output:
         if args.output.lower().endswith(".npy"):
-            np.save(args.output, result)
+            np.save(args.output, np.asarray(rows if classes is not None and not args.proba else result))
         else:
-            np.savetxt(args.output, result, delimiter=",", fmt=fmt)
-        print(f"{len(result)} predictions written to {args.output}", file=sys.stderr)
+            with open(args.output, "w", newline="") as handle:
+                writer = csv.writer(handle)
+                writer.writerow(header)  # the columns say what they are: classes, or ID and prediction
+                writer.writerows(rows)
+        print(f"{len(rows)} predictions written to {args.output}", file=sys.stderr)
     else:
-        for row in result:
-            print(",".join(fmt % v for v in row))
+        for row in rows:
+            print(",".join(row))
     return 0
 
 
@@ -467,14 +635,32 @@ def cmd_evaluate(args) -> int:
     import nn_xp as nx
 
     model = nx.load(args.model, device=args.device)
-    if _is_file(args.data):
-        data, X = _input_X(args.data, args.target, model)
+    target = args.target or model.target
+    if args.data.lower().endswith(TABLES):
+        frame = _read_table(args.data, getattr(args, "delimiter", None))
+        if target is None or target not in [str(c) for c in frame.columns]:
+            raise ValueError(f"{args.data}: no target column {target!r} (give --target COLUMN)")
+        X = _table_columns(args.data, frame, model, {target})
+        y = _labels_as_indices(args.data, frame[target].tolist(), model)
+        data = None
     else:
-        data = _load_data(args.data)
-        X = _apply_preprocessing(model, data.X)
-    if data.y is None:
-        raise ValueError(f"{args.data}: no targets to evaluate against (give --target COLUMN, or a 'y' member)")
-    result = model.evaluate(X, data.y, loss="mse" if data.task == "regression" else None)
+        data = _load_data(args.data) if not _is_file(args.data) else _input_X(args.data, args.target, model)[0]
+        X, y = data.X, data.y
+        if data.y is None:
+            raise ValueError(f"{args.data}: no targets to evaluate against (give --target COLUMN, or a 'y' member)")
+    if args.held_out:
+        if not (model.split and (model.split["test_size"] or model.split["validation_split"])):
+            raise ValueError("--held-out needs a model trained with --test-size (its split is stored in the model)")
+        if _fingerprint(X, y) != model.split["data"]:
+            raise ValueError(f"{args.data} is not the data the model was trained and split on: --held-out "
+                             "cannot find its test rows")
+        _, _, test = _split_rows(model.split, y, model.is_classifier)
+        if test is None:
+            raise ValueError("--held-out: the model's split held out no test rows (--test-size was 0)")
+        X, y = X[test], y[test]
+    X = _apply_preprocessing(model, X)
+    regression = not model.is_classifier if data is None else data.task == "regression"
+    result = model.evaluate(X, y, loss="mse" if regression else None)
     print(json.dumps(result) if args.json else _format_metrics(result))
     if args.report:
         if not model.is_classifier:
@@ -484,9 +670,10 @@ def cmd_evaluate(args) -> int:
         except ImportError:
             raise ImportError("--report needs scikit-learn: pip install 'nn_xp[sklearn]'") from None
         predicted = nx.to_numpy(model.predict(X))
-        names = [str(c) for c in data.class_names] if data.class_names is not None else None
+        classes = model.classes if model.classes is not None else (None if data is None else data.class_names)
+        names = [str(c) for c in classes] if classes is not None else None
         labels = list(range(len(names))) if names is not None else None
-        print(classification_report(data.y, predicted, labels=labels, target_names=names, zero_division=0))
+        print(classification_report(y, predicted, labels=labels, target_names=names, zero_division=0))
     return 0
 
 

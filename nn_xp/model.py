@@ -118,6 +118,10 @@ class Sequential:
         self.stop_training = False  # callbacks set this to end fit after the current epoch
         self.loss = None  # the loss fit trained with; None until then (inferred from the output)
         self.l2 = 0.0  # the L2 penalty fit trained with
+        # What the data meant, when it came from a table (the command line sets these): the
+        # feature columns in order, the target column, the class labels in their own type (output
+        # i is classes[i]), and how the train/validation/test split was drawn.
+        self.feature_names = self.target = self.classes = self.split = None
 
     # ---- description -------------------------------------------------------------------------
     @property
@@ -468,7 +472,8 @@ class Sequential:
         """Everything a model file holds, as JSON-ready values and host (NumPy) arrays.
 
         {"architecture", "dtype", "seed", "dropout_key", "params": [arrays], "preprocessing",
-        "loss", "l2", "optimizer": optimizer.state_dict() plus its label and learning rates, or None,
+        "loss", "l2", "schema": {feature_names, target, classes, split}, "optimizer":
+        optimizer.state_dict() plus its label and learning rates, or None,
         "history": History.state_dict() or None, "rng": the host generator's state}.
         """
         optimizer = None
@@ -487,6 +492,8 @@ class Sequential:
             "preprocessing": self.preprocessing,
             "loss": self.loss,
             "l2": self.l2,
+            "schema": {"feature_names": self.feature_names, "target": self.target, "classes": self.classes,
+                       "split": self.split},
             "optimizer": optimizer,
             "history": None if self.history is None else self.history.state_dict(),
             "rng": self.rng.bit_generator.state,
@@ -517,6 +524,13 @@ class Sequential:
         if state.get("loss") is not None:
             model.loss = check_loss(state["loss"], model.output_activation)
         model.l2 = validation.Real(0.0)(state.get("l2") or 0.0, "l2")
+        schema = state.get("schema") or {}
+        model.feature_names, model.target = schema.get("feature_names"), schema.get("target")
+        model.classes, model.split = schema.get("classes"), schema.get("split")
+        if model.feature_names is not None and len(model.feature_names) != model.layer_sizes[0]:
+            raise ValueError(f"the schema names {len(model.feature_names)} features for {model.layer_sizes[0]} inputs")
+        if model.classes is not None and len(model.classes) not in (model.layer_sizes[-1], 2):
+            raise ValueError(f"the schema names {len(model.classes)} classes for {model.layer_sizes[-1]} outputs")
         saved = state.get("optimizer")
         if saved is not None:
             # The class default first: a schedule may have left the saved rate at 0, which the

@@ -91,6 +91,7 @@ def save(model, path) -> str:
         "preprocessing": state["preprocessing"],
         "loss": state["loss"],
         "l2": state["l2"],
+        "schema": state["schema"],
         "optimizer": optimizer,
         "history": state["history"],
         "rng": _to_json(state["rng"]),
@@ -441,6 +442,24 @@ def _check_optimizer_meta(optimizer, n_params: int):
     return optimizer
 
 
+def _check_schema(schema):
+    """The stored schema, its kinds checked (its sizes are checked against the network later)."""
+    if schema is None:
+        return None
+    if not isinstance(schema, dict):
+        raise _Refused(f"schema must be an object, got {type(schema).__name__}")
+    for key in ("feature_names", "classes"):
+        value = schema.get(key)
+        if value is not None and not (isinstance(value, list) and all(isinstance(v, (str, int, float, bool))
+                                                                      for v in value)):
+            raise _Refused(f"schema {key} must be a list of names or labels, got {value!r}")
+    if schema.get("target") is not None and not isinstance(schema["target"], str):
+        raise _Refused(f"schema target must be a column name, got {schema['target']!r}")
+    if schema.get("split") is not None and not isinstance(schema["split"], dict):
+        raise _Refused("schema split must be an object")
+    return schema
+
+
 def _check_history_meta(history):
     if history is None:
         return None
@@ -502,6 +521,7 @@ def _state(meta, params, opt_state) -> dict:
         "preprocessing": meta.get("preprocessing"),
         "loss": meta.get("loss"),
         "l2": meta.get("l2"),
+        "schema": _check_schema(meta.get("schema")),
         "optimizer": optimizer,
         "history": meta["history"],
         "rng": _rng_from_json(meta["rng"]),

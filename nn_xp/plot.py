@@ -134,9 +134,13 @@ def plot_results_at_epochs(model, X, y, epochs_list=(10, 50, 100, 500, 1000), **
     return figure
 
 
-def training_figure(model, X, y, path=None, class_names=None):
+def training_figure(model, X, y, path=None, class_names=None, on_training_data=False):
     """The figure `nn-xp train --plot` writes: loss curves beside actual-vs-predicted (regression)
-    or the confusion matrix (classification). Saved to `path` when given; returns the figure."""
+    or the confusion matrix (classification), labelled with the model's class names where it has
+    them, and saying so in the title when drawn on the training data. Saved to `path` when given;
+    returns the figure."""
+    if class_names is None and getattr(model, "classes", None) is not None:
+        class_names = [str(c) for c in model.classes]
     plt = _pyplot()
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     if model.history is not None and len(model.history):
@@ -145,6 +149,8 @@ def training_figure(model, X, y, path=None, class_names=None):
         plot_confusion_matrix(model, X, y, ax=right, class_names=class_names)
     else:
         plot_actual_vs_predicted(model, X, y, ax=right)
+    if on_training_data:
+        right.set_title(right.get_title() + " - on the training data")
     figure.tight_layout()
     if path is not None:
         figure.savefig(path, dpi=110)

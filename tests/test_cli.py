@@ -50,7 +50,8 @@ def test_train_save_predict_evaluate_round_trip(tmp_path):
     predicted = run("predict", str(model_path), str(tmp_path / "iris_input.npz")).stdout.split()
     model = nx.load(str(model_path), device="cpu")
     expected = nx.to_numpy(model.predict((X - model.preprocessing["mean"]) / np.asarray(model.preprocessing["std"])))
-    assert [int(v) for v in predicted] == expected.tolist()
+    assert predicted == [str(model.classes[i]) for i in expected]  # the labels themselves: setosa, ...
+    assert model.classes == ["setosa", "versicolor", "virginica"]
     report = json.loads(run("evaluate", str(model_path), str(tmp_path / "iris_input.npz"), "--json").stdout)
     assert report["accuracy"] == pytest.approx(np.mean(expected == y))
     assert report["accuracy"] > 0.8
@@ -65,7 +66,8 @@ def test_predict_from_csv_to_a_file(tmp_path):
     (tmp_path / "in.csv").write_text("x,ignored\n" + "\n".join(f"{v},0" for v in x) + "\n")
     run("predict", str(model_path), str(tmp_path / "in.csv"), "--target", "ignored", "--output",
         str(tmp_path / "out.csv"))
-    values = np.loadtxt(tmp_path / "out.csv", delimiter=",", ndmin=2)[:, 0]
+    assert (tmp_path / "out.csv").read_text().splitlines()[0] == "prediction"
+    values = np.loadtxt(tmp_path / "out.csv", delimiter=",", ndmin=2, skiprows=1)[:, 0]
     model = nx.load(str(model_path), device="cpu")
     np.testing.assert_allclose(values, nx.to_numpy(model.predict(x[:, None]))[:, 0], rtol=1e-6)
 
@@ -207,3 +209,68 @@ def test_evaluate_report_names_the_classes(tmp_path):
     report = run("evaluate", str(model_path), "iris", "--report").stdout
     for name in ("setosa", "versicolor", "virginica", "precision", "recall", "f1-score"):
         assert name in report
+
+
+@pytest.fixture
+def wine_tables(tmp_path):
+    """scikit-learn's wine as a CSV with string labels and an ID column, reordered and cut copies."""
+    pytest.importorskip("pandas")
+    from sklearn.datasets import load_wine
+
+    bunch = load_wine(as_frame=True)
+    frame = bunch.frame.drop(columns=["target"])
+    frame["kind"] = [str(bunch.target_names[i]) for i in bunch.target]
+    frame.insert(0, "id", [f"w{i}" for i in range(len(frame))])
+    frame["weight"] = np.linspace(0.5, 2.0, len(frame))
+    paths = {name: tmp_path / f"{name}.csv" for name in ("train", "wine", "reordered", "missing")}
+    frame.drop(columns=["id"]).to_csv(paths["train"], index=False)  # an ID is no feature
+    frame.to_csv(paths["wine"], index=False)
+    frame[list(reversed(frame.columns))].to_csv(paths["reordered"], index=False)
+    frame.drop(columns=["hue"]).to_csv(paths["missing"], index=False)
+    return tmp_path, paths, frame
+
+
+def test_a_table_model_knows_its_columns_and_labels(wine_tables):
+    tmp_path, paths, frame = wine_tables
+    model_path = tmp_path / "m.npz"
+    run("train", "--dataset", str(paths["train"]), "--target", "kind", "--sample-weight", "weight",
+        "--class-weight", "balanced", "--standardize", "--test-size", "0.2", "--validation-split", "0.1",
+        "--epochs", "30", "--save", str(model_path), "--quiet", cwd=tmp_path, check=True)
+    model = nx.load(model_path, device="cpu")
+    assert model.classes == ["class_0", "class_1", "class_2"] and model.target == "kind"
+    assert model.feature_names == [c for c in frame.columns if c not in ("id", "kind", "weight")]
+    # --id passes the ID through; labels come back as labels; the file has a header row.
+    out = tmp_path / "p.csv"
+    result = run("predict", str(model_path), str(paths["wine"]), "--id", "id", "-o", str(out))
+    assert "ignoring columns ['weight']" in result.stderr  # the target and the ID are expected
+    assert "kind" not in result.stderr
+    lines = out.read_text().splitlines()
+    assert lines[0] == "id,prediction" and lines[1].split(",")[0] == "w0"
+    assert {line.split(",")[1] for line in lines[1:]} <= {"class_0", "class_1", "class_2"}
+    # Reordered columns give the same predictions, matched by name.
+    reordered = run("predict", str(model_path), str(paths["reordered"]), "--id", "id").stdout
+    assert reordered.splitlines() == lines[1:]
+    proba = tmp_path / "proba.csv"
+    run("predict", str(model_path), str(paths["wine"]), "--proba", "-o", str(proba))
+    assert proba.read_text().splitlines()[0] == "class_0,class_1,class_2"
+    missing = run("predict", str(model_path), str(paths["missing"]), check=False)
+    assert missing.returncode == 2 and "no column 'hue'; the model was trained on the columns" in missing.stderr
+
+
+def test_the_split_is_remembered_and_held_out_rows_can_be_scored(wine_tables):
+    tmp_path, paths, _ = wine_tables
+    first, second = tmp_path / "a.npz", tmp_path / "b.npz"
+    common = ("--dataset", str(paths["train"]), "--target", "kind", "--sample-weight", "weight", "--quiet")
+    trained = run("train", *common, "--test-size", "0.25", "--epochs", "5", "--save", str(first)).stdout
+    test_line = next(line for line in trained.splitlines() if line.startswith("test: "))
+    held_out = run("evaluate", str(first), str(paths["train"]), "--held-out").stdout.strip()
+    assert "test: " + held_out == test_line  # the same rows as the training run's test score
+    resumed = run("train", *common, "--resume", str(first), "--epochs", "3", "--save", str(second)).stdout
+    assert "test: " in resumed  # the stored test_size, without --test-size
+    assert nx.load(second, device="cpu").split == nx.load(first, device="cpu").split
+    refused = run("train", *common, "--resume", str(first), "--test-size", "0.5", check=False)
+    assert refused.returncode == 2 and "differs from the resumed model's split (0.25)" in refused.stderr
+    plain = tmp_path / "plain.npz"
+    run("train", "--dataset", "moons", "--epochs", "2", "--quiet", "--save", str(plain))
+    refused = run("evaluate", str(plain), "moons", "--held-out", check=False)
+    assert refused.returncode == 2 and "--held-out needs a model trained with --test-size" in refused.stderr
