@@ -12,6 +12,8 @@
 # bench:  the benchmark suite against PyTorch CUDA eager: cuda-latest.md/json
 # profile: where a step's time goes, nn_xp against torch (printed)
 # seeds:  the float32 parity summary for seeds 1-4 (printed)
+# distributed: 2 ranks sharing the GPU through the host-staged MPI path (tests/test_distributed.py;
+#         needs mpi4py and mpich wheels for the machine's Python carried in .whl)
 # The device tool brings back at most 8 files: everything else is printed, so run this as
 #   bash benchmarks/gpu_session.sh ... 2>&1 | tee "$OUT/session.log"
 # Each step has its own time limit (seconds, from the environment) so that one stuck step
@@ -46,6 +48,9 @@ for step in "${steps[@]}"; do
           --steps 100 --n-samples 4000 --seed "$seed" 2>&1 | sed -n 3p
         timeout "${PARITY_LIMIT:-120}" python3 -m benchmarks.torch_parity --dtype float32 --seed "$seed" 2>&1 | head -n 1
       done ;;
+    distributed)
+      timeout "${DIST_LIMIT:-180}" python3 -m pytest -q -p no:cacheprovider -rfEs tests/test_distributed.py \
+        2>&1 | tail -5 ;;
     profile)
       timeout "${PROFILE_LIMIT:-120}" python3 -m benchmarks.gpu_profile 2>&1 ;;
     quick)
