@@ -439,3 +439,27 @@ def test_zero_weight_batches_add_nothing():
     assert not np.array_equal(before[0], model.parameters()[0])
     for a, b in zip(model.parameters(), reference.parameters()):
         np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
+def test_fit_shows_its_real_parameters_in_help():
+    import inspect
+
+    parameters = inspect.signature(nx.MLP.fit).parameters
+    for name in ("self", "X", "y", "epochs", "batch_size", "sample_weight", "class_weight", "l2", "distributed"):
+        assert name in parameters
+    assert "sample_weight" in nx.MLP.fit.__doc__
+
+
+def test_on_a_terminal_fit_shows_a_bar_that_moves_per_batch_not_epoch_lines(capsys, monkeypatch):
+    import sys
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(200, 3)), rng.integers(0, 2, 200)
+    model = nx.MLP([3, 4, 2], output_activation="softmax", seed=0)
+    model.fit(X, y, epochs=3, batch_size=20, validation_split=0.2, verbose=1)
+    out, err = capsys.readouterr()
+    assert "Epoch" not in out  # the notebooks' lines only when verbose_epoch asks for them
+    assert "24/24" in err and "batch" in err and "val_loss=" in err  # 3 epochs x 8 batches
+    model.fit(X, y, epochs=2, batch_size=20, verbose=1, verbose_epoch=1)
+    assert capsys.readouterr().out.count("Epoch ") == 2
