@@ -122,6 +122,7 @@ class Sequential:
         # feature columns in order, the target column, the class labels in their own type (output
         # i is classes[i]), and how the train/validation/test split was drawn.
         self.feature_names = self.target = self.classes = self.split = None
+        self.loss_scaler = None  # mixed_float16's dynamic loss scale (precision.py), once used
 
     # ---- description -------------------------------------------------------------------------
     @property
@@ -341,6 +342,58 @@ class Sequential:
         store.grads = kept  # the training step's buffers stay for the next one
         return L, grads, out
 
+    def mixed_step(self, X, Y, head, half: str, scale: float = 1.0, *, rows=None, step=None, weights=None):
+        """`train_step` in mixed precision (precision.py): the layers compute in `half` ("float16"
+        or "bfloat16") with a half copy of the parameters, the head in float32 on the logits, and
+        the gradients (of the loss times `scale`) come back unscaled in float32, aligned with
+        `parameters()`. NumPy or CuPy only."""
+        from .precision import compute_dtype
+
+        ops = self._ops_of(X)
+        store = self._store
+        params = store.params
+        if not params.is_packed():
+            self._assign(list(params))
+        dtype = compute_dtype(self.device, half)
+        ops = ops.half()
+        mixed = self._mixed if getattr(self, "_mixed", None) and self._mixed[0] == dtype else None
+        if mixed is None or mixed[1].flat.shape != params.flat.shape:
+            half_params = ops.pack([ops.xp.zeros(tuple(p.shape), dtype=dtype) for p in params])
+            mixed = self._mixed = (dtype, half_params, ops.empty_like_packed(half_params),
+                                   ops.empty_like_packed(params))
+        _, half_params, half_grads, grads = mixed
+        half_params.flat[...] = params.flat  # one cast of the flat buffer per step
+        Xh = ops.buffer(self.workspace, "mixed_X", tuple(X.shape), half_params.flat)
+        Xh[...] = X
+        if step is None:
+            step = self.optimizer.step_count if self.optimizer is not None else 0
+        ctx = Context(ops, training=True, step=step, rows=rows, key=self.dropout_key, workspace=self.workspace)
+        kept = store.grads
+        store.params, store.grads = half_params, half_grads  # the layers read and write these
+        # Overflow to inf is what the loss scaler watches for: no warning from NumPy's emulation.
+        with np.errstate(over="ignore", invalid="ignore"):
+            return self._mixed_logits_and_grads(ops, X=Xh, Y=Y, head=head, ctx=ctx, scale=scale, weights=weights,
+                                                params=params, kept=kept, half_params=half_params,
+                                                half_grads=half_grads, grads=grads)
+
+    def _mixed_logits_and_grads(self, ops, *, X, Y, head, ctx, scale, weights, params, kept, half_params,
+                                half_grads, grads):
+        store = self._store
+        try:
+            Z, backprops = self._logits(X, ctx)
+            L, dZ, out = head.loss_and_grad(ops, ops.xp.astype(Z, params.flat.dtype), Y, weights=weights)
+            if scale != 1.0:
+                dZ = dZ * scale
+            dH = ops.xp.astype(dZ, half_params.flat.dtype)
+            for backprop in reversed(backprops):
+                dH = backprop(dH)
+                if dH is None:
+                    break
+        finally:
+            store.params, store.grads = params, kept
+        ops.unscale_into(half_grads.flat, grads.flat, 1.0 / scale)  # unscaled and cast in one pass
+        return L, grads, out
+
     _ops_key = None
 
     def _ops_of(self, X):
@@ -496,6 +549,7 @@ class Sequential:
                        "split": self.split},
             "optimizer": optimizer,
             "history": None if self.history is None else self.history.state_dict(),
+            "loss_scaler": None if self.loss_scaler is None else self.loss_scaler.state_dict(),
             "rng": self.rng.bit_generator.state,
         }
 
@@ -545,6 +599,10 @@ class Sequential:
             model.optimizer = optimizer
         if state.get("history") is not None:
             model.history = History.from_state_dict(state["history"])
+        if state.get("loss_scaler") is not None:
+            from .precision import LossScaler
+
+            model.loss_scaler = LossScaler.from_state_dict(state["loss_scaler"])
         return model.to(device)
 
     def save(self, path):

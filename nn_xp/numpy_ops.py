@@ -20,7 +20,6 @@ from __future__ import annotations
 import math
 import os
 
-import array_api_compat
 import numpy as np
 
 from .activations import get_activation
@@ -183,6 +182,19 @@ class NumpyOps(Ops):
         p *= factor
         return p
 
+    def half(self):
+        """NumPy's float16/bfloat16 products accumulate in their own precision; tensor cores (and
+        cuBLAS) accumulate in float32. These ops do as the GPU does, so the emulation is faithful."""
+        if getattr(self, "_half", None) is None:
+            self._half = _HalfNumpyOps(self.xp)
+        return self._half
+
+    def unscale_into(self, half, out, factor: float):
+        out[...] = half  # the cast, then the scaling in place: no temporary
+        if factor != 1.0:
+            out *= factor
+        return out
+
     def add_scaled(self, g, p, factor: float):
         g += factor * p
         return g
@@ -287,5 +299,37 @@ def _views_of(flat, shapes) -> FlatList:
     return result
 
 
-def is_numpy(xp) -> bool:
-    return array_api_compat.is_numpy_namespace(xp)
+class _HalfNumpyOps(NumpyOps):
+    """NumPy's ops for mixed precision: products of half-precision arrays accumulate in float32."""
+
+    def __init__(self, xp):
+        super().__init__(xp)
+        del self.matmul  # the method below, not NumPy's own
+
+    def matmul(self, A, B, out=None):
+        product = np.matmul(A.astype(np.float32), B.astype(np.float32))
+        if out is None:
+            return product.astype(A.dtype)
+        out[...] = product
+        return out
+
+    # The elementwise work as a fused GPU kernel does it: half-precision values loaded, the
+    # arithmetic in float32, each result rounded to half precision once when stored.
+    def bias_activate(self, activation, Z, b):
+        Z32 = Z.astype(np.float32)
+        Z32 += b.astype(np.float32)
+        A32 = activation.forward(self.xp, Z32)
+        kept = None if activation is RELU or activation is LINEAR else Z32.astype(Z.dtype)
+        Z[...] = A32
+        return Z, kept
+
+    def backward_bias(self, activation, dA, Z, A, db=None):
+        Z32 = None if Z is None else Z.astype(np.float32)
+        dZ32 = activation.backward(self.xp, dA.astype(np.float32), Z32, A.astype(np.float32))
+        dA[...] = dZ32
+        total = dZ32.sum(axis=0)  # a float32 accumulator, as a GPU reduction has
+        if db is None:
+            return dA, total.astype(dA.dtype)
+        db[...] = total
+        return dA, db
+

@@ -123,6 +123,14 @@ class Ops:
         """p * factor (AdamW's decoupled decay)."""
         return p * factor
 
+    def half(self):
+        """The ops for half-precision arrays (mixed precision): these, unless a backend differs."""
+        return self
+
+    def unscale_into(self, half, out, factor: float):
+        """`half` cast to out's dtype and multiplied by `factor` (mixed precision's gradients)."""
+        return self.xp.astype(half, out.dtype) * factor
+
     def add_scaled(self, g, p, factor: float):
         """g + factor * p (the L2 penalty's gradient)."""
         return g + factor * p

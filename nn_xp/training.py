@@ -26,6 +26,7 @@ from .distributed import part
 from .history import History
 from .ops import FlatList, ops_for
 from .optim import get_optimizer
+from .precision import LossScaler, check_precision
 from .schedules import get_schedule
 from .validation import Real, optional_positive, positive_int
 
@@ -196,8 +197,9 @@ def _all_finite(xp, arrays) -> bool:
     if isinstance(arrays, FlatList) and arrays.is_packed():
         arrays = [arrays.flat]
     total = 0.0
-    for a in arrays:
-        total = total + xp.sum(a * 0)  # NaN or inf anywhere makes this NaN
+    with np.errstate(invalid="ignore"):  # inf * 0 is the NaN this looks for, not a mistake to warn of
+        for a in arrays:
+            total = total + xp.sum(a * 0)  # NaN or inf anywhere makes this NaN
     return math.isfinite(float(total))
 
 
@@ -259,12 +261,14 @@ class Epoch:
         callbacks: their on_batch_end is called after each step.
         train_rows: the rows of X to train on (None: all).
         weights: sample weights, a column (n_samples, 1) (model.check_weights), or None.
+        half: None, or "float16" / "bfloat16" for mixed precision (precision.py); float16 scales
+            the loss with the model's `loss_scaler` and skips the steps whose gradients overflow.
         comm: a communicator (distributed.py): each batch is split across its ranks, and the
             gradients are summed by one allreduce of the flat buffer before the step.
     """
 
     def __init__(self, model, X, Y, head, batch_size, *, l2=0.0, clip_norm=None, clip_value=None, callbacks=(),
-                 train_rows=None, comm=None, weights=None):
+                 train_rows=None, comm=None, weights=None, half=None):
         self.model, self.X, self.Y, self.head = model, X, Y, head
         self.xp = backend.get_namespace(X)
         self.ops = ops_for(self.xp)
@@ -274,6 +278,7 @@ class Epoch:
         self.l2, self.clip_norm, self.clip_value, self.callbacks = l2, clip_norm, clip_value, callbacks
         self.weights = [i for i, p in enumerate(model.parameters()) if p.ndim > 1]
         self.W = weights
+        self.half = half
         Y_stats, W_stats = Y, weights
         if train_rows is not None and not head.classifier:
             Y_stats = self.xp.take(Y, train_rows, axis=0)
@@ -319,7 +324,13 @@ class Epoch:
                 else:
                     Xb, Yb = ops.take_rows(X, rows), ops.take_rows(Y, rows)
                     Wb = None if W is None else ops.take_rows(W, rows)
-            if comm is None:
+            scaler = model.loss_scaler if self.half == "float16" else None
+            if self.half is not None:
+                L, grads, out = model.mixed_step(Xb, Yb, self.head, self.half, scaler.scale if scaler else 1.0,
+                                                 rows=rows, step=opt.step_count, weights=Wb)
+                if scaler is not None and not scaler.update(_all_finite(xp, grads)):
+                    continue  # overflow: no step this time, a smaller scale next time
+            elif comm is None:
                 L, grads, out = model.train_step(Xb, Yb, self.head, rows=rows, step=opt.step_count, weights=Wb)
             else:
                 L, grads, out = self._distributed_step(Xb, Yb, rows, m, Wb, total_weight)
@@ -482,6 +493,7 @@ def fit(
     l2=0.0,
     sample_weight=None,
     class_weight=None,
+    precision="float32",
     distributed=None,
 ):
     """Train `model` on (X, y) and return its History.
@@ -511,6 +523,9 @@ def fit(
             sum_i w_i l_i / sum_i w_i, so integer weights equal repeated rows; the metrics are
             weighted too. class_weight: {class index: weight} or "balanced" (n_samples /
             (n_classes * count of the class), scikit-learn's rule), multiplying sample_weight.
+        precision: "float32" (the model's own dtype), or "mixed_float16" / "mixed_bfloat16" (Keras'
+            names): float32 master weights and optimizer state, half-precision products, float32
+            losses; float16 with dynamic loss scaling (precision.py; NumPy emulates it slowly).
         distributed: None; a communicator from `nx.distributed.init()`; or True for one. Every
             rank passes the same X and y (a np.memmap for data larger than memory: each rank
             reads only its rows); `batch_size` is the global batch, split across the ranks, and
@@ -555,7 +570,10 @@ def fit(
     callbacks = check_callbacks(callbacks)
     schedule = get_schedule(schedule)
     head = model.head(loss)
+    half = check_precision(precision, model)
     comm = distributed_.resolve(distributed)
+    if half is not None and comm is not None and comm.size > 1:
+        raise ValueError("precision='mixed_*' with distributed training is not supported yet; use float32")
     if comm is not None and comm.size == 1:
         comm = None
     X = model.check_input(X, comm=comm)
@@ -591,6 +609,8 @@ def fit(
         model.optimizer.learning_rate = float(learning_rate)
     opt = model.optimizer
     rollback.start()
+    if half == "float16" and model.loss_scaler is None:
+        model.loss_scaler = LossScaler()
     if comm is not None:
         verbose = verbose if comm.rank == 0 else 0
         if comm.rank != 0:
@@ -601,7 +621,7 @@ def fit(
                 distributed_.broadcast_training_state(model, comm)
             history, logs, bar = _train(
                 model, opt, X, Y, W, X_val, Y_val, W_val, head, epochs, batch_size, validation_split, shuffle,
-                callbacks, verbose, verbose_epoch, schedule, clip_norm, clip_value, l2, interrupt, comm, lines,
+                callbacks, verbose, verbose_epoch, schedule, clip_norm, clip_value, l2, interrupt, comm, lines, half,
             )
         except BaseException as error:
             if comm is None:
@@ -616,7 +636,7 @@ def fit(
 
 def _train(model, opt, X, Y, W, X_val, Y_val, W_val, head, epochs, batch_size, validation_split, shuffle,
            callbacks, verbose, verbose_epoch, schedule, clip_norm, clip_value, l2, interrupt, comm=None,
-           lines=True):
+           lines=True, half=None):
     """The epochs of `fit`, after every check; returns (history, last logs, progress bar)."""
     train_rows = None
     if validation_split:
@@ -639,7 +659,7 @@ def _train(model, opt, X, Y, W, X_val, Y_val, W_val, head, epochs, batch_size, v
         bar = tqdm(total=epochs * steps, unit="batch", leave=False, mininterval=0.2)
         batch_hooks.append(_BarAdvance(bar))
     runner = Epoch(model, X, Y, head, batch_size, l2=l2, clip_norm=clip_norm, clip_value=clip_value,
-                   callbacks=batch_hooks, train_rows=train_rows, comm=comm, weights=W)
+                   callbacks=batch_hooks, train_rows=train_rows, comm=comm, weights=W, half=half)
     n = runner.n
     model.stop_training = False
     model.loss = head.loss
