@@ -474,7 +474,8 @@ class Sequential:
             # The class default first: a schedule may have left the saved rate at 0, which the
             # constructor refuses but the restored optimizer may hold.
             optimizer = get_optimizer(saved["name"], model.parameters())
-            optimizer.load_state_dict({key: saved[key] for key in ("name", "hyperparameters", "step_count", "state")})
+            optimizer.load_state_dict({key: saved[key] for key in ("name", "hyperparameters", "step_count", "state",
+                                                                   "scalars") if key in saved})
             if saved.get("learning_rate") is not None:
                 optimizer.learning_rate = saved["learning_rate"]
             optimizer.label = saved.get("label") or saved["name"]

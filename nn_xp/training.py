@@ -8,6 +8,7 @@ the device by those indices. The loss stays on the device and reaches the host o
 
 from __future__ import annotations
 
+import copy
 import math
 import numbers
 import signal
@@ -19,11 +20,11 @@ import warnings
 import numpy as np
 
 from . import backend
-from .callbacks import check_callbacks
+from .callbacks import Callback, check_callbacks
 from .clipping import clip_grad_norm, clip_grad_value
 from .history import History
 from .ops import FlatList, ops_for
-from .optim import get_optimizer
+from .optim import LBFGS, get_optimizer
 from .schedules import get_schedule
 from .validation import Real, optional_positive, positive_int
 
@@ -322,6 +323,75 @@ class Epoch:
 
 
 
+class FullBatchEpoch(Epoch):
+    """An epoch of a closure optimizer (L-BFGS): one `step(closure)` on the whole training data.
+
+    The closure is the training step on every training row (with the L2 penalty): its loss and
+    gradients. The epoch's loss and metrics are those of the first evaluation, before the step, as
+    a mini-batch epoch reports each batch's before its update. The optimizer's scalar state is put
+    back with the rest when the epoch ends non-finite.
+    """
+
+    def run(self, epoch: int, order=None, interrupt=None) -> dict:
+        model, xp, ops, head = self.model, self.xp, self.ops, self.head
+        opt = model.optimizer
+        X, Y = self.X, self.Y
+        if self.train_rows is not None:  # one gather per epoch: the batch is every training row
+            X, Y = ops.take_rows(X, self.train_rows), ops.take_rows(Y, self.train_rows)
+        rows = xp.arange(self.n) if model.needs_rows else None
+        running = self.running
+        running.reset()
+        first = []
+
+        def closure():
+            L, grads, out = model.train_step(X, Y, head, rows=rows, step=opt.step_count)
+            penalty = None
+            if self.l2:
+                penalty = l2_penalty(ops, model.parameters(), grads, self.weights, self.l2, self.n)
+            if not first:  # the metrics read `out` now: the next evaluation overwrites it
+                first.append(True)
+                running.add(L, penalty, out, Y)
+            return (L if penalty is None else L + penalty), grads
+
+        if interrupt is not None:
+            interrupt.hold()
+        opt.step(closure)
+        if interrupt is not None:
+            interrupt.release()
+        return running.logs()
+
+    def guarded_run(self, epoch: int, order=None, interrupt=None, stacklevel: int = 3):
+        scalars = copy.deepcopy(self.model.optimizer.scalars)
+        logs, stop_reason = super().guarded_run(epoch, order, interrupt, stacklevel + 1)
+        if stop_reason is not None:
+            self.model.optimizer.scalars = scalars
+        return logs, stop_reason
+
+
+def check_full_batch(optimizer, batch_size, clip_norm, clip_value, callbacks) -> None:
+    """The arguments of `fit` that a full-batch closure optimizer (L-BFGS) cannot honour."""
+    name = getattr(optimizer, "name", optimizer)
+    if not (isinstance(name, str) and name.strip().lower() == "lbfgs"):
+        return
+    if batch_size is not None:
+        raise ValueError(
+            f"batch_size must be None with optimizer='lbfgs' (it trains full-batch, one step per epoch), "
+            f"got {batch_size!r}"
+        )
+    if clip_norm is not None or clip_value is not None:
+        raise ValueError(
+            "clip_norm and clip_value must be None with optimizer='lbfgs': its line search and curvature "
+            "pairs need the loss's own gradient"
+        )
+    for index, callback in enumerate(callbacks):
+        if type(callback).on_batch_end is not Callback.on_batch_end:
+            raise ValueError(
+                f"callbacks[{index}] ({type(callback).__name__}) overrides on_batch_end, which has no meaning "
+                "with optimizer='lbfgs': an epoch is one step of many loss evaluations, not batches; "
+                "use on_epoch_end"
+            )
+
+
 def fit(
     model,
     X,
@@ -348,7 +418,9 @@ def fit(
     Args:
         X: (n_samples, n_features). y: targets, as for `MLP.loss_and_grads`.
         loss: None infers it from the output activation.
-        optimizer: an `nn_xp.optim` optimizer, or "sgd", "momentum", "rmsprop", "adam", "adamw".
+        optimizer: an `nn_xp.optim` optimizer, or "sgd", "momentum", "rmsprop", "adam", "adamw",
+            "lbfgs" (full-batch: batch_size=None, one L-BFGS step of up to max_iter iterations per
+            epoch; no clipping and no callbacks with on_batch_end).
             Calling fit again with the same optimizer name keeps its state (Adam's moments and
             step count), so training continues where it stopped.
         learning_rate: None keeps the optimizer's (default, or the one already in use).
@@ -397,6 +469,7 @@ def fit(
     if not isinstance(shuffle, (bool, np.bool_)):
         raise TypeError(f"shuffle must be True or False, got {shuffle!r}")
     callbacks = check_callbacks(callbacks)
+    check_full_batch(optimizer, batch_size, clip_norm, clip_value, callbacks)
     schedule = get_schedule(schedule)
     head = model.head(loss)
     X = model.check_input(X)
@@ -444,8 +517,9 @@ def _train(model, opt, X, Y, X_val, Y_val, head, epochs, batch_size, validation_
     history.stop_reason = None
     first_epoch = history.epoch[-1] + 1 if history.epoch else 0
     base_learning_rate = getattr(opt, "initial_learning_rate", opt.learning_rate)
-    runner = Epoch(model, X, Y, head, batch_size, l2=l2, clip_norm=clip_norm, clip_value=clip_value,
-                   callbacks=callbacks, train_rows=train_rows)
+    runner = (FullBatchEpoch if isinstance(opt, LBFGS) else Epoch)(
+        model, X, Y, head, batch_size, l2=l2, clip_norm=clip_norm, clip_value=clip_value, callbacks=callbacks,
+        train_rows=train_rows)
     n = runner.n
     model.stop_training = False
     model.loss = head.loss

@@ -88,14 +88,17 @@ class Boolean:
 
 
 class Options:
-    """One of a fixed set of strings."""
+    """One of a fixed set of strings (or None, where `none` allows it)."""
 
-    def __init__(self, *options):
-        self.options = options
+    def __init__(self, *options, none=False):
+        self.options, self.none = options, none
 
     def __call__(self, value, parameter: str):
+        if value is None and self.none:
+            return None
         if not isinstance(value, str) or value not in self.options:
-            raise ValueError(f"{parameter} must be one of {list(self.options)}, got {value!r}")
+            choices = list(self.options) + ([None] if self.none else [])
+            raise ValueError(f"{parameter} must be one of {choices}, got {value!r}")
         return value
 
 
