@@ -179,6 +179,8 @@ class _RunningMetrics:
         loss = data + self.penalty
         if not self.regression:
             return {"loss": loss, "accuracy": float(self.metric_sum / count)}
+        if self.head.loss != "mse":  # the data loss is no squared error (poisson): mse and r2 unknown here
+            return {"loss": loss, "mae": float(self.metric_sum / count)}
         total = float(self.total_ss)
         r2 = 1 - data * count / total if total > 0 else 0.0
         return {"loss": loss, "mse": data, "mae": float(self.metric_sum / count), "r2": r2}
