@@ -1,9 +1,10 @@
 """scikit-learn estimators backed by `nn_xp.MLP`: `MLPClassifier` and `MLPRegressor`.
 
-Drop-in replacements for `sklearn.neural_network.MLPClassifier` / `MLPRegressor` (solvers "adam"
-and "sgd") that train with nn_xp's forward and backward passes, on the CPU or a CUDA GPU
-(`device=`). They pass scikit-learn's estimator checks and work in Pipeline, GridSearchCV and
-cross_val_score. Inputs and outputs are NumPy arrays; the data goes to the device once per fit.
+Drop-in replacements for `sklearn.neural_network.MLPClassifier` / `MLPRegressor` (solvers "adam",
+"sgd" and "lbfgs"; MLPRegressor's losses "squared_error" and "poisson") that train with nn_xp's
+forward and backward passes, on the CPU or a CUDA GPU (`device=`). They pass scikit-learn's
+estimator checks and work in Pipeline, GridSearchCV and cross_val_score. Inputs and outputs are
+NumPy arrays; the data goes to the device once per fit.
 
 They optimise scikit-learn's objective, step for step, and not nn_xp's own loss convention:
 
@@ -12,7 +13,8 @@ They optimise scikit-learn's objective, step for step, and not nn_xp's own loss 
   error. nn_xp's losses average over every element (PyTorch's convention), so the gradients are
   rescaled before each step: x n_outputs for binary cross-entropy, x n_outputs / 2 for mse.
   (scikit-learn's MLPRegressor reports 0.5 * mean((y - y_hat)**2) in `loss_curve_` but steps along
-  the gradient of 0.5 * sum over outputs, mean over samples; both are reproduced.)
+  the gradient of 0.5 * sum over outputs, mean over samples; both are reproduced.) Poisson: the half
+  Poisson deviance summed over outputs, averaged over samples (nn_xp's "poisson" x n_outputs).
 - L2 penalty, as in scikit-learn's `_backprop`: each batch of n_b samples adds
   alpha / (2 n_b) * sum_l ||W_l||^2 to the loss and alpha / n_b * W_l to the gradient of every
   weight matrix (not to the biases). nn_xp's `weight_decay` cannot express this (it would decay
@@ -22,14 +24,24 @@ They optimise scikit-learn's objective, step for step, and not nn_xp's own loss 
   which is the same update. solver "sgd": torch's momentum buffer times the learning rate is
   scikit-learn's velocity, so the updates are the same; when "invscaling" or "adaptive" change the
   learning rate between epochs, the buffer is rescaled so that the velocity is kept, as there.
+- solver "lbfgs": nn_xp.optim.LBFGS (torch.optim.LBFGS's algorithm, strong-Wolfe line search, a
+  memory of 10 pairs as scipy's default) runs once on the whole data for up to `max_iter`
+  iterations and `max_fun` evaluations of scikit-learn's objective, and stops where the largest
+  gradient element is <= `tol` (scipy's gtol) or the loss or step changes by less than 1e-9. It is
+  not scipy's L-BFGS-B, so the iterates differ from scikit-learn's; the objective is the same, and
+  a run stopped by max_iter or max_fun raises scikit-learn's ConvergenceWarning in its words. With
+  several regression outputs, the objective it minimises (and `loss_`) is the one whose gradient
+  scikit-learn uses (0.5 * sum over outputs), where scikit-learn's own L-BFGS is given
+  0.5 * mean over outputs as the value. As there, there is no `loss_curve_`, and
+  MLPClassifier has no `partial_fit` (MLPRegressor keeps it: a whole L-BFGS fit).
 - randomness: one `numpy.random.RandomState` from `random_state`, drawn in scikit-learn's order
   (initial weights and biases: Glorot uniform, bound sqrt(6 / (fan_in + fan_out)), 2 instead of
   6 for logistic; then the early-stopping split; then one shuffle per epoch). With the same
   `random_state` the network starts from scikit-learn's weights and sees its batches in the same
   order, so in float64 both fit the same model up to rounding (tests/test_sklearn.py checks this).
 
-Parameters are scikit-learn's (learning_rate and power_t included; not max_fun, which is L-BFGS's,
-nor MLPRegressor's loss), plus `device` and `dtype`; `activation` also takes nn_xp's names
+Parameters are scikit-learn's (learning_rate, power_t, max_fun and MLPRegressor's loss included),
+plus `device` and `dtype`; `activation` also takes nn_xp's names
 ("leaky_relu", "gelu", ...). Nothing is checked in __init__; fit checks everything before any work.
 Predictions come back as NumPy arrays in X's float dtype (float64 unless X is float32), as there.
 
@@ -40,7 +52,8 @@ Differences from scikit-learn, on purpose:
   warm-started fit after one epoch).
 - `dtype="float32"` by default (scikit-learn computes in float64 unless X is float32);
   `device="auto"` picks a GPU when one answers.
-- solver "lbfgs", `loss="poisson"`, sparse X and `sample_weight` are not supported.
+- sparse X and `sample_weight` are not supported.
+- `loss="poisson"` refuses negative targets (scikit-learn trains on them to a NaN loss).
 - `validation_loss_curve_`: the validation data loss per epoch (without the L2 term) when
   `early_stopping=True`, else None.
 - `model_` is the underlying `nn_xp.MLP` (and `model_.optimizer` its optimizer).
@@ -78,6 +91,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_random_state
 from sklearn.utils import shuffle as shuffle_rows
+from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets, type_of_target, unique_labels
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
@@ -85,15 +99,16 @@ from .activations import ACTIVATIONS
 from .backend import device_context, get_namespace, is_host, resolve_device, resolve_dtype, to_device, to_numpy
 from .model import MLP
 from .ops import FlatList
-from .optim import SGD, Adam
-from .training import Epoch, Interrupt
+from .optim import LBFGS, SGD, Adam
+from .training import Epoch, Interrupt, l2_penalty
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
 # scikit-learn's activation names -> nn_xp's; nn_xp's own names are accepted as they are.
 SKLEARN_ACTIVATIONS = {"identity": "linear", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
 HIDDEN_ACTIVATIONS = tuple(SKLEARN_ACTIVATIONS) + tuple(a for a in ACTIVATIONS if a != "softmax")
-SOLVERS = ("adam", "sgd")
+SOLVERS = ("lbfgs", "sgd", "adam")
+LOSSES = ("squared_error", "poisson")  # MLPRegressor's
 LEARNING_RATES = ("constant", "invscaling", "adaptive")
 _PREDICT_CHUNK = 65536  # rows per forward pass at prediction time: bounds device memory
 _FLOATS = (np.float64, np.float32)  # what X is validated to, as scikit-learn's MLP
@@ -205,6 +220,26 @@ def _model_from_state(state: dict):
     return model
 
 
+# scikit-learn's words for a fit that ends with non-finite weights.
+NON_FINITE_MESSAGE = (
+    "Solver produced non-finite parameter weights. The input data may contain large values and need to be "
+    "preprocessed."
+)
+
+
+def _warn_lbfgs_not_converged(result, n_iter: int, max_iter: int) -> None:
+    """scikit-learn's ConvergenceWarning for an L-BFGS run stopped by max_iter or max_fun, worded as
+    sklearn.utils.optimize._check_optimize_result words scipy's result."""
+    message = ("STOP: TOTAL NO. OF ITERATIONS REACHED LIMIT" if result.reason == "max_iter"
+               else "STOP: TOTAL NO. OF F,G EVALUATIONS EXCEEDS LIMIT")
+    text = f"lbfgs failed to converge after {n_iter} iteration(s) (status=1):\n{message}\n"
+    if n_iter == max_iter:
+        text += f"\nIncrease the number of iterations to improve the convergence (max_iter={max_iter})."
+    text += ("\nYou might also want to scale the data as shown in:\n"
+             "    https://scikit-learn.org/stable/modules/preprocessing.html")
+    warnings.warn(text, ConvergenceWarning, stacklevel=4)
+
+
 # ---- parameter checks (at fit, never in __init__) ---------------------------------------------
 def _check_real(value, name, low, high=None, low_open=False, high_open=False):
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
@@ -283,6 +318,7 @@ class _BaseMLP(BaseEstimator):
         beta_2=0.999,
         epsilon=1e-8,
         n_iter_no_change=10,
+        max_fun=15000,
         device="auto",
         dtype="float32",
     ):
@@ -308,17 +344,13 @@ class _BaseMLP(BaseEstimator):
         self.beta_2 = beta_2
         self.epsilon = epsilon
         self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
         self.device = device
         self.dtype = dtype
 
     # -- checks --
     def _check_params(self) -> dict:
         """Every constructor parameter checked, with the derived settings; raises before any work."""
-        if self.solver == "lbfgs":
-            raise ValueError(
-                "solver='lbfgs' is not supported by nn_xp.sklearn; use solver='adam' or 'sgd' "
-                "(or sklearn.neural_network for L-BFGS)"
-            )
         batch_size = self.batch_size
         if not (batch_size == "auto" or (_is_int(batch_size) and batch_size >= 1)):
             raise ValueError(f"batch_size must be 'auto' or an integer >= 1, got {self.batch_size!r}")
@@ -348,6 +380,7 @@ class _BaseMLP(BaseEstimator):
             beta_2=_check_real(self.beta_2, "beta_2", 0.0, 1.0, high_open=True),
             epsilon=_check_real(self.epsilon, "epsilon", 0.0, low_open=True),
             n_iter_no_change=n_iter_no_change,
+            max_fun=_check_int(self.max_fun, "max_fun", 1),
             dtype=np.dtype(resolve_dtype(self.dtype)),
         )
 
@@ -378,6 +411,11 @@ class _BaseMLP(BaseEstimator):
                 f"{layer_sizes}: with warm_start or partial_fit, hidden_layer_sizes and the number of "
                 "outputs must stay the same"
             )
+        if settings["solver"] == "lbfgs":
+            self._train_lbfgs(X, Y, settings)
+            return self
+        if not hasattr(self, "loss_curve_"):  # a warm start after solver="lbfgs"
+            self._initialize_stochastic(settings)
         optimizer = self._prepare_optimizer(settings, incremental)
         self._train(X, Y, settings, optimizer, random_state, incremental)
         return self
@@ -405,10 +443,16 @@ class _BaseMLP(BaseEstimator):
         self.t_ = 0
         self.n_outputs_ = layer_sizes[-1]
         self.n_layers_ = len(layer_sizes)
-        self.out_activation_ = {"softmax": "softmax", "sigmoid": "logistic"}.get(model.output_activation, "identity")
+        self.out_activation_ = {"softmax": "softmax", "sigmoid": "logistic", "exp": "exp"}.get(
+            model.output_activation, "identity")
+        self._learning_rate_init = None
+        self._best_params = self._copy_params()
+        if settings["solver"] != "lbfgs":  # as scikit-learn: L-BFGS keeps no loss curve nor stopping state
+            self._initialize_stochastic(settings)
+
+    def _initialize_stochastic(self, settings):
         self.loss_curve_ = []
         self._no_improvement_count = 0
-        self._learning_rate_init = None
         if settings["early_stopping"]:
             self.validation_scores_ = []
             self.validation_loss_curve_ = []
@@ -419,7 +463,6 @@ class _BaseMLP(BaseEstimator):
             self.validation_loss_curve_ = None
             self.best_validation_score_ = None
             self.best_loss_ = np.inf
-        self._best_params = self._copy_params()
 
     def _prepare_optimizer(self, settings, incremental):
         """The model's optimizer, kept across warm starts and partial_fit, with this call's settings."""
@@ -502,6 +545,47 @@ class _BaseMLP(BaseEstimator):
                          loss_scale, max_iter, interrupt)
         if early_stopping:
             _write_params(model, self._best_params)
+
+    def _train_lbfgs(self, X, Y, settings):
+        """scikit-learn's solver="lbfgs": one L-BFGS run on the whole data (nn_xp.optim.LBFGS with the
+        strong-Wolfe line search and scipy's memory of 10 pairs), up to max_iter iterations and
+        max_fun evaluations of scikit-learn's objective, stopping where max |gradient| <= tol."""
+        model = self.model_
+        head = model.head()
+        X_device = model.check_input(X)
+        Y_device = model.check_target(Y, X.shape[0], head.loss)
+        scale = self._gradient_scale()
+        weights = [i for i, p in enumerate(model.parameters()) if p.ndim > 1]
+        l2 = settings["alpha"] / scale
+        n = X.shape[0]
+        ops = None
+        model.loss = head.loss
+
+        def objective():
+            """scikit-learn's objective (consistent with its gradient) and its gradient, and the
+            loss as scikit-learn reports it."""
+            nonlocal ops
+            L, grads, _ = model.train_step(X_device, Y_device, head, step=0, reuse=False)
+            if ops is None:
+                from .ops import ops_for
+
+                ops = ops_for(get_namespace(X_device))
+            penalty = float(l2_penalty(ops, model.parameters(), grads, weights, l2, n)) if l2 else 0.0
+            grads = [g * scale for g in grads]
+            return (float(L) + penalty) * scale, grads, float(L) * self._loss_scale() + penalty * scale
+
+        optimizer = LBFGS(model.parameters(), learning_rate=1.0, max_iter=settings["max_iter"],
+                          max_eval=settings["max_fun"], tolerance_grad=settings["tol"], history_size=10,
+                          line_search_fn="strong_wolfe")
+        with device_context(model.device):
+            optimizer.step(lambda: objective()[:2])
+            self.loss_ = objective()[2]
+        result = optimizer.last_step
+        self.n_iter_ = min(result.iterations, settings["max_iter"])
+        if not all(bool(np.all(np.isfinite(to_numpy(p)))) for p in model.parameters()):
+            raise ValueError(NON_FINITE_MESSAGE)
+        if result.reason in ("max_iter", "max_eval"):
+            _warn_lbfgs_not_converged(result, self.n_iter_, settings["max_iter"])
 
     def _epochs(self, runner, X_val_device, Y_val, settings, opt, random_state, incremental, sample_idx,
                 loss_scale, max_iter, interrupt):
@@ -708,6 +792,14 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         Y = self._label_binarizer.transform(y).astype(dtype)
         return X, Y
 
+    def _check_solver(self):
+        if self.solver not in ("sgd", "adam"):
+            raise AttributeError(
+                f"partial_fit is only available for stochastic optimizers. {self.solver} is not stochastic."
+            )
+        return True
+
+    @available_if(lambda estimator: estimator._check_solver())
     def partial_fit(self, X, y, classes=None):
         """One epoch over (X, y), continuing from the current weights and optimizer state.
 
@@ -777,20 +869,68 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 class MLPRegressor(RegressorMixin, _BaseMLP):
     """Multi-layer perceptron regressor: scikit-learn's MLPRegressor, trained by nn_xp.
 
-    Linear output; scikit-learn's squared error (see the module docstring for the factor of 1/2).
-    Parameters and attributes as in `sklearn.neural_network.MLPRegressor` (loss="squared_error"),
-    plus `device` ("auto", "cpu", "cuda", "cuda:N") and `dtype`.
+    loss="squared_error": linear output, scikit-learn's squared error (see the module docstring for
+    the factor of 1/2). loss="poisson": exp output (log link), scikit-learn's half Poisson deviance
+    summed over outputs and averaged over samples (nn_xp's "poisson" averaged over all elements, times
+    n_outputs). Parameters and attributes as in `sklearn.neural_network.MLPRegressor`, plus `device`
+    ("auto", "cpu", "cuda", "cuda:N") and `dtype`.
     """
 
+    def __init__(
+        self,
+        loss="squared_error",
+        hidden_layer_sizes=(100,),
+        activation="relu",
+        *,
+        solver="adam",
+        alpha=0.0001,
+        batch_size="auto",
+        learning_rate="constant",
+        learning_rate_init=0.001,
+        power_t=0.5,
+        max_iter=200,
+        shuffle=True,
+        random_state=None,
+        tol=1e-4,
+        verbose=False,
+        warm_start=False,
+        momentum=0.9,
+        nesterovs_momentum=True,
+        early_stopping=False,
+        validation_fraction=0.1,
+        beta_1=0.9,
+        beta_2=0.999,
+        epsilon=1e-8,
+        n_iter_no_change=10,
+        max_fun=15000,
+        device="auto",
+        dtype="float32",
+    ):
+        super().__init__(
+            hidden_layer_sizes, activation, solver=solver, alpha=alpha, batch_size=batch_size,
+            learning_rate=learning_rate, learning_rate_init=learning_rate_init, power_t=power_t, max_iter=max_iter,
+            shuffle=shuffle, random_state=random_state, tol=tol, verbose=verbose, warm_start=warm_start,
+            momentum=momentum, nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
+            validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon,
+            n_iter_no_change=n_iter_no_change, max_fun=max_fun, device=device, dtype=dtype,
+        )
+        self.loss = loss
+
+    def _check_params(self) -> dict:
+        _check_choice(self.loss, "loss", LOSSES)
+        return super()._check_params()
+
     def _output_activation(self) -> str:
-        return "linear"
+        return "exp" if self.loss == "poisson" else "linear"
 
     def _gradient_scale(self) -> float:
+        if self.loss == "poisson":  # nn_xp averages over outputs too, scikit-learn sums over them
+            return float(self.n_outputs_)
         # nn_xp's mse: gradient 2 (A - Y) / (n k); scikit-learn steps along (A - Y) / n.
         return self.n_outputs_ / 2.0
 
     def _loss_scale(self) -> float:
-        return 0.5
+        return float(self.n_outputs_) if self.loss == "poisson" else 0.5
 
     def _stratify(self) -> bool:
         return False
@@ -804,6 +944,16 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         Y = y.reshape(-1, 1) if y.ndim == 1 else y
         return X, np.ascontiguousarray(Y, dtype=dtype)
 
+    def _check_solver(self):
+        if self.solver not in ("sgd", "adam"):
+            raise AttributeError(
+                f"partial_fit is only available for stochastic optimizers. {self.solver} is not stochastic."
+            )
+        return True
+
+    # scikit-learn's MLPRegressor tests the bound method itself, not its result, so partial_fit
+    # stays available with solver="lbfgs" (and runs a whole L-BFGS fit from the current weights).
+    @available_if(lambda estimator: estimator._check_solver)
     def partial_fit(self, X, y):
         """One epoch over (X, y), continuing from the current weights and optimizer state."""
         return self._fit(X, y, incremental=True)
@@ -819,8 +969,13 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         return r2_score(Y, output)
 
     def _data_loss(self, output, Y) -> float:
-        """scikit-learn's squared error: 0.5 * mean((y - y_hat)^2)."""
-        D = output.astype(np.float64) - Y
+        """scikit-learn's squared error, 0.5 * mean((y - y_hat)^2), or its half Poisson deviance."""
+        output = output.astype(np.float64)
+        if self.loss == "poisson":
+            Y = Y.astype(np.float64)
+            logs = np.where(Y > 0, Y * np.log(np.where(Y > 0, Y, 1.0) / output), 0.0)
+            return float(np.sum(np.mean(logs - Y + output, axis=0)))
+        D = output - Y
         return float(0.5 * np.mean(D * D))
 
     def __sklearn_tags__(self):
