@@ -54,6 +54,10 @@ Differences from scikit-learn, on purpose:
   `device="auto"` picks a GPU when one answers.
 - sparse X and `sample_weight` are not supported.
 - `loss="poisson"` refuses negative targets (scikit-learn trains on them to a NaN loss).
+- a diverging fit (non-finite loss or weights) stops at that epoch with the last good weights, a NaN
+  in `loss_curve_` (and `validation_scores_`) and a ConvergenceWarning saying so, then raises
+  scikit-learn's ValueError about non-finite weights (with early stopping: the best weights back,
+  no error, as there); scikit-learn steps on with NaN weights to max_iter first.
 - `validation_loss_curve_`: the validation data loss per epoch (without the L2 term) when
   `early_stopping=True`, else None.
 - `model_` is the underlying `nn_xp.MLP` (and `model_.optimizer` its optimizer).
@@ -509,7 +513,9 @@ class _BaseMLP(BaseEstimator):
             self.best_loss_ = np.inf
         X_val_device = Y_val = None
         if early_stopping:
-            stratify = Y if self._stratify() else None
+            # scikit-learn stratifies on its boolean indicator: the same split and the same words
+            # ("Classes with too few members are: ['True']") when a class has one member.
+            stratify = Y.astype(bool) if self._stratify() else None
             X, X_val, Y, Y_val = train_test_split(
                 X, Y, random_state=random_state, test_size=settings["validation_fraction"], stratify=stratify
             )
@@ -540,11 +546,14 @@ class _BaseMLP(BaseEstimator):
             self._no_improvement_count = 0
         self.n_iter_ = 0
         max_iter = 1 if incremental else settings["max_iter"]
+        self._diverged = False
         with device_context(model.device), Interrupt() as interrupt:
             self._epochs(runner, X_val_device, Y_val, settings, opt, random_state, incremental, sample_idx,
                          loss_scale, max_iter, interrupt)
         if early_stopping:
             _write_params(model, self._best_params)
+        elif self._diverged:
+            raise ValueError(NON_FINITE_MESSAGE)
 
     def _train_lbfgs(self, X, Y, settings):
         """scikit-learn's solver="lbfgs": one L-BFGS run on the whole data (nn_xp.optim.LBFGS with the
@@ -595,9 +604,13 @@ class _BaseMLP(BaseEstimator):
             if settings["shuffle"]:
                 sample_idx = shuffle_rows(sample_idx, random_state=random_state)
                 order = to_device(sample_idx, model.device)
-            _, stop_reason = runner.guarded_run(self.n_iter_, order, interrupt, stacklevel=6)
-            if stop_reason == "non-finite loss":
-                break  # the epoch warned and put back the last good parameters
+            with warnings.catch_warnings():  # nn_xp's own warning; scikit-learn's words follow
+                warnings.filterwarnings("ignore", message=".*training stopped and the model was restored",
+                                        category=RuntimeWarning)
+                _, stop_reason = runner.guarded_run(self.n_iter_, order, interrupt, stacklevel=6)
+            if stop_reason == "non-finite loss":  # the last good parameters are back
+                self._record_divergence(settings, n_samples, max_iter)
+                break
             # scikit-learn's loss: its data loss, and the L2 term given alpha / gradient_scale rescaled.
             running = runner.running
             loss = running.data_loss * loss_scale + running.penalty * self._gradient_scale()
@@ -644,6 +657,25 @@ class _BaseMLP(BaseEstimator):
                     ConvergenceWarning,
                     stacklevel=4,
                 )
+
+    def _record_divergence(self, settings, n_samples, max_iter):
+        """An epoch whose loss or weights became non-finite, as scikit-learn records one: a NaN
+        loss (and validation score), then a ConvergenceWarning. scikit-learn goes on stepping with
+        NaN weights to max_iter (appending NaN); nn_xp stops at once, with the last good weights."""
+        self._diverged = True
+        self.n_iter_ += 1
+        self.t_ += n_samples
+        self.loss_ = np.nan
+        self.loss_curve_.append(np.nan)
+        if settings["early_stopping"]:
+            self.validation_scores_.append(np.nan)
+            self.validation_loss_curve_.append(np.nan)
+        warnings.warn(
+            f"Stochastic Optimizer: the loss became non-finite in iteration {self.n_iter_} (of max_iter="
+            f"{max_iter}) and the optimization stopped without converging.",
+            ConvergenceWarning,
+            stacklevel=5,
+        )
 
     def _update_validation(self, X_val_device, Y_val, tol):
         """Score and loss on the held-out set; keep a copy of the best parameters (scikit-learn's rule)."""

@@ -598,3 +598,54 @@ def test_lbfgs_then_adam_warm_start():
     copy = pickle.loads(pickle.dumps(_fit_quietly(model.set_params(solver="lbfgs"), X, y)))
     assert_array_equal(copy.predict(X), model.predict(X))
 
+
+# ---- scikit-learn's behaviour where nn_xp's own differs: each beside scikit-learn's ---------------
+def _fit_recording(model, X, y):
+    """(error message or None, ConvergenceWarning messages) of model.fit(X, y)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            model.fit(X, y)
+            error = None
+        except ValueError as raised:
+            error = str(raised)
+    return error, [str(w.message) for w in caught if issubclass(w.category, ConvergenceWarning)]
+
+
+def test_early_stopping_with_a_one_member_class_fails_in_sklearns_words():
+    X, _ = _multiclass()
+    y = np.r_[np.zeros(len(X) - 1), 1]  # binary, one sample of class 1: the stratified split cannot be made
+    settings = dict(early_stopping=True, hidden_layer_sizes=(4,), max_iter=3, random_state=0)
+    ours, theirs = MLPClassifier(device="cpu", **settings), neural_network.MLPClassifier(**settings)
+    messages = [_fit_recording(model, X, y)[0] for model in (ours, theirs)]
+    assert messages[0] is not None and "1 member" in messages[0]
+    assert messages[0] == messages[1]
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # overflow in the matrix products, both sides
+@pytest.mark.parametrize("early_stopping", [False, True])
+def test_a_diverging_fit_ends_as_sklearns(early_stopping):
+    """Without early stopping: scikit-learn's ValueError about non-finite weights; with it: the best
+    weights back and NaN validation scores from the divergence on. Both warn ConvergenceWarning.
+    (scikit-learn keeps stepping with NaN weights to max_iter; nn_xp stops at the first NaN epoch,
+    with the last good weights.)"""
+    X, y = make_regression(n_samples=60, n_features=4, random_state=0)
+    settings = dict(solver="sgd", learning_rate_init=10.0, max_iter=20, random_state=0, hidden_layer_sizes=(8,),
+                    early_stopping=early_stopping)
+    ours = MLPRegressor(device="cpu", dtype="float64", **settings)
+    theirs = neural_network.MLPRegressor(**settings)
+    (our_error, our_warnings), (their_error, their_warnings) = (
+        _fit_recording(model, X, y * 1e3) for model in (ours, theirs))
+    assert len(our_warnings) == len(their_warnings) == 1
+    if early_stopping:
+        assert our_error is their_error is None
+        n = len(ours.validation_scores_)
+        assert np.isnan(ours.validation_scores_[-1]) and n < 20
+        assert_allclose(ours.validation_scores_, theirs.validation_scores_[:n], rtol=1e-9)  # NaN equal to NaN
+        assert_allclose(ours.predict(X), theirs.predict(X), rtol=1e-9)  # both restored the best weights
+    else:
+        assert our_error == their_error == (
+            "Solver produced non-finite parameter weights. The input data may contain large values and need "
+            "to be preprocessed.")
+        assert np.isnan(ours.loss_curve_[-1]) and np.isnan(theirs.loss_curve_[-1])
+    assert all(np.all(np.isfinite(c)) for c in ours.coefs_)  # nn_xp keeps the last good weights
