@@ -210,7 +210,14 @@ class Sequential:
 
     # ---- input checks (run before any work) -------------------------------------------------
     def check_input(self, X, parameter: str = "X"):
-        """X as an array of the model's dtype on the model's device; raises on bad input."""
+        """X as an array of the model's dtype on the model's device; raises on bad input.
+
+        A scipy.sparse X (cupyx.scipy.sparse on a GPU) stays sparse, as CSR: the first layer, which
+        must be a Dense one, multiplies it as it is."""
+        if backend.is_sparse(X):
+            if not isinstance(self.layers[0], Dense):
+                raise TypeError(f"{parameter} is sparse, which only a model whose first layer is Dense takes")
+            return validation.sparse_on(X, self.layer_sizes[0], self.dtype, self.device, parameter)
         X = validation.array_on(X, self.device, parameter)
         if X.ndim != 2:
             raise ValueError(f"{parameter} must be 2-D (n_samples, n_features), got shape {tuple(X.shape)}")

@@ -52,7 +52,7 @@ Differences from scikit-learn, on purpose:
   warm-started fit after one epoch).
 - `dtype="float32"` by default (scikit-learn computes in float64 unless X is float32);
   `device="auto"` picks a GPU when one answers.
-- sparse X and `sample_weight` are not supported.
+- `sample_weight` is not supported.
 - `loss="poisson"` refuses negative targets (scikit-learn trains on them to a NaN loss).
 - a diverging fit (non-finite loss or weights) stops at that epoch with the last good weights, a NaN
   in `loss_curve_` (and `validation_scores_`) and a ConvergenceWarning saying so, then raises
@@ -100,7 +100,16 @@ from sklearn.utils.multiclass import check_classification_targets, type_of_targe
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from .activations import ACTIVATIONS
-from .backend import device_context, get_namespace, is_host, resolve_device, resolve_dtype, to_device, to_numpy
+from .backend import (
+    device_context,
+    get_namespace,
+    is_host,
+    is_sparse,
+    resolve_device,
+    resolve_dtype,
+    to_device,
+    to_numpy,
+)
 from .model import MLP
 from .ops import FlatList
 from .optim import LBFGS, SGD, Adam
@@ -116,6 +125,7 @@ LOSSES = ("squared_error", "poisson")  # MLPRegressor's
 LEARNING_RATES = ("constant", "invscaling", "adaptive")
 _PREDICT_CHUNK = 65536  # rows per forward pass at prediction time: bounds device memory
 _FLOATS = (np.float64, np.float32)  # what X is validated to, as scikit-learn's MLP
+_SPARSE = ("csr", "csc")  # scipy.sparse X, as scikit-learn's MLP takes it: the first layer multiplies it
 
 
 def _host(data):
@@ -296,6 +306,11 @@ def _check_hidden_layer_sizes(value) -> list:
 # ---- the shared estimator ---------------------------------------------------------------------
 class _BaseMLP(BaseEstimator):
     """What MLPClassifier and MLPRegressor share: parameters, the training loop and the layout."""
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
 
     def __init__(
         self,
@@ -523,7 +538,7 @@ class _BaseMLP(BaseEstimator):
                 raise ValueError(
                     "The validation set is too small. Increase 'validation_fraction' or the size of your dataset."
                 )
-            X_val_device = to_device(X_val, model.device)
+            X_val_device = model.check_input(X_val)
         n_samples = X.shape[0]
         if self.batch_size == "auto":
             batch_size = min(200, n_samples)
@@ -709,13 +724,13 @@ class _BaseMLP(BaseEstimator):
         parts = []
         for start in range(0, X.shape[0], _PREDICT_CHUNK):
             chunk = X[start : start + _PREDICT_CHUNK].astype(model.dtype, copy=False)
-            parts.append(to_numpy(model.forward(to_device(chunk, model.device))))
+            parts.append(to_numpy(model.forward(chunk if is_sparse(chunk) else to_device(chunk, model.device))))
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def _output(self, X):
         """The network's output for new X, in X's float dtype (float64 unless X is float32), as scikit-learn."""
         check_is_fitted(self)
-        X = validate_data(self, _host(X), reset=False, dtype=_FLOATS)
+        X = validate_data(self, _host(X), reset=False, dtype=_FLOATS, accept_sparse=_SPARSE)
         return self._forward(X).astype(X.dtype, copy=False)
 
     # -- pickling: the network as plain arrays, not nn_xp's internal objects --
@@ -801,7 +816,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     def _validate_input(self, X, y, dtype, incremental, reset):
         X, y = _host(X), _host(y)
-        X, y = validate_data(self, X, y, multi_output=True, dtype=_FLOATS, reset=reset)
+        X, y = validate_data(self, X, y, multi_output=True, dtype=_FLOATS, reset=reset, accept_sparse=_SPARSE)
         X = X.astype(dtype, copy=False)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
@@ -969,7 +984,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
     def _validate_input(self, X, y, dtype, incremental, reset):
         X, y = _host(X), _host(y)
-        X, y = validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=_FLOATS, reset=reset)
+        X, y = validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=_FLOATS, reset=reset,
+                             accept_sparse=_SPARSE)
         X = X.astype(dtype, copy=False)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)

@@ -91,7 +91,7 @@ def _split_validation(model, X, Y, validation_split):
     order = backend.to_device(model.rng.permutation(n), model.device)
     xp = backend.get_namespace(X)
     train, val = order[n_val:], order[:n_val]
-    return train, xp.take(X, val, axis=0), xp.take(Y, val, axis=0)
+    return train, ops_for(xp).take_rows(X, val), xp.take(Y, val, axis=0)
 
 
 class _Rollback:

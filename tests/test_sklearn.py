@@ -649,3 +649,21 @@ def test_a_diverging_fit_ends_as_sklearns(early_stopping):
             "to be preprocessed.")
         assert np.isnan(ours.loss_curve_[-1]) and np.isnan(theirs.loss_curve_[-1])
     assert all(np.all(np.isfinite(c)) for c in ours.coefs_)  # nn_xp keeps the last good weights
+
+
+@pytest.mark.parametrize("solver", ["adam", "lbfgs"])
+def test_sparse_x_fits_as_dense_x(solver):
+    sparse = pytest.importorskip("scipy.sparse")
+    X = sparse.random(120, 40, density=0.1, format="csr", random_state=0, dtype=np.float64)
+    y = (np.asarray(X[:, :20].sum(axis=1)).ravel() > np.asarray(X[:, 20:].sum(axis=1)).ravel()).astype(int)
+    # L-BFGS amplifies the products' different rounding (1e-16) to 5e-12 in 20 iterations: 5 are compared.
+    settings = dict(solver=solver, hidden_layer_sizes=(6,), max_iter=20 if solver == "adam" else 5, random_state=0,
+                    dtype="float64", device="cpu", alpha=1e-3)
+    on_sparse = _fit_quietly(MLPClassifier(**settings), X.tocsc(), y)
+    on_dense = _fit_quietly(MLPClassifier(**settings), X.toarray(), y)
+    assert on_sparse.n_iter_ == on_dense.n_iter_
+    for a, b in zip(on_sparse.coefs_ + on_sparse.intercepts_, on_dense.coefs_ + on_dense.intercepts_):
+        assert_allclose(a, b, rtol=0, atol=1e-12)
+    assert_allclose(on_sparse.predict_proba(X), on_dense.predict_proba(X.toarray()), rtol=0, atol=1e-12)
+    assert neural_network.MLPClassifier().__sklearn_tags__().input_tags.sparse
+    assert on_sparse.__sklearn_tags__().input_tags.sparse
