@@ -150,6 +150,19 @@ _PARAMETRIC = {"leaky_relu": leaky_relu, "elu": elu}
 ACTIVATIONS = tuple(sorted([*_FIXED, *_PARAMETRIC]))
 
 
+def _exp(xp, Z):
+    return xp.exp(Z)
+
+
+def _exp_backward(xp, dA, Z, A):
+    return dA * A
+
+
+# Output activations only: "exp" is the Poisson loss's inverse log link (scikit-learn's "exp").
+_OUTPUT_ONLY = {"exp": Activation("exp", _exp, _exp_backward)}
+OUTPUT_ACTIVATIONS = tuple(sorted([*ACTIVATIONS, *_OUTPUT_ONLY]))
+
+
 def get_activation(spec, parameter: str = "activation") -> Activation:
     """An Activation from a name ("relu"), a dict ({"name": "leaky_relu", "negative_slope": 0.2})
     or an Activation object. Unknown names raise ValueError listing the valid ones."""
@@ -164,9 +177,12 @@ def get_activation(spec, parameter: str = "activation") -> Activation:
     name = spec.strip().lower()
     if name in _FIXED and not params:
         return _FIXED[name]
+    if name in _OUTPUT_ONLY and not params and parameter == "output_activation":
+        return _OUTPUT_ONLY[name]
     if name in _PARAMETRIC:
         try:
             return _PARAMETRIC[name](**params)
         except TypeError as error:
             raise ValueError(f"{parameter}: bad settings for {name}: {error}") from None
-    raise ValueError(f"{parameter} must be one of {list(ACTIVATIONS)}, got {spec!r}")
+    choices = OUTPUT_ACTIVATIONS if parameter == "output_activation" else ACTIVATIONS
+    raise ValueError(f"{parameter} must be one of {list(choices)}, got {spec!r}")

@@ -151,9 +151,17 @@ def _backend_name(x) -> str:
     return module
 
 
+def is_sparse(x) -> bool:
+    """True for a scipy.sparse or cupyx.scipy.sparse matrix or array (without importing either)."""
+    return type(x).__module__.startswith(("scipy.sparse", "cupyx.scipy.sparse")) and hasattr(x, "tocsr")
+
+
 def get_namespace(*arrays):
-    """The namespace shared by `arrays`; arrays from two backends raise TypeError naming both."""
-    arrays = [a for a in arrays if a is not None and not isinstance(a, (int, float, bool))]
+    """The namespace shared by `arrays`; arrays from two backends raise TypeError naming both.
+
+    A sparse matrix counts as its values' backend (scipy.sparse: NumPy; cupyx.scipy.sparse: CuPy).
+    """
+    arrays = [a.data if is_sparse(a) else a for a in arrays if a is not None and not isinstance(a, (int, float, bool))]
     names = sorted({_backend_name(a) for a in arrays})
     if len(names) > 1:
         raise TypeError(

@@ -111,9 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--rho", type=float, help="rmsprop decay")
     _add(opt, "--weight-decay", type=float, help="L2 (adamw: decoupled) weight decay")
     opt.add_argument("--amsgrad", action="store_true")
+    _add(opt, "--line-search", choices=["strong_wolfe"], help="lbfgs: strong-Wolfe line search")
     opt.add_argument("--epochs", type=_positive_int, help="default 100 (sine: 1000)")
     _add(opt, "--batch-size", type=_positive_int, default=32, help="samples per step (default 32)")
-    _add(opt, "--full-batch", action="store_true", help="batch gradient descent: one step per epoch")
+    _add(opt, "--full-batch", action="store_true",
+         help="batch gradient descent: one step per epoch (always so with --optimizer lbfgs)")
     opt.add_argument("--schedule", choices=SCHEDULES, help="learning-rate schedule")
     opt.add_argument("--gamma", type=float, help="step/exponential decay factor")
     _add(opt, "--step-size", type=_positive_int, help="epochs between step decays")
@@ -179,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     parity.add_argument("--steps", type=_positive_int, default=100)
     _add(parity, "--batch-size", type=_positive_int, default=128)
     parity.add_argument("--dtype", default="float64", choices=["float32", "float64"])
-    parity.add_argument("--optimizer", default="adam", choices=OPTIMIZERS)
+    parity.add_argument("--optimizer", default="adam", choices=[o for o in OPTIMIZERS if o != "lbfgs"])
     parity.add_argument("--tf32", action="store_true", help="allow TF32 matrix products on the GPU")
     parity.add_argument("--seed", type=int, default=0)
     parity.add_argument("--output", "-o", help="also write the report here (.md or .json)")
@@ -234,13 +236,16 @@ def _optimizer(args, params):
     flags = ("nesterov", "amsgrad")
     chosen = {k: getattr(args, k) for k in numbers if getattr(args, k) is not None}
     chosen.update({k: True for k in flags if getattr(args, k)})
+    if args.line_search:
+        chosen["line_search_fn"] = args.line_search
     if not chosen:
         return args.optimizer
     optimizer = get_optimizer(args.optimizer, params, args.learning_rate)
     defaults = optimizer.state_dict()["hyperparameters"]
     for key in chosen:
         if key not in defaults:
-            raise ValueError(f"--{key.replace('_', '-')} does not apply to the {args.optimizer} optimizer")
+            flag = "line-search" if key == "line_search_fn" else key.replace("_", "-")
+            raise ValueError(f"--{flag} does not apply to the {args.optimizer} optimizer")
     optimizer = type(optimizer)(params, **{**defaults, **chosen})
     optimizer.label = args.optimizer
     return optimizer
@@ -384,7 +389,8 @@ def cmd_train(args) -> int:
     started = time.perf_counter()
     history = model.fit(
         X, y, loss=loss, optimizer=optimizer, learning_rate=args.learning_rate, epochs=epochs,
-        batch_size=None if args.full_batch else args.batch_size, validation_data=validation,
+        batch_size=None if args.full_batch or args.optimizer == "lbfgs" else args.batch_size,
+        validation_data=validation,
         callbacks=callbacks, verbose=0 if args.quiet else 1,
         verbose_epoch=args.verbose_epoch or max(1, epochs // 10), schedule=schedule, clip_norm=args.clip_norm,
         l2=args.l2 if args.l2 is not None else model.l2, distributed=comm, sample_weight=weights,

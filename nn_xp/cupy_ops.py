@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 
+from .backend import is_sparse
 from .numpy_ops import RELU, SIGMOID, TANH, NumpyOps
 
 
@@ -65,6 +66,8 @@ class CupyOps(NumpyOps):
             return self.raw.empty(shape, dtype=like.dtype)
 
     def take_rows(self, A, rows, out=None):
+        if is_sparse(A):  # cupyx.scipy.sparse: its rows, still sparse (NumpyOps.buffer gave no out)
+            return A[rows]
         return self.raw.take(A, rows, axis=0, out=out)
 
     def _activation_backward(self, activation, dA, Z, A):

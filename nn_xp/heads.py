@@ -8,6 +8,8 @@ functions of the logits, so no NaN or inf appears for any finite logits:
       L = mean( max(Z, 0) - Z * Y + log(1 + exp(-|Z|)) ),                 dL/dZ = (sigmoid(Z) - Y) / Z.size
 - an activation f + mean squared error, on A = f(Z):
       L = mean( (A - Y)^2 ),                                              dL/dA = 2 (A - Y) / A.size
+- exp + Poisson (log link, scikit-learn's half Poisson deviance per element), with A = exp(Z):
+      L = mean( Y log(Y / A) - Y + A ) = mean( xlogy(Y, Y) - Y Z - Y + exp(Z) ),   dL/dZ = (A - Y) / A.size
 `Y` is always a float array shaped like the output (class labels arrive one-hot encoded).
 With sample weights w (a column (n_samples, 1)) each mean over samples becomes the weighted mean
 sum_i w_i l_i / sum_i w_i, so integer weights equal repeated rows; the metrics are weighted alike.
@@ -20,9 +22,9 @@ import numpy as np
 
 from .activations import Activation, get_activation, sigmoid
 
-LOSSES = ("mse", "binary_cross_entropy", "cross_entropy")
+LOSSES = ("mse", "binary_cross_entropy", "cross_entropy", "poisson")
 # The output activation each loss needs; mse works after any output activation.
-REQUIRED_OUTPUT = {"cross_entropy": "softmax", "binary_cross_entropy": "sigmoid"}
+REQUIRED_OUTPUT = {"cross_entropy": "softmax", "binary_cross_entropy": "sigmoid", "poisson": "exp"}
 
 
 class Head:
@@ -197,13 +199,49 @@ class MeanSquaredError(Head):
         return {"mse": _mean(xp, D * D, weights), "mae": _mean(xp, xp.abs(D), weights), "r2": r2}
 
 
+class ExpPoisson(MeanSquaredError):
+    """exp output with scikit-learn's Poisson loss (half the Poisson deviance), from the logits.
+
+    Per element, with A = exp(Z): Y log(Y / A) - Y + A (0 log 0 = 0), which is zero where A = Y;
+    nn_xp averages it over every element, as its other losses (scikit-learn sums over outputs and
+    averages over samples: the same for one output). The gradient dL/dZ = (A - Y) / A.size is
+    torch.nn.PoissonNLLLoss(log_input=True)'s: that loss leaves out the constant Y log Y - Y.
+    Metrics are the regression ones (mse, mae, r2 of A).
+    """
+
+    loss = "poisson"
+
+    def targets(self, y, n_out: int, parameter: str = "y"):
+        Y = super().targets(y, n_out, parameter)
+        if Y.size and Y.min() < 0:
+            raise ValueError(f"{parameter} must hold counts or rates >= 0 for the poisson loss, got min {Y.min():g}")
+        return Y
+
+    def _elements(self, xp, Z, Y):
+        safe = xp.where(Y > 0, Y, xp.ones_like(Y))
+        return Y * xp.log(safe) - Y * Z - Y + xp.exp(Z)
+
+    def value(self, ops, Z, Y, weights=None):
+        return _mean(ops.xp, self._elements(ops.xp, Z, Y), weights)
+
+    def loss_and_grad(self, ops, Z, Y, out=None, weights=None):
+        xp = ops.xp
+        A = xp.exp(Z)
+        if weights is None:
+            dZ = (A - Y) / (Z.shape[0] * Z.shape[1])
+        else:
+            dZ = (A - Y) * (weights / (_total(xp, weights) * Z.shape[1]))
+        return self.value(ops, Z, Y, weights), dZ, A
+
+
 _HEADS = {"cross_entropy": SoftmaxCrossEntropy, "binary_cross_entropy": SigmoidBinaryCrossEntropy,
-          "mse": MeanSquaredError}
+          "mse": MeanSquaredError, "poisson": ExpPoisson}
 
 
 def default_loss(output_activation: str) -> str:
-    """softmax -> cross_entropy, sigmoid -> binary_cross_entropy, anything else -> mse."""
-    return {"softmax": "cross_entropy", "sigmoid": "binary_cross_entropy"}.get(output_activation, "mse")
+    """softmax -> cross_entropy, sigmoid -> binary_cross_entropy, exp -> poisson, anything else -> mse."""
+    return {"softmax": "cross_entropy", "sigmoid": "binary_cross_entropy", "exp": "poisson"}.get(
+        output_activation, "mse")
 
 
 def check_loss(loss, output_activation: str, parameter: str = "loss") -> str:

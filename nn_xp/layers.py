@@ -25,6 +25,7 @@ import numpy as np
 
 from . import philox
 from .activations import get_activation
+from .backend import is_sparse
 from .initializers import INITIALIZERS, check_init
 from .validation import Real, positive_int
 
@@ -191,6 +192,8 @@ class Dense(Layer):
         store, o, activation = self._store, self._offset, self.activation
         W, b = store.params[o], store.params[o + 1]
         n = X.shape[0]
+        if is_sparse(X):
+            return self._forward_sparse(ops, X, W, b)
         Z = ops.matmul(X, W.T, out=ctx.buffer(self, "Z", (n, self.n_out), W))
         A, Z = ops.bias_activate(activation, Z, b)
         input_grad = ctx.input_grad
@@ -201,6 +204,24 @@ class Dense(Layer):
             dZ, grads[o + 1] = ops.backward_bias(activation, dA, Z, A, db=grads[o + 1])
             grads[o] = ops.matmul(dZ.T, X, out=grads[o])
             return ops.matmul(dZ, W, out=dX_out) if input_grad else None
+
+        return A, backprop
+
+    def _forward_sparse(self, ops, X, W, b):
+        """The first layer on a sparse (CSR) X, never made dense: Z = X @ W.T and dW = (X.T @ dZ).T,
+        products of the sparse matrix with dense ones (it is the model's input: no dX)."""
+        store, o, activation = self._store, self._offset, self.activation
+        A, Z = ops.bias_activate(activation, X @ W.T, b)
+
+        def backprop(dA):
+            grads = store.grads
+            dZ, grads[o + 1] = ops.backward_bias(activation, dA, Z, A, db=grads[o + 1])
+            dW = (X.T @ dZ).T
+            if grads[o] is not None and ops.mutable:
+                grads[o][...] = dW  # the flat gradient buffer's view
+            else:
+                grads[o] = dW
+            return None
 
         return A, backprop
 

@@ -220,8 +220,13 @@ class Sequential:
         """X as an array of the model's dtype on the model's device; raises on bad input.
 
         With a communicator (distributed.py) each rank checks its share of the rows for NaN/inf
-        and the answers are combined, so no rank reads every row.
-        """
+        and the answers are combined, so no rank reads every row. A scipy.sparse X
+        (cupyx.scipy.sparse on a GPU) stays sparse, as CSR: the first layer, which must be a Dense
+        one, multiplies it as it is."""
+        if backend.is_sparse(X):
+            if not isinstance(self.layers[0], Dense):
+                raise TypeError(f"{parameter} is sparse, which only a model whose first layer is Dense takes")
+            return validation.sparse_on(X, self.layer_sizes[0], self.dtype, self.device, parameter)
         X = validation.array_on(X, self.device, parameter)
         if X.ndim != 2:
             raise ValueError(f"{parameter} must be 2-D (n_samples, n_features), got shape {tuple(X.shape)}")
@@ -590,7 +595,8 @@ class Sequential:
             # The class default first: a schedule may have left the saved rate at 0, which the
             # constructor refuses but the restored optimizer may hold.
             optimizer = get_optimizer(saved["name"], model.parameters())
-            optimizer.load_state_dict({key: saved[key] for key in ("name", "hyperparameters", "step_count", "state")})
+            optimizer.load_state_dict({key: saved[key] for key in ("name", "hyperparameters", "step_count", "state",
+                                                                   "scalars") if key in saved})
             if saved.get("learning_rate") is not None:
                 optimizer.learning_rate = saved["learning_rate"]
             optimizer.label = saved.get("label") or saved["name"]

@@ -23,6 +23,7 @@ import os
 import numpy as np
 
 from .activations import get_activation
+from .backend import is_sparse
 from .ops import FlatList, Ops
 
 try:
@@ -95,6 +96,8 @@ class NumpyOps(Ops):
     def buffer(self, store: dict, key, shape: tuple, like):
         """An array as wide as asked and as tall as the most rows asked for; a smaller batch gets a
         view of its first rows (still C-contiguous)."""
+        if is_sparse(like):  # a sparse batch is gathered as a new sparse matrix, never into a dense one
+            return None
         a = store.get(key)
         if a is None or a.dtype != like.dtype or a.shape[0] < shape[0] or a.shape[1:] != shape[1:]:
             a = store[key] = self._empty(shape, like)
@@ -117,7 +120,7 @@ class NumpyOps(Ops):
         return _views_of(self.raw.empty_like(packed.flat), [v.shape for v in packed.views])
 
     def take_rows(self, A, rows, out=None):
-        if out is None:
+        if out is None:  # A sparse (CSR) A too: its rows, still sparse
             return A[rows]
         # mode="clip" gathers straight into out (with "raise" NumPy gathers into a temporary first)
         return np.take(A, rows, axis=0, out=out, mode="clip")

@@ -1,9 +1,10 @@
 """scikit-learn estimators backed by `nn_xp.MLP`: `MLPClassifier` and `MLPRegressor`.
 
-Drop-in replacements for `sklearn.neural_network.MLPClassifier` / `MLPRegressor` (solvers "adam"
-and "sgd") that train with nn_xp's forward and backward passes, on the CPU or a CUDA GPU
-(`device=`). They pass scikit-learn's estimator checks and work in Pipeline, GridSearchCV and
-cross_val_score. Inputs and outputs are NumPy arrays; the data goes to the device once per fit.
+Drop-in replacements for `sklearn.neural_network.MLPClassifier` / `MLPRegressor` (solvers "adam",
+"sgd" and "lbfgs"; MLPRegressor's losses "squared_error" and "poisson") that train with nn_xp's
+forward and backward passes, on the CPU or a CUDA GPU (`device=`). They pass scikit-learn's
+estimator checks and work in Pipeline, GridSearchCV and cross_val_score. Inputs and outputs are
+NumPy arrays; the data goes to the device once per fit.
 
 They optimise scikit-learn's objective, step for step, and not nn_xp's own loss convention:
 
@@ -12,7 +13,8 @@ They optimise scikit-learn's objective, step for step, and not nn_xp's own loss 
   error. nn_xp's losses average over every element (PyTorch's convention), so the gradients are
   rescaled before each step: x n_outputs for binary cross-entropy, x n_outputs / 2 for mse.
   (scikit-learn's MLPRegressor reports 0.5 * mean((y - y_hat)**2) in `loss_curve_` but steps along
-  the gradient of 0.5 * sum over outputs, mean over samples; both are reproduced.)
+  the gradient of 0.5 * sum over outputs, mean over samples; both are reproduced.) Poisson: the half
+  Poisson deviance summed over outputs, averaged over samples (nn_xp's "poisson" x n_outputs).
 - L2 penalty, as in scikit-learn's `_backprop`: each batch of n_b samples adds
   alpha / (2 n_b) * sum_l ||W_l||^2 to the loss and alpha / n_b * W_l to the gradient of every
   weight matrix (not to the biases). nn_xp's `weight_decay` cannot express this (it would decay
@@ -22,14 +24,24 @@ They optimise scikit-learn's objective, step for step, and not nn_xp's own loss 
   which is the same update. solver "sgd": torch's momentum buffer times the learning rate is
   scikit-learn's velocity, so the updates are the same; when "invscaling" or "adaptive" change the
   learning rate between epochs, the buffer is rescaled so that the velocity is kept, as there.
+- solver "lbfgs": nn_xp.optim.LBFGS (torch.optim.LBFGS's algorithm, strong-Wolfe line search, a
+  memory of 10 pairs as scipy's default) runs once on the whole data for up to `max_iter`
+  iterations and `max_fun` evaluations of scikit-learn's objective, and stops where the largest
+  gradient element is <= `tol` (scipy's gtol) or the loss or step changes by less than 1e-9. It is
+  not scipy's L-BFGS-B, so the iterates differ from scikit-learn's; the objective is the same, and
+  a run stopped by max_iter or max_fun raises scikit-learn's ConvergenceWarning in its words. With
+  several regression outputs, the objective it minimises (and `loss_`) is the one whose gradient
+  scikit-learn uses (0.5 * sum over outputs), where scikit-learn's own L-BFGS is given
+  0.5 * mean over outputs as the value. As there, there is no `loss_curve_`, and
+  MLPClassifier has no `partial_fit` (MLPRegressor keeps it: a whole L-BFGS fit).
 - randomness: one `numpy.random.RandomState` from `random_state`, drawn in scikit-learn's order
   (initial weights and biases: Glorot uniform, bound sqrt(6 / (fan_in + fan_out)), 2 instead of
   6 for logistic; then the early-stopping split; then one shuffle per epoch). With the same
   `random_state` the network starts from scikit-learn's weights and sees its batches in the same
   order, so in float64 both fit the same model up to rounding (tests/test_sklearn.py checks this).
 
-Parameters are scikit-learn's (learning_rate and power_t included; not max_fun, which is L-BFGS's,
-nor MLPRegressor's loss), plus `device` and `dtype`; `activation` also takes nn_xp's names
+Parameters are scikit-learn's (learning_rate, power_t, max_fun and MLPRegressor's loss included),
+plus `device` and `dtype`; `activation` also takes nn_xp's names
 ("leaky_relu", "gelu", ...). Nothing is checked in __init__; fit checks everything before any work.
 Predictions come back as NumPy arrays in X's float dtype (float64 unless X is float32), as there.
 
@@ -45,7 +57,11 @@ Differences from scikit-learn, on purpose:
   batch's total weight); `MLPClassifier(class_weight=...)` ("balanced" or {label: weight}, as
   scikit-learn's `compute_sample_weight`) multiplies it. `loss_curve_` is then the epoch's
   weighted mean loss (scikit-learn averages its batches' weighted losses by their row counts).
-- solver "lbfgs", `loss="poisson"` and sparse X are not supported.
+- `loss="poisson"` refuses negative targets (scikit-learn trains on them to a NaN loss).
+- a diverging fit (non-finite loss or weights) stops at that epoch with the last good weights, a NaN
+  in `loss_curve_` (and `validation_scores_`) and a ConvergenceWarning saying so, then raises
+  scikit-learn's ValueError about non-finite weights (with early stopping: the best weights back,
+  no error, as there); scikit-learn steps on with NaN weights to max_iter first.
 - `validation_loss_curve_`: the validation data loss per epoch (without the L2 term) when
   `early_stopping=True`, else None.
 - `model_` is the underlying `nn_xp.MLP` (and `model_.optimizer` its optimizer).
@@ -84,25 +100,37 @@ from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_random_state
 from sklearn.utils import shuffle as shuffle_rows
 from sklearn.utils.class_weight import compute_sample_weight
+from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets, type_of_target, unique_labels
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, column_or_1d
 
 from .activations import ACTIVATIONS
-from .backend import device_context, get_namespace, is_host, resolve_device, resolve_dtype, to_device, to_numpy
+from .backend import (
+    device_context,
+    get_namespace,
+    is_host,
+    is_sparse,
+    resolve_device,
+    resolve_dtype,
+    to_device,
+    to_numpy,
+)
 from .model import MLP
 from .ops import FlatList
-from .optim import SGD, Adam
-from .training import Epoch, Interrupt
+from .optim import LBFGS, SGD, Adam
+from .training import Epoch, Interrupt, l2_penalty
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
 # scikit-learn's activation names -> nn_xp's; nn_xp's own names are accepted as they are.
 SKLEARN_ACTIVATIONS = {"identity": "linear", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
 HIDDEN_ACTIVATIONS = tuple(SKLEARN_ACTIVATIONS) + tuple(a for a in ACTIVATIONS if a != "softmax")
-SOLVERS = ("adam", "sgd")
+SOLVERS = ("lbfgs", "sgd", "adam")
+LOSSES = ("squared_error", "poisson")  # MLPRegressor's
 LEARNING_RATES = ("constant", "invscaling", "adaptive")
 _PREDICT_CHUNK = 65536  # rows per forward pass at prediction time: bounds device memory
 _FLOATS = (np.float64, np.float32)  # what X is validated to, as scikit-learn's MLP
+_SPARSE = ("csr", "csc")  # scipy.sparse X, as scikit-learn's MLP takes it: the first layer multiplies it
 
 
 def _host(data):
@@ -211,6 +239,26 @@ def _model_from_state(state: dict):
     return model
 
 
+# scikit-learn's words for a fit that ends with non-finite weights.
+NON_FINITE_MESSAGE = (
+    "Solver produced non-finite parameter weights. The input data may contain large values and need to be "
+    "preprocessed."
+)
+
+
+def _warn_lbfgs_not_converged(result, n_iter: int, max_iter: int) -> None:
+    """scikit-learn's ConvergenceWarning for an L-BFGS run stopped by max_iter or max_fun, worded as
+    sklearn.utils.optimize._check_optimize_result words scipy's result."""
+    message = ("STOP: TOTAL NO. OF ITERATIONS REACHED LIMIT" if result.reason == "max_iter"
+               else "STOP: TOTAL NO. OF F,G EVALUATIONS EXCEEDS LIMIT")
+    text = f"lbfgs failed to converge after {n_iter} iteration(s) (status=1):\n{message}\n"
+    if n_iter == max_iter:
+        text += f"\nIncrease the number of iterations to improve the convergence (max_iter={max_iter})."
+    text += ("\nYou might also want to scale the data as shown in:\n"
+             "    https://scikit-learn.org/stable/modules/preprocessing.html")
+    warnings.warn(text, ConvergenceWarning, stacklevel=4)
+
+
 # ---- parameter checks (at fit, never in __init__) ---------------------------------------------
 def _check_real(value, name, low, high=None, low_open=False, high_open=False):
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
@@ -264,6 +312,11 @@ def _check_hidden_layer_sizes(value) -> list:
 class _BaseMLP(BaseEstimator):
     """What MLPClassifier and MLPRegressor share: parameters, the training loop and the layout."""
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
+
     def __init__(
         self,
         hidden_layer_sizes=(100,),
@@ -289,6 +342,7 @@ class _BaseMLP(BaseEstimator):
         beta_2=0.999,
         epsilon=1e-8,
         n_iter_no_change=10,
+        max_fun=15000,
         device="auto",
         dtype=None,
     ):
@@ -314,17 +368,13 @@ class _BaseMLP(BaseEstimator):
         self.beta_2 = beta_2
         self.epsilon = epsilon
         self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
         self.device = device
         self.dtype = dtype
 
     # -- checks --
     def _check_params(self) -> dict:
         """Every constructor parameter checked, with the derived settings; raises before any work."""
-        if self.solver == "lbfgs":
-            raise ValueError(
-                "solver='lbfgs' is not supported by nn_xp.sklearn; use solver='adam' or 'sgd' "
-                "(or sklearn.neural_network for L-BFGS)"
-            )
         batch_size = self.batch_size
         if not (batch_size == "auto" or (_is_int(batch_size) and batch_size >= 1)):
             raise ValueError(f"batch_size must be 'auto' or an integer >= 1, got {self.batch_size!r}")
@@ -354,6 +404,7 @@ class _BaseMLP(BaseEstimator):
             beta_2=_check_real(self.beta_2, "beta_2", 0.0, 1.0, high_open=True),
             epsilon=_check_real(self.epsilon, "epsilon", 0.0, low_open=True),
             n_iter_no_change=n_iter_no_change,
+            max_fun=_check_int(self.max_fun, "max_fun", 1),
             dtype=None if self.dtype is None else np.dtype(resolve_dtype(self.dtype)),
         )
 
@@ -395,6 +446,11 @@ class _BaseMLP(BaseEstimator):
                 f"{layer_sizes}: with warm_start or partial_fit, hidden_layer_sizes and the number of "
                 "outputs must stay the same"
             )
+        if settings["solver"] == "lbfgs":
+            self._train_lbfgs(X, Y, settings, sample_weight)
+            return self
+        if not hasattr(self, "loss_curve_"):  # a warm start after solver="lbfgs"
+            self._initialize_stochastic(settings)
         optimizer = self._prepare_optimizer(settings, incremental)
         self._train(X, Y, settings, optimizer, random_state, incremental, sample_weight)
         return self
@@ -426,10 +482,16 @@ class _BaseMLP(BaseEstimator):
         self.t_ = 0
         self.n_outputs_ = layer_sizes[-1]
         self.n_layers_ = len(layer_sizes)
-        self.out_activation_ = {"softmax": "softmax", "sigmoid": "logistic"}.get(model.output_activation, "identity")
+        self.out_activation_ = {"softmax": "softmax", "sigmoid": "logistic", "exp": "exp"}.get(
+            model.output_activation, "identity")
+        self._learning_rate_init = None
+        self._best_params = self._copy_params()
+        if settings["solver"] != "lbfgs":  # as scikit-learn: L-BFGS keeps no loss curve nor stopping state
+            self._initialize_stochastic(settings)
+
+    def _initialize_stochastic(self, settings):
         self.loss_curve_ = []
         self._no_improvement_count = 0
-        self._learning_rate_init = None
         if settings["early_stopping"]:
             self.validation_scores_ = []
             self.validation_loss_curve_ = []
@@ -440,7 +502,6 @@ class _BaseMLP(BaseEstimator):
             self.validation_loss_curve_ = None
             self.best_validation_score_ = None
             self.best_loss_ = np.inf
-        self._best_params = self._copy_params()
 
     def _prepare_optimizer(self, settings, incremental):
         """The model's optimizer, kept across warm starts and partial_fit, with this call's settings."""
@@ -487,7 +548,9 @@ class _BaseMLP(BaseEstimator):
             self.best_loss_ = np.inf
         X_val_device = Y_val = W_val = None
         if early_stopping:
-            stratify = Y if self._stratify() else None
+            # scikit-learn stratifies on its boolean indicator: the same split and the same words
+            # ("Classes with too few members are: ['True']") when a class has one member.
+            stratify = Y.astype(bool) if self._stratify() else None
             if sample_weight is None:
                 X, X_val, Y, Y_val = train_test_split(
                     X, Y, random_state=random_state, test_size=settings["validation_fraction"], stratify=stratify
@@ -501,7 +564,7 @@ class _BaseMLP(BaseEstimator):
                 raise ValueError(
                     "The validation set is too small. Increase 'validation_fraction' or the size of your dataset."
                 )
-            X_val_device = to_device(X_val, model.device)
+            X_val_device = model.check_input(X_val)
         n_samples = X.shape[0]
         if self.batch_size == "auto":
             batch_size = min(200, n_samples)
@@ -525,11 +588,56 @@ class _BaseMLP(BaseEstimator):
             self._no_improvement_count = 0
         self.n_iter_ = 0
         max_iter = 1 if incremental else settings["max_iter"]
+        self._diverged = False
         with device_context(model.device), Interrupt() as interrupt:
             self._epochs(runner, X_val_device, Y_val, settings, opt, random_state, incremental, sample_idx,
                          loss_scale, max_iter, interrupt, W_val)
         if early_stopping:
             _write_params(model, self._best_params)
+        elif self._diverged:
+            raise ValueError(NON_FINITE_MESSAGE)
+
+    def _train_lbfgs(self, X, Y, settings, sample_weight=None):
+        """scikit-learn's solver="lbfgs": one L-BFGS run on the whole data (nn_xp.optim.LBFGS with the
+        strong-Wolfe line search and scipy's memory of 10 pairs), up to max_iter iterations and
+        max_fun evaluations of scikit-learn's objective, stopping where max |gradient| <= tol."""
+        model = self.model_
+        head = model.head()
+        X_device = model.check_input(X)
+        Y_device = model.check_target(Y, X.shape[0], head.loss)
+        scale = self._gradient_scale()
+        weights = [i for i, p in enumerate(model.parameters()) if p.ndim > 1]
+        l2 = settings["alpha"] / scale
+        W = model.check_weights(sample_weight, X.shape[0])
+        n = X.shape[0] if sample_weight is None else float(np.sum(sample_weight))
+        ops = None
+        model.loss = head.loss
+
+        def objective():
+            """scikit-learn's objective (consistent with its gradient) and its gradient, and the
+            loss as scikit-learn reports it."""
+            nonlocal ops
+            L, grads, _ = model.train_step(X_device, Y_device, head, step=0, reuse=False, weights=W)
+            if ops is None:
+                from .ops import ops_for
+
+                ops = ops_for(get_namespace(X_device))
+            penalty = float(l2_penalty(ops, model.parameters(), grads, weights, l2, n)) if l2 else 0.0
+            grads = [g * scale for g in grads]
+            return (float(L) + penalty) * scale, grads, float(L) * self._loss_scale() + penalty * scale
+
+        optimizer = LBFGS(model.parameters(), learning_rate=1.0, max_iter=settings["max_iter"],
+                          max_eval=settings["max_fun"], tolerance_grad=settings["tol"], history_size=10,
+                          line_search_fn="strong_wolfe")
+        with device_context(model.device):
+            optimizer.step(lambda: objective()[:2])
+            self.loss_ = objective()[2]
+        result = optimizer.last_step
+        self.n_iter_ = min(result.iterations, settings["max_iter"])
+        if not all(bool(np.all(np.isfinite(to_numpy(p)))) for p in model.parameters()):
+            raise ValueError(NON_FINITE_MESSAGE)
+        if result.reason in ("max_iter", "max_eval"):
+            _warn_lbfgs_not_converged(result, self.n_iter_, settings["max_iter"])
 
     def _epochs(self, runner, X_val_device, Y_val, settings, opt, random_state, incremental, sample_idx,
                 loss_scale, max_iter, interrupt, W_val=None):
@@ -539,9 +647,13 @@ class _BaseMLP(BaseEstimator):
             if settings["shuffle"]:
                 sample_idx = shuffle_rows(sample_idx, random_state=random_state)
                 order = to_device(sample_idx, model.device)
-            _, stop_reason = runner.guarded_run(self.n_iter_, order, interrupt, stacklevel=6)
-            if stop_reason == "non-finite loss":
-                break  # the epoch warned and put back the last good parameters
+            with warnings.catch_warnings():  # nn_xp's own warning; scikit-learn's words follow
+                warnings.filterwarnings("ignore", message=".*training stopped and the model was restored",
+                                        category=RuntimeWarning)
+                _, stop_reason = runner.guarded_run(self.n_iter_, order, interrupt, stacklevel=6)
+            if stop_reason == "non-finite loss":  # the last good parameters are back
+                self._record_divergence(settings, n_samples, max_iter)
+                break
             # scikit-learn's loss: its data loss, and the L2 term given alpha / gradient_scale rescaled.
             running = runner.running
             loss = running.data_loss * loss_scale + running.penalty * self._gradient_scale()
@@ -589,6 +701,25 @@ class _BaseMLP(BaseEstimator):
                     stacklevel=4,
                 )
 
+    def _record_divergence(self, settings, n_samples, max_iter):
+        """An epoch whose loss or weights became non-finite, as scikit-learn records one: a NaN
+        loss (and validation score), then a ConvergenceWarning. scikit-learn goes on stepping with
+        NaN weights to max_iter (appending NaN); nn_xp stops at once, with the last good weights."""
+        self._diverged = True
+        self.n_iter_ += 1
+        self.t_ += n_samples
+        self.loss_ = np.nan
+        self.loss_curve_.append(np.nan)
+        if settings["early_stopping"]:
+            self.validation_scores_.append(np.nan)
+            self.validation_loss_curve_.append(np.nan)
+        warnings.warn(
+            f"Stochastic Optimizer: the loss became non-finite in iteration {self.n_iter_} (of max_iter="
+            f"{max_iter}) and the optimization stopped without converging.",
+            ConvergenceWarning,
+            stacklevel=5,
+        )
+
     def _update_validation(self, X_val_device, Y_val, tol, W_val=None):
         """Score and loss on the held-out set; keep a copy of the best parameters (scikit-learn's rule)."""
         output = to_numpy(self.model_.forward(X_val_device))
@@ -621,13 +752,13 @@ class _BaseMLP(BaseEstimator):
         parts = []
         for start in range(0, X.shape[0], _PREDICT_CHUNK):
             chunk = X[start : start + _PREDICT_CHUNK].astype(model.dtype, copy=False)
-            parts.append(to_numpy(model.forward(to_device(chunk, model.device))))
+            parts.append(to_numpy(model.forward(chunk if is_sparse(chunk) else to_device(chunk, model.device))))
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def _output(self, X):
         """The network's output for new X, in X's float dtype (float64 unless X is float32), as scikit-learn."""
         check_is_fitted(self)
-        X = validate_data(self, _host(X), reset=False, dtype=_FLOATS)
+        X = validate_data(self, _host(X), reset=False, dtype=_FLOATS, accept_sparse=_SPARSE)
         return self._forward(X).astype(X.dtype, copy=False)
 
     # -- pickling: the network as plain arrays, not nn_xp's internal objects --
@@ -723,6 +854,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         beta_2=0.999,
         epsilon=1e-8,
         n_iter_no_change=10,
+        max_fun=15000,
         device="auto",
         dtype=None,
         class_weight=None,
@@ -733,7 +865,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             max_iter=max_iter, shuffle=shuffle, random_state=random_state, tol=tol, verbose=verbose,
             warm_start=warm_start, momentum=momentum, nesterovs_momentum=nesterovs_momentum,
             early_stopping=early_stopping, validation_fraction=validation_fraction, beta_1=beta_1,
-            beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change, device=device, dtype=dtype,
+            beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun, device=device,
+            dtype=dtype,
         )
         self.class_weight = class_weight
 
@@ -761,7 +894,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     def _validate_input(self, X, y, dtype, incremental, reset):
         X, y = _host(X), _host(y)
-        X, y = validate_data(self, X, y, multi_output=True, dtype=_FLOATS, reset=reset)
+        X, y = validate_data(self, X, y, multi_output=True, dtype=_FLOATS, reset=reset, accept_sparse=_SPARSE)
         X = X.astype(dtype, copy=False)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
@@ -784,6 +917,14 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         Y = self._label_binarizer.transform(y).astype(dtype)
         return X, Y
 
+    def _check_solver(self):
+        if self.solver not in ("sgd", "adam"):
+            raise AttributeError(
+                f"partial_fit is only available for stochastic optimizers. {self.solver} is not stochastic."
+            )
+        return True
+
+    @available_if(lambda estimator: estimator._check_solver())
     def partial_fit(self, X, y, sample_weight=None, classes=None):
         """One epoch over (X, y), continuing from the current weights and optimizer state.
 
@@ -855,33 +996,92 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 class MLPRegressor(RegressorMixin, _BaseMLP):
     """Multi-layer perceptron regressor: scikit-learn's MLPRegressor, trained by nn_xp.
 
-    Linear output; scikit-learn's squared error (see the module docstring for the factor of 1/2).
-    Parameters and attributes as in `sklearn.neural_network.MLPRegressor` (loss="squared_error"),
-    plus `device` ("auto", "cpu", "cuda", "cuda:N") and `dtype`.
+    loss="squared_error": linear output, scikit-learn's squared error (see the module docstring for
+    the factor of 1/2). loss="poisson": exp output (log link), scikit-learn's half Poisson deviance
+    summed over outputs and averaged over samples (nn_xp's "poisson" averaged over all elements, times
+    n_outputs). Parameters and attributes as in `sklearn.neural_network.MLPRegressor`, plus `device`
+    ("auto", "cpu", "cuda", "cuda:N") and `dtype`.
     """
 
+    def __init__(
+        self,
+        loss="squared_error",
+        hidden_layer_sizes=(100,),
+        activation="relu",
+        *,
+        solver="adam",
+        alpha=0.0001,
+        batch_size="auto",
+        learning_rate="constant",
+        learning_rate_init=0.001,
+        power_t=0.5,
+        max_iter=200,
+        shuffle=True,
+        random_state=None,
+        tol=1e-4,
+        verbose=False,
+        warm_start=False,
+        momentum=0.9,
+        nesterovs_momentum=True,
+        early_stopping=False,
+        validation_fraction=0.1,
+        beta_1=0.9,
+        beta_2=0.999,
+        epsilon=1e-8,
+        n_iter_no_change=10,
+        max_fun=15000,
+        device="auto",
+        dtype=None,
+    ):
+        super().__init__(
+            hidden_layer_sizes, activation, solver=solver, alpha=alpha, batch_size=batch_size,
+            learning_rate=learning_rate, learning_rate_init=learning_rate_init, power_t=power_t, max_iter=max_iter,
+            shuffle=shuffle, random_state=random_state, tol=tol, verbose=verbose, warm_start=warm_start,
+            momentum=momentum, nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
+            validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon,
+            n_iter_no_change=n_iter_no_change, max_fun=max_fun, device=device, dtype=dtype,
+        )
+        self.loss = loss
+
+    def _check_params(self) -> dict:
+        _check_choice(self.loss, "loss", LOSSES)
+        return super()._check_params()
+
     def _output_activation(self) -> str:
-        return "linear"
+        return "exp" if self.loss == "poisson" else "linear"
 
     def _gradient_scale(self) -> float:
+        if self.loss == "poisson":  # nn_xp averages over outputs too, scikit-learn sums over them
+            return float(self.n_outputs_)
         # nn_xp's mse: gradient 2 (A - Y) / (n k); scikit-learn steps along (A - Y) / n.
         return self.n_outputs_ / 2.0
 
     def _loss_scale(self) -> float:
-        return 0.5
+        return float(self.n_outputs_) if self.loss == "poisson" else 0.5
 
     def _stratify(self) -> bool:
         return False
 
     def _validate_input(self, X, y, dtype, incremental, reset):
         X, y = _host(X), _host(y)
-        X, y = validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=_FLOATS, reset=reset)
+        X, y = validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=_FLOATS, reset=reset,
+                             accept_sparse=_SPARSE)
         X = X.astype(dtype, copy=False)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         Y = y.reshape(-1, 1) if y.ndim == 1 else y
         return X, np.ascontiguousarray(Y, dtype=dtype)
 
+    def _check_solver(self):
+        if self.solver not in ("sgd", "adam"):
+            raise AttributeError(
+                f"partial_fit is only available for stochastic optimizers. {self.solver} is not stochastic."
+            )
+        return True
+
+    # scikit-learn's MLPRegressor tests the bound method itself, not its result, so partial_fit
+    # stays available with solver="lbfgs" (and runs a whole L-BFGS fit from the current weights).
+    @available_if(lambda estimator: estimator._check_solver)
     def partial_fit(self, X, y, sample_weight=None):
         """One epoch over (X, y), continuing from the current weights and optimizer state."""
         return self._fit(X, y, incremental=True, sample_weight=sample_weight)
@@ -897,8 +1097,13 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         return r2_score(Y, output, sample_weight=sample_weight)
 
     def _data_loss(self, output, Y) -> float:
-        """scikit-learn's squared error: 0.5 * mean((y - y_hat)^2)."""
-        D = output.astype(np.float64) - Y
+        """scikit-learn's squared error, 0.5 * mean((y - y_hat)^2), or its half Poisson deviance."""
+        output = output.astype(np.float64)
+        if self.loss == "poisson":
+            Y = Y.astype(np.float64)
+            logs = np.where(Y > 0, Y * np.log(np.where(Y > 0, Y, 1.0) / output), 0.0)
+            return float(np.sum(np.mean(logs - Y + output, axis=0)))
+        D = output - Y
         return float(0.5 * np.mean(D * D))
 
     def __sklearn_tags__(self):

@@ -8,6 +8,7 @@ the device by those indices. The loss stays on the device and reaches the host o
 
 from __future__ import annotations
 
+import copy
 import math
 import numbers
 import signal
@@ -20,12 +21,12 @@ import numpy as np
 
 from . import backend
 from . import distributed as distributed_
-from .callbacks import check_callbacks
+from .callbacks import Callback, check_callbacks
 from .clipping import clip_grad_norm, clip_grad_value
 from .distributed import part
 from .history import History
 from .ops import FlatList, ops_for
-from .optim import get_optimizer
+from .optim import LBFGS, get_optimizer
 from .precision import LossScaler, check_precision
 from .schedules import get_schedule
 from .validation import Real, optional_positive, positive_int
@@ -93,7 +94,7 @@ def _split_validation(model, X, Y, validation_split):
     order = backend.to_device(model.rng.permutation(n), model.device)
     xp = backend.get_namespace(X)
     train, val = order[n_val:], order[:n_val]
-    return train, val, xp.take(X, val, axis=0), xp.take(Y, val, axis=0)
+    return train, val, ops_for(xp).take_rows(X, val), xp.take(Y, val, axis=0)
 
 
 class _Rollback:
@@ -187,6 +188,8 @@ class _RunningMetrics:
         loss = data + self.penalty
         if not self.regression:
             return {"loss": loss, "accuracy": metric_sum / count}
+        if self.head.loss != "mse":  # the data loss is no squared error (poisson): mse and r2 unknown here
+            return {"loss": loss, "mae": metric_sum / count}
         total = float(self.total_ss)
         r2 = 1 - data * count * self.n_outputs / total if total > 0 else 0.0
         return {"loss": loss, "mse": data, "mae": metric_sum / count, "r2": r2}
@@ -471,6 +474,77 @@ def class_weights(model, head, Y, W, class_weight):
     return weights if W is None else W * weights
 
 
+class FullBatchEpoch(Epoch):
+    """An epoch of a closure optimizer (L-BFGS): one `step(closure)` on the whole training data.
+
+    The closure is the training step on every training row (with the L2 penalty): its loss and
+    gradients. The epoch's loss and metrics are those of the first evaluation, before the step, as
+    a mini-batch epoch reports each batch's before its update. The optimizer's scalar state is put
+    back with the rest when the epoch ends non-finite.
+    """
+
+    def run(self, epoch: int, order=None, interrupt=None) -> dict:
+        model, xp, ops, head = self.model, self.xp, self.ops, self.head
+        opt = model.optimizer
+        X, Y, W = self.X, self.Y, self.W
+        if self.train_rows is not None:  # one gather per epoch: the batch is every training row
+            X, Y = ops.take_rows(X, self.train_rows), ops.take_rows(Y, self.train_rows)
+            W = None if W is None else ops.take_rows(W, self.train_rows)
+        m = self.n if W is None else xp.sum(W)  # the L2 term's m: the samples, or their weight
+        rows = xp.arange(self.n) if model.needs_rows else None
+        running = self.running
+        running.reset()
+        first = []
+
+        def closure():
+            L, grads, out = model.train_step(X, Y, head, rows=rows, step=opt.step_count, weights=W)
+            penalty = None
+            if self.l2:
+                penalty = l2_penalty(ops, model.parameters(), grads, self.weights, self.l2, m)
+            if not first:  # the metrics read `out` now: the next evaluation overwrites it
+                first.append(True)
+                running.add(L, penalty, out, Y, W)
+            return (L if penalty is None else L + penalty), grads
+
+        if interrupt is not None:
+            interrupt.hold()
+        opt.step(closure)
+        if interrupt is not None:
+            interrupt.release()
+        return running.logs()
+
+    def guarded_run(self, epoch: int, order=None, interrupt=None, stacklevel: int = 3):
+        scalars = copy.deepcopy(self.model.optimizer.scalars)
+        logs, stop_reason = super().guarded_run(epoch, order, interrupt, stacklevel + 1)
+        if stop_reason is not None:
+            self.model.optimizer.scalars = scalars
+        return logs, stop_reason
+
+
+def check_full_batch(optimizer, batch_size, clip_norm, clip_value, callbacks) -> None:
+    """The arguments of `fit` that a full-batch closure optimizer (L-BFGS) cannot honour."""
+    name = getattr(optimizer, "name", optimizer)
+    if not (isinstance(name, str) and name.strip().lower() == "lbfgs"):
+        return
+    if batch_size is not None:
+        raise ValueError(
+            f"batch_size must be None with optimizer='lbfgs' (it trains full-batch, one step per epoch), "
+            f"got {batch_size!r}"
+        )
+    if clip_norm is not None or clip_value is not None:
+        raise ValueError(
+            "clip_norm and clip_value must be None with optimizer='lbfgs': its line search and curvature "
+            "pairs need the loss's own gradient"
+        )
+    for index, callback in enumerate(callbacks):
+        if type(callback).on_batch_end is not Callback.on_batch_end:
+            raise ValueError(
+                f"callbacks[{index}] ({type(callback).__name__}) overrides on_batch_end, which has no meaning "
+                "with optimizer='lbfgs': an epoch is one step of many loss evaluations, not batches; "
+                "use on_epoch_end"
+            )
+
+
 def fit(
     model,
     X,
@@ -501,7 +575,9 @@ def fit(
     Args:
         X: (n_samples, n_features). y: targets, as for `MLP.loss_and_grads`.
         loss: None infers it from the output activation.
-        optimizer: an `nn_xp.optim` optimizer, or "sgd", "momentum", "rmsprop", "adam", "adamw".
+        optimizer: an `nn_xp.optim` optimizer, or "sgd", "momentum", "rmsprop", "adam", "adamw",
+            "lbfgs" (full-batch: batch_size=None, one L-BFGS step of up to max_iter iterations per
+            epoch; no clipping and no callbacks with on_batch_end).
             Calling fit again with the same optimizer name keeps its state (Adam's moments and
             step count), so training continues where it stopped.
         learning_rate: None keeps the optimizer's (default, or the one already in use).
@@ -568,12 +644,17 @@ def fit(
     if not isinstance(shuffle, (bool, np.bool_)):
         raise TypeError(f"shuffle must be True or False, got {shuffle!r}")
     callbacks = check_callbacks(callbacks)
+    check_full_batch(optimizer, batch_size, clip_norm, clip_value, callbacks)
     schedule = get_schedule(schedule)
     head = model.head(loss)
     half = check_precision(precision, model)
     comm = distributed_.resolve(distributed)
     if half is not None and comm is not None and comm.size > 1:
         raise ValueError("precision='mixed_*' with distributed training is not supported yet; use float32")
+    lbfgs = getattr(optimizer, "name", optimizer) == "lbfgs"
+    if lbfgs and (half is not None or (comm is not None and comm.size > 1)):
+        raise ValueError("optimizer='lbfgs' trains in one process at the model's precision: leave out "
+                         "precision= and distributed=")
     if comm is not None and comm.size == 1:
         comm = None
     X = model.check_input(X, comm=comm)
@@ -658,8 +739,9 @@ def _train(model, opt, X, Y, W, X_val, Y_val, W_val, head, epochs, batch_size, v
         steps = -(-(X.shape[0] if train_rows is None else train_rows.shape[0]) // (batch_size or X.shape[0]))
         bar = tqdm(total=epochs * steps, unit="batch", leave=False, mininterval=0.2)
         batch_hooks.append(_BarAdvance(bar))
-    runner = Epoch(model, X, Y, head, batch_size, l2=l2, clip_norm=clip_norm, clip_value=clip_value,
-                   callbacks=batch_hooks, train_rows=train_rows, comm=comm, weights=W, half=half)
+    runner = (FullBatchEpoch if isinstance(opt, LBFGS) else Epoch)(
+        model, X, Y, head, batch_size, l2=l2, clip_norm=clip_norm, clip_value=clip_value, callbacks=batch_hooks,
+        train_rows=train_rows, comm=comm, weights=W, half=half)
     n = runner.n
     model.stop_training = False
     model.loss = head.loss

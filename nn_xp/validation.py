@@ -88,14 +88,17 @@ class Boolean:
 
 
 class Options:
-    """One of a fixed set of strings."""
+    """One of a fixed set of strings (or None, where `none` allows it)."""
 
-    def __init__(self, *options):
-        self.options = options
+    def __init__(self, *options, none=False):
+        self.options, self.none = options, none
 
     def __call__(self, value, parameter: str):
+        if value is None and self.none:
+            return None
         if not isinstance(value, str) or value not in self.options:
-            raise ValueError(f"{parameter} must be one of {list(self.options)}, got {value!r}")
+            choices = list(self.options) + ([None] if self.none else [])
+            raise ValueError(f"{parameter} must be one of {choices}, got {value!r}")
         return value
 
 
@@ -168,6 +171,40 @@ def all_finite(X) -> bool:
         block = xp.all(xp.isfinite(X[start : min(start + rows, n), :]))
         ok = block if ok is None else xp.logical_and(ok, block)
     return bool(ok)
+
+def sparse_on(X, n_features: int, dtype: str, device: str, parameter: str):
+    """A scipy.sparse (or cupyx.scipy.sparse) X as a CSR matrix of `dtype` on `device`, checked;
+    its nonzero values are all it converts, so X is never made dense."""
+    if len(X.shape) != 2:
+        raise ValueError(f"{parameter} must be 2-D (n_samples, n_features), got shape {tuple(X.shape)}")
+    if X.shape[0] == 0:
+        raise ValueError(f"{parameter} has no samples (shape {tuple(X.shape)})")
+    if X.shape[1] != n_features:
+        raise ValueError(
+            f"{parameter} has {X.shape[1]} features but the model expects layer_sizes[0]={n_features}"
+        )
+    if np.dtype(str(X.dtype)).kind not in "iuf":
+        raise TypeError(f"{parameter} must be numeric (integer or float), got dtype {X.dtype}")
+    if device == backend.STRICT:
+        raise ValueError(f"{parameter} is sparse, which the {device!r} device does not take; use 'cpu' or 'cuda'")
+    on_gpu = type(X).__module__.startswith("cupyx")
+    if device == "cpu" and on_gpu:
+        X = X.get()
+    narrowed = narrows(X.dtype, dtype)
+    with np.errstate(over="ignore"):
+        X = X.tocsr().astype(dtype, copy=False)
+    if device.startswith("cuda"):
+        import cupyx.scipy.sparse
+
+        with backend.device_context(device):
+            X = cupyx.scipy.sparse.csr_matrix(X)  # from scipy: copied to the GPU; from cupyx: kept
+    xp = backend.get_namespace(X)
+    if not bool(xp.all(xp.isfinite(X.data))):
+        raise ValueError(
+            f"{parameter} contains NaN or infinite values" + (f" (or values too large for {dtype})" if narrowed else "")
+        )
+    return X
+
 
 def narrows(source_dtype, dtype: str) -> bool:
     """True when converting floats of `source_dtype` to `dtype` can overflow (float64 -> float32)."""

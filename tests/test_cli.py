@@ -128,6 +128,8 @@ def test_errors_are_one_line_without_traceback(tmp_path, args, words):
     (["train", "--warmup-epochs", "3", "--schedule", "step"], "--warmup-epochs needs --schedule cosine"),
     (["train", "--target", "y"], "--target names a column"),
     (["train", "--rho", "0.5"], "--rho does not apply to the adam optimizer"),
+    (["train", "--line-search", "strong_wolfe"], "--line-search does not apply to the adam optimizer"),
+    (["train", "--optimizer", "lbfgs", "--clip-norm", "1"], "clip_norm and clip_value must be None"),
     (["train", "--bogus"], "unrecognized arguments: --bogus"),
     (["train", "--layers", "1", "99999999999", "1"], "out of memory"),
 ])
@@ -274,3 +276,16 @@ def test_the_split_is_remembered_and_held_out_rows_can_be_scored(wine_tables):
     run("train", "--dataset", "moons", "--epochs", "2", "--quiet", "--save", str(plain))
     refused = run("evaluate", str(plain), "moons", "--held-out", check=False)
     assert refused.returncode == 2 and "--held-out needs a model trained with --test-size" in refused.stderr
+
+
+def test_lbfgs_trains_full_batch_and_resumes(tmp_path):
+    path = tmp_path / "m.npz"
+    result = run("train", "--layers", "1", "10", "10", "1", "--optimizer", "lbfgs", "--line-search", "strong_wolfe",
+                 "--dtype", "float64", "--epochs", "20", "--quiet", "--save", str(path))
+    final = float(result.stdout.split("train: loss ")[1].split(",")[0])
+    assert final < 1e-3  # the notebooks' sine, in 20 L-BFGS steps of up to 20 iterations
+    model = nx.load(str(path), device="cpu")
+    assert model.optimizer.name == "lbfgs" and model.optimizer.line_search_fn == "strong_wolfe"
+    assert model.optimizer.step_count == 20
+    run("train", "--resume", str(path), "--optimizer", "lbfgs", "--epochs", "2", "--quiet", "--save", str(path))
+    assert nx.load(str(path), device="cpu").optimizer.step_count == 22

@@ -235,3 +235,88 @@ def test_l2_must_be_a_number_at_least_zero():
     with pytest.raises(TypeError, match="l2 must be a real number"):
         model.fit(X, y, l2="0.1", verbose=0)
     assert model.optimizer is None
+
+
+# ---- sparse input: the first Dense layer multiplies it as it is --------------------------------------
+def _sparse_problem(n=60, n_features=30, density=0.15, seed=0):
+    sparse = pytest.importorskip("scipy.sparse")
+    X = sparse.random(n, n_features, density=density, format="csr", random_state=seed, dtype=np.float64)
+    score = np.asarray(X[:, :10].sum(axis=1)).ravel() - np.asarray(X[:, 10:20].sum(axis=1)).ravel()
+    y = np.digitize(score, np.quantile(score, [1 / 3, 2 / 3]))
+    return X, y
+
+
+@pytest.mark.parametrize("layout", ["csr", "csc"])
+def test_sparse_input_gives_the_dense_results(layout):
+    X, y = _sparse_problem()
+    Xs, Xd = X.asformat(layout), X.toarray()
+    model = nx.MLP([30, 8, 3], activation="tanh", output_activation="softmax", dtype="float64", device="cpu",
+                   seed=0, dropout=0.2)
+    loss_s, grads_s = model.loss_and_grads(Xs, y, training_step=2)
+    loss_d, grads_d = model.loss_and_grads(Xd, y, training_step=2)
+    assert abs(loss_s - loss_d) < 1e-12
+    for a, b in zip(grads_s, grads_d):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(model.forward(Xs), model.forward(Xd), rtol=0, atol=1e-12)
+    # L-BFGS's curvature pairs amplify rounding (the sparse and dense products add in different
+    # orders, about 1e-16 apart) to 1e-11 within a few steps: one step of 5 iterations is compared.
+    for optimizer, batch_size, epochs in [("adam", 16, 3), (nx.optim.LBFGS, None, 1)]:
+        sparse_fit, dense_fit = model.copy(), model.copy()
+        settings = dict(batch_size=batch_size, epochs=epochs, validation_split=0.2, l2=0.01, verbose=0)
+        history_s = sparse_fit.fit(Xs, y, optimizer=_optimizer_for(sparse_fit, optimizer), **settings)
+        history_d = dense_fit.fit(Xd, y, optimizer=_optimizer_for(dense_fit, optimizer), **settings)
+        np.testing.assert_allclose(history_s.history["loss"], history_d.history["loss"], rtol=0, atol=1e-12)
+        np.testing.assert_allclose(history_s.history["val_loss"], history_d.history["val_loss"], rtol=0, atol=1e-12)
+        for a, b in zip(sparse_fit.parameters(), dense_fit.parameters()):
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
+        np.testing.assert_array_equal(sparse_fit.predict(Xs, batch_size=7), dense_fit.predict(Xd))
+
+
+def _optimizer_for(model, optimizer):
+    return optimizer if isinstance(optimizer, str) else optimizer(model.parameters(), max_iter=5)
+
+
+def test_sparse_input_is_never_made_dense(monkeypatch):
+    """Training and prediction on a 20000 x 100000 sparse X (dense: 8 GB in float32) stay near the
+    size of its nonzeros: no dense copy of X, nor of a batch, is made anywhere."""
+    import tracemalloc
+
+    sparse = pytest.importorskip("scipy.sparse")
+    rng = np.random.default_rng(1)  # 10 nonzeros per row (scipy.sparse.random is slow at this size)
+    columns = np.sort(rng.integers(0, 100000, size=(20000, 10)), axis=1)
+    X = sparse.csr_matrix((rng.random(200000, dtype=np.float32), columns.ravel(), np.arange(0, 200001, 10)),
+                          shape=(20000, 100000))
+    y = (np.asarray(X.sum(axis=1)).ravel() > 0.5).astype(int)
+
+    def refuse(self, *args, **kwargs):
+        raise AssertionError("a sparse matrix was made dense")
+
+    for cls in (sparse.csr_matrix, sparse.csc_matrix, sparse.coo_matrix):
+        monkeypatch.setattr(cls, "toarray", refuse)
+        monkeypatch.setattr(cls, "todense", refuse)
+    model = nx.MLP([100000, 4, 1], output_activation="sigmoid", device="cpu", seed=0)
+    tracemalloc.start()
+    try:
+        model.fit(X, y, epochs=1, batch_size=500, verbose=0)
+        predictions = model.predict(X)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert predictions.shape == (20000,)
+    assert peak < 64e6  # the parameters, Adam's state and dW are 1.6 MB each; a dense X is 8 GB
+
+
+def test_bad_sparse_input_is_refused_naming_x():
+    sparse = pytest.importorskip("scipy.sparse")
+    X, y = _sparse_problem()
+    model = nx.MLP([30, 4, 3], output_activation="softmax", device="cpu", seed=0)
+    bad = X.copy()
+    bad.data[3] = np.nan
+    with pytest.raises(ValueError, match="X contains NaN or infinite values"):
+        model.fit(bad, y, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match="X has 29 features but the model expects layer_sizes"):
+        model.predict(X[:, :29])
+    with pytest.raises(ValueError, match="validation_data.0. has no samples"):
+        model.fit(X, y, epochs=1, verbose=0, validation_data=(X[:0], y[:0]))
+    with pytest.raises(ValueError, match="X is sparse, which the 'array_api_strict' device does not take"):
+        nx.MLP([30, 4, 3], device="array_api_strict").predict(sparse.csr_matrix(X))

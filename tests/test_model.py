@@ -25,10 +25,12 @@ def _targets(loss, n, n_out, seed=1):
         return rng.integers(0, n_out, size=n)
     if loss == "binary_cross_entropy":
         return rng.integers(0, 2, size=(n, n_out)).astype(float)
+    if loss == "poisson":  # counts, zeros among them
+        return rng.poisson(1.5, size=(n, n_out)).astype(float)
     return rng.normal(size=(n, n_out))
 
 
-OUTPUT_FOR = {"cross_entropy": "softmax", "binary_cross_entropy": "sigmoid"}
+OUTPUT_FOR = {"cross_entropy": "softmax", "binary_cross_entropy": "sigmoid", "poisson": "exp"}
 
 
 # ---- gradient checks ----------------------------------------------------------------------------

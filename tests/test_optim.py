@@ -463,7 +463,7 @@ def test_bad_grads_leave_everything_unchanged(grads, message):
 # ---- by name ----------------------------------------------------------------------------------
 def test_get_optimizer():
     params = [np.zeros(3)]
-    assert optim.OPTIMIZERS == ("sgd", "momentum", "rmsprop", "adam", "adamw")
+    assert optim.OPTIMIZERS == ("sgd", "momentum", "rmsprop", "adam", "adamw", "lbfgs")
     sgd = optim.get_optimizer("sgd", params)
     assert type(sgd) is optim.SGD and sgd.learning_rate == 0.01 and sgd.momentum == 0.0
     momentum = optim.get_optimizer("momentum", params, learning_rate=0.1)
@@ -477,9 +477,366 @@ def test_get_optimizer():
     assert optim.get_optimizer(adam, params) is adam
     with pytest.raises(ValueError, match="another parameter list"):
         optim.get_optimizer(adam, [np.zeros(3)])
-    with pytest.raises(ValueError, match=r"\['sgd', 'momentum', 'rmsprop', 'adam', 'adamw'\].*'adagrad'"):
+    with pytest.raises(ValueError, match=r"\['sgd', 'momentum', 'rmsprop', 'adam', 'adamw', 'lbfgs'\].*'adagrad'"):
         optim.get_optimizer("adagrad", params)
     with pytest.raises(TypeError, match="optimizer must be one of"):
         optim.get_optimizer(3, params)
-    names = [cls.name for cls in (optim.SGD, optim.RMSprop, optim.Adam, optim.AdamW)]
-    assert names == ["sgd", "rmsprop", "adam", "adamw"]
+    lbfgs = optim.get_optimizer("lbfgs", params)
+    assert type(lbfgs) is optim.LBFGS and lbfgs.learning_rate == 1.0 and lbfgs.max_eval == 25
+    names = [cls.name for cls in (optim.SGD, optim.RMSprop, optim.Adam, optim.AdamW, optim.LBFGS)]
+    assert names == ["sgd", "rmsprop", "adam", "adamw", "lbfgs"]
+
+
+# ---- L-BFGS: torch.optim.LBFGS step for step --------------------------------------------------
+# Each problem: initial parameters (a list of host arrays) and value_and_grad(arrays) -> (loss, grads).
+def _lbfgs_quadratic():
+    rng = np.random.default_rng(7)
+    M = rng.standard_normal((10, 10))
+    A, b = M @ M.T / 10 + np.eye(10), rng.standard_normal(10)
+
+    def value_and_grad(arrays):
+        x = np.concatenate([np.reshape(a, -1) for a in arrays])
+        g = A @ x - b
+        return 0.5 * x @ A @ x - b @ x, [g[:6].reshape(2, 3), g[6:]]
+
+    return [rng.standard_normal((2, 3)), rng.standard_normal(4)], value_and_grad
+
+
+def _lbfgs_rosenbrock():
+    def value_and_grad(arrays):
+        x = np.concatenate([np.reshape(a, -1) for a in arrays])
+        a, b = x[:-1], x[1:]
+        f = np.sum(100 * (b - a * a) ** 2 + (1 - a) ** 2)
+        g = np.zeros_like(x)
+        g[:-1] += -400 * a * (b - a * a) - 2 * (1 - a)
+        g[1:] += 200 * (b - a * a)
+        return f, [g[:2], g[2:]]
+
+    return [np.array([-1.2, 1.0]), np.array([-0.5, 0.8])], value_and_grad
+
+
+def _lbfgs_mlp():
+    import nn_xp as nx
+
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((40, 3))
+    y = (X[:, 0] + X[:, 1] * X[:, 2] > 0).astype(int) + (X[:, 2] > 1)
+    model = nx.MLP([3, 6, 3], activation="tanh", output_activation="softmax", dtype="float64", device="cpu",
+                   seed=0)
+
+    def value_and_grad(arrays):
+        model.set_parameters([backend.to_numpy(a) for a in arrays])
+        loss, grads = model.loss_and_grads(X, y)
+        return loss, [backend.to_numpy(g) for g in grads]
+
+    return [backend.to_numpy(p).copy() for p in model.parameters()], value_and_grad
+
+
+LBFGS_PROBLEMS = {"quadratic": _lbfgs_quadratic, "rosenbrock": _lbfgs_rosenbrock, "mlp": _lbfgs_mlp}
+# (problem, hyperparameters): small max_iter and history_size, so that the memory carries over
+# between steps and the oldest pairs are dropped.
+LBFGS_CASES = [
+    ("quadratic", dict(learning_rate=0.5, max_iter=8, history_size=4)),
+    ("quadratic", dict(max_iter=8, history_size=4, line_search_fn="strong_wolfe")),
+    ("rosenbrock", dict(learning_rate=0.05, max_iter=15, history_size=5)),
+    ("rosenbrock", dict(max_iter=15, history_size=5, line_search_fn="strong_wolfe")),
+    ("mlp", dict(learning_rate=0.5, max_iter=10, history_size=6)),
+    ("mlp", dict(max_iter=10, history_size=6, line_search_fn="strong_wolfe")),
+]
+LBFGS_IDS = [f"{problem}-{kw.get('line_search_fn') or 'fixed_step'}" for problem, kw in LBFGS_CASES]
+LBFGS_STEPS = 4
+
+
+def run_lbfgs(problem, hyperparameters):
+    """Parameters and returned loss after each of LBFGS_STEPS steps of nn_xp's LBFGS."""
+    initial, value_and_grad = LBFGS_PROBLEMS[problem]()
+    params = [p.copy() for p in initial]
+    opt = optim.LBFGS(params, **hyperparameters)
+    trajectory = []
+    for _ in range(LBFGS_STEPS):
+        loss = opt.step(lambda: value_and_grad(params))
+        trajectory.append(([p.copy() for p in params], loss))
+    return trajectory, opt
+
+
+def run_torch_lbfgs(torch, problem, hyperparameters):
+    initial, value_and_grad = LBFGS_PROBLEMS[problem]()
+    params = [torch.nn.Parameter(torch.tensor(p, dtype=torch.float64)) for p in initial]
+    kw = dict(hyperparameters)
+    opt = torch.optim.LBFGS(params, lr=kw.pop("learning_rate", 1.0), **kw)
+
+    def closure():
+        loss, grads = value_and_grad([p.detach().numpy() for p in params])
+        for p, g in zip(params, grads):
+            p.grad = torch.tensor(np.asarray(g, dtype=np.float64))
+        return torch.tensor(loss, dtype=torch.float64)
+
+    trajectory = []
+    for _ in range(LBFGS_STEPS):
+        loss = float(opt.step(closure))
+        trajectory.append(([p.detach().numpy().copy() for p in params], loss))
+    return trajectory
+
+
+def run_reference_lbfgs(problem, hyperparameters):
+    """torch.optim.LBFGS.step transcribed in plain NumPy on one flat vector (the strong-Wolfe search
+    is nn_xp.line_search's, checked against torch's own in tests/test_line_search.py)."""
+    from nn_xp.line_search import strong_wolfe
+
+    initial, value_and_grad = LBFGS_PROBLEMS[problem]()
+    hp = dict(dict(learning_rate=1.0, max_iter=20, tolerance_grad=1e-7, tolerance_change=1e-9, history_size=100,
+                   line_search_fn=None), **hyperparameters)
+    lr, max_iter, history_size = hp["learning_rate"], hp["max_iter"], hp["history_size"]
+    max_eval = hp.get("max_eval") or max_iter * 5 // 4
+    shapes = [p.shape for p in initial]
+    sizes = [p.size for p in initial]
+
+    def unflat(x):
+        return [part.reshape(shape) for part, shape in zip(np.split(x, np.cumsum(sizes)[:-1]), shapes)]
+
+    def f_and_g(x):
+        loss, grads = value_and_grad(unflat(x))
+        return float(loss), np.concatenate([np.reshape(g, -1) for g in grads])
+
+    x = np.concatenate([p.reshape(-1) for p in initial])
+    state = dict(n_iter=0, d=None, t=None, old_dirs=[], old_stps=[], ro=[], H_diag=1, prev_flat_grad=None)
+    trajectory = []
+    for _ in range(LBFGS_STEPS):
+        loss, g = f_and_g(x)
+        orig_loss, evals = loss, 1
+        if np.max(np.abs(g)) > hp["tolerance_grad"]:
+            d, t = state["d"], state["t"]
+            old_dirs, old_stps, ro, H_diag = state["old_dirs"], state["old_stps"], state["ro"], state["H_diag"]
+            prev_g = state["prev_flat_grad"]
+            n_iter = 0
+            while n_iter < max_iter:
+                n_iter += 1
+                state["n_iter"] += 1
+                if state["n_iter"] == 1:
+                    d, old_dirs, old_stps, ro, H_diag = -g, [], [], [], 1
+                else:
+                    y, s = g - prev_g, d * t
+                    ys = y @ s
+                    if ys > 1e-10:
+                        if len(old_dirs) == history_size:
+                            old_dirs.pop(0), old_stps.pop(0), ro.pop(0)
+                        old_dirs.append(y), old_stps.append(s), ro.append(1.0 / ys)
+                        H_diag = ys / (y @ y)
+                    al = [0.0] * len(old_dirs)
+                    q = -g
+                    for i in reversed(range(len(old_dirs))):
+                        al[i] = (old_stps[i] @ q) * ro[i]
+                        q = q - al[i] * old_dirs[i]
+                    r = q * H_diag
+                    for i in range(len(old_dirs)):
+                        r = r + (al[i] - (old_dirs[i] @ r) * ro[i]) * old_stps[i]
+                    d = r
+                prev_g, prev_loss = g, loss
+                t = min(1.0, 1.0 / np.sum(np.abs(g))) * lr if state["n_iter"] == 1 else lr
+                gtd = g @ d
+                if gtd > -hp["tolerance_change"]:
+                    break
+                done_evals = 0
+                if hp["line_search_fn"] == "strong_wolfe":
+                    x0 = x
+                    loss, g, t, done_evals = strong_wolfe(
+                        lambda step, x0=x0, d=d: f_and_g(x0 + step * d), lambda a, b: float(a @ b),
+                        t, d, loss, g, gtd, np.max(np.abs(d)), max_ls=max_eval - evals)
+                    x = x0 + t * d
+                    optimal = np.max(np.abs(g)) <= hp["tolerance_grad"]
+                else:
+                    x = x + t * d
+                    optimal = False
+                    if n_iter != max_iter:
+                        loss, g = f_and_g(x)
+                        optimal, done_evals = np.max(np.abs(g)) <= hp["tolerance_grad"], 1
+                evals += done_evals
+                if n_iter == max_iter or evals >= max_eval or optimal:
+                    break
+                if np.max(np.abs(d * t)) <= hp["tolerance_change"] or abs(loss - prev_loss) < hp["tolerance_change"]:
+                    break
+            state.update(d=d, t=t, old_dirs=old_dirs, old_stps=old_stps, ro=ro, H_diag=H_diag, prev_flat_grad=prev_g)
+        trajectory.append((unflat(x.copy()), orig_loss))
+    return trajectory
+
+
+def _trajectory_difference(ours, theirs) -> float:
+    """The largest absolute difference of any parameter or returned loss over the steps."""
+    worst = 0.0
+    for (params_a, loss_a), (params_b, loss_b) in zip(ours, theirs):
+        worst = max(worst, abs(loss_a - loss_b))
+        for a, b in zip(params_a, params_b):
+            worst = max(worst, float(np.max(np.abs(backend.to_numpy(a) - np.asarray(b)))))
+    return worst
+
+
+@pytest.mark.parametrize("problem, hyperparameters", LBFGS_CASES, ids=LBFGS_IDS)
+def test_lbfgs_matches_torch(problem, hyperparameters):
+    torch = pytest.importorskip("torch")
+    ours, _ = run_lbfgs(problem, hyperparameters)
+    theirs = run_torch_lbfgs(torch, problem, hyperparameters)
+    start = LBFGS_PROBLEMS[problem]()[0]
+    assert max(np.max(np.abs(a - b)) for a, b in zip(ours[-1][0], start)) > 0.1  # it went somewhere
+    assert ours[-1][1] < ours[0][1]  # and downhill
+    assert _trajectory_difference(ours, theirs) < 1e-10
+
+
+@pytest.mark.parametrize("problem, hyperparameters", LBFGS_CASES, ids=LBFGS_IDS)
+def test_lbfgs_matches_the_transcribed_algorithm(problem, hyperparameters):
+    ours, _ = run_lbfgs(problem, hyperparameters)
+    reference = run_reference_lbfgs(problem, hyperparameters)
+    assert _trajectory_difference(ours, reference) < 1e-10
+
+
+def test_lbfgs_minimises_a_quadratic_and_rosenbrock():
+    for problem, steps in (("quadratic", 5), ("rosenbrock", 10)):
+        initial, value_and_grad = LBFGS_PROBLEMS[problem]()
+        params = [p.copy() for p in initial]
+        opt = optim.LBFGS(params, line_search_fn="strong_wolfe", tolerance_grad=1e-10, tolerance_change=1e-14)
+        for _ in range(steps):
+            opt.step(lambda value_and_grad=value_and_grad, params=params: value_and_grad(params))
+        x = np.concatenate([p.reshape(-1) for p in params])
+        if problem == "rosenbrock":
+            np.testing.assert_allclose(x, 1.0, atol=1e-6)
+        else:
+            _, g = value_and_grad(params)
+            assert max(np.max(np.abs(part)) for part in g) < 1e-7
+    assert opt.last_step.reason in ("tolerance_grad", "tolerance_change")
+
+
+def test_lbfgs_on_the_models_flat_buffer_equals_plain_arrays():
+    import nn_xp as nx
+
+    initial, value_and_grad = _lbfgs_mlp()
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((40, 3))
+    y = (X[:, 0] + X[:, 1] * X[:, 2] > 0).astype(int) + (X[:, 2] > 1)
+    model = nx.MLP([3, 6, 3], activation="tanh", output_activation="softmax", dtype="float64", device="cpu", seed=0)
+    assert model.parameters().is_packed()
+    opt = optim.LBFGS(model.parameters(), max_iter=6, line_search_fn="strong_wolfe")
+    plain = [p.copy() for p in initial]
+    reference = optim.LBFGS(plain, max_iter=6, line_search_fn="strong_wolfe")
+    for _ in range(2):
+        assert opt.step(lambda: model.loss_and_grads(X, y)) == reference.step(lambda: value_and_grad(plain))
+    assert model.parameters().is_packed()  # updated in place: the model's buffer stays the one
+    for p, q in zip(model.parameters(), plain):
+        np.testing.assert_array_equal(p, q)
+
+
+@pytest.mark.parametrize("line_search_fn", [None, "strong_wolfe"])
+def test_lbfgs_backends_agree(device, dtype, line_search_fn):
+    import nn_xp as nx
+
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((30, 2))
+    y = np.sin(X[:, 0]) + X[:, 1] ** 2
+
+    def run(device, dtype):
+        model = nx.MLP([2, 8, 1], activation="tanh", dtype=dtype, device=device, seed=1)
+        opt = optim.LBFGS(model.parameters(), learning_rate=0.5 if line_search_fn is None else 1.0, max_iter=5,
+                          history_size=3, line_search_fn=line_search_fn)
+        losses = [opt.step(lambda: model.loss_and_grads(X, y)) for _ in range(2)]
+        return model, opt, losses
+
+    model, opt, losses = run(device, dtype)
+    for p in model.parameters():
+        assert backend.device_of(p) == device and str(p.dtype).endswith(dtype)
+    for vectors in opt.state.values():
+        assert all(backend.device_of(v) == device and str(v.dtype).endswith(dtype) for v in vectors)
+    assert losses[1] < losses[0]
+    expected, _, expected_losses = run("cpu", dtype)
+    tolerance = 1e-4 if dtype == "float32" else PARITY_RTOL[dtype]
+    for p, e in zip(model.parameters(), expected.parameters()):
+        assert relative_difference(p, e) < tolerance
+    np.testing.assert_allclose(losses, expected_losses, rtol=tolerance)
+
+
+def test_lbfgs_stops_for_the_documented_reasons():
+    initial, value_and_grad = LBFGS_PROBLEMS["rosenbrock"]()
+    params = [p.copy() for p in initial]
+    calls = []
+
+    def closure():
+        calls.append(1)
+        return value_and_grad(params)
+
+    opt = optim.LBFGS(params, max_iter=3, max_eval=10, learning_rate=0.01)
+    opt.step(closure)
+    # Without a line search: one evaluation at the start, one after each iteration but the last.
+    assert opt.last_step == optim.LBFGSStep(3, 3, "max_iter") and len(calls) == 3
+    opt = optim.LBFGS(params, max_iter=50, max_eval=7, line_search_fn="strong_wolfe")
+    calls.clear()
+    opt.step(closure)
+    assert opt.last_step.reason == "max_eval" and opt.last_step.evaluations == len(calls) >= 7
+    assert opt.scalars["func_evals"] == len(calls)
+    # At a stationary point the first evaluation is all it takes.
+    at_minimum = [np.ones(2), np.ones(2)]
+    opt = optim.LBFGS(at_minimum)
+    assert opt.step(lambda: value_and_grad(at_minimum)) == 0.0
+    assert opt.last_step == optim.LBFGSStep(0, 1, "tolerance_grad") and opt.state == {}
+
+
+def _on_strict(result):
+    loss, grads = result
+    return loss, [backend.to_device(g, backend.STRICT) for g in grads]
+
+
+def test_lbfgs_state_dict_round_trip_is_bitwise():
+    initial, value_and_grad = LBFGS_PROBLEMS["mlp"]()
+    params = [p.copy() for p in initial]
+    hyperparameters = dict(max_iter=4, history_size=3, line_search_fn="strong_wolfe")
+    opt = optim.LBFGS(params, **hyperparameters)
+    for _ in range(2):
+        opt.step(lambda: value_and_grad(params))
+    saved = opt.state_dict()
+    json.dumps({k: v for k, v in saved.items() if k != "state"})
+    assert set(saved["state"]) == {"d", "prev_flat_grad", "old_dirs_0", "old_stps_0", "old_dirs_1", "old_stps_1",
+                                   "old_dirs_2", "old_stps_2"}
+    for arrays in saved["state"].values():  # split like the parameters, as model files store state
+        assert [a.shape for a in arrays] == [p.shape for p in params]
+    copies = [p.copy() for p in params]
+    fresh = optim.LBFGS(copies)
+    fresh.load_state_dict(saved)
+    assert fresh.hyperparameters == opt.hyperparameters and fresh.step_count == 2
+    strict = [backend.to_device(p.copy(), backend.STRICT) for p in params]
+    on_strict = optim.LBFGS(strict)
+    on_strict.load_state_dict(saved)
+    for _ in range(2):
+        opt.step(lambda: value_and_grad(params))
+        fresh.step(lambda: value_and_grad(copies))
+        on_strict.step(lambda: _on_strict(value_and_grad(strict)))
+    for a, b, c in zip(params, copies, strict):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_allclose(a, backend.to_numpy(c), rtol=1e-12, atol=1e-14)
+    with pytest.raises(ValueError, match="old_dirs_2"):
+        optim.LBFGS([p.copy() for p in params]).load_state_dict(
+            {**saved, "state": {k: v for k, v in saved["state"].items() if k != "old_dirs_2"}})
+    with pytest.raises(ValueError, match="scalars"):
+        optim.LBFGS([p.copy() for p in params]).load_state_dict({k: v for k, v in saved.items() if k != "scalars"})
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        (dict(line_search_fn="wolfe"), ValueError, r"line_search_fn must be one of \['strong_wolfe', None\]"),
+        (dict(max_iter=0), ValueError, "max_iter must be an integer >= 1"),
+        (dict(max_iter=2.5), TypeError, "max_iter must be an integer"),
+        (dict(max_eval=0), ValueError, "max_eval must be an integer >= 1"),
+        (dict(history_size=0), ValueError, "history_size must be an integer >= 1"),
+        (dict(tolerance_grad=-1.0), ValueError, "tolerance_grad must be a finite number >= 0"),
+        (dict(tolerance_change=float("nan")), ValueError, "tolerance_change"),
+        (dict(learning_rate=0.0), ValueError, "learning_rate must be a finite number > 0"),
+    ],
+)
+def test_lbfgs_bad_hyperparameters(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        optim.LBFGS([np.zeros(3)], **kwargs)
+
+
+def test_lbfgs_step_takes_a_closure():
+    params = [np.zeros(3)]
+    opt = optim.LBFGS(params)
+    with pytest.raises(TypeError, match="LBFGS.step takes a closure"):
+        opt.step([np.ones(3)])
+    with pytest.raises(ValueError, match=r"grads\[0\] must have its parameter's shape \(3,\)"):
+        opt.step(lambda: (1.0, [np.ones(4)]))

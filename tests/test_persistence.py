@@ -354,3 +354,19 @@ def test_resume_is_bitwise(optimizer, tmp_path):
     for a, b, c in zip(_host(resumed.parameters()), _host(straight.parameters()), halfway):
         assert np.array_equal(a, b)
         assert not np.array_equal(a, c)  # the second half did train
+
+
+def test_an_lbfgs_model_saves_and_resumes_exactly(tmp_path):
+    X3 = np.random.default_rng(0).standard_normal((20, 3))
+    straight = nx.MLP([3, 5, 3], output_activation="softmax", dtype="float64", device="cpu", seed=1)
+    straight.fit(X3, Y, optimizer="lbfgs", batch_size=None, epochs=4, verbose=0)
+    halves = nx.MLP([3, 5, 3], output_activation="softmax", dtype="float64", device="cpu", seed=1)
+    halves.fit(X3, Y, optimizer=nx.optim.LBFGS(halves.parameters(), max_iter=20, history_size=100),
+               batch_size=None, epochs=2, verbose=0)
+    halves.save(tmp_path / "m.npz")
+    loaded = nx.load(tmp_path / "m.npz", device="cpu")
+    assert type(loaded.optimizer) is nx.optim.LBFGS
+    assert loaded.optimizer.scalars == halves.optimizer.scalars
+    loaded.fit(X3, Y, optimizer="lbfgs", batch_size=None, epochs=2, verbose=0)
+    for a, b in zip(_host(straight.parameters()), _host(loaded.parameters())):
+        np.testing.assert_array_equal(a, b)

@@ -338,6 +338,10 @@ BAD_FIT = [
     (dict(verbose=-1), ValueError, "verbose"),
     (dict(clip_norm=0), ValueError, "clip_norm"),
     (dict(loss="hinge"), ValueError, "loss"),
+    (dict(optimizer="lbfgs"), ValueError, "batch_size must be None with optimizer='lbfgs'"),
+    (dict(optimizer="lbfgs", batch_size=None, clip_norm=1.0), ValueError, "clip_norm and clip_value must be None"),
+    (dict(optimizer="lbfgs", batch_size=None, callbacks=[type("PerBatch", (Callback,), {"on_batch_end": print})()]),
+     ValueError, "callbacks[0] (PerBatch) overrides on_batch_end"),
 ]
 
 
@@ -463,3 +467,81 @@ def test_on_a_terminal_fit_shows_a_bar_that_moves_per_batch_not_epoch_lines(caps
     assert "24/24" in err and "batch" in err and "val_loss=" in err  # 3 epochs x 8 batches
     model.fit(X, y, epochs=2, batch_size=20, verbose=1, verbose_epoch=1)
     assert capsys.readouterr().out.count("Epoch ") == 2
+
+
+# ---- L-BFGS: full batch, one step per epoch -----------------------------------------------------
+def _lbfgs_by_hand(model, X, y, epochs, l2, **hyperparameters):
+    """What fit(optimizer="lbfgs", batch_size=None) promises: one step(closure) per epoch, the
+    closure being the full-batch loss and gradients with the L2 penalty l2 / (2n) sum ||W||^2."""
+    opt = nx.optim.LBFGS(model.parameters(), **hyperparameters)
+    n = X.shape[0]
+
+    def closure():
+        loss, grads = model.loss_and_grads(X, y)
+        params = model.parameters()
+        for i in (0, 2):  # the weights, not the biases
+            loss += l2 / (2 * n) * float(np.sum(params[i] ** 2))
+            grads[i] = grads[i] + l2 / n * params[i]
+        return loss, grads
+
+    return [opt.step(closure) for _ in range(epochs)]
+
+
+@pytest.mark.parametrize("line_search_fn", [None, "strong_wolfe"])
+def test_lbfgs_fit_is_one_closure_step_per_epoch(line_search_fn):
+    X, y = blobs(60)
+    model = nx.MLP([2, 6, 3], activation="tanh", output_activation="softmax", dtype="float64", device="cpu", seed=2)
+    manual = model.copy()
+    optimizer = nx.optim.LBFGS(model.parameters(), max_iter=5, line_search_fn=line_search_fn)
+    history = model.fit(X, y, optimizer=optimizer, batch_size=None, epochs=3, l2=0.1, verbose=0)
+    losses = _lbfgs_by_hand(manual, X, y, 3, 0.1, max_iter=5, line_search_fn=line_search_fn)
+    assert model.optimizer.step_count == 3
+    np.testing.assert_allclose(history.history["loss"], losses, rtol=1e-12)
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    for a, b in zip(_params(model), _params(manual)):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+
+
+def test_lbfgs_fit_by_name_with_validation_continues_exactly():
+    X, y = blobs(80)
+    settings = dict(optimizer="lbfgs", batch_size=None, validation_data=(X[:20], y[:20]), verbose=0)
+    straight = nx.MLP([2, 6, 3], output_activation="softmax", device="cpu", seed=3)
+    straight.fit(X[20:], y[20:], epochs=4, **settings)
+    halves = nx.MLP([2, 6, 3], output_activation="softmax", device="cpu", seed=3)
+    halves.fit(X[20:], y[20:], epochs=2, **settings)
+    halves.fit(X[20:], y[20:], epochs=2, **settings)
+    split = nx.MLP([2, 6, 3], output_activation="softmax", device="cpu", seed=3)
+    history = split.fit(X, y, optimizer="lbfgs", batch_size=None, epochs=2, validation_split=0.25, verbose=0)
+    assert history.history["loss"][1] < history.history["loss"][0] and "val_accuracy" in history.history
+    assert type(halves.optimizer) is nx.optim.LBFGS and halves.optimizer.step_count == 4
+    assert "val_loss" in halves.history.history and halves.history.epoch == [0, 1, 2, 3]
+    for a, b in zip(_params(straight), _params(halves)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_lbfgs_non_finite_epoch_restores_parameters_and_memory(monkeypatch):
+    X, y = blobs(40)
+    model = nx.MLP([2, 6, 3], output_activation="softmax", dtype="float64", device="cpu", seed=0)
+    model.fit(X, y, optimizer="lbfgs", batch_size=None, epochs=2, verbose=0)
+    good, scalars = _params(model), dict(model.optimizer.scalars, ro=list(model.optimizer.scalars["ro"]))
+    memory = {k: [nx.to_numpy(v) for v in vs] for k, vs in model.optimizer.state.items()}
+    calls = {"n": 0}
+    original = model.train_step
+
+    def poisoned(Xb, Yb, head, **kwargs):
+        L, grads, out = original(Xb, Yb, head, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 2:
+            grads[0] *= np.nan
+        return L, grads, out
+
+    monkeypatch.setattr(model, "train_step", poisoned)
+    with pytest.warns(RuntimeWarning, match="restored to the end of epoch 1"):
+        history = model.fit(X, y, optimizer="lbfgs", batch_size=None, epochs=3, verbose=0)
+    assert history.stop_reason == "non-finite loss" and history.epoch == [0, 1]
+    assert model.optimizer.scalars == scalars and model.optimizer.step_count == 2
+    for key, vectors in memory.items():
+        for a, b in zip(vectors, model.optimizer.state[key]):
+            np.testing.assert_array_equal(a, nx.to_numpy(b))
+    for a, b in zip(good, _params(model)):
+        np.testing.assert_array_equal(a, b)
