@@ -289,3 +289,26 @@ def test_lbfgs_trains_full_batch_and_resumes(tmp_path):
     assert model.optimizer.step_count == 20
     run("train", "--resume", str(path), "--optimizer", "lbfgs", "--epochs", "2", "--quiet", "--save", str(path))
     assert nx.load(str(path), device="cpu").optimizer.step_count == 22
+
+
+def test_ctrl_c_writes_the_model_and_exits_130(tmp_path):
+    import signal
+    import time
+
+    model_path = tmp_path / "m.npz"
+    env = {**os.environ, "NN_XP_DEVICE": "cpu", "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "nn_xp", "train", "--dataset", "moons", "--epochs", "100000", "--verbose-epoch", "1",
+         "--save", str(model_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert process.stdout.readline().startswith("Epoch 0")  # training has started
+        time.sleep(0.2)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130
+    assert "[stopped: interrupted]" in out and f"model written to {model_path}" in out
+    assert "nn-xp: interrupted" in err
+    assert nx.load(model_path, device="cpu").history.stop_reason == "interrupted"
