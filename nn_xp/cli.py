@@ -83,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="standardise inputs; the statistics are saved in the model and reused by predict")
     _add(data, "--test-size", type=float, default=0.0, help="fraction held out for a final test score (default 0)")
     _add(data, "--validation-split", type=float, default=0.0, help="fraction held out for validation (default 0)")
+    _add_table_options(data, train=True)
 
     net = train.add_argument_group("network")
     net.add_argument("--layers", type=_positive_int, nargs="+", metavar="N",
@@ -144,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--output", "-o", help="write predictions to this .csv or .npy file")
     predict.add_argument("--proba", action="store_true", help="class probabilities instead of labels")
     predict.add_argument("--device", default="auto")
+    _add_table_options(predict)
     predict.add_argument("--debug", action="store_true")
 
     evaluate = sub.add_parser("evaluate", help="loss and metrics of a saved model on labelled data")
@@ -151,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("data", help="a dataset name or a .csv/.npz file with targets")
     evaluate.add_argument("--target", help="CSV column holding the targets")
     evaluate.add_argument("--device", default="auto")
+    _add_table_options(evaluate)
     evaluate.add_argument("--json", action="store_true", help="print the result as JSON")
     evaluate.add_argument("--report", action="store_true",
                           help="per-class precision, recall and F1 (scikit-learn's classification_report)")
@@ -193,16 +196,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_table_options(group, train=False):
+    group.add_argument("--delimiter", help="a CSV's delimiter (default: a tab for .tsv, else sniffed)")
+    if train:  # predict and evaluate repeat what the model stored
+        group.add_argument("--impute", choices=["mean", "median", "drop"],
+                           help="fill a table's missing values with the column's mean or median (stored in the "
+                           "model, reused by predict), or drop those rows")
+        _add(group, "--one-hot", action="store_true",
+             help="encode text columns as one 0/1 column per category (stored in the model)")
+
+
 # ---- data ------------------------------------------------------------------------------------
 def _is_file(name: str) -> bool:
-    return os.sep in name or name.lower().endswith((".csv", ".npz", ".npy")) or os.path.exists(name)
+    return os.sep in name or name.lower().endswith((".csv", ".tsv", ".parquet", ".npz", ".npy")) or os.path.exists(name)
 
 
-def _load_data(name: str, target=None, n_samples=None, seed=0):
+def _load_data(name: str, target=None, n_samples=None, seed=0, **table_options):
     from .datasets import load_dataset, load_file
 
     if _is_file(name):
-        return load_file(name, target=target)
+        return load_file(name, target=target, progress=True, **table_options)
+    given = [f"--{k.replace('_', '-')}" for k, v in table_options.items() if v not in (None, False)]
+    if given:
+        raise ValueError(f"{given[0]} applies to a table file; {name!r} is a built-in dataset")
     if target is not None:
         raise ValueError(f"--target names a column of a CSV file; {name!r} is a built-in dataset")
     kwargs = {"seed": seed}
@@ -211,10 +227,16 @@ def _load_data(name: str, target=None, n_samples=None, seed=0):
     return load_dataset(name, **kwargs)
 
 
+def _standardizer(model):
+    """The stored standardisation statistics, or None (preprocessing may hold only an encoding)."""
+    stats = model.preprocessing
+    return stats if stats and "mean" in stats else None
+
+
 def _apply_preprocessing(model, X):
     from .datasets import standardize
 
-    return standardize(X, model.preprocessing) if model.preprocessing else X
+    return standardize(X, _standardizer(model)) if _standardizer(model) else X
 
 
 # ---- commands --------------------------------------------------------------------------------
@@ -287,7 +309,8 @@ def cmd_train(args) -> int:
         if comm.rank != 0:  # one rank speaks and writes
             sys.stdout = open(os.devnull, "w")  # for the rest of this process
             args.save = args.plot = None
-    data = _load_data(args.dataset, args.target, args.n_samples, args.seed)
+    data = _load_data(args.dataset, args.target, args.n_samples, args.seed, delimiter=args.delimiter,
+                      impute=args.impute, one_hot=args.one_hot)
     if data.y is None:
         raise ValueError(
             f"{args.dataset}: no targets found (give --target COLUMN for a CSV, or a 'y' member in an .npz)"
@@ -339,7 +362,9 @@ def cmd_train(args) -> int:
                        device=args.device, seed=args.seed, dropout=dropout)
         if args.standardize:
             model.preprocessing = fit_standardizer(X)
-    if model.preprocessing:
+    if data.encoding is not None:  # imputation and one-hot categories, for predict to repeat
+        model.preprocessing = {**(model.preprocessing or {}), "encoding": data.encoding}
+    if _standardizer(model):
         X = standardize(X, model.preprocessing)
         X_test = standardize(X_test, model.preprocessing) if X_test is not None else None
     epochs = args.epochs
@@ -430,10 +455,14 @@ def _activation_spec(name, slope):
     return {"name": "leaky_relu", "negative_slope": slope} if name == "leaky_relu" else name
 
 
-def _input_X(path, target, model):
-    from .datasets import load_file
+def _input_X(path, target, model, delimiter=None):
+    from .datasets import encode, load_file
 
-    data = load_file(path, target=target)
+    encoding = (model.preprocessing or {}).get("encoding")
+    if encoding is not None:  # the training file's columns by name, imputed and one-hot encoded alike
+        data = encode(path, encoding, target=target, delimiter=delimiter, progress=True)
+    else:
+        data = load_file(path, target=target, delimiter=delimiter, progress=True)
     X = data.X
     if X.ndim != 2 or X.shape[1] != model.layer_sizes[0]:
         features = X.shape[-1] if X.ndim else 0
@@ -445,7 +474,7 @@ def cmd_predict(args) -> int:
     import nn_xp as nx
 
     model = nx.load(args.model, device=args.device)
-    _, X = _input_X(args.input, args.target, model)
+    _, X = _input_X(args.input, args.target, model, args.delimiter)
     result = model.predict_proba(X) if args.proba else model.predict(X)
     result = nx.to_numpy(result)
     if result.ndim == 1:
@@ -468,7 +497,7 @@ def cmd_evaluate(args) -> int:
 
     model = nx.load(args.model, device=args.device)
     if _is_file(args.data):
-        data, X = _input_X(args.data, args.target, model)
+        data, X = _input_X(args.data, args.target, model, args.delimiter)
     else:
         data = _load_data(args.data)
         X = _apply_preprocessing(model, data.X)

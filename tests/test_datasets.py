@@ -385,3 +385,33 @@ def test_split_without_stratification_and_with_counts():
     with pytest.raises(ValueError, match="test_size"):
         train_test_split(X, y, test_size=25)
 
+
+def test_cli_stores_the_encoding_and_predict_reuses_it(tmp_path, capsys):
+    from nn_xp.cli import main
+
+    rng = np.random.default_rng(0)
+    colors = rng.choice(["red", "green", "blue"], size=60)
+    size = rng.normal(size=60)
+    lines = [f"{c},{'' if i % 7 == 0 else f'{s:.3f}'},{int(c == 'red')}" for i, (c, s) in enumerate(zip(colors, size))]
+    (tmp_path / "train.tsv").write_text("color\tsize\tlabel\n" + "\n".join(lines).replace(",", "\t") + "\n")
+    common = ["train", "--dataset", str(tmp_path / "train.tsv"), "--target", "label", "--epochs", "2",
+              "--device", "cpu", "--quiet"]
+    assert main(common) == 2
+    assert "column 'color'" in capsys.readouterr().err
+    model_path = str(tmp_path / "model.npz")
+    assert main([*common, "--impute", "median", "--one-hot", "--standardize", "--save", model_path]) == 0
+    capsys.readouterr()
+    import nn_xp as nx
+
+    model = nx.load(model_path, device="cpu")
+    encoding = model.preprocessing["encoding"]
+    assert encoding["one_hot"] == {"color": ["blue", "green", "red"]} and encoding["strategy"] == "median"
+    assert model.layer_sizes[0] == 4 and len(model.preprocessing["mean"]) == 4
+    (tmp_path / "new.csv").write_text("size;color\n0.5;red\n;purple\n")
+    with pytest.warns(UserWarning, match="purple"):
+        assert main(["predict", model_path, str(tmp_path / "new.csv"), "--delimiter", ";", "--device", "cpu"]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 2
+    (tmp_path / "labelled.csv").write_text("label,size,color\n1,0.5,red\n0,-1,blue\n")
+    assert main(["evaluate", model_path, str(tmp_path / "labelled.csv"), "--target", "label", "--json",
+                 "--device", "cpu"]) == 0
+    assert "accuracy" in json.loads(capsys.readouterr().out)
