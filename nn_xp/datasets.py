@@ -426,6 +426,8 @@ def _read_numeric_csv(path, target, delimiter):
         at, labels = 0, []
         for batch in reader:
             rows = batch.num_rows
+            if at + rows > len(X):  # line breaks other than \n ("\r" alone): the general path
+                return None
             for j, i in enumerate(features):
                 X[at : at + rows, j] = batch.column(i).to_numpy(zero_copy_only=False)
             if target is not None:

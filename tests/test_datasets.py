@@ -249,6 +249,14 @@ def test_numeric_csv_fast_path_agrees_with_the_pandas_path(tmp_path):
         assert fast.encoding is None and fast.target == "label"
 
 
+def test_numeric_csv_with_a_bom_or_old_mac_line_breaks(tmp_path):
+    (tmp_path / "bom.csv").write_bytes(b"\xef\xbb\xbf a ,y\n1,0\n2,1\n")
+    (tmp_path / "cr.csv").write_bytes(b"a,y\r1,0\r2,1\r")  # fewer \n than rows: the pandas path
+    for name in ("bom.csv", "cr.csv"):
+        data = load_file(tmp_path / name, target="y")
+        assert data.feature_names == ["a"] and data.X.tolist() == [[1.0], [2.0]] and data.y.tolist() == [0, 1]
+
+
 def test_tsv_sniffed_by_extension_by_content_and_given(tmp_path):
     rows = "a\tb\tlabel\n1\t2\tcat\n3\t4\tdog\n5\t6\tcat\n"
     (tmp_path / "data.tsv").write_text(rows)
