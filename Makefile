@@ -10,7 +10,8 @@ CUDA_MAJOR := $(shell nvidia-smi 2>/dev/null | sed -n 's/.*CUDA Version: *\([0-9
 CUDA_EXTRA := $(strip $(if $(CUDA_MAJOR),$(if $(filter 12,$(CUDA_MAJOR)),cuda12,$(if $(shell [ $(CUDA_MAJOR) -ge 13 ] && echo y),cuda13)),))
 TRAIN_EXTRAS ?= plot,sklearn,data$(if $(CUDA_EXTRA),$(comma)$(CUDA_EXTRA))
 # Add "bench" (the CPU build of PyTorch) to also run the tests that compare against torch.optim.
-# "mpi" brings mpi4py and MPICH, so the suite runs its mpiexec -n 2 and -n 3 tests.
+# "mpi" brings mpi4py and MPICH, so the suite runs its mpiexec -n 2 and -n 3 tests; "data" brings
+# pandas and pyarrow, which read CSV, TSV and parquet files.
 TEST_EXTRAS ?= dev,mpi,data
 
 .PHONY: train test lint bench fuzz clean

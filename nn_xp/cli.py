@@ -12,6 +12,7 @@ import json
 import os
 import sys
 import time
+import warnings
 
 import numpy as np
 
@@ -83,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="standardise inputs; the statistics are saved in the model and reused by predict")
     _add(data, "--test-size", type=float, default=0.0, help="fraction held out for a final test score (default 0)")
     _add(data, "--validation-split", type=float, default=0.0, help="fraction held out for validation (default 0)")
+    _add_table_options(data, train=True)
 
     net = train.add_argument_group("network")
     net.add_argument("--layers", type=_positive_int, nargs="+", metavar="N",
@@ -153,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--output", "-o", help="write predictions to this .csv or .npy file")
     predict.add_argument("--proba", action="store_true", help="class probabilities instead of labels")
     predict.add_argument("--device", default="auto")
+    _add_table_options(predict)
     predict.add_argument("--debug", action="store_true")
 
     evaluate = sub.add_parser("evaluate", help="loss and metrics of a saved model on labelled data")
@@ -160,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("data", help="a dataset name or a .csv/.npz file with targets")
     evaluate.add_argument("--target", help="CSV column holding the targets")
     evaluate.add_argument("--device", default="auto")
+    _add_table_options(evaluate)
     evaluate.add_argument("--json", action="store_true", help="print the result as JSON")
     evaluate.add_argument("--held-out", action="store_true",
                           help="score only the test rows held out when the model was trained (--test-size)")
@@ -204,16 +208,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_table_options(group, train=False):
+    group.add_argument("--delimiter", help="a CSV's delimiter (default: a tab for .tsv, else sniffed)")
+    if train:  # predict and evaluate repeat what the model stored
+        group.add_argument("--impute", choices=["mean", "median", "drop"],
+                           help="fill a table's missing values with the column's mean or median (stored in the "
+                           "model, reused by predict), or drop those rows")
+        _add(group, "--one-hot", action="store_true",
+             help="encode text columns as one 0/1 column per category (stored in the model)")
+
+
 # ---- data ------------------------------------------------------------------------------------
 def _is_file(name: str) -> bool:
-    return os.sep in name or name.lower().endswith((".csv", ".npz", ".npy")) or os.path.exists(name)
+    return os.sep in name or name.lower().endswith((".csv", ".tsv", ".parquet", ".npz", ".npy")) or os.path.exists(name)
 
 
-def _load_data(name: str, target=None, n_samples=None, seed=0):
+def _load_data(name: str, target=None, n_samples=None, seed=0, **table_options):
     from .datasets import load_dataset, load_file
 
     if _is_file(name):
-        return load_file(name, target=target)
+        return load_file(name, target=target, progress=True, **table_options)
+    given = [f"--{k.replace('_', '-')}" for k, v in table_options.items() if v not in (None, False)]
+    if given:
+        raise ValueError(f"{given[0]} applies to a table file; {name!r} is a built-in dataset")
     if target is not None:
         raise ValueError(f"--target names a column of a CSV file; {name!r} is a built-in dataset")
     kwargs = {"seed": seed}
@@ -222,10 +239,16 @@ def _load_data(name: str, target=None, n_samples=None, seed=0):
     return load_dataset(name, **kwargs)
 
 
+def _standardizer(model):
+    """The stored standardisation statistics, or None (preprocessing may hold only an encoding)."""
+    stats = model.preprocessing
+    return stats if stats and "mean" in stats else None
+
+
 def _apply_preprocessing(model, X):
     from .datasets import standardize
 
-    return standardize(X, model.preprocessing) if model.preprocessing else X
+    return standardize(X, _standardizer(model)) if _standardizer(model) else X
 
 
 # ---- commands --------------------------------------------------------------------------------
@@ -301,7 +324,8 @@ def cmd_train(args) -> int:
         if comm.rank != 0:  # one rank speaks and writes
             sys.stdout = open(os.devnull, "w")  # for the rest of this process
             args.save = args.plot = None
-    data = _load_data(args.dataset, args.target, args.n_samples, args.seed)
+    data = _load_data(args.dataset, args.target, args.n_samples, args.seed, delimiter=args.delimiter,
+                      impute=args.impute, one_hot=args.one_hot)
     if data.y is None:
         raise ValueError(
             f"{args.dataset}: no targets found (give --target COLUMN for a CSV, or a 'y' member in an .npz)"
@@ -371,7 +395,9 @@ def cmd_train(args) -> int:
         if data.task == "classification" and data.class_names is not None:
             model.classes = [c.item() if hasattr(c, "item") else c for c in data.class_names]
     model.split = split
-    if model.preprocessing:
+    if data.encoding is not None:  # imputation and one-hot categories, for predict to repeat
+        model.preprocessing = {**(model.preprocessing or {}), "encoding": data.encoding}
+    if _standardizer(model):
         X = standardize(X, model.preprocessing)
         X_test = standardize(X_test, model.preprocessing) if X_test is not None else None
         if validation is not None:
@@ -527,20 +553,11 @@ def _activation_spec(name, slope):
     return {"name": "leaky_relu", "negative_slope": slope} if name == "leaky_relu" else name
 
 
-TABLES = (".csv", ".tsv", ".txt", ".parquet")
-
-
 def _read_table(path, delimiter=None):
-    """A table file as a pandas DataFrame (the 'data' extra): CSV/TSV (delimiter sniffed) or parquet."""
-    try:
-        import pandas
-    except ImportError:
-        raise ImportError(f"{path}: reading tables needs pandas: pip install 'nn_xp[data]'") from None
-    if path.lower().endswith(".parquet"):
-        return pandas.read_parquet(path)
-    if delimiter is None and path.lower().endswith(".tsv"):
-        delimiter = "\t"
-    return pandas.read_csv(path, sep=delimiter, engine="python" if delimiter is None else "c")
+    """A table file (.csv, .tsv, .parquet) as a pandas DataFrame, read as training reads it."""
+    from .datasets import read_table
+
+    return read_table(path, delimiter=delimiter, progress=True)
 
 
 def _table_columns(path, frame, model, skip):
@@ -551,6 +568,19 @@ def _table_columns(path, frame, model, skip):
     """
     columns = [str(c) for c in frame.columns]
     frame.columns = columns
+    encoding = (model.preprocessing or {}).get("encoding")
+    if encoding is not None:  # imputed and one-hot encoded as in training, its columns found by name
+        from .datasets import encode
+
+        extra = [c for c in columns if c not in encoding["columns"] and c not in skip]
+        if extra:
+            print(f"note: {path}: ignoring columns {extra} (not features of the model)", file=sys.stderr)
+        with warnings.catch_warnings(record=True) as caught:  # said as one line, naming the file
+            warnings.simplefilter("always")
+            encoded = encode(frame, encoding)
+        for warning in caught:
+            print(f"warning: {str(warning.message).replace('the data', path, 1)}", file=sys.stderr)
+        return encoded.X
     names = model.feature_names or [c for c in columns if c not in skip]
     missing = [n for n in names if n not in columns]
     if missing:
@@ -580,10 +610,14 @@ def _labels_as_indices(path, values, model):
     return np.array([index[str(v)] for v in values])
 
 
-def _input_X(path, target, model):
-    from .datasets import load_file
+def _input_X(path, target, model, delimiter=None):
+    from .datasets import encode, load_file
 
-    data = load_file(path, target=target)
+    encoding = (model.preprocessing or {}).get("encoding")
+    if encoding is not None:  # the training file's columns by name, imputed and one-hot encoded alike
+        data = encode(path, encoding, target=target, delimiter=delimiter, progress=True)
+    else:
+        data = load_file(path, target=target, delimiter=delimiter, progress=True)
     X = data.X
     if X.ndim != 2 or X.shape[1] != model.layer_sizes[0]:
         features = X.shape[-1] if X.ndim else 0
@@ -596,10 +630,12 @@ def cmd_predict(args) -> int:
 
     import nn_xp as nx
 
+    from .datasets import TABLE_SUFFIXES
+
     model = nx.load(args.model, device=args.device)
     ids = None
-    if args.input.lower().endswith(TABLES):
-        frame = _read_table(args.input, getattr(args, "delimiter", None))
+    if args.input.lower().endswith(TABLE_SUFFIXES):
+        frame = _read_table(args.input, args.delimiter)
         if args.id is not None and args.id not in [str(c) for c in frame.columns]:
             raise ValueError(f"{args.input}: no column {args.id!r} for --id")
         ids = frame[args.id].tolist() if args.id is not None else None
@@ -642,10 +678,12 @@ def cmd_predict(args) -> int:
 def cmd_evaluate(args) -> int:
     import nn_xp as nx
 
+    from .datasets import TABLE_SUFFIXES
+
     model = nx.load(args.model, device=args.device)
     target = args.target or model.target
-    if args.data.lower().endswith(TABLES):
-        frame = _read_table(args.data, getattr(args, "delimiter", None))
+    if args.data.lower().endswith(TABLE_SUFFIXES):
+        frame = _read_table(args.data, args.delimiter)
         if target is None or target not in [str(c) for c in frame.columns]:
             raise ValueError(f"{args.data}: no target column {target!r} (give --target COLUMN)")
         X = _table_columns(args.data, frame, model, {target})

@@ -3,7 +3,9 @@
 Built-in generators (seeded, no downloads): "sine" (the seed notebooks' shifted sine), "spirals",
 "moons", "xor". scikit-learn's bundled sets "digits", "iris", "breast_cancer", "wine" need
 scikit-learn (the optional extra `nn_xp[sklearn]`), nothing else. User files: `load_file` reads a
-CSV with a header row, a .npy (features only) or a .npz with members X and optionally y.
+CSV/TSV with a header row or a parquet file (through pandas and pyarrow, the extra `nn_xp[data]`),
+a .npy (features only) or a .npz with members X and optionally y; missing values and text feature
+columns are imputed and one-hot encoded on request, and `encode` repeats that on new data.
 
 Every loader returns a `Dataset`: X float64 (n_samples, n_features) and y as class labels
 (n_samples,) int64 for classification, or floats (n_samples,) / (n_samples, n_outputs) for
@@ -15,6 +17,8 @@ from __future__ import annotations
 import csv
 import math
 import os
+import sys
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 
@@ -23,7 +27,12 @@ import numpy as np
 BUILTIN = ("sine", "spirals", "moons", "xor", "synthetic")
 SKLEARN = ("digits", "iris", "breast_cancer", "wine")
 DATASETS = BUILTIN + SKLEARN
-FILE_SUFFIXES = (".csv", ".npy", ".npz")
+TABLE_SUFFIXES = (".csv", ".tsv", ".parquet")
+FILE_SUFFIXES = TABLE_SUFFIXES + (".npy", ".npz")
+IMPUTE = (None, "mean", "median", "drop")
+# Files larger than this are announced on stderr while they load (load_file(progress=True)).
+LARGE_FILE_BYTES = 50 * 2**20
+SNIFF_BYTES = 64 * 1024
 # A numeric target with at most this many distinct integer values is read as class labels.
 MAX_INFERRED_CLASSES = 20
 
@@ -38,6 +47,11 @@ class Dataset:
     task: "classification" or "regression" (None when y is None).
     n_classes: the number of classes, or None for regression.
     class_names: what label i stood for in the source (a CSV's strings, the original numbers), or None.
+    target: the name of the target column (or .npz member), or None.
+    feature_dtypes: {column: dtype} of the file's feature columns, before any encoding.
+    encoding: with load_file(impute=..., one_hot=True), what `encode` needs to repeat the encoding
+        on new data (JSON-ready): {"columns": [the file's feature columns in order], "strategy":
+        the impute option, "impute": {column: value}, "one_hot": {column: [categories]}}; else None.
     """
 
     X: np.ndarray
@@ -48,6 +62,9 @@ class Dataset:
     description: str = ""
     name: str = ""
     class_names: list | None = None
+    target: str | None = None
+    feature_dtypes: dict = field(default_factory=dict)
+    encoding: dict | None = None
 
     @property
     def n_samples(self) -> int:
@@ -67,7 +84,7 @@ class Dataset:
 
 # ---- by name -----------------------------------------------------------------------------------
 def load_dataset(name: str, *, n_samples: int | None = None, seed: int = 0, **options) -> Dataset:
-    """A dataset by name (one of DATASETS) or a file path ending in .csv, .npy or .npz.
+    """A dataset by name (one of DATASETS) or a file path ending in one of FILE_SUFFIXES.
 
     Args:
         name: a built-in or scikit-learn name, or a path (options then go to `load_file`).
@@ -75,7 +92,7 @@ def load_dataset(name: str, *, n_samples: int | None = None, seed: int = 0, **op
             for a fixed set or a file, a seeded random subset of that size (None: all of it).
         seed: seeds the generator's noise and the subset; the same seed gives the same data.
         options: generator settings: spirals n_classes=3, noise=0.2; moons noise=0.1;
-            xor noise=0.35; synthetic n_features=784, n_classes=10; files: target=, task=.
+            xor noise=0.35; synthetic n_features=784, n_classes=10; files: those of `load_file`.
     """
     if not isinstance(name, (str, os.PathLike)):
         raise TypeError(f"name must be one of {list(DATASETS)} or a file path, got {name!r}")
@@ -94,7 +111,7 @@ def load_dataset(name: str, *, n_samples: int | None = None, seed: int = 0, **op
     if os.path.splitext(key)[1] in FILE_SUFFIXES:
         return _subset(load_file(text, **options), n_samples, seed)
     raise ValueError(
-        f"dataset must be one of {list(DATASETS)} or a path to a .csv, .npy or .npz file, got {name!r}"
+        f"dataset must be one of {list(DATASETS)} or a path to a {', '.join(FILE_SUFFIXES)} file, got {name!r}"
     )
 
 
@@ -248,106 +265,419 @@ def _sklearn(name: str) -> Dataset:
 
 
 # ---- user files ------------------------------------------------------------------------------
-def load_file(path, target: str | None = None, task: str | None = None) -> Dataset:
-    """Read a dataset from a CSV, .npy or .npz file.
+def load_file(
+    path,
+    target: str | None = None,
+    task: str | None = None,
+    *,
+    delimiter: str | None = None,
+    impute: str | None = None,
+    one_hot: bool = False,
+    progress: bool = False,
+) -> Dataset:
+    """Read a dataset from a CSV, TSV, parquet, .npy or .npz file.
 
-    - CSV: a header row of column names, then one sample per row. `target` names the column holding
-      y; every other column is a feature and must be numeric. The target may hold numbers or class
-      names (text: classes numbered in sorted order, the names kept in `class_names`).
+    - CSV/TSV (.csv, .tsv) and parquet (.parquet): a table read by pandas with the pyarrow engine
+      (the `data` extra). The first CSV row names the columns; the delimiter is `delimiter`, or
+      a tab for .tsv, or sniffed from the file's first 64 KB. `target` names the column holding y;
+      every other column is a feature. The target may hold numbers or class names (kept in
+      `class_names` in their own type, the name of the column in `target`).
     - .npy: features only (for predict); a 1-D array is one feature, (n_samples, 1).
     - .npz: member "X" and optionally the target member (`target`, default "y": numbers or class
       names); no pickled objects.
 
     task: "classification" or "regression"; None infers it: text labels, integer dtypes, or at most
     MAX_INFERRED_CLASSES distinct integral values mean classification.
+    impute: a table's missing feature values: None refuses them, "mean"/"median" fill each numeric
+        column with its mean/median, "drop" drops the rows holding any (the target's included).
+    one_hot: turn each text feature column into one 0/1 column per category ("color=red"), the
+        categories in sorted order; without it a text feature column is refused.
+    progress: say on stderr that a file over LARGE_FILE_BYTES is being read.
+
+    With impute or one_hot, `Dataset.encoding` holds the statistics and categories; `encode`
+    applies them to new data.
 
     Raises:
-        FileNotFoundError: no such file. ValueError (starting with the path): an unreadable file,
-        a non-numeric cell (naming its line and column), a missing target column (listing the columns).
+        FileNotFoundError: no such file. ImportError: a table without pandas/pyarrow. ValueError
+        (starting with the path): an unreadable file, a text or missing cell (naming its column,
+        its row and the option that accepts it), a missing target column (listing the columns).
     """
     path = os.fspath(path)
     if task not in (None, "classification", "regression"):
         raise ValueError(f"task must be None, 'classification' or 'regression', got {task!r}")
+    if impute not in IMPUTE:
+        raise ValueError(f"impute must be one of {list(IMPUTE)}, got {impute!r}")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: no such data file")
     suffix = os.path.splitext(path)[1].lower()
-    if suffix == ".csv":
-        X, y, features, text_labels = _read_csv(path, target)
-    elif suffix == ".npy":
+    if suffix in TABLE_SUFFIXES:
+        _pandas()
+        _announce(path, progress)
+        if suffix != ".parquet" and impute is None and not one_hot:
+            fast = _read_numeric_csv(path, target, _delimiter(path, delimiter))
+            if fast is not None:
+                X, features, dtypes, y, text_labels = fast
+                data = Dataset(X, None, None, None, features, f"read from {path}", os.path.basename(path))
+                data.feature_dtypes = dtypes
+                if y is not None:
+                    data.target = target
+                    _set_target(data, y, task, text_labels, path)
+                return data
+        frame = read_table(path, delimiter=delimiter)
+        return _from_frame(frame, path, target, task, impute, one_hot)
+    if impute is not None or one_hot:
+        raise ValueError(f"{path}: impute= and one_hot= apply to tables (.csv, .tsv, .parquet), not {suffix!r}")
+    if suffix == ".npy":
         if target is not None:
-            raise ValueError(f"{path}: a .npy file holds features only; target={target!r} needs a .csv or .npz")
-        X, y, features, text_labels = _read_npy(path), None, None, False
+            raise ValueError(f"{path}: a .npy file holds features only; target={target!r} needs a table or .npz")
+        X, y = _read_npy(path), None
     elif suffix == ".npz":
         X, y = _read_npz(path, target or "y")
-        features, text_labels = None, y is not None and y.dtype.kind in "US"
     else:
         raise ValueError(f"{path}: unknown file type {suffix!r}; expected one of {list(FILE_SUFFIXES)}")
-    if features is None:
-        features = [f"x{i}" for i in range(X.shape[1])]
+    features = [f"x{i}" for i in range(X.shape[1])]
     data = Dataset(X, None, None, None, features, f"read from {path}", os.path.basename(path))
+    data.feature_dtypes = dict.fromkeys(features, "float64")
     if y is not None:
+        data.target = None if suffix == ".npy" else (target or "y")
+        _set_target(data, y, task, y.dtype.kind in "US", path)
+    return data
+
+
+def _pandas():
+    try:
+        import pandas
+        import pyarrow  # noqa: F401  (the engine; imported here so that its absence is said now)
+    except ImportError:
+        raise ImportError(
+            "reading CSV, TSV and parquet files needs pandas and pyarrow: pip install 'nn_xp[data]'"
+        ) from None
+    return pandas
+
+
+def read_table(path, delimiter: str | None = None, progress: bool = False):
+    """A CSV/TSV/parquet file as a pandas DataFrame (pyarrow engine), column names stripped."""
+    pd = _pandas()
+    path = os.fspath(path)
+    _announce(path, progress)
+    parquet = path.lower().endswith(".parquet")
+    delimiter = None if parquet else _delimiter(path, delimiter)
+    try:
+        if parquet:
+            frame = pd.read_parquet(path, engine="pyarrow")
+        else:
+            frame = pd.read_csv(path, sep=delimiter, engine="pyarrow", encoding="utf-8-sig")
+    except (ValueError, OSError) as error:  # pyarrow's ArrowInvalid is a ValueError
+        raise _unreadable(path, error) from None
+    frame.columns = [str(c).strip() for c in frame.columns]
+    if not len(frame.columns) or not any(frame.columns):
+        raise ValueError(f"{path}: no columns; expected a header row of column names")
+    return frame
+
+
+def _announce(path, progress: bool) -> None:
+    size = os.path.getsize(path)
+    if progress and size > LARGE_FILE_BYTES:
+        print(f"reading {os.path.basename(path)} ({size / 2**20:.0f} MB)...", file=sys.stderr, flush=True)
+
+
+def _unreadable(path, error) -> ValueError:
+    if str(error).startswith(path):
+        return error
+    message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return ValueError(f"{path}: not a readable table ({message})")
+
+
+def _delimiter(path, delimiter) -> str:
+    if delimiter is None:
+        delimiter = "\t" if path.lower().endswith(".tsv") else _sniff_delimiter(path)
+    if not isinstance(delimiter, str) or len(delimiter) != 1:
+        raise ValueError(f"delimiter must be one character, got {delimiter!r}")
+    return delimiter
+
+
+def _read_numeric_csv(path, target, delimiter):
+    """The common case fast: a CSV/TSV of numbers with no missing cells, streamed block by block by
+    pyarrow's CSV reader (the parser behind pandas' pyarrow engine) into one preallocated X, so the
+    peak memory is about X itself, where a whole-file read holds the text, the table and X at once.
+
+    Returns (X, feature names, {column: dtype}, y or None, whether y holds text), or None when the table
+    needs the general path (a text or missing cell: that path names it and the options).
+    """
+    import pyarrow as pa
+    import pyarrow.compute
+    import pyarrow.csv
+
+    with open(path, "rb") as handle:  # an upper bound of the rows: quoted line breaks only add to it
+        lines = sum(block.count(b"\n") for block in iter(lambda: handle.read(1 << 24), b"")) + 1
+    parse = pyarrow.csv.ParseOptions(delimiter=delimiter)
+    try:
+        schema = pyarrow.csv.open_csv(path, parse_options=parse).schema  # types of the first block
+        names = [str(c).strip() for c in schema.names]
+        if (target is not None and target not in names) or len(set(names)) != len(names):
+            return None
+        types = {raw: pa.string() if name == target else pa.float64() for raw, name in zip(schema.names, names)}
+        reader = pyarrow.csv.open_csv(
+            # pyarrow's default 1 MB blocks: larger ones were slower here and held more memory ahead.
+            path, parse_options=parse, convert_options=pyarrow.csv.ConvertOptions(column_types=types),
+        )
+        features = [i for i, name in enumerate(names) if name != target]
+        X = np.empty((lines, len(features)), dtype=np.float64)
+        at, labels = 0, []
+        for batch in reader:
+            rows = batch.num_rows
+            if at + rows > len(X):  # line breaks other than \n ("\r" alone): the general path
+                return None
+            for j, i in enumerate(features):
+                X[at : at + rows, j] = batch.column(i).to_numpy(zero_copy_only=False)
+            if target is not None:
+                labels.append(batch.column(names.index(target)))
+            at += rows
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # text cells, ragged rows: the general path
+        return None
+    X = X[:at]
+    if at == 0 or not np.all(np.isfinite(X)):
+        return None
+    dtypes = {names[i]: _arrow_dtype_name(schema.types[i]) for i in features}
+    if target is None:
+        return X, [names[i] for i in features], dtypes, None, False
+    text = pa.chunked_array(labels, type=pa.string())
+    if pyarrow.compute.any(pyarrow.compute.equal(pyarrow.compute.utf8_trim_whitespace(text), "")).as_py():
+        return None  # a missing label: the general path says where
+    for kind in (pa.int64(), pa.float64()):
+        try:
+            return X, [names[i] for i in features], dtypes, pyarrow.compute.cast(text, kind).to_numpy(), False
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            continue
+    import pandas as pd
+
+    y, text_labels = _target_values(pd.Series(text.to_numpy(zero_copy_only=False), dtype=object), path, target)
+    return X, [names[i] for i in features], dtypes, y, text_labels
+
+
+def _arrow_dtype_name(kind) -> str:
+    try:
+        return str(np.dtype(kind.to_pandas_dtype()))
+    except (NotImplementedError, TypeError):
+        return str(kind)
+
+
+def _sniff_delimiter(path) -> str:
+    with open(path, encoding="utf-8-sig", errors="replace", newline="") as handle:
+        sample = handle.read(SNIFF_BYTES)
+    if "\n" in sample[:-1]:
+        sample = sample[: sample.rindex("\n")]  # whole lines only
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=",\t;|").delimiter
+    except csv.Error:  # one column, or too little to tell
+        return ","
+
+
+def _from_frame(frame, path, target, task, impute, one_hot) -> Dataset:
+    if target is not None and target not in frame.columns:
+        raise ValueError(f"{path}: no target column {target!r}; the columns are {list(frame.columns)}")
+    if len(frame) == 0:
+        raise ValueError(f"{path}: no data rows after the header")
+    columns = [c for c in frame.columns if c != target]
+    if not columns:
+        raise ValueError(f"{path}: no feature columns besides the target {target!r}")
+    if impute == "drop":
+        keep = frame[columns + ([target] if target is not None else [])].notna().all(axis=1).to_numpy()
+        if not keep.any():
+            raise ValueError(f"{path}: every row has a missing value; impute='drop' leaves nothing")
+        if not keep.all():
+            frame = frame[keep]
+    encoding = None
+    if impute is not None or one_hot:
+        encoding = _fit_encoding(frame, columns, impute, one_hot, path)
+    X, names = _encode_frame(frame, columns, encoding, path)
+    data = Dataset(X, None, None, None, names, f"read from {path}", os.path.basename(path))
+    data.feature_dtypes = {c: str(frame[c].dtype) for c in columns}
+    data.encoding = encoding
+    if target is not None:
+        data.target = target
+        y, text_labels = _target_values(frame[target], path, target)
         _set_target(data, y, task, text_labels, path)
     return data
 
 
-def _read_csv(path, target):
-    with open(path, newline="", encoding="utf-8-sig") as handle:
-        rows = csv.reader(handle)
-        header = next(rows, None)
-        if header is None or not any(h.strip() for h in header):
-            raise ValueError(f"{path}: empty CSV file; expected a header row of column names")
-        header = [h.strip() for h in header]
-        if target is not None and target not in header:
-            raise ValueError(f"{path}: no target column {target!r}; the columns are {header}")
-        t = header.index(target) if target is not None else None
-        features = [h for i, h in enumerate(header) if i != t]
-        X, labels = [], []
-        for row in rows:
-            line = rows.line_num
-            if not row or all(not cell.strip() for cell in row):
-                continue  # blank lines, as at the end of many files
-            if len(row) != len(header):
-                raise ValueError(f"{path}: line {line} has {len(row)} cells but the header has {len(header)} columns")
-            values = []
-            for i, cell in enumerate(row):
-                if i == t:
-                    labels.append((cell.strip(), line))
-                    continue
-                values.append(_number(cell, path, line, header[i]))
-            X.append(values)
-    if not X:
+def _is_text(column) -> bool:
+    from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
+    return not (is_numeric_dtype(column.dtype) or is_bool_dtype(column.dtype))
+
+
+def _first_row(mask) -> int:
+    """The 1-based data row (after the header) of the first True in mask."""
+    return int(np.flatnonzero(np.asarray(mask))[0]) + 1
+
+
+def _fit_encoding(frame, columns, impute, one_hot, path) -> dict:
+    """The statistics and categories that `encode` reuses on new data (JSON-ready)."""
+    encoding = {"columns": list(columns), "strategy": impute, "impute": {}, "one_hot": {}}
+    for name in columns:
+        column = frame[name]
+        if _is_text(column):
+            if not one_hot:
+                continue  # refused, with its row, by _encode_frame
+            values = column.dropna().astype(str)
+            encoding["one_hot"][name] = sorted(set(values.tolist()))
+        elif impute in ("mean", "median"):
+            values = column.to_numpy(dtype=np.float64, na_value=np.nan)
+            finite = values[np.isfinite(values)]
+            if finite.size == 0:
+                raise ValueError(f"{path}: column {name!r} has no values to take a {impute} of")
+            encoding["impute"][name] = float(np.mean(finite) if impute == "mean" else np.median(finite))
+    return encoding
+
+
+def _encode_frame(frame, columns, encoding, path):
+    """X float64 (n_samples, n_encoded_features) and its column names, one column (or one-hot
+    block) at a time into one preallocated array, so a large file costs X and the frame only."""
+    imputed = (encoding or {}).get("impute", {})
+    categories = (encoding or {}).get("one_hot", {})
+    names = []
+    for name in columns:
+        if name in categories:
+            names.extend(f"{name}={c}" for c in categories[name])
+        else:
+            names.append(name)
+    X = np.empty((len(frame), len(names)), dtype=np.float64)
+    at = 0
+    for name in columns:
+        column = frame[name]
+        if name in categories:
+            known = categories[name]
+            text = column.astype(object).where(column.notna(), None)
+            block = np.zeros((len(frame), len(known)), dtype=np.float64)
+            index = {c: i for i, c in enumerate(known)}
+            codes = np.array([index.get(str(v), -1) if v is not None else -2 for v in text], dtype=np.int64)
+            unseen = codes == -1
+            if unseen.any():
+                row = _first_row(unseen)
+                seen = sorted({str(v) for v, u in zip(text, unseen) if u})
+                warnings.warn(
+                    f"{path}: column {name!r} has categories not seen in training {seen[:5]} (first at row {row}); "
+                    "their one-hot columns are all zeros",
+                    UserWarning,
+                    stacklevel=3,
+                )
+            if (codes == -2).any() and (encoding or {}).get("strategy") in (None, "drop"):
+                raise ValueError(
+                    f"{path}: row {_first_row(codes == -2)}, column {name!r}: a missing value; give --impute "
+                    "mean|median (impute=) to leave missing categories all zeros, or drop (training only)"
+                )
+            rows = np.flatnonzero(codes >= 0)
+            block[rows, codes[rows]] = 1.0
+            X[:, at : at + len(known)] = block
+            at += len(known)
+            continue
+        if _is_text(column):
+            numbers = _to_numbers(column)
+            bad = numbers.isna() & column.notna()
+            if bad.any():
+                row = _first_row(bad.to_numpy())
+                cell = column.iloc[row - 1]
+                raise ValueError(
+                    f"{path}: row {row}, column {name!r}: cannot read {cell!r} as a number; the column holds text: "
+                    "give --one-hot (one_hot=True) to encode it as categories"
+                )
+            column = numbers
+        values = column.to_numpy(dtype=np.float64, na_value=np.nan)
+        missing = np.isnan(values)
+        if missing.any():
+            if name in imputed:
+                values = np.where(missing, imputed[name], values)
+            elif (encoding or {}).get("strategy") == "drop":
+                raise ValueError(
+                    f"{path}: row {_first_row(missing)}, column {name!r}: a missing value; the model was trained "
+                    "with impute='drop', and rows cannot be dropped from predictions: fill them in"
+                )
+            else:
+                raise ValueError(
+                    f"{path}: row {_first_row(missing)}, column {name!r}: a missing value "
+                    f"({int(missing.sum())} in the column); give --impute mean|median|drop "
+                    "(impute='mean', 'median' or 'drop') to fill or drop them"
+                )
+        if not np.all(np.isfinite(values)):
+            row = _first_row(~np.isfinite(values))
+            raise ValueError(f"{path}: row {row}, column {name!r}: an infinite value")
+        X[:, at] = values
+        at += 1
+    return X, names
+
+
+def _to_numbers(column):
+    import pandas as pd
+
+    return pd.to_numeric(column.astype(object).where(column.notna(), None), errors="coerce")
+
+
+def _target_values(column, path, target):
+    """(y, text_labels): numbers as a NumPy array, or class names as strings."""
+    missing = column.isna().to_numpy()
+    if missing.any():
+        raise ValueError(f"{path}: row {_first_row(missing)}, column {target!r}: the target is missing "
+                         "(impute='drop', --impute drop, drops such rows)")
+    if not _is_text(column):
+        return column.to_numpy(), False
+    numbers = _to_numbers(column)
+    parsed = numbers.notna().to_numpy()
+    if parsed.any() and not parsed.all():
+        row = _first_row(~parsed)
+        raise ValueError(
+            f"{path}: row {row}, column {target!r}: cannot read {column.iloc[row - 1]!r} as a number "
+            "(the column mixes numbers and text)"
+        )
+    labels = np.array([str(v).strip() for v in column.tolist()])
+    if np.any(labels == ""):
+        raise ValueError(f"{path}: row {_first_row(labels == '')}, column {target!r}: empty cell")
+    return labels, True
+
+
+def encode(source, encoding: dict, *, target: str | None = None, task: str | None = None,
+           delimiter: str | None = None, progress: bool = False) -> Dataset:
+    """Apply a training file's `Dataset.encoding` to new data (a table path or a DataFrame).
+
+    The encoded columns are `encoding["columns"]`, found by name (any order; other columns are
+    ignored); missing values take the stored mean/median; text columns are one-hot encoded with the
+    stored categories. A category not seen in training becomes an all-zero row of its column's
+    block, with a UserWarning. Rows are never dropped: with strategy "drop", a missing value is an
+    error. `target`, when given and present, is read as `load_file` reads it.
+
+    Returns:
+        Dataset: X (n_samples, n_encoded_features) float64 in the training file's column order.
+    """
+    if not isinstance(encoding, dict) or "columns" not in encoding:
+        raise ValueError("encoding must be a dict with 'columns', as made by load_file (Dataset.encoding)")
+    pd = _pandas()
+    if isinstance(source, pd.DataFrame):
+        frame, path = source, "the data"
+    else:
+        path = os.fspath(source)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{path}: no such data file")
+        if os.path.splitext(path)[1].lower() not in TABLE_SUFFIXES:
+            raise ValueError(
+                f"{path}: the model encodes table columns by name; give a table ({', '.join(TABLE_SUFFIXES)})"
+            )
+        frame = read_table(path, delimiter=delimiter, progress=progress)
+    columns = list(encoding["columns"])
+    absent = [c for c in columns if c not in frame.columns]
+    if absent:
+        raise ValueError(f"{path}: no column {absent[0]!r} (the model was trained on {columns}); "
+                         f"the columns are {list(frame.columns)}")
+    if len(frame) == 0:
         raise ValueError(f"{path}: no data rows after the header")
-    X = np.array(X, dtype=np.float64).reshape(len(X), len(features))
-    if t is None:
-        return X, None, features, False
-    numbers = [_try_number(cell) for cell, _ in labels]
-    if all(v is not None for v in numbers):
-        return X, np.array(numbers, dtype=np.float64), features, False
-    if all(v is None for v in numbers):  # class names
-        for cell, line in labels:
-            if not cell:
-                raise ValueError(f"{path}: line {line}, column {target!r}: empty cell")
-        return X, np.array([cell for cell, _ in labels]), features, True
-    bad = next((cell, line) for (cell, line), v in zip(labels, numbers) if v is None)
-    raise ValueError(
-        f"{path}: line {bad[1]}, column {target!r}: cannot read {bad[0]!r} as a number "
-        "(the column mixes numbers and text)"
-    )
-
-
-def _try_number(cell: str):
-    try:
-        value = float(cell)
-    except ValueError:
-        return None
-    return value if math.isfinite(value) else None
-
-
-def _number(cell: str, path, line: int, column: str) -> float:
-    value = _try_number(cell.strip())
-    if value is None:
-        raise ValueError(f"{path}: line {line}, column {column!r}: cannot read {cell!r} as a finite number")
-    return value
+    X, names = _encode_frame(frame, columns, encoding, path)
+    data = Dataset(X, None, None, None, names, f"read from {path}", os.path.basename(str(path)))
+    data.feature_dtypes = {c: str(frame[c].dtype) for c in columns}
+    data.encoding = encoding
+    if target is not None and target in frame.columns:
+        data.target = target
+        y, text_labels = _target_values(frame[target], path, target)
+        _set_target(data, y, task, text_labels, path)
+    return data
 
 
 def _read_npy(path) -> np.ndarray:

@@ -150,7 +150,7 @@ def _activation(g, X, activation) -> str:
 def _network(g, model) -> str:
     """Standardisation, the layers and the output activation, from the graph input."""
     H = INPUT
-    if model.preprocessing:
+    if model.preprocessing and "mean" in model.preprocessing:  # it may hold only a table's encoding
         H = g.node("Sub", H, g.const(model.preprocessing["mean"], "mean"))
         H = g.node("Div", H, g.const(model.preprocessing["std"], "std"))
     for index, layer in enumerate(model.layers):

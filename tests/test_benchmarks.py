@@ -64,3 +64,13 @@ def test_the_matmul_floor_refuses_an_unknown_library():
 
     with pytest.raises(ValueError, match="library must be 'numpy' or 'torch'"):
         floor.step_matmuls([3, 2], batch_size=2, library="jax")
+
+
+def test_the_loading_benchmark_writes_its_table(tmp_path):
+    pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    from benchmarks import loading
+
+    assert loading.main(["--rows", "500", "--repeats", "1", "--out", str(tmp_path)]) == 0
+    text = (tmp_path / "cpu-loading.md").read_text()
+    assert "| nn_xp load_file |" in text and "| pandas.read_csv (C engine) |" in text and "target <= 2x" in text

@@ -312,3 +312,24 @@ def test_ctrl_c_writes_the_model_and_exits_130(tmp_path):
     assert "[stopped: interrupted]" in out and f"model written to {model_path}" in out
     assert "nn-xp: interrupted" in err
     assert nx.load(model_path, device="cpu").history.stop_reason == "interrupted"
+
+
+def test_one_hot_and_impute_travel_with_a_table_model_and_predict_matches_by_name(tmp_path):
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(0)
+    n = 200
+    frame = pd.DataFrame({"color": rng.choice(["red", "green", "blue"], n), "x": rng.normal(size=n),
+                          "label": rng.choice(["yes", "no"], n)})
+    frame.loc[3, "x"] = np.nan
+    frame.to_csv(tmp_path / "train.csv", index=False)
+    new = frame.drop(columns=["label"]).assign(id=[f"r{i}" for i in range(n)])
+    new.loc[0, "color"] = "purple"
+    new[["id", "x", "color"]].to_csv(tmp_path / "new.csv", index=False)  # another order, an ID
+    refused = run("train", "--dataset", str(tmp_path / "train.csv"), "--target", "label", check=False)
+    assert refused.returncode == 2 and ("--one-hot" in refused.stderr or "--impute" in refused.stderr)
+    run("train", "--dataset", str(tmp_path / "train.csv"), "--target", "label", "--one-hot", "--impute", "mean",
+        "--epochs", "3", "--quiet", "--save", str(tmp_path / "m.npz"))
+    result = run("predict", str(tmp_path / "m.npz"), str(tmp_path / "new.csv"), "--id", "id")
+    lines = result.stdout.splitlines()
+    assert len(lines) == n and lines[0].startswith("r0,") and lines[0].split(",")[1] in ("yes", "no")
+    assert "categories not seen in training ['purple']" in result.stderr and "new.csv" in result.stderr

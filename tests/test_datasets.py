@@ -1,6 +1,8 @@
 """Datasets: built-in generators, scikit-learn's bundled sets, user files, standardising, splitting."""
 
 import builtins
+import json
+import sys
 
 import numpy as np
 import pytest
@@ -155,25 +157,31 @@ def test_csv_with_class_names_and_real_targets(tmp_path):
     assert data.y.tolist() == [2, 0, 1] and data.class_names == [1, 2, 3]
 
 
-def test_csv_bad_cell_names_file_line_and_column(tmp_path):
+def test_csv_bad_cell_names_file_row_column_and_option(tmp_path):
+    # Rows count the data rows after the header (pandas gives no line numbers).
     path = tmp_path / "bad.csv"
     path.write_text("a,b,y\n1,2,0\n3,oops,1\n")
     with pytest.raises(ValueError) as info:
         load_file(path, target="y")
     message = str(info.value)
-    assert message.startswith(str(path)) and "line 3" in message and "'b'" in message and "oops" in message
+    assert message.startswith(str(path)) and "row 2" in message and "'b'" in message and "oops" in message
+    assert "--one-hot" in message
     empty = tmp_path / "empty_cell.csv"
     empty.write_text("a,y\n,0\n")
-    with pytest.raises(ValueError, match="line 2, column 'a'"):
+    with pytest.raises(ValueError, match="row 1, column 'a': a missing value .*--impute mean|median|drop"):
         load_file(empty, target="y")
     mixed = tmp_path / "mixed.csv"
     mixed.write_text("a,y\n1,0\n2,1.O\n")
-    with pytest.raises(ValueError, match="line 3, column 'y'"):
+    with pytest.raises(ValueError, match="row 2, column 'y'.*mixes numbers and text"):
         load_file(mixed, target="y")
     ragged = tmp_path / "ragged.csv"
     ragged.write_text("a,y\n1,0,7\n")
-    with pytest.raises(ValueError, match="line 2 has 3 cells"):
+    with pytest.raises(ValueError, match="ragged.csv: not a readable table .*3"):
         load_file(ragged, target="y")
+    infinite = tmp_path / "infinite.csv"
+    infinite.write_text("a,y\n1,0\ninf,1\n")
+    with pytest.raises(ValueError, match="row 2, column 'a': an infinite value"):
+        load_file(infinite, target="y")
 
 
 def test_csv_missing_target_lists_columns(tmp_path):
@@ -224,6 +232,124 @@ def test_npz_refusals(tmp_path):
         load_file(tmp_path / "nan.npy")
 
 
+# ---- tables through pandas: delimiters, parquet, missing values, text columns -----------------------
+def test_numeric_csv_fast_path_agrees_with_the_pandas_path(tmp_path):
+    # load_file streams an all-numeric CSV through pyarrow (low peak memory); impute= takes pandas'.
+    rng = np.random.default_rng(0)
+    rows = [f"{a:.4f},{b},{c}" for a, b, c in zip(rng.normal(size=50), rng.integers(0, 9, 50), rng.integers(0, 3, 50))]
+    for labels in ("0,1,2", "x,y,z"):
+        mapping = dict(zip("012", labels.split(",")))
+        text = "a,b,label\n" + "\n".join(r[:-1] + mapping[r[-1]] for r in rows) + "\n"
+        (tmp_path / "data.csv").write_text(text)
+        fast = load_file(tmp_path / "data.csv", target="label")
+        pandas_path = load_file(tmp_path / "data.csv", target="label", impute="mean")
+        np.testing.assert_array_equal(fast.X, pandas_path.X)
+        assert fast.y.tolist() == pandas_path.y.tolist() and fast.class_names == pandas_path.class_names
+        assert fast.feature_dtypes == pandas_path.feature_dtypes == {"a": "float64", "b": "int64"}
+        assert fast.encoding is None and fast.target == "label"
+
+
+def test_numeric_csv_with_a_bom_or_old_mac_line_breaks(tmp_path):
+    (tmp_path / "bom.csv").write_bytes(b"\xef\xbb\xbf a ,y\n1,0\n2,1\n")
+    (tmp_path / "cr.csv").write_bytes(b"a,y\r1,0\r2,1\r")  # fewer \n than rows: the pandas path
+    for name in ("bom.csv", "cr.csv"):
+        data = load_file(tmp_path / name, target="y")
+        assert data.feature_names == ["a"] and data.X.tolist() == [[1.0], [2.0]] and data.y.tolist() == [0, 1]
+
+
+def test_tsv_sniffed_by_extension_by_content_and_given(tmp_path):
+    rows = "a\tb\tlabel\n1\t2\tcat\n3\t4\tdog\n5\t6\tcat\n"
+    (tmp_path / "data.tsv").write_text(rows)
+    (tmp_path / "tabs.csv").write_text(rows)  # a .csv holding tabs: the sniffer finds them
+    (tmp_path / "semi.txt.csv").write_text(rows.replace("\t", ";"))
+    for name, delimiter in (("data.tsv", None), ("tabs.csv", None), ("tabs.csv", "\t"), ("semi.txt.csv", ";")):
+        data = load_file(tmp_path / name, target="label", delimiter=delimiter)
+        np.testing.assert_array_equal(data.X, [[1, 2], [3, 4], [5, 6]])
+        assert data.feature_names == ["a", "b"] and data.target == "label"
+        assert data.class_names == ["cat", "dog"] and data.y.tolist() == [0, 1, 0]
+    with pytest.raises(ValueError, match="tabs.csv"):  # a wrong delimiter: one text column, refused
+        load_file(tmp_path / "tabs.csv", target="label", delimiter=",")
+
+
+def test_parquet_keeps_names_dtypes_and_label_types(tmp_path):
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    frame = pd.DataFrame({"x": [0.5, 1.5, 2.5, 3.5], "n": np.array([1, 2, 3, 4], dtype=np.int32),
+                          "grade": [10, 30, 10, 20], "species": ["b", "a", "b", "c"]})
+    frame.to_parquet(tmp_path / "data.parquet")
+    frame.drop(columns="species").to_parquet(tmp_path / "numbers.parquet")
+    data = load_file(tmp_path / "numbers.parquet", target="grade")
+    assert data.X.dtype == np.float64 and data.X.shape == (4, 2) and data.feature_names == ["x", "n"]
+    assert data.feature_dtypes["x"] == "float64" and data.feature_dtypes["n"] == "int32"
+    assert data.class_names == [10, 20, 30] and all(type(c) is int for c in data.class_names)
+    with pytest.raises(ValueError, match="column 'species'.*--one-hot"):
+        load_file(tmp_path / "data.parquet", target="grade", one_hot=False)
+    named = load_file(tmp_path / "data.parquet", target="species", one_hot=False)
+    assert named.class_names == ["a", "b", "c"] and named.y.tolist() == [1, 0, 1, 2]
+
+
+@pytest.mark.parametrize("impute,expected", [("mean", 3.0), ("median", 2.0)])
+def test_impute_fills_with_the_training_statistic_and_reuses_it(tmp_path, impute, expected):
+    (tmp_path / "train.csv").write_text("a,b,y\n1,10,0\n,20,1\n2,30,0\n6,,1\n")
+    with pytest.raises(ValueError, match="column 'a'.*--impute mean\\|median\\|drop"):
+        load_file(tmp_path / "train.csv", target="y")
+    data = load_file(tmp_path / "train.csv", target="y", impute=impute)
+    assert data.X[1, 0] == expected and data.X[3, 1] == 20.0
+    assert data.encoding["impute"]["a"] == expected and data.encoding["strategy"] == impute
+    assert json.loads(json.dumps(data.encoding)) == data.encoding
+    # New data: columns found by name in another order, missing values take the training statistic.
+    (tmp_path / "new.csv").write_text("b,a\n5,\n,7\n")
+    new = datasets.encode(tmp_path / "new.csv", data.encoding)
+    np.testing.assert_array_equal(new.X, [[expected, 5.0], [7.0, 20.0]])
+    assert new.feature_names == ["a", "b"]
+
+
+def test_impute_drop_removes_rows_and_refuses_at_predict_time(tmp_path):
+    (tmp_path / "train.csv").write_text("a,b,y\n1,10,0\n,20,1\n3,30,\n4,40,1\n")
+    data = load_file(tmp_path / "train.csv", target="y", impute="drop")
+    np.testing.assert_array_equal(data.X, [[1, 10], [4, 40]])
+    assert data.y.tolist() == [0, 1] and data.encoding["strategy"] == "drop"
+    (tmp_path / "new.csv").write_text("a,b\n1,\n")
+    with pytest.raises(ValueError, match="row 1, column 'b'.*impute='drop'"):
+        datasets.encode(tmp_path / "new.csv", data.encoding)
+
+
+def test_one_hot_in_sorted_order_and_an_unseen_category_is_zeros(tmp_path):
+    (tmp_path / "train.csv").write_text("color,size,y\nred,1,0\nblue,2,1\ngreen,3,0\nred,4,1\n")
+    with pytest.raises(ValueError, match="row 1, column 'color'.*--one-hot"):
+        load_file(tmp_path / "train.csv", target="y")
+    data = load_file(tmp_path / "train.csv", target="y", one_hot=True)
+    assert data.feature_names == ["color=blue", "color=green", "color=red", "size"]
+    np.testing.assert_array_equal(data.X[:, :3], [[0, 0, 1], [1, 0, 0], [0, 1, 0], [0, 0, 1]])
+    assert data.encoding["one_hot"] == {"color": ["blue", "green", "red"]}
+    assert data.encoding["columns"] == ["color", "size"] and data.feature_dtypes["size"] == "int64"
+    (tmp_path / "new.csv").write_text("size,color,extra\n9,purple,x\n8,green,y\n")
+    with pytest.warns(UserWarning, match="column 'color'.*'purple'.*all zeros"):
+        new = datasets.encode(tmp_path / "new.csv", data.encoding)
+    np.testing.assert_array_equal(new.X, [[0, 0, 0, 9], [0, 1, 0, 8]])
+    (tmp_path / "short.csv").write_text("size\n1\n")
+    with pytest.raises(ValueError, match="no column 'color'"):
+        datasets.encode(tmp_path / "short.csv", data.encoding)
+
+
+def test_tables_without_pandas_name_the_extra(tmp_path, monkeypatch):
+    (tmp_path / "data.csv").write_text("a,y\n1,0\n")
+    np.save(tmp_path / "data.npy", np.ones((2, 2)))
+    monkeypatch.setitem(sys.modules, "pandas", None)
+    with pytest.raises(ImportError, match=r"pip install 'nn_xp\[data\]'"):
+        load_file(tmp_path / "data.csv", target="y")
+    assert load_file(tmp_path / "data.npy").X.shape == (2, 2)
+
+
+def test_large_files_are_announced(tmp_path, monkeypatch, capsys):
+    (tmp_path / "data.csv").write_text("a,y\n1,0\n")
+    monkeypatch.setattr(datasets, "LARGE_FILE_BYTES", 4)
+    load_file(tmp_path / "data.csv", target="y")
+    assert capsys.readouterr().err == ""
+    load_file(tmp_path / "data.csv", target="y", progress=True)
+    assert "reading data.csv (0 MB)..." in capsys.readouterr().err
+
+
 # ---- standardisation and splitting ------------------------------------------------------------
 def test_standardizer_round_trip():
     rng = np.random.default_rng(0)
@@ -266,3 +392,34 @@ def test_split_without_stratification_and_with_counts():
         train_test_split(X, y, test_size=1.5)
     with pytest.raises(ValueError, match="test_size"):
         train_test_split(X, y, test_size=25)
+
+
+def test_cli_stores_the_encoding_and_predict_reuses_it(tmp_path, capsys):
+    from nn_xp.cli import main
+
+    rng = np.random.default_rng(0)
+    colors = rng.choice(["red", "green", "blue"], size=60)
+    size = rng.normal(size=60)
+    lines = [f"{c},{'' if i % 7 == 0 else f'{s:.3f}'},{int(c == 'red')}" for i, (c, s) in enumerate(zip(colors, size))]
+    (tmp_path / "train.tsv").write_text("color\tsize\tlabel\n" + "\n".join(lines).replace(",", "\t") + "\n")
+    common = ["train", "--dataset", str(tmp_path / "train.tsv"), "--target", "label", "--epochs", "2",
+              "--device", "cpu", "--quiet"]
+    assert main(common) == 2
+    assert "column 'color'" in capsys.readouterr().err
+    model_path = str(tmp_path / "model.npz")
+    assert main([*common, "--impute", "median", "--one-hot", "--standardize", "--save", model_path]) == 0
+    capsys.readouterr()
+    import nn_xp as nx
+
+    model = nx.load(model_path, device="cpu")
+    encoding = model.preprocessing["encoding"]
+    assert encoding["one_hot"] == {"color": ["blue", "green", "red"]} and encoding["strategy"] == "median"
+    assert model.layer_sizes[0] == 4 and len(model.preprocessing["mean"]) == 4
+    (tmp_path / "new.csv").write_text("size;color\n0.5;red\n;purple\n")
+    with pytest.warns(UserWarning, match="purple"):
+        assert main(["predict", model_path, str(tmp_path / "new.csv"), "--delimiter", ";", "--device", "cpu"]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 2
+    (tmp_path / "labelled.csv").write_text("label,size,color\n1,0.5,red\n0,-1,blue\n")
+    assert main(["evaluate", model_path, str(tmp_path / "labelled.csv"), "--target", "label", "--json",
+                 "--device", "cpu"]) == 0
+    assert "accuracy" in json.loads(capsys.readouterr().out)
