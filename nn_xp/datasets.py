@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .validation import positive_int
+
 BUILTIN = ("sine", "spirals", "moons", "xor", "synthetic")
 SKLEARN = ("digits", "iris", "breast_cancer", "wine")
 DATASETS = BUILTIN + SKLEARN
@@ -97,7 +99,7 @@ def load_dataset(name: str, *, n_samples: int | None = None, seed: int = 0, **op
     if not isinstance(name, (str, os.PathLike)):
         raise TypeError(f"name must be one of {list(DATASETS)} or a file path, got {name!r}")
     if n_samples is not None:
-        n_samples = _positive_int(n_samples, "n_samples")
+        n_samples = positive_int(n_samples, "n_samples")
     seed = _seed(seed)
     text = os.fspath(name)
     key = text.strip().lower()
@@ -113,14 +115,6 @@ def load_dataset(name: str, *, n_samples: int | None = None, seed: int = 0, **op
     raise ValueError(
         f"dataset must be one of {list(DATASETS)} or a path to a {', '.join(FILE_SUFFIXES)} file, got {name!r}"
     )
-
-
-def _positive_int(value, parameter: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{parameter} must be a positive integer, got {value!r}")
-    if value <= 0:
-        raise ValueError(f"{parameter} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 def _seed(seed) -> int:
@@ -173,7 +167,7 @@ def _sine(n_samples, rng, noise=0.0):
 def _spirals(n_samples, rng, n_classes=3, noise=0.2):
     """Interleaved spiral arms, one per class (cs231n's classic): radius 0..1, angle with noise."""
     n = 300 if n_samples is None else n_samples
-    k = _positive_int(n_classes, "n_classes")
+    k = positive_int(n_classes, "n_classes")
     if k < 2:
         raise ValueError(f"n_classes must be at least 2, got {k}")
     if n < k:
@@ -229,8 +223,8 @@ def _synthetic(n_samples, rng, n_features=784, n_classes=10):
     """Gaussian inputs labelled by a random linear teacher: the benchmarks' workload (a) data
     (784 features, 10 classes, 20000 samples by default), learnable but not trivial."""
     n = 20000 if n_samples is None else n_samples
-    n_features = _positive_int(n_features, "n_features")
-    n_classes = _positive_int(n_classes, "n_classes")
+    n_features = positive_int(n_features, "n_features")
+    n_classes = positive_int(n_classes, "n_classes")
     if n_classes < 2:
         raise ValueError(f"n_classes must be at least 2, got {n_classes}")
     X = rng.standard_normal((n, n_features)).astype(np.float32).astype(np.float64)

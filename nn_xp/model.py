@@ -340,10 +340,7 @@ class Sequential:
         Z, backprops = self._logits(X, ctx)
         L, dH, out = head.loss_and_grad(ops, Z, Y, out=ctx.buffer(head, "dZ", Z.shape, Z) if head.writes_out else None,
                                         weights=weights)
-        for backprop in reversed(backprops):
-            dH = backprop(dH)
-            if dH is None:  # nothing below has parameters
-                break
+        _backward(backprops, dH)
         store.grads = kept  # the training step's buffers stay for the next one
         return L, grads, out
 
@@ -377,25 +374,14 @@ class Sequential:
         store.params, store.grads = half_params, half_grads  # the layers read and write these
         # Overflow to inf is what the loss scaler watches for: no warning from NumPy's emulation.
         with np.errstate(over="ignore", invalid="ignore"):
-            return self._mixed_logits_and_grads(ops, X=Xh, Y=Y, head=head, ctx=ctx, scale=scale, weights=weights,
-                                                params=params, kept=kept, half_params=half_params,
-                                                half_grads=half_grads, grads=grads)
-
-    def _mixed_logits_and_grads(self, ops, *, X, Y, head, ctx, scale, weights, params, kept, half_params,
-                                half_grads, grads):
-        store = self._store
-        try:
-            Z, backprops = self._logits(X, ctx)
-            L, dZ, out = head.loss_and_grad(ops, ops.xp.astype(Z, params.flat.dtype), Y, weights=weights)
-            if scale != 1.0:
-                dZ = dZ * scale
-            dH = ops.xp.astype(dZ, half_params.flat.dtype)
-            for backprop in reversed(backprops):
-                dH = backprop(dH)
-                if dH is None:
-                    break
-        finally:
-            store.params, store.grads = params, kept
+            try:
+                Z, backprops = self._logits(Xh, ctx)
+                L, dZ, out = head.loss_and_grad(ops, ops.xp.astype(Z, params.flat.dtype), Y, weights=weights)
+                if scale != 1.0:
+                    dZ = dZ * scale
+                _backward(backprops, ops.xp.astype(dZ, half_params.flat.dtype))
+            finally:
+                store.params, store.grads = params, kept
         ops.unscale_into(half_grads.flat, grads.flat, 1.0 / scale)  # unscaled and cast in one pass
         return L, grads, out
 
@@ -622,6 +608,14 @@ class Sequential:
         from .onnx_export import export
 
         return export(self, path, opset=opset)
+
+
+def _backward(backprops, dH) -> None:
+    """Run the layers' backward closures from the top, each passing dX to the one below."""
+    for backprop in reversed(backprops):
+        dH = backprop(dH)
+        if dH is None:  # nothing below has parameters
+            break
 
 
 def _fit_signature():

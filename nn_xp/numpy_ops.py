@@ -231,22 +231,13 @@ class NumpyOps(Ops):
     def adam(self, p, g, m, v, *, beta1, beta2, eps_c, step_c, work):
         if self.native and _native_call(_native.adam, p, g, m, v, beta1, beta2, 1 - beta1, 1 - beta2, eps_c, step_c):
             return p, m, v
-        raw, scratch = self.raw, self._scratch(work, p)
-        m *= beta1
-        raw.multiply(g, 1 - beta1, out=scratch)
-        m += scratch
-        v *= beta2
-        raw.multiply(g, g, out=scratch)
-        scratch *= 1 - beta2
-        v += scratch
-        raw.sqrt(v, out=scratch)
-        scratch += eps_c
-        raw.divide(m, scratch, out=scratch)
-        scratch *= step_c
-        p -= scratch
-        return p, m, v
+        return self._adam(p, g, m, v, None, beta1, beta2, eps_c, step_c, work)[:3]
 
     def amsgrad(self, p, g, m, v, v_max, *, beta1, beta2, eps_c, step_c, work):
+        return self._adam(p, g, m, v, v_max, beta1, beta2, eps_c, step_c, work)
+
+    def _adam(self, p, g, m, v, v_max, beta1, beta2, eps_c, step_c, work):
+        """Adam's update in place, allocating nothing; with `v_max`, AMSGrad's running maximum of v."""
         raw, scratch = self.raw, self._scratch(work, p)
         m *= beta1
         raw.multiply(g, 1 - beta1, out=scratch)
@@ -255,8 +246,9 @@ class NumpyOps(Ops):
         raw.multiply(g, g, out=scratch)
         scratch *= 1 - beta2
         v += scratch
-        raw.maximum(v_max, v, out=v_max)
-        raw.sqrt(v_max, out=scratch)
+        if v_max is not None:
+            raw.maximum(v_max, v, out=v_max)
+        raw.sqrt(v if v_max is None else v_max, out=scratch)
         scratch += eps_c
         raw.divide(m, scratch, out=scratch)
         scratch *= step_c

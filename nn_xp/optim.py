@@ -220,20 +220,7 @@ class Optimizer:
                 f"state_dict['state'] must hold {sorted(expected)} after {step_count} steps with these "
                 f"hyperparameters, got {sorted(saved_state)}"
             )
-        host = {}
-        for key, arrays in saved_state.items():
-            if len(arrays) != len(self.params):
-                raise ValueError(
-                    f"state_dict['state'][{key!r}] holds {len(arrays)} arrays "
-                    f"for {len(self.params)} parameters"
-                )
-            host[key] = [backend.to_numpy(a) for a in arrays]
-            for index, (a, p) in enumerate(zip(host[key], self.params)):
-                if a.shape != tuple(p.shape):
-                    raise ValueError(
-                        f"state_dict['state'][{key!r}][{index}] has shape {a.shape}, "
-                        f"its parameter {tuple(p.shape)}"
-                    )
+        host = _host_state(saved_state, self.params)
         # Every check passed: commit.
         self.state = {key: [_like(a, p) for a, p in zip(arrays, self.params)] for key, arrays in host.items()}
         self.__dict__.update(hyperparameters)
@@ -257,6 +244,22 @@ def _write_back(target, value) -> None:
     """Make `target` hold `value` (nothing to do when the ops updated it in place)."""
     if value is not target:
         target[...] = value
+
+
+def _host_state(saved_state: dict, params) -> dict:
+    """A state dict's arrays as host copies, {name: one array per parameter}, each checked to be
+    shaped like its parameter (a ValueError naming the array otherwise)."""
+    host = {}
+    for key, arrays in saved_state.items():
+        if len(arrays) != len(params):
+            raise ValueError(f"state_dict['state'][{key!r}] holds {len(arrays)} arrays for {len(params)} parameters")
+        host[key] = [backend.to_numpy(a) for a in arrays]
+        for index, (a, p) in enumerate(zip(host[key], params)):
+            if a.shape != tuple(p.shape):
+                raise ValueError(
+                    f"state_dict['state'][{key!r}][{index}] has shape {a.shape}, its parameter {tuple(p.shape)}"
+                )
+    return host
 
 
 def _like(host, p):
@@ -701,19 +704,8 @@ class LBFGS(Optimizer):
                 f"state_dict['state'] must hold {sorted(expected)} for {n_pairs} stored pairs, "
                 f"got {sorted(saved_state)}"
             )
-        flat = {}
-        for key, arrays in saved_state.items():
-            if len(arrays) != len(self.params):
-                raise ValueError(
-                    f"state_dict['state'][{key!r}] holds {len(arrays)} arrays for {len(self.params)} parameters"
-                )
-            host = [backend.to_numpy(a) for a in arrays]
-            for index, (a, p) in enumerate(zip(host, self.params)):
-                if a.shape != tuple(p.shape):
-                    raise ValueError(
-                        f"state_dict['state'][{key!r}][{index}] has shape {a.shape}, its parameter {tuple(p.shape)}"
-                    )
-            flat[key] = _like(np.concatenate([a.reshape(-1) for a in host]), self.params[0])
+        flat = {key: _like(np.concatenate([a.reshape(-1) for a in host]), self.params[0])
+                for key, host in _host_state(saved_state, self.params).items()}
         # Every check passed: commit.
         self.state = {}
         if expected:
