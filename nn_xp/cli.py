@@ -569,25 +569,23 @@ def _table_columns(path, frame, model, skip):
     columns = [str(c) for c in frame.columns]
     frame.columns = columns
     encoding = (model.preprocessing or {}).get("encoding")
+    names = encoding["columns"] if encoding is not None else (
+        model.feature_names or [c for c in columns if c not in skip])
+    extra = [c for c in columns if c not in names and c not in skip]
+    if extra:
+        print(f"note: {path}: ignoring columns {extra} (not features of the model)", file=sys.stderr)
     if encoding is not None:  # imputed and one-hot encoded as in training, its columns found by name
         from .datasets import encode
 
-        extra = [c for c in columns if c not in encoding["columns"] and c not in skip]
-        if extra:
-            print(f"note: {path}: ignoring columns {extra} (not features of the model)", file=sys.stderr)
         with warnings.catch_warnings(record=True) as caught:  # said as one line, naming the file
             warnings.simplefilter("always")
             encoded = encode(frame, encoding)
         for warning in caught:
             print(f"warning: {str(warning.message).replace('the data', path, 1)}", file=sys.stderr)
         return encoded.X
-    names = model.feature_names or [c for c in columns if c not in skip]
     missing = [n for n in names if n not in columns]
     if missing:
         raise ValueError(f"{path}: no column {missing[0]!r}; the model was trained on the columns {names}")
-    extra = [c for c in columns if c not in names and c not in skip]
-    if extra:
-        print(f"note: {path}: ignoring columns {extra} (not features of the model)", file=sys.stderr)
     X = np.empty((len(frame), len(names)))
     for index, name in enumerate(names):
         try:
