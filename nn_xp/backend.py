@@ -231,6 +231,19 @@ def memory_bytes(device: str) -> int | None:
         return None
 
 
+def free_memory(device: str) -> int | None:
+    """Bytes a new array could take on a GPU `device` now: the GPU's free memory plus what CuPy's
+    memory pool holds unused. None for the CPU backends, or when unknown."""
+    if not device.startswith("cuda"):
+        return None
+    try:
+        cupy = _cupy()
+        with cupy.cuda.Device(int(device.split(":")[1])):
+            return int(cupy.cuda.runtime.memGetInfo()[0]) + int(cupy.get_default_memory_pool().free_bytes())
+    except Exception:
+        return None
+
+
 def check_memory(host_bytes: int, device: str, device_bytes: int, what: str) -> None:
     """Raise MemoryError, before anything is allocated, when `host_bytes` cannot fit in the host's
     memory or, for a GPU device, `device_bytes` in the GPU's.

@@ -216,8 +216,9 @@ class Sequential:
         return clone
 
     # ---- input checks (run before any work) -------------------------------------------------
-    def check_input(self, X, parameter: str = "X", comm=None):
-        """X as an array of the model's dtype on the model's device; raises on bad input.
+    def check_input(self, X, parameter: str = "X", comm=None, host: bool = False):
+        """X as an array of the model's dtype on the model's device (with `host`, a NumPy array of
+        the model's dtype left in host memory, for streaming.py); raises on bad input.
 
         With a communicator (distributed.py) each rank checks its share of the rows for NaN/inf
         and the answers are combined, so no rank reads every row. A scipy.sparse X
@@ -242,7 +243,9 @@ class Sequential:
         narrowed = validation.narrows(X.dtype, self.dtype)
         if isinstance(X, np.ndarray):
             with np.errstate(over="ignore"):
-                X = backend.to_device(X.astype(self.dtype, copy=False), self.device)
+                X = X.astype(self.dtype, copy=False)
+            if not host:
+                X = backend.to_device(X, self.device)
         else:
             xp = backend.get_namespace(X)
             X = xp.astype(X, getattr(xp, self.dtype), copy=False)

@@ -29,6 +29,7 @@ from .ops import FlatList, ops_for
 from .optim import LBFGS, get_optimizer
 from .precision import LossScaler, check_precision
 from .schedules import get_schedule
+from .streaming import HostBatches, check_streaming, use_streaming
 from .validation import Real, optional_positive, positive_int
 
 
@@ -83,18 +84,24 @@ def _check_validation_split(validation_split, n: int) -> None:
         )
 
 
-def _split_validation(model, X, Y, validation_split):
+def _split_validation(model, X, Y, validation_split, streamed=False):
     """A random hold-out drawn from the model's generator (sorted data would make the last rows unfit).
 
     Returns (training row indices, validation row indices, X_val, Y_val): the training rows are
-    gathered batch by batch from X itself, so the split does not copy the training data.
+    gathered batch by batch from X itself, so the split does not copy the training data. With
+    `streamed` (X in host memory), the held-out rows are gathered there and moved to the device.
     """
     n = X.shape[0]
     n_val = math.floor(n * validation_split)
-    order = backend.to_device(model.rng.permutation(n), model.device)
-    xp = backend.get_namespace(X)
+    host_order = model.rng.permutation(n)
+    order = backend.to_device(host_order, model.device)
+    xp = backend.get_namespace(Y)
     train, val = order[n_val:], order[:n_val]
-    return train, val, ops_for(xp).take_rows(X, val), xp.take(Y, val, axis=0)
+    if streamed:
+        X_val = backend.to_device(np.take(X, host_order[:n_val], axis=0), model.device)
+    else:
+        X_val = ops_for(xp).take_rows(X, val)
+    return train, val, X_val, xp.take(Y, val, axis=0)
 
 
 class _Rollback:
@@ -268,16 +275,20 @@ class Epoch:
             the loss with the model's `loss_scaler` and skips the steps whose gradients overflow.
         comm: a communicator (distributed.py): each batch is split across its ranks, and the
             gradients are summed by one allreduce of the flat buffer before the step.
+        streaming: X is a NumPy array in host memory, and each batch is gathered there and copied
+            to the model's device while the step before runs (streaming.py); Y and the weights
+            are on the device.
     """
 
     def __init__(self, model, X, Y, head, batch_size, *, l2=0.0, clip_norm=None, clip_value=None, callbacks=(),
-                 train_rows=None, comm=None, weights=None, half=None):
+                 train_rows=None, comm=None, weights=None, half=None, streaming=False):
         self.model, self.X, self.Y, self.head = model, X, Y, head
-        self.xp = backend.get_namespace(X)
+        self.xp = backend.get_namespace(Y)  # the model's namespace (a streamed X stays on the host)
         self.ops = ops_for(self.xp)
         self.train_rows = train_rows
         self.n = X.shape[0] if train_rows is None else train_rows.shape[0]
         self.step = self.n if batch_size is None else min(batch_size, self.n)
+        self.source = HostBatches(X, model.device, self.step) if streaming else None
         self.l2, self.clip_norm, self.clip_value, self.callbacks = l2, clip_norm, clip_value, callbacks
         self.weights = [i for i, p in enumerate(model.parameters()) if p.ndim > 1]
         self.W = weights
@@ -300,64 +311,87 @@ class Epoch:
         if self.train_rows is not None:  # positions in the training rows -> rows of X
             order = self.train_rows if order is None else xp.take(self.train_rows, order, axis=0)
         self.running.reset()
-        n, step = self.n, self.step
-        comm = self.comm
-        for batch, start in enumerate(range(0, n, step)):
-            stop = min(start + step, n)  # the standard forbids slicing past the end
-            m = stop - start  # the batch's size, over every rank
-            Wb = total_weight = None
-            if comm is not None:  # this rank's part of the batch; and every rank stops at the same step
-                if W is not None:  # the whole batch's weight, for this part's share
-                    total_weight = xp.sum(W[start:stop, :] if order is None else ops.take_rows(W, order[start:stop]))
-                lo, hi = part(m, comm.rank, comm.size)
-                start, stop = start + lo, start + hi
-                if interrupt is not None:
-                    interrupt.requested = comm.allreduce_host([float(interrupt.requested)])[0] > 0
-            if order is None:
-                Xb, Yb = X[start:stop, :], Y[start:stop, :]
-                Wb = None if W is None else W[start:stop, :]
-                rows = xp.arange(start, stop) if model.needs_rows else None
-            else:
-                rows = order[start:stop]
-                if workspace is not None:  # gathered into the arrays of the batch before
-                    Xb = ops.take_rows(X, rows, out=ops.buffer(workspace, "X", (stop - start, X.shape[1]), X))
-                    Yb = ops.take_rows(Y, rows, out=ops.buffer(workspace, "Y", (stop - start, Y.shape[1]), Y))
-                    if W is not None:
-                        Wb = ops.take_rows(W, rows, out=ops.buffer(workspace, "W", (stop - start, 1), W))
+        comm, source = self.comm, self.source
+        batches = []  # (start, stop) of each global batch, and of this rank's part of it
+        for start in range(0, self.n, self.step):
+            stop = min(start + self.step, self.n)  # the standard forbids slicing past the end
+            lo, hi = part(stop - start, comm.rank, comm.size) if comm is not None else (0, stop - start)
+            batches.append((start, stop, start + lo, start + hi))
+        host_order = None if source is None or order is None else backend.to_numpy(order)
+
+        def host_rows(k):  # batch k's rows of X, for the host source
+            _, _, first, last = batches[k]
+            return slice(first, last) if host_order is None else host_order[first:last]
+
+        if source is not None:
+            source.start(0, host_rows(0))
+        try:
+            for batch, (start, stop, first, last) in enumerate(batches):
+                m = stop - start  # the batch's size, over every rank
+                Wb = total_weight = None
+                if comm is not None:  # this rank's part of the batch; and every rank stops at the same step
+                    if W is not None:  # the whole batch's weight, for this part's share
+                        total_weight = xp.sum(W[start:stop, :] if order is None
+                                              else ops.take_rows(W, order[start:stop]))
+                    if interrupt is not None:
+                        interrupt.requested = comm.allreduce_host([float(interrupt.requested)])[0] > 0
+                start, stop = first, last
+                slot = batch % 2
+                if order is None:
+                    Xb = source.batch(slot, stop - start) if source is not None else X[start:stop, :]
+                    Yb = Y[start:stop, :]
+                    Wb = None if W is None else W[start:stop, :]
+                    rows = xp.arange(start, stop) if model.needs_rows else None
                 else:
-                    Xb, Yb = ops.take_rows(X, rows), ops.take_rows(Y, rows)
-                    Wb = None if W is None else ops.take_rows(W, rows)
-            scaler = model.loss_scaler if self.half == "float16" else None
-            if self.half is not None:
-                L, grads, out = model.mixed_step(Xb, Yb, self.head, self.half, scaler.scale if scaler else 1.0,
-                                                 rows=rows, step=opt.step_count, weights=Wb)
+                    rows = order[start:stop]
+                    if workspace is not None:  # gathered into the arrays of the batch before
+                        Xb = source.batch(slot, stop - start) if source is not None else ops.take_rows(
+                            X, rows, out=ops.buffer(workspace, "X", (stop - start, X.shape[1]), X))
+                        Yb = ops.take_rows(Y, rows, out=ops.buffer(workspace, "Y", (stop - start, Y.shape[1]), Y))
+                        if W is not None:
+                            Wb = ops.take_rows(W, rows, out=ops.buffer(workspace, "W", (stop - start, 1), W))
+                    else:
+                        Xb = source.batch(slot, stop - start) if source is not None else ops.take_rows(X, rows)
+                        Yb = ops.take_rows(Y, rows)
+                        Wb = None if W is None else ops.take_rows(W, rows)
+                scaler = model.loss_scaler if self.half == "float16" else None
+                if self.half is not None:
+                    L, grads, out = model.mixed_step(Xb, Yb, self.head, self.half, scaler.scale if scaler else 1.0,
+                                                     rows=rows, step=opt.step_count, weights=Wb)
+                elif comm is None:
+                    L, grads, out = model.train_step(Xb, Yb, self.head, rows=rows, step=opt.step_count, weights=Wb)
+                else:
+                    L, grads, out = self._distributed_step(Xb, Yb, rows, m, Wb, total_weight)
+                if source is not None:  # the step that reads this batch is issued: fetch the next one meanwhile
+                    source.release(slot)
+                    if batch + 1 < len(batches):
+                        source.start(1 - slot, host_rows(batch + 1))
                 if scaler is not None and not scaler.update(_all_finite(xp, grads)):
                     continue  # overflow: no step this time, a smaller scale next time
-            elif comm is None:
-                L, grads, out = model.train_step(Xb, Yb, self.head, rows=rows, step=opt.step_count, weights=Wb)
-            else:
-                L, grads, out = self._distributed_step(Xb, Yb, rows, m, Wb, total_weight)
-            penalty = None
-            if self.l2:  # m: the batch's samples, or with sample weights its total weight
-                if W is not None:
-                    size = total_weight if comm is not None else xp.sum(Wb)
-                    m = xp.where(size > 0, size, xp.ones_like(size))
-                penalty = l2_penalty(ops, model.parameters(), grads, self.weights, self.l2, m)
-            if self.clip_value is not None:
-                grads = clip_grad_value(grads, self.clip_value)
-            if self.clip_norm is not None:
-                grads, _ = clip_grad_norm(grads, self.clip_norm)
-            if interrupt is not None:
-                interrupt.hold()
-            opt.step(grads)
-            if interrupt is not None:
-                interrupt.release()
-            if out is not None:
-                self.running.add(L, penalty, out, Yb, Wb)
-            for callback in self.callbacks:
-                callback.on_batch_end(epoch, batch)
-            if interrupt is not None and interrupt.requested:
-                break
+                penalty = None
+                if self.l2:  # m: the batch's samples, or with sample weights its total weight
+                    if W is not None:
+                        size = total_weight if comm is not None else xp.sum(Wb)
+                        m = xp.where(size > 0, size, xp.ones_like(size))
+                    penalty = l2_penalty(ops, model.parameters(), grads, self.weights, self.l2, m)
+                if self.clip_value is not None:
+                    grads = clip_grad_value(grads, self.clip_value)
+                if self.clip_norm is not None:
+                    grads, _ = clip_grad_norm(grads, self.clip_norm)
+                if interrupt is not None:
+                    interrupt.hold()
+                opt.step(grads)
+                if interrupt is not None:
+                    interrupt.release()
+                if out is not None:
+                    self.running.add(L, penalty, out, Yb, Wb)
+                for callback in self.callbacks:
+                    callback.on_batch_end(epoch, batch)
+                if interrupt is not None and interrupt.requested:
+                    break
+        finally:
+            if source is not None:
+                source.close()
         return self.running.logs()
 
     def _distributed_step(self, Xb, Yb, rows, m, Wb=None, total_weight=None):
@@ -569,6 +603,7 @@ def fit(
     class_weight=None,
     precision="float32",
     distributed=None,
+    streaming="auto",
 ):
     """Train `model` on (X, y) and return its History.
 
@@ -609,6 +644,11 @@ def fit(
             and optimizer are broadcast first; the history is global; callbacks' decision to
             stop is rank 0's; only rank 0 prints, and callbacks that write files run on rank 0
             alone. A failure on one rank stops every rank with its message.
+        streaming: "auto" (default), True or False. With True, or "auto" on a GPU when X would
+            take more than half of the GPU's free memory, X stays in host memory (a NumPy array or
+            a np.memmap) and each batch is gathered there and copied to the GPU while the step
+            before runs (streaming.py); the results are those of X on the GPU. Mini-batches only;
+            the targets, weights and validation data are moved to the device as usual.
 
     Dropout layers (`MLP(..., dropout=...)`) drop units only here, keyed by the optimizer's step
     count and each sample's row in X, so a resumed fit continues the same masks.
@@ -644,6 +684,7 @@ def fit(
     if not isinstance(shuffle, (bool, np.bool_)):
         raise TypeError(f"shuffle must be True or False, got {shuffle!r}")
     callbacks = check_callbacks(callbacks)
+    check_streaming(streaming)
     check_full_batch(optimizer, batch_size, clip_norm, clip_value, callbacks)
     schedule = get_schedule(schedule)
     head = model.head(loss)
@@ -657,7 +698,8 @@ def fit(
                          "precision= and distributed=")
     if comm is not None and comm.size == 1:
         comm = None
-    X = model.check_input(X, comm=comm)
+    streamed = use_streaming(streaming, X, model.device, model.dtype, full_batch=lbfgs)
+    X = model.check_input(X, comm=comm, host=streamed)
     Y = model.check_target(y, X.shape[0], head.loss)
     W = class_weights(model, head, Y, model.check_weights(sample_weight, X.shape[0]), class_weight)
     X_val = Y_val = W_val = None
@@ -703,6 +745,7 @@ def fit(
             history, logs, bar = _train(
                 model, opt, X, Y, W, X_val, Y_val, W_val, head, epochs, batch_size, validation_split, shuffle,
                 callbacks, verbose, verbose_epoch, schedule, clip_norm, clip_value, l2, interrupt, comm, lines, half,
+                streamed,
             )
         except BaseException as error:
             if comm is None:
@@ -717,11 +760,11 @@ def fit(
 
 def _train(model, opt, X, Y, W, X_val, Y_val, W_val, head, epochs, batch_size, validation_split, shuffle,
            callbacks, verbose, verbose_epoch, schedule, clip_norm, clip_value, l2, interrupt, comm=None,
-           lines=True, half=None):
+           lines=True, half=None, streamed=False):
     """The epochs of `fit`, after every check; returns (history, last logs, progress bar)."""
     train_rows = None
     if validation_split:
-        train_rows, val_rows, X_val, Y_val = _split_validation(model, X, Y, validation_split)
+        train_rows, val_rows, X_val, Y_val = _split_validation(model, X, Y, validation_split, streamed)
         if W is not None:
             W_val = backend.get_namespace(W).take(W, val_rows, axis=0)
     if model.history is None:
@@ -741,7 +784,7 @@ def _train(model, opt, X, Y, W, X_val, Y_val, W_val, head, epochs, batch_size, v
         batch_hooks.append(_BarAdvance(bar))
     runner = (FullBatchEpoch if isinstance(opt, LBFGS) else Epoch)(
         model, X, Y, head, batch_size, l2=l2, clip_norm=clip_norm, clip_value=clip_value, callbacks=batch_hooks,
-        train_rows=train_rows, comm=comm, weights=W, half=half)
+        train_rows=train_rows, comm=comm, weights=W, half=half, streaming=streamed)
     n = runner.n
     model.stop_training = False
     model.loss = head.loss

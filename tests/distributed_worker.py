@@ -51,7 +51,8 @@ def model_for(spec, device="cpu"):
 
 def fit_kwargs(spec):
     kwargs = dict(epochs=spec["epochs"], batch_size=spec["batch_size"], optimizer=spec.get("optimizer", "adam"),
-                  l2=spec.get("l2", 0.0), validation_split=spec.get("validation_split", 0.0), verbose=0)
+                  l2=spec.get("l2", 0.0), validation_split=spec.get("validation_split", 0.0), verbose=0,
+                  streaming=spec.get("streaming", "auto"))
     if spec.get("weighted"):  # zeros too: a part of a batch may weigh nothing
         kwargs["sample_weight"] = np.tile([0.0, 0.5, 1.0, 2.0, 3.5], spec["n"])[: spec["n"]]
     return kwargs

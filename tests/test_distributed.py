@@ -100,6 +100,23 @@ def test_sample_weights_are_shared_out_by_weight(tmp_path):
 
 
 @needs_mpi
+def test_ranks_streaming_their_parts_from_host_memory_train_as_with_x_on_the_device(tmp_path):
+    """3 ranks, uneven parts and a last batch of 2 rows (one rank's part empty), batches gathered on
+    the host (streaming.py): bitwise the run without streaming."""
+    runs = []
+    for streaming in (False, True):
+        folder = tmp_path / f"streaming-{streaming}"
+        folder.mkdir()
+        result, out = launch(3, dict(SPEC, streaming=streaming), folder)
+        assert result.returncode == 0, result.stderr
+        runs.append(_ranks(out, 3)[0])
+    for a, b in zip(runs[0][0], runs[1][0]):
+        np.testing.assert_array_equal(a, b)
+    assert {k: v for k, v in runs[0][1].items() if k != "epoch_time"} == {
+        k: v for k, v in runs[1][1].items() if k != "epoch_time"}
+
+
+@needs_mpi
 def test_a_memmap_of_one_npy_file_trains_the_same(tmp_path):
     spec = dict(SPEC, dropout=0.0, validation_split=0.0)
     X, _ = data(spec)
