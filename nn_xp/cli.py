@@ -127,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add(opt, "--clip-norm", type=_positive_float, help="clip gradients to this global L2 norm")
     opt.add_argument("--precision", default="float32", choices=["float32", "mixed_float16", "mixed_bfloat16"],
                      help="half-precision products with float32 weights (mixed_float16 scales the loss)")
+    opt.add_argument("--streaming", default="auto", choices=["auto", "on", "off"],
+                     help="keep the training data in host memory and copy each batch to the GPU while the "
+                     "step before runs (auto: when it would take over half the GPU's free memory)")
     opt.add_argument("--l2", type=float, metavar="LAMBDA",
                      help="L2 penalty on the weights: lambda / (2 m) * sum ||W||^2 per batch of m samples "
                      "(default 0, or the resumed model's)")
@@ -421,6 +424,7 @@ def cmd_train(args) -> int:
         verbose_epoch=args.verbose_epoch or max(1, epochs // 10), schedule=schedule, clip_norm=args.clip_norm,
         l2=args.l2 if args.l2 is not None else model.l2, distributed=comm, sample_weight=weights,
         class_weight=args.class_weight, precision=args.precision,
+        streaming={"auto": "auto", "on": True, "off": False}[args.streaming],
     )
     elapsed = time.perf_counter() - started
     # Figures of this run's last epoch only: a key an earlier run logged (say val_loss) but this one

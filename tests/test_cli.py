@@ -333,3 +333,15 @@ def test_one_hot_and_impute_travel_with_a_table_model_and_predict_matches_by_nam
     lines = result.stdout.splitlines()
     assert len(lines) == n and lines[0].startswith("r0,") and lines[0].split(",")[1] in ("yes", "no")
     assert "categories not seen in training ['purple']" in result.stderr and "new.csv" in result.stderr
+
+
+def test_streaming_on_trains_the_same_model_as_off(tmp_path):
+    paths = {}
+    for mode in ("off", "on"):
+        paths[mode] = tmp_path / f"{mode}.npz"
+        run("train", "--dataset", "iris", "--epochs", "3", "--batch-size", "16", "--quiet", "--seed", "1",
+            "--streaming", mode, "--save", str(paths[mode]))
+    for a, b in zip(*(nx.load(str(p), device="cpu").parameters() for p in paths.values())):
+        np.testing.assert_array_equal(a, b)
+    bad = run("train", "--streaming", "sometimes", check=False)
+    assert bad.returncode == 2 and "--streaming" in bad.stderr
