@@ -74,3 +74,237 @@ def test_the_loading_benchmark_writes_its_table(tmp_path):
     assert loading.main(["--rows", "500", "--repeats", "1", "--out", str(tmp_path)]) == 0
     text = (tmp_path / "cpu-loading.md").read_text()
     assert "| nn_xp load_file |" in text and "| pandas.read_csv (C engine) |" in text and "target <= 2x" in text
+
+
+# ---- mixed precision in the benchmark ---------------------------------------------------------------
+def _tiny_workload():
+    from dataclasses import replace
+
+    from benchmarks.workloads import WORKLOADS, make_data
+
+    workload = replace(WORKLOADS["b"], layer_sizes=(20, 16, 8, 4), batch_size=8, n_samples=24)
+    return workload, make_data(workload)
+
+
+def _relative_distance(a, b, reference):
+    """||a - b|| / ||b - reference|| over a list of parameter arrays."""
+    num = sum(float(np.sum((x - y) ** 2)) for x, y in zip(a, b))
+    den = sum(float(np.sum((y - r) ** 2)) for y, r in zip(b, reference))
+    return (num / den) ** 0.5
+
+
+@pytest.mark.parametrize("half", ["float16", "bfloat16"])
+def test_torch_amp_trains_as_nn_xp_mixed_precision_does(half):
+    """The AMP system (autocast + GradScaler) and nn_xp's mixed precision, from the same weights on the
+    same batches, end close together, and float16's first step overflows and is skipped by both."""
+    torch = pytest.importorskip("torch")
+    import copy
+
+    import nn_xp as nx
+    from benchmarks.systems import NnxpSystem, TorchAmpSystem
+
+    workload, (X, y) = _tiny_workload()
+    ours = NnxpSystem(nx, workload, X, y, "cpu", precision=f"mixed_{half}")
+    try:
+        theirs = TorchAmpSystem(torch, workload, X, y, "cpu", half=half, initial_parameters=ours.initial_parameters,
+                                shuffle_rng=copy.deepcopy(ours.shuffle_rng))
+        theirs.train(1)
+    except RuntimeError as error:  # an older PyTorch without this autocast type on the CPU
+        pytest.skip(f"autocast {half} on the CPU: {error}")
+    ours.train(1)
+    assert _relative_distance(ours.parameters(), theirs.parameters(), ours.initial_parameters) < 1e-2
+    if half == "float16":  # the same loss-scaling rule: one skipped step, the scale halved
+        assert ours.model.loss_scaler.skipped == 1
+        assert theirs.scaler.get_scale() == ours.model.loss_scaler.scale == 2.0**15
+    else:
+        assert not theirs.scaler.is_enabled() and ours.model.loss_scaler is None
+
+
+def test_torch_amp_system_computes_in_half_precision():
+    """Its result differs from the float32 loop's (so autocast is on), but only by rounding."""
+    torch = pytest.importorskip("torch")
+    import copy
+
+    import nn_xp as nx
+    from benchmarks.systems import NnxpSystem, TorchAmpSystem, TorchSystem
+
+    workload, (X, y) = _tiny_workload()
+    reference = NnxpSystem(nx, workload, X, y, "cpu")
+    systems = [cls(torch, workload, X, y, "cpu", initial_parameters=reference.initial_parameters,
+                   shuffle_rng=copy.deepcopy(reference.shuffle_rng), **extra)
+               for cls, extra in ((TorchSystem, {}), (TorchAmpSystem, {"half": "bfloat16"}))]
+    for system in systems:
+        system.train(1)
+    distance = _relative_distance(systems[1].parameters(), systems[0].parameters(), reference.initial_parameters)
+    assert 0 < distance < 1e-2
+    with pytest.raises(ValueError, match="half must be"):
+        TorchAmpSystem(torch, workload, X, y, "cpu", half="float8")
+
+
+def test_nn_xp_system_trains_at_the_precision_it_is_given():
+    import nn_xp as nx
+    from benchmarks.systems import NnxpSystem
+
+    workload, (X, y) = _tiny_workload()
+    mixed, plain = (NnxpSystem(nx, workload, X, y, "cpu", precision=p) for p in ("mixed_float16", "float32"))
+    mixed.train(1)
+    plain.train(1)
+    assert mixed.model.loss_scaler is not None and plain.model.loss_scaler is None
+
+
+def test_mixed_rows_are_skipped_on_the_cpu_with_the_reason():
+    import nn_xp as nx
+
+    workload, (X, y) = _tiny_workload()
+    systems, skipped = run.build_systems(nx, None, ["nn_xp"], workload, X, y, use_cuda=False, mixed=True)
+    assert list(systems) == ["nn_xp-cpu"]
+    assert "emulation" in skipped["nn_xp_mixed-cpu"] and "torch_amp-cpu" in skipped
+
+
+def test_mixed_rows_on_a_gpu_share_the_weights_and_batches(monkeypatch):
+    """On a GPU, build_systems adds nn_xp in mixed_float16 and PyTorch AMP float16, both from the
+    reference nn_xp system's weights and a copy of its shuffle generator (fakes stand in for the GPU)."""
+    made = []
+
+    class Fake:
+        def __init__(self, *args, **kwargs):
+            self.args, self.kwargs = args, kwargs
+            self.initial_parameters, self.shuffle_rng = ["weights"], np.random.default_rng(7)
+            made.append(self)
+
+    class FakeTorch:
+        class cuda:
+            @staticmethod
+            def is_available():
+                return True
+
+    for name in ("NnxpSystem", "TorchSystem", "TorchAmpSystem"):
+        monkeypatch.setattr(run, name, type(name, (Fake,), {}))
+    workload, (X, y) = _tiny_workload()
+    systems, skipped = run.build_systems(None, FakeTorch, ["nn_xp", "torch"], workload, X, y, use_cuda=True,
+                                         cpu=False, mixed=True)
+    assert list(systems) == ["nn_xp-cuda", "nn_xp_mixed-cuda", "torch-cuda", "torch_amp-cuda"] and not skipped
+    assert systems["nn_xp_mixed-cuda"].kwargs == {"precision": "mixed_float16"}
+    amp = systems["torch_amp-cuda"]
+    assert amp.args[-1] == "cuda" and amp.kwargs["half"] == "float16"
+    assert amp.kwargs["initial_parameters"] is systems["nn_xp-cuda"].initial_parameters
+    # a copy of the reference's generator: the same orders, not the same object
+    rng = amp.kwargs["shuffle_rng"]
+    assert rng is not systems["nn_xp-cuda"].shuffle_rng
+    assert rng.integers(1 << 30) == np.random.default_rng(7).integers(1 << 30)
+
+
+def _record(samples_per_s):
+    return {"samples_per_s": samples_per_s, "median_s": 1.0 / samples_per_s, "last_loss": 0.5}
+
+
+def test_mixed_summary_gives_the_ratios_and_judges_the_targets():
+    from benchmarks.report import mixed_summary
+
+    systems = {"nn_xp-cuda": _record(100.0), "nn_xp_mixed-cuda": _record(250.0), "torch-cuda": _record(125.0),
+               "torch_amp-cuda": _record(300.0), "floor_half-cuda": {"median_s": 1 / 1000.0}}
+    summary = mixed_summary(systems)
+    assert summary["nn_xp_mixed_vs_nn_xp_float32"] == pytest.approx(2.5)
+    assert summary["nn_xp_mixed_vs_torch_amp"] == pytest.approx(250 / 300)
+    assert summary["torch_amp_vs_torch_float32"] == pytest.approx(2.4)
+    assert summary["percent_of_half_floor"] == {"nn_xp_mixed-cuda": pytest.approx(25.0),
+                                                "torch_amp-cuda": pytest.approx(30.0)}
+    assert summary["meets"] == {"nn_xp_mixed_vs_nn_xp_float32": True, "nn_xp_mixed_vs_torch_amp": False}
+    del systems["torch_amp-cuda"]
+    missing = mixed_summary(systems)
+    assert missing["nn_xp_mixed_vs_torch_amp"] is None and missing["meets"]["nn_xp_mixed_vs_torch_amp"] is None
+
+
+def _fake_results():
+    from benchmarks.report import mixed_summary
+
+    systems = {"nn_xp-cuda": _record(100.0), "nn_xp_mixed-cuda": _record(250.0), "torch-cuda": _record(125.0),
+               "torch_amp-cuda": _record(300.0), "floor-cuda": {"median_s": 1 / 500.0},
+               "floor_half-cuda": {"median_s": 1 / 1000.0}}
+    workload = {"title": "784-512-256-10 softmax CE, batch 4096", "n_samples": 20000, "epochs_per_call": 1}
+    gpu = {"rss_after_setup_mb": 100.0, "peak_rss_mb": 150.0, "increment_mb": 50.0, "peak_reset": True}
+    return {
+        "machine": {"date": "today", "cpu_model": "cpu", "logical_cores": 16, "blas": {}, "loadavg_start": [0.0],
+                    "threads": {"numpy_blas": 1, "source": "test"}, "versions": {}, "python": "3"},
+        "config": {"device": "cuda", "quick": False, "repeats": 1},
+        "workloads": {"b": {"workload": workload, "systems": systems, "flops_per_epoch": {"total": 1e9},
+                            "mixed": mixed_summary(systems)}},
+        "memory_mixed": {"workload": "b", "peak_reset": True, "systems": {
+            "nn_xp-cuda": {**gpu, "gpu_after_setup_mb": 64.0, "gpu_peak_mb": 90.0, "gpu_held_mb": 100.0,
+                           "gpu_device_used_mb": 700.0},
+            "torch-cuda": {**gpu, "gpu_after_setup_mb": 64.0, "gpu_peak_mb": 180.0, "gpu_held_mb": 200.0,
+                           "gpu_device_used_mb": 900.0}}},
+    }
+
+
+def test_the_report_shows_the_mixed_precision_ratios_and_gpu_memory():
+    from benchmarks.report import markdown, workload_rows
+
+    results = _fake_results()
+    text = markdown(results)
+    assert "## Mixed precision, workload (b)" in text
+    assert "| nn_xp mixed_float16 / nn_xp float32 | 2.50 (target met) | >= 2 |" in text
+    assert "| nn_xp mixed_float16 / PyTorch AMP | 0.83 (target missed) | >= 1 |" in text
+    assert "| nn_xp mixed_float16, % of float16 floor | 25% | |" in text
+    assert "| nn_xp (CuPy) | 100 | 150 | 50 | 64 | 90 | 100 | 700 |" in text
+    assert "nn_xp (CuPy) / PyTorch eager (CUDA): GPU peak 0.50, GPU held 0.50" in text
+    # the mixed rows are measured against the float16 floor, the float32 rows against float32's
+    rows = {row["system"]: row for row in workload_rows(results["workloads"]["b"])}
+    assert rows["nn_xp_mixed-cuda"]["percent_of_floor"] == pytest.approx(25.0)
+    assert rows["nn_xp-cuda"]["percent_of_floor"] == pytest.approx(20.0)
+    assert rows["floor_half-cuda"]["percent_of_floor"] == pytest.approx(100.0)
+
+
+def test_mixed_takes_workload_keys():
+    assert run.parse_args([]).mixed_keys == ["b"]
+    assert run.parse_args(["--mixed", ""]).mixed_keys == []
+    with pytest.raises(SystemExit):
+        run.parse_args(["--mixed", "z"])
+
+
+def test_cupy_peak_keeps_the_largest_used_bytes_seen_after_an_allocation(monkeypatch):
+    """CuPy keeps no peak: CupyPeak reads the pool's used_bytes() after every allocation. A fake CuPy
+    plays the pool and calls the hooks as CuPy's pool does (malloc_postprocess after each malloc)."""
+    import sys
+    import types
+
+    from benchmarks.gpu_memory import CupyPeak, cupy_memory
+
+    class Pool:
+        used = 1000
+
+        def used_bytes(self):
+            return self.used
+
+        def total_bytes(self):
+            return 8 * 2**20
+
+    hooks = []
+
+    class MemoryHook:
+        def __enter__(self):
+            hooks.append(self)
+
+        def __exit__(self, *exc):
+            hooks.remove(self)
+
+    pool = Pool()
+    runtime = types.SimpleNamespace(memGetInfo=lambda: (6 * 2**20, 16 * 2**20))
+    fake = types.SimpleNamespace(get_default_memory_pool=lambda: pool,
+                                 cuda=types.SimpleNamespace(MemoryHook=MemoryHook, runtime=runtime))
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+
+    def malloc(size):
+        pool.used += size
+        for hook in hooks:
+            hook.malloc_postprocess(device_id=0, size=size, mem_size=size, mem_ptr=1, pmem_id=1)
+
+    with CupyPeak() as peak:
+        malloc(2**20)
+        malloc(3 * 2**20)
+        pool.used -= 4 * 2**20  # frees: the peak stays
+        malloc(2**20)
+    malloc(10 * 2**20)  # after the hook is gone: not seen
+    assert peak.bytes == 1000 + 4 * 2**20 and not hooks
+    figures = cupy_memory(peak, used_after_setup=2**20)
+    assert figures["gpu_held_mb"] == 8 and figures["gpu_device_used_mb"] == 10 and figures["gpu_after_setup_mb"] == 1
