@@ -308,3 +308,124 @@ def test_cupy_peak_keeps_the_largest_used_bytes_seen_after_an_allocation(monkeyp
     assert peak.bytes == 1000 + 4 * 2**20 and not hooks
     figures = cupy_memory(peak, used_after_setup=2**20)
     assert figures["gpu_held_mb"] == 8 and figures["gpu_device_used_mb"] == 10 and figures["gpu_after_setup_mb"] == 1
+
+
+# ---- kernel launches per step -------------------------------------------------------------------
+def _event(cat, name, ts, correlation=None, dur=1.0, ph="X"):
+    event = {"ph": ph, "cat": cat, "name": name, "ts": ts, "dur": dur}
+    if correlation is not None:
+        event["args"] = {"correlation": correlation}
+    return event
+
+
+def test_launch_counting_separates_kernels_copies_and_api_calls_inside_the_window():
+    from benchmarks.launches import WINDOW, count_events
+
+    events = [
+        _event("user_annotation", WINDOW, ts=100, dur=100),           # the window: 100..200
+        _event("cuda_runtime", "cudaLaunchKernel", 110, correlation=1),
+        _event("kernel", "sgemm", 150, correlation=1),
+        _event("cuda_driver", "cuLaunchKernel", 120, correlation=2),  # CuPy's own kernels
+        _event("kernel", "nn_xp_adam", 160, correlation=2),
+        _event("cuda_runtime", "cudaMemcpyAsync", 130, correlation=3),
+        _event("gpu_memcpy", "Memcpy HtoD", 170, correlation=3),
+        _event("cuda_runtime", "cudaMemsetAsync", 131, correlation=4),
+        _event("gpu_memset", "Memset (Device)", 171, correlation=4),
+        _event("cuda_runtime", "cudaStreamSynchronize", 190),
+        _event("cuda_runtime", "cudaLaunchHostFunc", 140),            # not a kernel launch
+        _event("kernel", "nn_xp_adam", 180, correlation=99),          # its API call was not recorded
+        _event("cuda_runtime", "cudaLaunchKernel", 250, correlation=5),  # after the window
+        _event("kernel", "late", 260, correlation=5),
+        _event("cuda_runtime", "cudaDeviceSynchronize", 255),
+        _event("kernel", "flow", 150, correlation=1, ph="f"),         # not a complete event
+        _event("cpu_op", "aten::mm", 115),
+    ]
+    counts = count_events(events, steps=2)
+    assert counts["window_found"] and counts["driver_api_recorded"]
+    assert counts["totals"] == {"kernels": 3, "memcpy": 1, "memset": 1, "api_launches": 2, "api_graph_launches": 0,
+                                "api_memcpy": 1, "api_memset": 1, "api_syncs": 1, "uncorrelated_device_events": 1}
+    assert counts["per_step"]["kernels"] == 1.5 and counts["per_step"]["api_launches"] == 1.0
+    assert counts["top_kernels"][0] == ["nn_xp_adam", 1.0]
+    # without the annotation everything counts
+    whole = count_events(events[1:], steps=1)
+    assert not whole["window_found"] and whole["totals"]["kernels"] == 4 and whole["totals"]["api_syncs"] == 2
+    with pytest.raises(ValueError, match="steps"):
+        count_events(events, steps=0)
+
+
+def test_api_kinds():
+    from benchmarks.launches import api_kind
+
+    assert [api_kind(n) for n in ("cudaLaunchKernelExC", "cuLaunchKernelEx", "cudaGraphLaunch", "cuMemcpyHtoDAsync",
+                                  "cudaMemsetAsync", "cudaEventSynchronize", "cudaLaunchHostFunc", "cudaMalloc")] == [
+        "api_launches", "api_launches", "api_graph_launches", "api_memcpy", "api_memset", "api_syncs", None, None]
+
+
+def test_launch_cases_list_the_fused_switch_only_where_it_exists():
+    from benchmarks.launches import cases
+
+    assert cases(None) == [("nn_xp", "float32", None), ("nn_xp", "mixed_float16", None),
+                           ("torch", "float32", None), ("torch", "mixed_float16", None)]
+    assert [c for c in cases(lambda flag: None) if c[0] == "nn_xp"] == [
+        ("nn_xp", "float32", True), ("nn_xp", "float32", False),
+        ("nn_xp", "mixed_float16", True), ("nn_xp", "mixed_float16", False)]
+
+
+@pytest.mark.parametrize("scope", ["step", "epoch"])
+@pytest.mark.parametrize("precision", ["float32", "mixed_float16"])
+def test_every_launch_case_runs_under_the_profiler_on_the_cpu(scope, precision):
+    """The cases the GPU run will profile, on the CPU: they build, train, and the profiler's real trace
+    holds the window (and, on the CPU, no kernels)."""
+    torch = pytest.importorskip("torch")
+    import nn_xp as nx
+    from benchmarks.launches import nnxp_case, profile_counts, torch_case
+
+    workload, data = _tiny_workload()
+    for case in (nnxp_case(nx, workload, data, scope, precision, steps=3, device="cpu"),
+                 torch_case(torch, workload, data, scope, precision, steps=3, device="cpu", half="bfloat16")):
+        run_case, sync, steps = case
+        counts = profile_counts(torch, run_case, sync, steps)
+        assert counts["window_found"] and counts["steps"] == 3
+        assert counts["totals"]["kernels"] == 0
+
+
+@pytest.mark.skipif(GPU_COUNT > 0, reason="checks the answer where no GPU answers")
+def test_launches_without_a_gpu_say_so_and_exit_0(tmp_path, capsys):
+    from benchmarks import launches
+
+    assert launches.main(["--out", str(tmp_path)]) == 0
+    assert "nothing to count" in capsys.readouterr().out and not list(tmp_path.iterdir())
+
+
+def test_the_launch_table_has_a_row_per_case():
+    from benchmarks.launches import WINDOW, count_events, markdown
+
+    counts = count_events([_event("user_annotation", WINDOW, 0, dur=10), _event("kernel", "k", 5)], steps=4)
+    rows = [{"workload": "b", "system": "nn_xp", "precision": "float32", "fused": "off", "scope": "step", **counts},
+            {"workload": "b", "system": "torch", "precision": "mixed_float16", "fused": "–", "scope": "epoch",
+             "error": "RuntimeError: boom"}]
+    text = markdown(rows, {"gpu": "H200", "steps": 4})
+    assert "| (b) | nn_xp | float32 | off | step | 0.2 | 0.0 | 0.0 | 0.0 | 0.00 | 0.2 |" in text
+    assert "| (b) | torch | mixed_float16 | – | epoch | failed: RuntimeError: boom |" in text
+    assert "recorded by this profiler: no" in text
+
+
+def test_launch_measurement_toggles_the_fused_kernels_and_saves_every_row(monkeypatch):
+    """measure() on the CPU with a tiny workload and a stand-in for nn_xp's fused switch: every case
+    gets a row, nn_xp's with the switch off and on, the switch is left on, and rows are saved as they come."""
+    torch = pytest.importorskip("torch")
+    import nn_xp as nx
+    import nn_xp.cupy_ops
+    from benchmarks import launches, workloads
+
+    workload, _ = _tiny_workload()
+    monkeypatch.setitem(workloads.WORKLOADS, "b", workload)
+    switched, saved = [], []
+    monkeypatch.setattr(nn_xp.cupy_ops, "set_fused", switched.append, raising=False)
+    rows = launches.measure(nx, torch, ["b"], ["step"], steps=2, save=lambda r: saved.append(len(r)), device="cpu")
+    assert [(r["system"], r["precision"], r["fused"]) for r in rows] == [
+        ("nn_xp", "float32", "on"), ("nn_xp", "float32", "off"), ("nn_xp", "mixed_float16", "on"),
+        ("nn_xp", "mixed_float16", "off"), ("torch", "float32", "–"), ("torch", "mixed_float16", "–")]
+    assert not [r["error"] for r in rows if "error" in r]
+    assert all(r["steps"] == 2 and r["window_found"] for r in rows)
+    assert switched == [True, True, False, True, True, True, False, True] and saved == [1, 2, 3, 4, 5, 6]
