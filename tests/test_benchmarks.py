@@ -429,3 +429,56 @@ def test_launch_measurement_toggles_the_fused_kernels_and_saves_every_row(monkey
     assert not [r["error"] for r in rows if "error" in r]
     assert all(r["steps"] == 2 and r["window_found"] for r in rows)
     assert switched == [True, True, False, True, True, True, False, True] and saved == [1, 2, 3, 4, 5, 6]
+
+
+# ---- CUDA graph probe --------------------------------------------------------------------------------
+class _FakeStream:
+    """Stands for a CuPy stream: whether it captures, and what ending the capture does."""
+
+    def __init__(self, end_error=None):
+        self.capturing, self.ended, self.end_error = False, 0, end_error
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def begin_capture(self):
+        self.capturing = True
+
+    def end_capture(self):
+        self.capturing = False
+        self.ended += 1
+        if self.end_error is not None:
+            raise self.end_error
+        return "graph"
+
+
+def test_a_failed_capture_is_ended_and_its_error_kept():
+    from benchmarks.graph_probe import capture
+
+    def cublas_call():
+        raise NotImplementedError("calling cuBLAS API during stream capture is currently unsupported")
+
+    stream = _FakeStream()
+    graph, result = capture(None, stream, cublas_call)
+    assert graph is None and not result["captured"] and not stream.capturing and stream.ended == 1
+    assert result["error"] == ("NotImplementedError: calling cuBLAS API during stream capture is currently "
+                               "unsupported")
+    stream = _FakeStream(end_error=RuntimeError("capture invalidated"))
+    graph, result = capture(None, stream, lambda: None)
+    assert graph is None and result["end_error"] == "RuntimeError: capture invalidated" and result["error"] is None
+    graph, result = capture(None, _FakeStream(), lambda: None)
+    assert graph == "graph" and result["captured"]
+
+
+def test_the_graph_probe_without_cupy_says_so_and_exits_0(tmp_path, capsys):
+    import importlib.util
+
+    if importlib.util.find_spec("cupy") is not None:
+        pytest.skip("CuPy is installed here")
+    from benchmarks import graph_probe
+
+    assert graph_probe.main(["--out", str(tmp_path)]) == 0
+    assert "CuPy is not installed" in capsys.readouterr().out and not list(tmp_path.iterdir())
