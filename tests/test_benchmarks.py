@@ -482,3 +482,55 @@ def test_the_graph_probe_without_cupy_says_so_and_exits_0(tmp_path, capsys):
 
     assert graph_probe.main(["--out", str(tmp_path)]) == 0
     assert "CuPy is not installed" in capsys.readouterr().out and not list(tmp_path.iterdir())
+
+
+# ---- the one-call GPU session script ------------------------------------------------------------------
+SESSION = ["bash", "benchmarks/gpu_session.sh"]
+
+
+def _session(*args, **env):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    environment = {**os.environ, "PYTHON": sys.executable, **env}
+    return subprocess.run(SESSION + list(args), cwd=root, env=environment, capture_output=True, text=True, timeout=300)
+
+
+def test_the_gpu_session_parses_and_its_plan_fits_in_8_minutes():
+    import shutil
+
+    if shutil.which("bash") is None:
+        pytest.skip("no bash")
+    import subprocess
+
+    assert subprocess.run(["bash", "-n", "benchmarks/gpu_session.sh"], capture_output=True).returncode == 0
+    done = _session("plan")
+    assert done.returncode == 0
+    rows = [line.split() for line in done.stdout.splitlines()]
+    steps = [row[0] for row in rows[:-1]]
+    # most valuable first, as the issue ranks them
+    assert steps == ["prep", "tests", "parity", "launches", "graph", "bench", "streaming", "distributed"]
+    limits = [int(row[1]) for row in rows[:-1]]
+    assert sum(limits) == int(rows[-1][1]) <= 480 and "TOTAL_LIMIT=470" in rows[-1][-2] + rows[-1][-1]
+    assert _session("plan", TESTS_LIMIT="200").stdout.splitlines()[1] == "tests 200"
+
+
+def test_the_gpu_session_without_a_gpu_skips_its_steps_and_exits_0(tmp_path):
+    if GPU_COUNT > 0:
+        pytest.skip("a GPU answers here")
+    done = _session("launches", "graph", "bench", "streaming", OUT=str(tmp_path))
+    assert done.returncode == 0, done.stdout + done.stderr
+    for step in ("launches", "graph", "bench", "streaming"):
+        assert f"\n{step:12s} skipped" in done.stdout
+    assert [p.name for p in tmp_path.iterdir()] == ["session.log"]
+    assert "=== done" in (tmp_path / "session.log").read_text()
+
+
+def test_the_gpu_session_stops_at_its_time_limit_and_says_so(tmp_path):
+    done = _session("graph", OUT=str(tmp_path), TOTAL_LIMIT="1")
+    assert done.returncode == 1
+    assert "out of time, not run" in done.stdout and "\ngraph        out of time" in done.stdout
+    assert _session("nosuch", OUT=str(tmp_path)).returncode == 2
