@@ -97,6 +97,12 @@ if ! "$PY" -c "import nn_xp._native" 2> /dev/null; then
   echo "building nn_xp's compiled loops for this Python"
   t "$PY" setup.py -q build_ext --inplace > /dev/null 2>&1 || echo "  (not built: nn_xp runs without them)"
 fi
+failed=0
+if ! "$PY" -c "import nn_xp" 2> /dev/null; then
+  echo "ERROR: nn_xp does not import here: $("$PY" -c "import nn_xp" 2>&1 | tail -n 1)"
+  echo "       (carry .whl, made by ../shared/tools/device-prep.sh)"
+  failed=1
+fi
 if command -v nvidia-smi > /dev/null; then
   t nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv
 else
@@ -119,6 +125,10 @@ if [ "$why" = ok ]; then
 else
   gpu=0
   echo "no GPU for nn_xp: ${why%%;*}"
+  if command -v nvidia-smi > /dev/null; then
+    echo "ERROR: this machine has a GPU (nvidia-smi) that nn_xp cannot use"
+    failed=1
+  fi
 fi
 
 needs_gpu() {  # `needs_gpu || return`: a step that needs the GPU, where there is none, is skipped (3)
@@ -225,7 +235,6 @@ step_quick() {
 }
 
 summary=()
-failed=0
 for step in "${steps[@]}"; do
   begin "$step"
   started=$SECONDS
