@@ -71,14 +71,15 @@ left() {  # seconds left to the current step (and to the whole run)
   echo $(( end - SECONDS ))
 }
 
-t() {  # t CMD...: CMD under what is left of the step's time; 124 when nothing is left
-  local n
-  n=$(left)
+t() {  # t CMD...: CMD under what is left of the step's time (less the grace to stop); 124 when none is
+  # left. T_SIGNAL=INT for pytest: interrupted, it still prints the summary of what ran.
+  local grace=${T_GRACE:-3} n
+  n=$(( $(left) - grace ))
   if (( n < 2 )); then
     echo "  (out of time, not run: $(printf '%s ' "$@" | tr '\n' ' ' | cut -c 1-100))"
     return 124
   fi
-  timeout -k 3 "$n" "$@"
+  timeout -s "${T_SIGNAL:-TERM}" -k "$grace" "$n" "$@"
 }
 
 begin() {  # begin NAME: the step's clock starts
@@ -146,7 +147,7 @@ step_tests() {
   fi
   "$PY" -c "import pytest_timeout" 2> /dev/null && args="$args --timeout=100"  # one stuck test fails alone
   # shellcheck disable=SC2086  # args is a list of options
-  OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 MKL_NUM_THREADS=2 t "$PY" -m pytest -q -p no:cacheprovider -rfEs \
+  OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 MKL_NUM_THREADS=2 T_SIGNAL=INT T_GRACE=10 t "$PY" -m pytest -q -p no:cacheprovider -rfEs \
     --durations=15 $args > "$out/pytest.log" 2>&1
   local rc=$?
   grep -E "^(FAILED|ERROR)" "$out/pytest.log" | head -n 30
@@ -188,12 +189,12 @@ step_bench() {
   needs_gpu || return
   # (a) and (b) carry every target, the mixed rows and the GPU memory: first, into $OUT.
   # shellcheck disable=SC2086  # BENCH_ARGS is a list of options
-  t "$PY" -m benchmarks.run --device cuda --gpu-only --workloads a,b --repeats 5 --epochs a=3,b=20 --no-scaling \
-    --out "$out" ${BENCH_ARGS:-}
+  t "$PY" -m benchmarks.run --device cuda --gpu-only --systems nn_xp,torch --workloads a,b --repeats 5 \
+    --epochs a=3,b=20 --no-scaling --out "$out" ${BENCH_ARGS:-}
   local rc=$?
   if (( $(left) > 25 )); then  # (c) and (d) with what is left, printed only (the 8-file limit)
-    t "$PY" -m benchmarks.run --device cuda --gpu-only --workloads c,d --repeats 5 --epochs c=10,d=1 --no-scaling \
-      --no-memory --mixed "" --out /tmp/gpu-bench-cd | sed -n '/^# nn_xp training benchmark/,/^## Do nn_xp/p'
+    t "$PY" -m benchmarks.run --device cuda --gpu-only --systems nn_xp,torch --workloads c,d --repeats 5 \
+      --epochs c=10,d=1 --no-scaling --no-memory --mixed "" --out /tmp/gpu-bench-cd | sed -n '/^# nn_xp training benchmark/,/^## Do nn_xp/p'
   else
     echo "  (c) and (d): not enough time left"
   fi
@@ -206,13 +207,13 @@ step_streaming() {
     echo "  skipped: tests/test_streaming.py is not in this checkout yet"
     return 3
   fi
-  t "$PY" -m pytest -q -p no:cacheprovider -rfEs --timeout=60 tests/test_streaming.py 2>&1 | tail -n 15
+  T_SIGNAL=INT t "$PY" -m pytest -q -p no:cacheprovider -rfEs tests/test_streaming.py 2>&1 | tail -n 15
 }
 
 step_distributed() {
   needs_gpu || return
   # 2 ranks sharing the GPU through the host-staged MPI path (needs mpi4py and an MPI library)
-  t "$PY" -m pytest -q -p no:cacheprovider -rfEs tests/test_distributed.py 2>&1 | tail -n 8
+  T_SIGNAL=INT t "$PY" -m pytest -q -p no:cacheprovider -rfEs tests/test_distributed.py 2>&1 | tail -n 8
 }
 
 step_seeds() {
