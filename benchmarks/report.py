@@ -287,19 +287,19 @@ def memory_section(memory) -> list:
              "in a child made by fork+exec it starts at the parent's RSS, so it is not used here."
              + (" " + GPU_MEMORY_MEANING if gpu else ""),
              "",
-             "| system | RSS after setup (MB) | peak RSS (MB) | increment (MB) | GPU after setup (MB) "
-             "| GPU peak (MB) | GPU held (MB) | GPU device used (MB) |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             "| system | RSS after setup (MB) | peak RSS (MB) | increment (MB) |"
+             + (" GPU after setup (MB) | GPU peak (MB) | GPU held (MB) | GPU device used (MB) |" if gpu else ""),
+             "| --- | ---: | ---: | ---: |" + (" ---: | ---: | ---: | ---: |" if gpu else "")]
     for name, r in systems.items():
         if "error" in r:
-            lines.append(f"| {LABELS.get(name, name)} | failed: {r['error'][:80]} | | | | | | |")
+            lines.append(f"| {LABELS.get(name, name)} | failed: {r['error'][:80]} | | |" + (" | | | |" if gpu else ""))
             continue
-        lines.append(
-            f"| {LABELS.get(name, name)} | {r['rss_after_setup_mb']:.0f} | {r['peak_rss_mb']:.0f} | "
-            f"{r['increment_mb']:.0f} | {_cell(r.get('gpu_after_setup_mb'), '{:.0f}')} | "
-            f"{_cell(r.get('gpu_peak_mb'), '{:.0f}')} | {_cell(r.get('gpu_held_mb'), '{:.0f}')} | "
-            f"{_cell(r.get('gpu_device_used_mb'), '{:.0f}')} |"
-        )
+        row = (f"| {LABELS.get(name, name)} | {r['rss_after_setup_mb']:.0f} | {r['peak_rss_mb']:.0f} | "
+               f"{r['increment_mb']:.0f} |")
+        if gpu:  # only a GPU run has these columns: the CPU report keeps its old shape
+            row += (f" {_cell(r.get('gpu_after_setup_mb'), '{:.0f}')} | {_cell(r.get('gpu_peak_mb'), '{:.0f}')} | "
+                    f"{_cell(r.get('gpu_held_mb'), '{:.0f}')} | {_cell(r.get('gpu_device_used_mb'), '{:.0f}')} |")
+        lines.append(row)
     for ours, theirs in GPU_MEMORY_PAIRS:
         a, b = systems.get(ours, {}), systems.get(theirs, {})
         if a.get("gpu_peak_mb") and b.get("gpu_peak_mb"):

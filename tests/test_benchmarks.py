@@ -534,3 +534,12 @@ def test_the_gpu_session_stops_at_its_time_limit_and_says_so(tmp_path):
     assert done.returncode == 1
     assert "out of time, not run" in done.stdout and "\ngraph        out of time" in done.stdout
     assert _session("nosuch", OUT=str(tmp_path)).returncode == 2
+
+
+def test_a_cpu_memory_table_keeps_its_columns():
+    from benchmarks.report import memory_section
+
+    cpu = {"rss_after_setup_mb": 100.0, "peak_rss_mb": 150.0, "increment_mb": 50.0}
+    text = "\n".join(memory_section({"workload": "a", "systems": {"nn_xp-cpu": cpu, "torch-cpu": {"error": "x"}}}))
+    assert "| nn_xp (NumPy) | 100 | 150 | 50 |\n" in text + "\n" and "GPU" not in text
+    assert "| PyTorch eager (CPU) | failed: x | | |" in text
