@@ -15,7 +15,7 @@ each in two scopes:
   shuffle, gathers and per-epoch work included), divided by its steps.
 Device events (kernels, memcpy, memset) are counted when the API call that issued them lies in
 the profiled window, or when the trace holds no such call (CUDA API calls are counted only inside
-the window). Host synchronisations (cuda*Synchronize calls) are counted too: each is a stall.
+the window). Host waits are counted too: cuda*Synchronize calls and blocking (non-Async) copies.
 
     python -m benchmarks.launches [--steps 20] [--workloads a,b] [--scopes step,epoch] [--out DIR]
 
@@ -40,7 +40,7 @@ DEVICE_CATEGORIES = {"kernel": "kernels", "gpu_memcpy": "memcpy", "gpu_memset": 
                      "memcpy": "memcpy", "memset": "memset"}  # the last two: older Kineto names
 API_CATEGORIES = {"cuda_runtime", "cuda_driver", "runtime", "driver"}
 COUNTS = ("kernels", "memcpy", "memset", "api_launches", "api_graph_launches", "api_memcpy", "api_memset",
-          "api_syncs", "uncorrelated_device_events")
+          "api_syncs", "api_blocking_memcpy", "uncorrelated_device_events")
 
 
 def api_kind(name: str) -> str | None:
@@ -89,9 +89,12 @@ def count_events(events: list, steps: int, window: str | None = WINDOW, top: int
         correlation = (e.get("args") or {}).get("correlation")
         if correlation is not None:
             api_by_correlation[correlation] = e
-        kind = api_kind(e.get("name", ""))
+        name = e.get("name", "")
+        kind = api_kind(name)
         if kind is not None and inside(e):
             totals[kind] += 1
+            if kind == "api_memcpy" and "Async" not in name:  # a blocking copy waits for the GPU too
+                totals["api_blocking_memcpy"] += 1
     kernels = Counter()
     for e in complete:
         kind = DEVICE_CATEGORIES.get(e.get("cat", "").lower())
@@ -232,8 +235,9 @@ def line(row: dict) -> str:
     if "error" in row:
         return f"{head}: failed: {row['error']}"
     p = row["per_step"]
+    waits = p["api_syncs"] + p["api_blocking_memcpy"]
     return (f"{head}: {p['kernels']:6.1f} kernels, {p['memcpy']:4.1f} memcpy, {p['memset']:4.1f} memset, "
-            f"{p['api_launches']:6.1f} launch calls, {p['api_syncs']:4.1f} syncs per step")
+            f"{p['api_launches']:6.1f} launch calls, {waits:4.1f} host waits per step")
 
 
 def markdown(rows: list, info: dict) -> str:
@@ -241,12 +245,13 @@ def markdown(rows: list, info: dict) -> str:
         "# Kernel launches per training step", "",
         f"{info.get('gpu', '?')} · CuPy {info.get('cupy')} · torch {info.get('torch')} · "
         f"{info.get('steps')} steps in the 'step' scope · fused switch: {info.get('fused_switch')}", "",
-        "Counted by torch.profiler (CUPTI): kernels, memcpy and memset that ran on the GPU, and the CUDA API "
-        "calls that launched kernels (cudaLaunchKernel*, cuLaunchKernel*) and synchronised the host "
-        "(cuda*Synchronize), per training step. 'step': the training loop's body on data already on the GPU; "
-        "'epoch': one whole epoch as the benchmark times it, divided by its steps. 'uncorrelated': device "
-        "events whose launching API call the profiler did not record (launch calls then undercount).", "",
-        "| workload | system | precision | fused | scope | kernels | memcpy | memset | launch calls | syncs "
+        "Counted by torch.profiler (CUPTI): kernels, memcpy and memset that ran on the GPU, the CUDA API calls "
+        "that launched kernels (cudaLaunchKernel*, cuLaunchKernel*), and the host's waits for the GPU "
+        "(cuda*Synchronize calls and blocking copies), per training step. 'step': the training loop's body "
+        "on data already on the GPU; 'epoch': one whole epoch as the benchmark times it, divided by its "
+        "steps. 'uncorrelated': device events whose launching API call the profiler did not record (launch "
+        "calls then undercount).", "",
+        "| workload | system | precision | fused | scope | kernels | memcpy | memset | launch calls | host waits "
         "| uncorrelated |",
         "| --- | --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
@@ -257,7 +262,7 @@ def markdown(rows: list, info: dict) -> str:
             continue
         p = row["per_step"]
         lines.append(f"{head} {p['kernels']:.1f} | {p['memcpy']:.1f} | {p['memset']:.1f} | {p['api_launches']:.1f} "
-                     f"| {p['api_syncs']:.2f} | {p['uncorrelated_device_events']:.1f} |")
+                     f"| {p['api_syncs'] + p['api_blocking_memcpy']:.2f} | {p['uncorrelated_device_events']:.1f} |")
     recorded = {row.get("driver_api_recorded") for row in rows if "error" not in row}
     lines += ["", f"Driver API calls (cuLaunchKernel, CuPy's kernels) recorded by this profiler: "
               f"{'yes' if recorded == {True} else 'no' if recorded == {False} else 'in some cases'}."]

@@ -332,6 +332,8 @@ def test_launch_counting_separates_kernels_copies_and_api_calls_inside_the_windo
         _event("cuda_runtime", "cudaMemsetAsync", 131, correlation=4),
         _event("gpu_memset", "Memset (Device)", 171, correlation=4),
         _event("cuda_runtime", "cudaStreamSynchronize", 190),
+        _event("cuda_runtime", "cudaMemcpy", 191, correlation=6),     # a blocking copy: a host wait
+        _event("gpu_memcpy", "Memcpy DtoH", 192, correlation=6),
         _event("cuda_runtime", "cudaLaunchHostFunc", 140),            # not a kernel launch
         _event("kernel", "nn_xp_adam", 180, correlation=99),          # its API call was not recorded
         _event("cuda_runtime", "cudaLaunchKernel", 250, correlation=5),  # after the window
@@ -342,8 +344,9 @@ def test_launch_counting_separates_kernels_copies_and_api_calls_inside_the_windo
     ]
     counts = count_events(events, steps=2)
     assert counts["window_found"] and counts["driver_api_recorded"]
-    assert counts["totals"] == {"kernels": 3, "memcpy": 1, "memset": 1, "api_launches": 2, "api_graph_launches": 0,
-                                "api_memcpy": 1, "api_memset": 1, "api_syncs": 1, "uncorrelated_device_events": 1}
+    assert counts["totals"] == {"kernels": 3, "memcpy": 2, "memset": 1, "api_launches": 2, "api_graph_launches": 0,
+                                "api_memcpy": 2, "api_memset": 1, "api_syncs": 1, "api_blocking_memcpy": 1,
+                                "uncorrelated_device_events": 1}
     assert counts["per_step"]["kernels"] == 1.5 and counts["per_step"]["api_launches"] == 1.0
     assert counts["top_kernels"][0] == ["nn_xp_adam", 1.0]
     # without the annotation everything counts
