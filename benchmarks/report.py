@@ -2,21 +2,64 @@
 
 from __future__ import annotations
 
+from .gpu_memory import MEANING as GPU_MEMORY_MEANING
+
 LABELS = {
     "nn_xp-cpu": "nn_xp (NumPy)",
     "nn_xp-cuda": "nn_xp (CuPy)",
+    "nn_xp_mixed-cuda": "nn_xp mixed_float16 (CuPy)",
     "torch-cpu": "PyTorch eager (CPU)",
     "torch-cuda": "PyTorch eager (CUDA)",
+    "torch_amp-cuda": "PyTorch AMP float16 (CUDA)",
     "sklearn-cpu": "scikit-learn MLP",
     "floor-cpu": "matmul floor (CPU)",
     "floor-cuda": "matmul floor (GPU)",
     "floor_torch-cpu": "matmul floor, PyTorch's BLAS (CPU)",
     "floor_torch-cuda": "matmul floor, PyTorch's BLAS (GPU)",
+    "floor_half-cuda": "matmul floor, float16 (GPU)",
 }
+# Issue 15's targets for mixed precision at workload (b): name in mixed_summary -> the least ratio.
+GPU_MEMORY_PAIRS = (("nn_xp-cuda", "torch-cuda"), ("nn_xp_mixed-cuda", "torch_amp-cuda"))
+MIXED_TARGETS = {"nn_xp_mixed_vs_nn_xp_float32": 2.0, "nn_xp_mixed_vs_torch_amp": 1.0}
 
 
 def device_kind(name: str) -> str:
     return "cuda" if name.endswith("-cuda") else "cpu"
+
+
+def floor_of(name: str) -> str:
+    """The floor a system is measured against: float16's for the mixed-precision systems."""
+    kind = device_kind(name)
+    return f"floor_half-{kind}" if name.split("-")[0] in ("nn_xp_mixed", "torch_amp", "floor_half") else f"floor-{kind}"
+
+
+def mixed_summary(systems: dict) -> dict:
+    """Ratios of samples/s between the mixed-precision systems and the float32 ones of one workload
+    (None where a system is missing), each system's % of the float16 matmul floor, and the targets."""
+    def rate(name):
+        return systems.get(name, {}).get("samples_per_s")
+
+    def ratio(a, b):
+        return rate(a) / rate(b) if rate(a) and rate(b) else None
+
+    half_floor = systems.get("floor_half-cuda", {}).get("median_s")
+    out = {
+        "nn_xp_mixed_vs_nn_xp_float32": ratio("nn_xp_mixed-cuda", "nn_xp-cuda"),
+        "nn_xp_mixed_vs_torch_amp": ratio("nn_xp_mixed-cuda", "torch_amp-cuda"),
+        "torch_amp_vs_torch_float32": ratio("torch_amp-cuda", "torch-cuda"),
+        "nn_xp_mixed_vs_torch_float32": ratio("nn_xp_mixed-cuda", "torch-cuda"),
+        "percent_of_half_floor": {
+            name: 100 * half_floor / systems[name]["median_s"]
+            for name in ("nn_xp_mixed-cuda", "torch_amp-cuda")
+            if half_floor and systems.get(name, {}).get("median_s")
+        },
+        "last_loss": {name: systems.get(name, {}).get("last_loss")
+                      for name in ("nn_xp-cuda", "nn_xp_mixed-cuda", "torch-cuda", "torch_amp-cuda")},
+        "targets": dict(MIXED_TARGETS),
+    }
+    out["meets"] = {key: (out[key] >= least if out[key] is not None else None)
+                    for key, least in MIXED_TARGETS.items()}
+    return out
 
 
 def _ratio(a, b) -> str:
@@ -37,7 +80,7 @@ def workload_rows(result: dict) -> list[dict]:
     rows = []
     for name, s in systems.items():
         kind = device_kind(name)
-        floor = systems.get(f"floor-{kind}", {})
+        floor = systems.get(floor_of(name), {})
         torch_rate, sklearn_rate = rate.get(f"torch-{kind}"), rate.get("sklearn-cpu")
         rows.append({
             "system": name,
@@ -107,7 +150,8 @@ def markdown(results: dict) -> str:
             lines.append(f"\n({key}) {LABELS.get(name, name)} skipped: {message}")
     lines += [
         "",
-        "Notes: all systems train float32 with Adam (learning rate 1e-3, betas (0.9, 0.999), eps 1e-8) at "
+        "Notes: all systems train float32 (but for the mixed-precision rows, see below) with Adam (learning "
+        "rate 1e-3, betas (0.9, 0.999), eps 1e-8) at "
         "the batch size shown; ms / epoch is the same median per epoch. nn_xp and PyTorch start from the "
         "same weights and see the same batches "
         "in the same order. scikit-learn is timed only: it uses its own initialisation and shuffling, "
@@ -117,6 +161,9 @@ def markdown(results: dict) -> str:
         + ", ".join(f"({key}) {result['workload']['epochs_per_call']}" for key, result in results["workloads"].items())
         + "." + (" GPU systems only (--gpu-only)." if cfg.get("gpu_only") else ""),
         "",
+    ]
+    lines += mixed_section(results)
+    lines += [
         "## Do nn_xp and PyTorch compute the same thing?",
         "",
         "float64, the same initial weights, 3 Adam steps on the same shuffled batches; largest relative "
@@ -162,25 +209,8 @@ def markdown(results: dict) -> str:
         lines.append(f"\nLarge square sgemm ({g['device']}, {g['size']}x{g['size']} {g['dtype']}): "
                      f"{g['gflops']:.1f} GFLOP/s.")
 
-    memory = results.get("memory")
-    if memory:
-        lines += ["", f"## Peak memory, workload ({memory['workload']}), one epoch in a fresh process", "",
-                  "RSS after imports and data creation; peak RSS (VmHWM) after one training epoch"
-                  + (", the peak reset after setup via /proc/self/clear_refs" if memory.get("peak_reset") else "")
-                  + "; increment = peak - RSS after setup: what training itself adds (model, optimizer "
-                  "state, any shuffled copy of the data, activations). ru_maxrss is in the JSON too, but "
-                  "in a child made by fork+exec it starts at the parent's RSS, so it is not used here.",
-                  "",
-                  "| system | RSS after setup (MB) | peak RSS (MB) | increment (MB) | GPU peak (MB) |",
-                  "| --- | ---: | ---: | ---: | ---: |"]
-        for name, r in memory["systems"].items():
-            if "error" in r:
-                lines.append(f"| {LABELS.get(name, name)} | failed: {r['error'][:80]} | | | |")
-                continue
-            lines.append(
-                f"| {LABELS.get(name, name)} | {r['rss_after_setup_mb']:.0f} | {r['peak_rss_mb']:.0f} | "
-                f"{r['increment_mb']:.0f} | {_cell(r.get('gpu_peak_mb'), '{:.0f}')} |"
-            )
+    for memory in (results.get("memory"), results.get("memory_mixed")):
+        lines += memory_section(memory)
 
     scaling = results.get("scaling")
     if scaling:
@@ -196,5 +226,84 @@ def markdown(results: dict) -> str:
             for row in rows:
                 a, b = row.get("nn_xp-cpu"), row.get("torch-cpu")
                 lines.append(f"| {row[column]} | {_cell(a, '{:.3f}')} | {_cell(b, '{:.3f}')} | {_ratio(b, a)} |")
-    lines += ["", f"Total run time {results.get('total_seconds', 0):.0f} s."]
+    lines += ["", f"Total run time {results.get('total_seconds', 0):.0f} s."
+              + (" PARTIAL: the run stopped before it finished; the workloads above are complete." if
+                 results.get("partial") else "")]
     return "\n".join(lines) + "\n"
+
+
+def mixed_section(results: dict) -> list:
+    """The mixed-precision comparison of each workload that has one (GPU runs), with its targets."""
+    lines = []
+    for key, result in results["workloads"].items():
+        mixed = result.get("mixed")
+        if not mixed:
+            continue
+        floor = mixed.get("percent_of_half_floor", {})
+        loss = mixed.get("last_loss", {})
+
+        def verdict(name, mixed=mixed):
+            met = mixed.get("meets", {}).get(name)
+            return "" if met is None else (" (target met)" if met else " (target missed)")
+
+        lines += [
+            f"## Mixed precision, workload ({key})", "",
+            "nn_xp `fit(..., precision=\"mixed_float16\")` (float32 master weights and Adam state, float16 "
+            "products, dynamic loss scaling) and PyTorch AMP (`torch.autocast(\"cuda\", dtype=torch.float16)` "
+            "around forward and loss, `torch.amp.GradScaler` with its defaults), from the same weights on the same "
+            "batches as the float32 rows, Adam as above. % of float16 floor: the same matmuls timed alone in "
+            "float16 with CuPy.", "",
+            "| ratio | value | target |",
+            "| --- | ---: | ---: |",
+            f"| nn_xp mixed_float16 / nn_xp float32 | {_cell(mixed.get('nn_xp_mixed_vs_nn_xp_float32'), '{:.2f}')}"
+            f"{verdict('nn_xp_mixed_vs_nn_xp_float32')} | >= {MIXED_TARGETS['nn_xp_mixed_vs_nn_xp_float32']:g} |",
+            f"| nn_xp mixed_float16 / PyTorch AMP | {_cell(mixed.get('nn_xp_mixed_vs_torch_amp'), '{:.2f}')}"
+            f"{verdict('nn_xp_mixed_vs_torch_amp')} | >= {MIXED_TARGETS['nn_xp_mixed_vs_torch_amp']:g} |",
+            f"| PyTorch AMP / PyTorch float32 | {_cell(mixed.get('torch_amp_vs_torch_float32'), '{:.2f}')} | |",
+            f"| nn_xp mixed_float16 / PyTorch float32 "
+            f"| {_cell(mixed.get('nn_xp_mixed_vs_torch_float32'), '{:.2f}')} | |",
+            f"| nn_xp mixed_float16, % of float16 floor | {_cell(floor.get('nn_xp_mixed-cuda'), '{:.0f}%')} | |",
+            f"| PyTorch AMP, % of float16 floor | {_cell(floor.get('torch_amp-cuda'), '{:.0f}%')} | |",
+            "",
+            "Last epoch's training loss (a sanity check that all four trained alike; they ran the same number of "
+            "epochs unless a call was retaken): "
+            + ", ".join(f"{LABELS.get(name, name)} {_cell(value, '{:.4f}')}" for name, value in loss.items()) + ".",
+            "",
+        ]
+    return lines
+
+
+def memory_section(memory) -> list:
+    """Peak memory of one workload's epoch, one fresh process per system: host RSS, and GPU figures."""
+    if not memory:
+        return []
+    systems = memory["systems"]
+    gpu = any("gpu_peak_mb" in r for r in systems.values())
+    lines = ["", f"## Peak memory, workload ({memory['workload']}), one epoch in a fresh process", "",
+             "RSS after imports and data creation; peak RSS (VmHWM) after one training epoch"
+             + (", the peak reset after setup via /proc/self/clear_refs" if memory.get("peak_reset") else "")
+             + "; increment = peak - RSS after setup: what training itself adds (model, optimizer "
+             "state, any shuffled copy of the data, activations). ru_maxrss is in the JSON too, but "
+             "in a child made by fork+exec it starts at the parent's RSS, so it is not used here."
+             + (" " + GPU_MEMORY_MEANING if gpu else ""),
+             "",
+             "| system | RSS after setup (MB) | peak RSS (MB) | increment (MB) |"
+             + (" GPU after setup (MB) | GPU peak (MB) | GPU held (MB) | GPU device used (MB) |" if gpu else ""),
+             "| --- | ---: | ---: | ---: |" + (" ---: | ---: | ---: | ---: |" if gpu else "")]
+    for name, r in systems.items():
+        if "error" in r:
+            lines.append(f"| {LABELS.get(name, name)} | failed: {r['error'][:80]} | | |" + (" | | | |" if gpu else ""))
+            continue
+        row = (f"| {LABELS.get(name, name)} | {r['rss_after_setup_mb']:.0f} | {r['peak_rss_mb']:.0f} | "
+               f"{r['increment_mb']:.0f} |")
+        if gpu:  # only a GPU run has these columns: the CPU report keeps its old shape
+            row += (f" {_cell(r.get('gpu_after_setup_mb'), '{:.0f}')} | {_cell(r.get('gpu_peak_mb'), '{:.0f}')} | "
+                    f"{_cell(r.get('gpu_held_mb'), '{:.0f}')} | {_cell(r.get('gpu_device_used_mb'), '{:.0f}')} |")
+        lines.append(row)
+    for ours, theirs in GPU_MEMORY_PAIRS:
+        a, b = systems.get(ours, {}), systems.get(theirs, {})
+        if a.get("gpu_peak_mb") and b.get("gpu_peak_mb"):
+            lines.append(f"\n{LABELS[ours]} / {LABELS[theirs]}: GPU peak {a['gpu_peak_mb'] / b['gpu_peak_mb']:.2f}, "
+                         f"GPU held {_ratio(a.get('gpu_held_mb'), b.get('gpu_held_mb'))} "
+                         "(target: no more than PyTorch's, <= 1).")
+    return lines

@@ -11,6 +11,7 @@ Writes <out>/<device>-latest.json (every number, machine information) and <out>/
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import datetime
 import gc
@@ -34,11 +35,15 @@ if __package__ in (None, ""):  # run as a script: python benchmarks/run.py
 import numpy as np  # noqa: E402
 
 from benchmarks import floor as floors  # noqa: E402
-from benchmarks.report import LABELS, markdown  # noqa: E402
-from benchmarks.systems import NnxpSystem, SklearnSystem, TorchSystem, parity_check  # noqa: E402
+from benchmarks.gpu_memory import CupyPeak, cupy_memory, torch_memory  # noqa: E402
+from benchmarks.report import LABELS, markdown, mixed_summary  # noqa: E402
+from benchmarks.systems import NnxpSystem, SklearnSystem, TorchAmpSystem, TorchSystem, parity_check  # noqa: E402
 from benchmarks.workloads import WORKLOADS, flops_per_epoch, make_data, quick  # noqa: E402
 
 SYSTEMS = ("nn_xp", "torch", "sklearn")
+MIXED_PRECISION = "mixed_float16"  # nn_xp's mixed rows; PyTorch AMP with float16 and a GradScaler beside them
+MIXED_ON_CPU = ("nn_xp's float16 on NumPy is an emulation for tests (no BLAS for float16): mixed precision "
+                "is benchmarked on a GPU only, and PyTorch AMP with it")
 SCALING_SAMPLES = (5_000, 10_000, 20_000)
 SCALING_WIDTHS = (128, 256, 512, 1024)
 SCALING_WIDTH_SAMPLES = 10_000
@@ -251,9 +256,11 @@ def _error(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-def build_systems(nx, torch, wanted, workload, X, y, use_cuda, cpu=True) -> tuple[dict, dict]:
+def build_systems(nx, torch, wanted, workload, X, y, use_cuda, cpu=True, mixed=False) -> tuple[dict, dict]:
     """{name: system} in a fixed order, and {name: why it is missing}. nn_xp goes first: torch copies
-    its initial weights and its shuffle generator. cpu=False leaves out the CPU systems."""
+    its initial weights and its shuffle generator. cpu=False leaves out the CPU systems. mixed=True
+    adds, on the GPU, nn_xp in mixed_float16 ("nn_xp_mixed-cuda") and PyTorch AMP ("torch_amp-cuda"),
+    from the same weights on the same batches."""
     systems, skipped = {}, {}
     reference = None  # the first nn_xp system: its initial weights and shuffle generator
     nnxp_devices = (["cpu"] if cpu else []) + (["cuda:0"] if use_cuda else [])
@@ -265,6 +272,15 @@ def build_systems(nx, torch, wanted, workload, X, y, use_cuda, cpu=True) -> tupl
                 reference = reference or systems[name]
             except Exception as error:
                 skipped[name] = _error(error)
+        if mixed and use_cuda:
+            try:
+                systems["nn_xp_mixed-cuda"] = NnxpSystem(nx, workload, X, y, "cuda:0", precision=MIXED_PRECISION)
+                reference = reference or systems["nn_xp_mixed-cuda"]
+            except Exception as error:
+                skipped["nn_xp_mixed-cuda"] = _error(error)
+    if mixed and not use_cuda:
+        skipped["nn_xp_mixed-cpu"] = MIXED_ON_CPU
+        skipped["torch_amp-cpu"] = "left out with nn_xp's mixed precision on the CPU (above)"
     if "torch" in wanted:
         if torch is None:
             skipped["torch-cpu"] = "PyTorch is not importable"
@@ -285,6 +301,13 @@ def build_systems(nx, torch, wanted, workload, X, y, use_cuda, cpu=True) -> tupl
                                                 shuffle_rng=copy.deepcopy(rng))
                 except Exception as error:
                     skipped[name] = _error(error)
+            if mixed and "cuda" in torch_devices:
+                try:
+                    systems["torch_amp-cuda"] = TorchAmpSystem(torch, workload, X, y, "cuda", half="float16",
+                                                               initial_parameters=initial,
+                                                               shuffle_rng=copy.deepcopy(rng))
+                except Exception as error:
+                    skipped["torch_amp-cuda"] = _error(error)
     if "sklearn" in wanted and cpu:
         try:
             systems["sklearn-cpu"] = SklearnSystem(workload, X, y)
@@ -342,9 +365,9 @@ def time_systems(systems: dict, epochs: int, repeats: int, timer: Timer) -> tupl
 
 
 def bench_workload(nx, torch, wanted, workload, repeats, use_cuda, timer, *, with_floor=True, with_parity=True,
-                   cpu=True) -> dict:
+                   cpu=True, mixed=False) -> dict:
     X, y = make_data(workload)
-    systems, skipped = build_systems(nx, torch, wanted, workload, X, y, use_cuda, cpu)
+    systems, skipped = build_systems(nx, torch, wanted, workload, X, y, use_cuda, cpu, mixed)
     if with_floor:
         for device in (["cpu"] if cpu else []) + (["cuda:0"] if use_cuda else []):
             kind = device.split(":")[0]
@@ -354,6 +377,9 @@ def bench_workload(nx, torch, wanted, workload, repeats, use_cuda, timer, *, wit
             if f"torch-{kind}" in systems:
                 systems[f"floor_torch-{kind}"] = floors.FloorSystem(
                     workload.layer_sizes, workload.n_samples, workload.batch_size, device, library="torch")
+            if "nn_xp_mixed-cuda" in systems and kind == "cuda":  # the products of mixed_float16: CuPy's float16
+                systems["floor_half-cuda"] = floors.FloorSystem(
+                    workload.layer_sizes, workload.n_samples, workload.batch_size, device, dtype="float16")
     records, orders = time_systems(systems, workload.epochs_per_call, repeats, timer)
     samples_per_call = workload.n_samples * workload.epochs_per_call
     for name, record in records.items():
@@ -370,6 +396,8 @@ def bench_workload(nx, torch, wanted, workload, repeats, use_cuda, timer, *, wit
     for name, system in systems.items():
         if isinstance(system, floors.FloorSystem) and system.last is not None:
             records[name]["last_measurement"] = system.last
+    if mixed and use_cuda:
+        result["mixed"] = mixed_summary(records)
     del systems
     gc.collect()
     if with_parity and torch is not None and "nn_xp" in wanted and "torch" in wanted:
@@ -420,15 +448,17 @@ def _vm_hwm_mb():
         return None
 
 
-def memory_child(name: str, threads: int | None, quick_run: bool) -> None:
-    """In a fresh process: imports and data, RSS; one epoch of `name`; peak RSS. Prints one JSON line."""
+def memory_child(name: str, threads: int | None, quick_run: bool, workload_key: str = "a") -> None:
+    """In a fresh process: imports and data, RSS; one epoch of `name`; peak RSS, and on a GPU the
+    figures of gpu_memory.py. Prints one JSON line."""
     system, kind = name.split("-")
+    library = "nn_xp" if system.startswith("nn_xp") else system.split("_")[0]  # nn_xp_mixed, torch_amp
     threads, _, _ = blas_threads(threads)
-    workload = quick(WORKLOADS["a"]) if quick_run else WORKLOADS["a"]
+    workload = quick(WORKLOADS[workload_key]) if quick_run else WORKLOADS[workload_key]
     torch = nx = None
-    if system == "nn_xp":
+    if library == "nn_xp":
         nx = import_nn_xp()
-    elif system == "torch":
+    elif library == "torch":
         torch = import_torch(threads)
     else:
         import_sklearn()
@@ -440,34 +470,39 @@ def memory_child(name: str, threads: int | None, quick_run: bool) -> None:
         peak_reset = True
     except OSError:
         peak_reset = False
-    if system == "nn_xp":
-        runner = NnxpSystem(nx, workload, X, y, "cuda:0" if kind == "cuda" else "cpu")
-    elif system == "torch":
-        runner = TorchSystem(torch, workload, X, y, kind)
-    else:
-        runner = SklearnSystem(workload, X, y)
-    runner.train(1)
-    runner.sync()
+    gpu_peak = CupyPeak() if kind == "cuda" and library == "nn_xp" else contextlib.nullcontext()
+    with gpu_peak as peak:  # from before the data goes to the GPU
+        if system == "nn_xp":
+            runner = NnxpSystem(nx, workload, X, y, "cuda:0" if kind == "cuda" else "cpu")
+        elif system == "nn_xp_mixed":
+            runner = NnxpSystem(nx, workload, X, y, "cuda:0" if kind == "cuda" else "cpu", precision=MIXED_PRECISION)
+        elif system == "torch":
+            runner = TorchSystem(torch, workload, X, y, kind)
+        elif system == "torch_amp":
+            runner = TorchAmpSystem(torch, workload, X, y, kind, half="float16")
+        else:
+            runner = SklearnSystem(workload, X, y)
+        if kind == "cuda":
+            runner.sync()
+            after_setup = peak.pool.used_bytes() if peak is not None else torch.cuda.memory_allocated()
+        runner.train(1)
+        runner.sync()
     # ru_maxrss of a child started by fork+exec starts at the parent's RSS (the kernel keeps the
     # forked image's peak across exec), so the peak comes from VmHWM, which is this image's alone.
     hwm, maxrss = _vm_hwm_mb(), _maxrss_mb()
-    peak = hwm if hwm is not None else maxrss
-    out = {"rss_after_setup_mb": rss_setup, "peak_rss_mb": peak, "increment_mb": peak - rss_setup,
-           "ru_maxrss_mb": maxrss, "vm_hwm_mb": hwm, "peak_reset": peak_reset, "n_samples": workload.n_samples}
+    rss_peak = hwm if hwm is not None else maxrss
+    out = {"rss_after_setup_mb": rss_setup, "peak_rss_mb": rss_peak, "increment_mb": rss_peak - rss_setup,
+           "ru_maxrss_mb": maxrss, "vm_hwm_mb": hwm, "peak_reset": peak_reset, "n_samples": workload.n_samples,
+           "workload": workload.key, "batch_size": workload.batch_size}
     if kind == "cuda":
-        if system == "torch":
-            out["gpu_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
-        else:
-            import cupy
-
-            out["gpu_peak_mb"] = cupy.get_default_memory_pool().total_bytes() / 2**20
+        out.update(cupy_memory(peak, after_setup) if peak is not None else torch_memory(torch, after_setup))
     print(MEMORY_MARK + json.dumps(out), flush=True)
 
 
-def measure_memory(names, threads_override, quick_run) -> dict:
+def measure_memory(names, threads_override, quick_run, workload_key: str = "a") -> dict:
     results = {}
     for name in names:
-        command = [sys.executable, "-m", "benchmarks.run", "--memory-child", name]
+        command = [sys.executable, "-m", "benchmarks.run", "--memory-child", name, "--memory-workload", workload_key]
         if threads_override:
             command += ["--threads", str(threads_override)]
         if quick_run:
@@ -479,8 +514,11 @@ def measure_memory(names, threads_override, quick_run) -> dict:
                 tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
                 raise RuntimeError(f"exit {done.returncode}: {tail[0]}")
             results[name] = json.loads(lines[-1][len(MEMORY_MARK):])
-            log(f"    {name:12s} RSS after setup {results[name]['rss_after_setup_mb']:.0f} MB, "
-                f"peak {results[name]['peak_rss_mb']:.0f} MB, increment {results[name]['increment_mb']:.0f} MB")
+            r = results[name]
+            gpu = (f"; GPU peak {r['gpu_peak_mb']:.0f} MB, held {r['gpu_held_mb']:.0f} MB, device used "
+                   f"{r['gpu_device_used_mb']:.0f} MB" if "gpu_peak_mb" in r else "")
+            log(f"    {name:16s} RSS after setup {r['rss_after_setup_mb']:.0f} MB, "
+                f"peak {r['peak_rss_mb']:.0f} MB, increment {r['increment_mb']:.0f} MB{gpu}")
         except Exception as error:
             results[name] = {"error": _error(error)}
             log(f"    {name} failed: {results[name]['error']}")
@@ -551,7 +589,11 @@ def parse_args(argv=None):
                         help="epochs per timed call for some workloads, e.g. a=10,b=20 (default: the "
                         "workload's own; on a GPU one epoch of (a) or (b) is milliseconds, too short "
                         "to time steadily)")
+    parser.add_argument("--mixed", default="b",
+                        help="workloads that get the mixed-precision rows on a GPU: nn_xp mixed_float16 and "
+                        "PyTorch AMP (default b; '' for none; on the CPU they are skipped)")
     parser.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--memory-workload", default="a", choices=tuple(WORKLOADS), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
     unknown = [w for w in workloads if w not in WORKLOADS]
@@ -570,6 +612,9 @@ def parse_args(argv=None):
         if key not in WORKLOADS or not value.isdigit() or int(value) < 1:
             parser.error(f"--epochs takes items like a=10 (a workload and a positive count), got {item!r}")
         args.epochs_per_call[key] = int(value)
+    args.mixed_keys = [w.strip() for w in args.mixed.split(",") if w.strip()]
+    if any(w not in WORKLOADS for w in args.mixed_keys):
+        parser.error(f"--mixed must list some of {list(WORKLOADS)} (or be empty), got {args.mixed!r}")
     args.workload_keys, args.system_names = workloads, systems
     args.repeats = args.repeats or (1 if args.quick else 5)
     args.pause = args.pause if args.pause is not None else (0.02 if args.quick else 0.2)
@@ -582,7 +627,7 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.memory_child:
-        memory_child(args.memory_child, args.threads, args.quick)
+        memory_child(args.memory_child, args.threads, args.quick, args.memory_workload)
         return 0
     started = time.perf_counter()
     threads, source, blas = blas_threads(args.threads)  # before torch/sklearn load their own BLAS
@@ -634,8 +679,14 @@ def main(argv=None) -> int:
             workload = replace(workload, epochs_per_call=args.epochs_per_call[key])
         log(f"workload ({key}) {workload.title}, n={workload.n_samples}, "
             f"{workload.epochs_per_call} epoch(s) per call ...")
-        results["workloads"][key] = bench_workload(nx, torch, wanted, workload, args.repeats, use_cuda, timer, cpu=cpu)
+        mixed = key in args.mixed_keys and "nn_xp" in wanted
+        results["workloads"][key] = bench_workload(nx, torch, wanted, workload, args.repeats, use_cuda, timer, cpu=cpu,
+                                                   mixed=mixed)
         print_workload(key, results["workloads"][key])
+        # Written after every workload, so a run stopped by a time limit keeps what it measured.
+        results["partial"] = True
+        results["total_seconds"] = time.perf_counter() - started
+        write_results(results, args.out, f"{device}-{'quick' if args.quick else 'latest'}")
 
     if not args.no_memory:
         log("peak memory, workload (a), one fresh process per system ...")
@@ -645,6 +696,15 @@ def main(argv=None) -> int:
         systems = measure_memory(names, args.threads, args.quick)
         results["memory"] = {"workload": "a", "systems": systems,
                              "peak_reset": all(r.get("peak_reset") for r in systems.values() if "error" not in r)}
+        mixed_keys = [k for k in args.mixed_keys if k in args.workload_keys]
+        if use_cuda and mixed_keys and "nn_xp" in wanted:
+            key = mixed_keys[0]
+            log(f"GPU memory, workload ({key}), float32 and mixed precision, one fresh process per system ...")
+            names = ["nn_xp-cuda", "nn_xp_mixed-cuda"] + (["torch-cuda", "torch_amp-cuda"] if "torch" in wanted else [])
+            systems = measure_memory(names, args.threads, args.quick, key)
+            results["memory_mixed"] = {"workload": key, "systems": systems,
+                                       "peak_reset": all(r.get("peak_reset") for r in systems.values()
+                                                         if "error" not in r)}
 
     if not args.no_scaling and cpu and ("nn_xp" in wanted or "torch" in wanted):
         log("scaling on the CPU ...")
@@ -653,16 +713,21 @@ def main(argv=None) -> int:
     info["loadavg_end"] = list(os.getloadavg())
     results["waiting_and_retakes_s"] = timer.spent_s
     results["total_seconds"] = time.perf_counter() - started
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stem = f"{device}-{'quick' if args.quick else 'latest'}"
-    (out / f"{stem}.json").write_text(json.dumps(results, indent=1, default=_json_default) + "\n")
-    report = markdown(results)
-    (out / f"{stem}.md").write_text(report)
+    results.pop("partial", None)
+    stem = write_results(results, args.out, f"{device}-{'quick' if args.quick else 'latest'}")
     print()
-    print(report)
-    log(f"wrote {out / stem}.json and .md in {results['total_seconds']:.0f} s")
+    print(markdown(results))
+    log(f"wrote {stem}.json and .md in {results['total_seconds']:.0f} s")
     return 0
+
+
+def write_results(results: dict, folder, stem: str) -> Path:
+    """<folder>/<stem>.json and .md; returns <folder>/<stem>."""
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.json").write_text(json.dumps(results, indent=1, default=_json_default) + "\n")
+    (out / f"{stem}.md").write_text(markdown(results))
+    return out / stem
 
 
 def _json_default(value):

@@ -4,10 +4,15 @@ Every system trains the workload's network with Adam (learning rate, betas and e
 workloads.py) in mini-batches; a timed call is `sync(); train(k); sync()`.
 
 - NnxpSystem: `model.fit(X, Y, epochs=k, batch_size=B, verbose=0)`; repeated calls keep the
-  optimizer state. The data is moved to the device once, before timing.
+  optimizer state. The data is moved to the device once, before timing. `precision=` is fit's
+  ("mixed_float16": float32 master weights, float16 products, dynamic loss scaling).
 - TorchSystem: the equivalent eager loop, started from the nn_xp model's initial weights and
   drawing each epoch's order from a copy of the nn_xp model's host generator, so both see the same
   batches in the same order.
+- TorchAmpSystem: the same loop under PyTorch's automatic mixed precision: forward and loss in
+  `torch.autocast(device, dtype)`, float32 master weights, and for float16 a
+  `torch.amp.GradScaler` (defaults: scale 2^16, doubled after 2000 good steps, halved and the step
+  skipped on inf/NaN; nn_xp's LossScaler copies this rule).
 - SklearnSystem: MLPClassifier / MLPRegressor with solver="adam", alpha=0, the same batch size and
   learning rate, `max_iter=k` and `warm_start=True`. It uses its own initialisation and shuffles,
   and its regressor has a linear output: it is timed, not compared.
@@ -27,8 +32,9 @@ from .workloads import BETAS, EPS, LEARNING_RATE, Workload, one_hot
 class NnxpSystem:
     """nn_xp on NumPy (device "cpu") or CuPy ("cuda:N")."""
 
-    def __init__(self, nx, workload: Workload, X, y, device: str, dtype: str = "float32"):
-        self.nx, self.workload, self.device = nx, workload, device
+    def __init__(self, nx, workload: Workload, X, y, device: str, dtype: str = "float32",
+                 precision: str = "float32"):
+        self.nx, self.workload, self.device, self.precision = nx, workload, device, precision
         self.model = nx.MLP(
             list(workload.layer_sizes),
             activation="relu",
@@ -54,6 +60,7 @@ class NnxpSystem:
             learning_rate=LEARNING_RATE,
             epochs=epochs,
             batch_size=self.workload.batch_size,
+            precision=self.precision,
             verbose=0,
         )
 
@@ -109,12 +116,16 @@ class TorchSystem:
             total = torch.zeros((), dtype=self.X.dtype, device=self.device)
             for start in range(0, n, step):
                 Xb, yb = Xs[start : start + step], ys[start : start + step]
-                self.optimizer.zero_grad(set_to_none=True)
-                loss = self.loss_fn(self.net(Xb), yb)
-                loss.backward()
-                self.optimizer.step()
-                total += loss.detach() * Xb.shape[0]
+                total += self.step(Xb, yb) * Xb.shape[0]
             self._loss = total.item() / n  # the one host read per epoch, as nn_xp's fit
+
+    def step(self, Xb, yb):
+        """One optimizer step on a batch; returns the batch's loss, detached, on the device."""
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self.loss_fn(self.net(Xb), yb)
+        loss.backward()
+        self.optimizer.step()
+        return loss.detach()
 
     def sync(self) -> None:
         if self.device.type == "cuda":
@@ -129,6 +140,36 @@ class TorchSystem:
 
     def last_loss(self) -> float:
         return float(self._loss)
+
+
+class TorchAmpSystem(TorchSystem):
+    """PyTorch eager under automatic mixed precision (the recipe of PyTorch's AMP documentation).
+
+    Each step: `zero_grad(set_to_none=True)`; forward and loss inside
+    `torch.autocast(device_type, dtype=half)` (linear layers in half precision, cross-entropy in
+    float32); `scaler.scale(loss).backward()`; `scaler.step(optimizer)`; `scaler.update()`.
+    The parameters and Adam's state stay float32. `half="float16"` uses a GradScaler with its
+    defaults; "bfloat16" needs none (the scaler is disabled: a pass-through).
+    On a CPU, autocast supports bfloat16 (float16 only in recent PyTorch builds).
+    """
+
+    def __init__(self, torch, workload: Workload, X, y, device: str, half: str = "float16",
+                 initial_parameters=None, shuffle_rng=None):
+        super().__init__(torch, workload, X, y, device, "float32", initial_parameters, shuffle_rng)
+        if half not in ("float16", "bfloat16"):
+            raise ValueError(f"half must be 'float16' or 'bfloat16', got {half!r}")
+        self.half = half
+        self.autocast_dtype = getattr(torch, half)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=half == "float16")
+
+    def step(self, Xb, yb):
+        self.optimizer.zero_grad(set_to_none=True)
+        with self.torch.autocast(self.device.type, dtype=self.autocast_dtype):
+            loss = self.loss_fn(self.net(Xb), yb)  # float32: autocast runs cross-entropy in float32
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)  # unscales; skips the step when a gradient is inf/NaN
+        self.scaler.update()
+        return loss.detach()
 
 
 class SklearnSystem:
