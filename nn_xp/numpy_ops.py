@@ -125,6 +125,10 @@ class NumpyOps(Ops):
         # mode="clip" gathers straight into out (with "raise" NumPy gathers into a temporary first)
         return np.take(A, rows, axis=0, out=out, mode="clip")
 
+    def take_batch(self, arrays, rows, outs=None) -> list:
+        outs = [None] * len(arrays) if outs is None else outs
+        return [None if A is None else self.take_rows(A, rows, out=out) for A, out in zip(arrays, outs)]
+
     # ---- layers -------------------------------------------------------------------------------
     def sum_rows(self, A, out=None):
         return self.raw.sum(A, axis=0, out=out)

@@ -71,6 +71,19 @@ class Ops:
         """A[rows] for valid row indices."""
         return self.xp.take(A, rows, axis=0)
 
+    def take_batch(self, arrays, rows, outs=None) -> list:
+        """[A[rows] for A in arrays]: one batch's rows of several arrays (X, Y, sample weights) at once.
+
+        Args:
+            arrays: 2-D arrays (n_samples, n_columns_a) with the same rows, or None (given back as None).
+            rows: (n_batch,) valid row indices.
+            outs: None, or one entry per array: None, or an array (n_batch, n_columns_a) of its dtype
+                that the mutable backends gather into (the standard version returns new arrays).
+        Returns:
+            a list aligned with `arrays`.
+        """
+        return [None if A is None else self.xp.take(A, rows, axis=0) for A in arrays]
+
     # ---- layers -------------------------------------------------------------------------------
     def matmul(self, A, B, out=None):
         return A @ B

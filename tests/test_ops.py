@@ -80,6 +80,7 @@ def test_the_standard_ops_never_write_in_place():
         ops.backward_bias(get_activation(name), dA, kept, A)
     Y = np.eye(3)[[0, 1, 2, 0, 1]]
     ops.softmax_cross_entropy(Z, Y, 0.2)
+    ops.take_batch([X, None, dA], np.array([4, 0, 0]), [np.empty((3, 4)), None, None])
     ops.dropout(X, np.asarray(X > 0), 2.0)
     p, g, m, v, v_max = frozen((7,), (7,), (7,), (7,), (7,), seed=2)
     for array in (m, v, v_max):  # second moments are non-negative
@@ -296,6 +297,36 @@ def test_a_training_step_writes_into_the_arrays_of_the_step_before():
     activations = n * sum(hidden) * 4  # float32 bytes of the hidden layers' outputs alone
     assert peak < activations / 4
     np.testing.assert_array_equal(out, first)  # and the same step gives the same numbers
+
+
+@pytest.mark.parametrize("device", ["cpu", "array_api_strict"])
+def test_take_batch_is_take_per_array(device):
+    """NumpyOps' override (np.take into the given arrays) against the standard twin (xp.take per
+    array, read-only inputs), and the twin against NumPy's indexing."""
+    xp = nx.namespace(device)
+    rng = np.random.default_rng(0)
+    hosts = [rng.normal(size=(12, 5)), rng.normal(size=(12, 3)).astype(np.float32), None, rng.uniform(size=(12, 1))]
+    for a in hosts:
+        if a is not None:
+            a.flags.writeable = False
+    rows_host = np.array([11, 0, 4, 4, 7])
+    arrays = [None if a is None else nx.to_device(a, device) for a in hosts]
+    rows = nx.to_device(rows_host, device)
+    expected = Ops(xp).take_batch(arrays, rows)
+    assert expected[2] is None
+    for got, host in zip(expected, hosts):
+        if host is not None:
+            np.testing.assert_array_equal(nx.to_numpy(got), host[rows_host])
+    fast = ops_for(xp)
+    if fast.mutable:
+        store = {}
+        outs = [fast.buffer(store, "X", (5, 5), arrays[0]), None, None, fast.buffer(store, "W", (5, 1), arrays[3])]
+        got = fast.take_batch(arrays, rows, outs)
+        assert got[0] is outs[0] and got[3] is outs[3] and got[2] is None
+    else:
+        got = fast.take_batch(arrays, rows)
+    for a, b in zip(got, expected):
+        assert (a is None and b is None) or _same(a, b)
 
 
 def test_buffers_grow_shrink_and_take_rows_gathers():
