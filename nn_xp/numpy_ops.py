@@ -298,22 +298,11 @@ def _views_of(flat, shapes) -> FlatList:
     return result
 
 
-class _HalfNumpyOps(NumpyOps):
-    """NumPy's ops for mixed precision: products of half-precision arrays accumulate in float32."""
+class _HalfPrecision(NumpyOps):
+    """The elementwise layer work of mixed precision as a fused GPU kernel does it: half-precision
+    values loaded, the arithmetic in float32, each result rounded to half precision once when
+    stored. Array methods only, so NumPy's and CuPy's half-precision ops share it."""
 
-    def __init__(self, xp):
-        super().__init__(xp)
-        del self.matmul  # the method below, not NumPy's own
-
-    def matmul(self, A, B, out=None):
-        product = np.matmul(A.astype(np.float32), B.astype(np.float32))
-        if out is None:
-            return product.astype(A.dtype)
-        out[...] = product
-        return out
-
-    # The elementwise work as a fused GPU kernel does it: half-precision values loaded, the
-    # arithmetic in float32, each result rounded to half precision once when stored.
     def bias_activate(self, activation, Z, b):
         Z32 = Z.astype(np.float32)
         Z32 += b.astype(np.float32)
@@ -326,9 +315,24 @@ class _HalfNumpyOps(NumpyOps):
         Z32 = None if Z is None else Z.astype(np.float32)
         dZ32 = activation.backward(self.xp, dA.astype(np.float32), Z32, A.astype(np.float32))
         dA[...] = dZ32
-        total = dZ32.sum(axis=0)  # a float32 accumulator, as a GPU reduction has
+        # The stored (rounded) dZ, as sum(dZ) and the fused kernel add it, in a float32 accumulator.
+        total = dA.astype(np.float32).sum(axis=0)
         if db is None:
             return dA, total.astype(dA.dtype)
         db[...] = total
         return dA, db
 
+
+class _HalfNumpyOps(_HalfPrecision):
+    """NumPy's ops for mixed precision: products of half-precision arrays accumulate in float32."""
+
+    def __init__(self, xp):
+        super().__init__(xp)
+        del self.matmul  # the method below, not NumPy's own
+
+    def matmul(self, A, B, out=None):
+        product = np.matmul(A.astype(np.float32), B.astype(np.float32))
+        if out is None:
+            return product.astype(A.dtype)
+        out[...] = product
+        return out
