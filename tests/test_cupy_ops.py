@@ -147,7 +147,11 @@ def test_backward_bias_kernel_matches_the_standard_and_gives_the_same_bits_twice
 
 
 # ---- softmax cross-entropy ---------------------------------------------------------------------------
-@pytest.mark.parametrize("shape", [(1, 10), (257, 10), (4096, 10), (257, 1000), (4096, 1000), (33, 3)], ids=str)
+# Lanes per row: 4 for 10 classes, 32 for 1000, 1 for 3, 2 for 6, 8 for 20.
+SOFTMAX_SHAPES = [(1, 10), (257, 10), (4096, 10), (257, 1000), (4096, 1000), (33, 3), (65, 6), (40, 20)]
+
+
+@pytest.mark.parametrize("shape", SOFTMAX_SHAPES, ids=str)
 @pytest.mark.parametrize("weighting", ["mean", "column"])
 def test_softmax_cross_entropy_kernel_matches_the_standard_and_gives_the_same_bits_twice(gpu, dtype, shape,
                                                                                          weighting):
