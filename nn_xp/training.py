@@ -342,18 +342,17 @@ class Epoch:
                     Yb = Y[start:stop, :]
                     Wb = None if W is None else W[start:stop, :]
                     rows = xp.arange(start, stop) if model.needs_rows else None
-                else:
-                    rows = order[start:stop]
+                else:  # one gather for the batch's rows of X (unless streamed), Y and the weights
+                    rows, k = order[start:stop], stop - start
+                    Xd = X if source is None else None
+                    outs = None
                     if workspace is not None:  # gathered into the arrays of the batch before
-                        Xb = source.batch(slot, stop - start) if source is not None else ops.take_rows(
-                            X, rows, out=ops.buffer(workspace, "X", (stop - start, X.shape[1]), X))
-                        Yb = ops.take_rows(Y, rows, out=ops.buffer(workspace, "Y", (stop - start, Y.shape[1]), Y))
-                        if W is not None:
-                            Wb = ops.take_rows(W, rows, out=ops.buffer(workspace, "W", (stop - start, 1), W))
-                    else:
-                        Xb = source.batch(slot, stop - start) if source is not None else ops.take_rows(X, rows)
-                        Yb = ops.take_rows(Y, rows)
-                        Wb = None if W is None else ops.take_rows(W, rows)
+                        outs = [None if Xd is None else ops.buffer(workspace, "X", (k, X.shape[1]), X),
+                                ops.buffer(workspace, "Y", (k, Y.shape[1]), Y),
+                                None if W is None else ops.buffer(workspace, "W", (k, 1), W)]
+                    Xb, Yb, Wb = ops.take_batch((Xd, Y, W), rows, outs)
+                    if source is not None:
+                        Xb = source.batch(slot, k)
                 scaler = model.loss_scaler if self.half == "float16" else None
                 if self.half is not None:
                     L, grads, out = model.mixed_step(Xb, Yb, self.head, self.half, scaler.scale if scaler else 1.0,
