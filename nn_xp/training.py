@@ -329,12 +329,14 @@ class Epoch:
             for batch, (start, stop, first, last) in enumerate(batches):
                 m = stop - start  # the batch's size, over every rank
                 Wb = total_weight = None
+                stop_here = False  # under a communicator: every rank's Ctrl-C, as all of them saw it
                 if comm is not None:  # this rank's part of the batch; and every rank stops at the same step
                     if W is not None:  # the whole batch's weight, for this part's share
                         total_weight = xp.sum(W[start:stop, :] if order is None
                                               else ops.take_rows(W, order[start:stop]))
                     if interrupt is not None:
-                        interrupt.requested = comm.allreduce_host([float(interrupt.requested)])[0] > 0
+                        stop_here = comm.allreduce_host([float(interrupt.requested)])[0] > 0
+                        interrupt.requested = interrupt.requested or stop_here
                 start, stop = first, last
                 slot = batch % 2
                 if order is None:
@@ -386,7 +388,9 @@ class Epoch:
                     self.running.add(L, penalty, out, Yb, Wb)
                 for callback in self.callbacks:
                     callback.on_batch_end(epoch, batch)
-                if interrupt is not None and interrupt.requested:
+                # A Ctrl-C that lands on one rank after the agreement above waits for the next one:
+                # deciding on the local flag here would leave the other ranks in a collective alone.
+                if interrupt is not None and (stop_here if comm is not None else interrupt.requested):
                     break
         finally:
             if source is not None:
@@ -831,9 +835,11 @@ def _train(model, opt, X, Y, W, X_val, Y_val, W_val, head, epochs, batch_size, v
                 bar.set_postfix({k: f"{v:.4g}" for k, v in shown.items()}, refresh=False)
             for callback in callbacks:
                 callback.on_epoch_end(epoch, logs)
-            if comm is not None:  # rank 0's callbacks decide for every rank
+            interrupted = interrupt.requested
+            if comm is not None:  # rank 0's callbacks decide for every rank; a Ctrl-C on any stops all
                 model.stop_training = comm.broadcast_object(model.stop_training)
-            if interrupt.requested:
+                interrupted = comm.allreduce_host([float(interrupt.requested)])[0] > 0
+            if interrupted:
                 history.stop_reason = "interrupted"
                 break
             if model.stop_training:

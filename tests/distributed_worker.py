@@ -7,6 +7,8 @@ message of a ValueError, which every rank must raise alike).
 """
 
 import json
+import os
+import signal
 import sys
 from pathlib import Path
 
@@ -24,6 +26,18 @@ class FailOnRank(nx.callbacks.Callback):
     def on_epoch_end(self, epoch, logs):
         if self.comm_rank == self.rank and epoch == self.epoch:
             raise RuntimeError("boom")
+
+
+class CtrlCOnRank(nx.callbacks.Callback):
+    """A Ctrl-C on one rank only, right after a step: after the ranks agreed whether to stop at
+    this step and before the step's own check, the moment a local decision would split them."""
+
+    def __init__(self, rank, batch):
+        self.rank, self.batch = rank, batch
+
+    def on_batch_end(self, epoch, batch):
+        if self.comm_rank == self.rank and epoch == 0 and batch == self.batch:
+            os.kill(os.getpid(), signal.SIGINT)
 
 
 class Started(nx.callbacks.Callback):
@@ -77,6 +91,10 @@ def main(spec_path, out):
         failing = FailOnRank(spec["fail_rank"], 1)
         failing.comm_rank = comm.rank
         callbacks.append(failing)
+    if "ctrl_c_rank" in spec:
+        ctrl_c = CtrlCOnRank(spec["ctrl_c_rank"], spec["ctrl_c_batch"])
+        ctrl_c.comm_rank = comm.rank
+        callbacks.append(ctrl_c)
     if "started_file" in spec and comm.rank == 0:
         callbacks.append(Started(spec["started_file"]))
     try:

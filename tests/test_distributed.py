@@ -184,6 +184,17 @@ def test_ctrl_c_stops_every_rank_at_the_same_step(tmp_path):
 
 
 @needs_mpi
+@pytest.mark.parametrize("batch", [2, 5])  # 5: the epoch's last batch (102 rows, 82 to train on, 16 a batch)
+def test_a_ctrl_c_on_one_rank_between_agreement_and_check_stops_both_at_the_next_step(batch, tmp_path):
+    spec = dict(SPEC, epochs=3, ctrl_c_rank=1, ctrl_c_batch=batch)
+    result, out = launch(2, spec, tmp_path, timeout=60)  # ranks that disagree would wait for ever
+    assert result.returncode == 0, result.stderr
+    with np.load(out / "rank0.npz") as first, np.load(out / "rank1.npz") as second:
+        assert str(first["stop_reason"]) == str(second["stop_reason"]) == "interrupted"
+        assert int(first["step_count"]) == int(second["step_count"]) == min(batch + 2, 6)
+
+
+@needs_mpi
 def test_the_command_line_trains_on_two_ranks_and_only_rank_0_writes(tmp_path):
     common = ["train", "--dataset", "moons", "--dtype", "float64", "--epochs", "3", "--batch-size", "20",
               "--seed", "2", "--dropout", "0.2"]
