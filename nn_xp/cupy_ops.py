@@ -32,6 +32,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import warnings
 from importlib import resources
 
 import numpy as np
@@ -104,6 +105,23 @@ def _kernel(name: str):
 
 
 @functools.cache
+def _compiled() -> bool:
+    """Whether the fused kernels built (CuPy compiles them with NVRTC on first use). If they did
+    not, a RuntimeWarning says why and the ops take NumPy's path on CuPy from then on: training
+    goes on, with more launches."""
+    global _fused_on
+    try:
+        for name in name_expressions():
+            _kernel(name)
+    except Exception as error:
+        _fused_on = False
+        warnings.warn(f"nn_xp's fused CUDA kernels did not compile ({type(error).__name__}: {error}); "
+                      "using CuPy's array operations instead", RuntimeWarning, stacklevel=3)
+        return False
+    return True
+
+
+@functools.cache
 def _bfloat16_works() -> bool:
     """Whether CuPy's bfloat16 arrays go through the bfloat16 kernels: one small launch, checked
     bit for bit, the first time a bfloat16 array meets a kernel."""
@@ -146,7 +164,7 @@ _LEAKY_CODE = (leaky_relu().forward.__code__, leaky_relu().backward.__code__)
 def _fused_activation(activation):
     """(activation code, slope) for the activations the kernels compute, None for the others and
     while the fused kernels are off."""
-    if not _fused_on:
+    if not (_fused_on and _compiled()):
         return None
     for builtin, code in _BUILTIN:
         if activation is builtin:
@@ -262,7 +280,8 @@ class CupyOps(NumpyOps):
         outs = [None] * len(arrays) if outs is None else list(outs)
         results = [None] * len(arrays)
         groups = {}  # itemsize -> [(index, A, out)]: one launch gathers up to four arrays of one size
-        if _fused_on and self._dense(rows) and rows.ndim == 1 and rows.dtype.name in INDEX_TYPES:
+        if (_fused_on and self._dense(rows) and rows.ndim == 1 and rows.dtype.name in INDEX_TYPES
+                and _compiled()):
             device_id, n = rows.device.id, rows.shape[0]
             n_source = next((A.shape[0] for A in arrays if A is not None), None)
             for index, (A, out) in enumerate(zip(arrays, outs)):
@@ -347,7 +366,7 @@ class CupyOps(NumpyOps):
                 and (not column or (self._dense(weight) and weight.shape == (Z.shape[0], 1)
                                     and weight.dtype == Z.dtype))
                 and (out is None or (out.shape == Z.shape and out.dtype == Z.dtype and self._dense(out)))
-                and (T := _element_type(Z.dtype)) is not None):
+                and (T := _element_type(Z.dtype)) is not None and _compiled()):
             dZ = self._empty(Z.shape, Z) if out is None else out
             n, k = Z.shape
             if n == 0 or k == 0:

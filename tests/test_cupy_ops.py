@@ -43,7 +43,8 @@ def cpu_kernels(tmp_path_factory):
 
 
 # What cupy_ops keeps from one cupy module: cleared on each side of a test on the stand-in.
-_CACHES = (cupy_ops._module, cupy_ops._kernel, cupy_ops._bfloat16_works, cupy_ops._multiprocessors)
+_CACHES = (cupy_ops._module, cupy_ops._kernel, cupy_ops._compiled, cupy_ops._bfloat16_works,
+           cupy_ops._multiprocessors)
 
 
 def _clear_caches():
@@ -398,3 +399,21 @@ def test_training_on_the_gpu_matches_the_cpu(fused):
         cupy_ops.set_fused(previous)
     for a, b in zip(*(m.parameters() for m in models)):
         assert relative_difference(b, a) <= 1e-10
+
+
+def test_kernels_that_do_not_compile_leave_numpys_path_with_a_warning(monkeypatch):
+    """A CuPy whose NVRTC cannot build cupy_kernels.cu (a missing header, say) must not stop
+    training: one RuntimeWarning with the reason, and the fused kernels are off from then on."""
+    def broken(bfloat16):
+        raise RuntimeError("catastrophic error: cannot open source file cuda_fp16.h")
+
+    _clear_caches()
+    monkeypatch.setattr(cupy_ops, "_module", broken)
+    previous = cupy_ops.set_fused(True)
+    try:
+        with pytest.warns(RuntimeWarning, match="did not compile .*cuda_fp16.h"):
+            assert cupy_ops._fused_activation(activations.get_activation("relu")) is None
+        assert cupy_ops.fused_enabled() is False
+    finally:
+        cupy_ops.set_fused(previous)
+        _clear_caches()
