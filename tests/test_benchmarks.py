@@ -374,6 +374,7 @@ def test_launch_cases_list_the_fused_switch_only_where_it_exists():
         ("nn_xp", "mixed_float16", True), ("nn_xp", "mixed_float16", False)]
 
 
+@pytest.mark.filterwarnings("ignore:CUDA is not available:UserWarning")  # torch's profiler on the CPU
 @pytest.mark.parametrize("scope", ["step", "epoch"])
 @pytest.mark.parametrize("precision", ["float32", "mixed_float16"])
 def test_every_launch_case_runs_under_the_profiler_on_the_cpu(scope, precision):
@@ -413,6 +414,7 @@ def test_the_launch_table_has_a_row_per_case():
     assert "recorded by this profiler: no" in text
 
 
+@pytest.mark.filterwarnings("ignore:CUDA is not available:UserWarning")  # torch's profiler on the CPU
 def test_launch_measurement_toggles_the_fused_kernels_and_saves_every_row(monkeypatch):
     """measure() on the CPU with a tiny workload and a stand-in for nn_xp's fused switch: every case
     gets a row, nn_xp's with the switch off and on, the switch is left on, and rows are saved as they come."""
