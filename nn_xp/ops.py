@@ -82,7 +82,7 @@ class Ops:
         Returns:
             a list aligned with `arrays`.
         """
-        return [None if A is None else self.xp.take(A, rows, axis=0) for A in arrays]
+        return [None if A is None else self.take_rows(A, rows) for A in arrays]
 
     # ---- layers -------------------------------------------------------------------------------
     def matmul(self, A, B, out=None):

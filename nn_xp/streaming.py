@@ -22,11 +22,9 @@ import numpy as np
 
 from . import backend
 
-STREAMING = ("auto", True, False)
-
 
 def check_streaming(streaming) -> None:
-    if not any(streaming is s or (isinstance(streaming, str) and streaming == s) for s in STREAMING):
+    if not (streaming is True or streaming is False or (isinstance(streaming, str) and streaming == "auto")):
         raise ValueError(f"streaming must be 'auto', True or False, got {streaming!r}")
 
 
