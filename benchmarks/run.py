@@ -499,6 +499,12 @@ def memory_child(name: str, threads: int | None, quick_run: bool, workload_key: 
     print(MEMORY_MARK + json.dumps(out), flush=True)
 
 
+def _memory_record(workload_key: str, systems: dict) -> dict:
+    """measure_memory's results for one workload, with whether every child could reset its peak."""
+    return {"workload": workload_key, "systems": systems,
+            "peak_reset": all(r.get("peak_reset") for r in systems.values() if "error" not in r)}
+
+
 def measure_memory(names, threads_override, quick_run, workload_key: str = "a") -> dict:
     results = {}
     for name in names:
@@ -694,17 +700,14 @@ def main(argv=None) -> int:
         if use_cuda:
             names += [f"{s}-cuda" for s in wanted if s in ("nn_xp", "torch")]
         systems = measure_memory(names, args.threads, args.quick)
-        results["memory"] = {"workload": "a", "systems": systems,
-                             "peak_reset": all(r.get("peak_reset") for r in systems.values() if "error" not in r)}
+        results["memory"] = _memory_record("a", systems)
         mixed_keys = [k for k in args.mixed_keys if k in args.workload_keys]
         if use_cuda and mixed_keys and "nn_xp" in wanted:
             key = mixed_keys[0]
             log(f"GPU memory, workload ({key}), float32 and mixed precision, one fresh process per system ...")
             names = ["nn_xp-cuda", "nn_xp_mixed-cuda"] + (["torch-cuda", "torch_amp-cuda"] if "torch" in wanted else [])
             systems = measure_memory(names, args.threads, args.quick, key)
-            results["memory_mixed"] = {"workload": key, "systems": systems,
-                                       "peak_reset": all(r.get("peak_reset") for r in systems.values()
-                                                         if "error" not in r)}
+            results["memory_mixed"] = _memory_record(key, systems)
 
     if not args.no_scaling and cpu and ("nn_xp" in wanted or "torch" in wanted):
         log("scaling on the CPU ...")
@@ -714,20 +717,21 @@ def main(argv=None) -> int:
     results["waiting_and_retakes_s"] = timer.spent_s
     results["total_seconds"] = time.perf_counter() - started
     results.pop("partial", None)
-    stem = write_results(results, args.out, f"{device}-{'quick' if args.quick else 'latest'}")
+    stem, report = write_results(results, args.out, f"{device}-{'quick' if args.quick else 'latest'}")
     print()
-    print(markdown(results))
+    print(report)
     log(f"wrote {stem}.json and .md in {results['total_seconds']:.0f} s")
     return 0
 
 
-def write_results(results: dict, folder, stem: str) -> Path:
-    """<folder>/<stem>.json and .md; returns <folder>/<stem>."""
+def write_results(results: dict, folder, stem: str) -> tuple[Path, str]:
+    """<folder>/<stem>.json and .md; returns (<folder>/<stem>, the markdown report)."""
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{stem}.json").write_text(json.dumps(results, indent=1, default=_json_default) + "\n")
-    (out / f"{stem}.md").write_text(markdown(results))
-    return out / stem
+    report = markdown(results)
+    (out / f"{stem}.md").write_text(report)
+    return out / stem, report
 
 
 def _json_default(value):
