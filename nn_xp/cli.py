@@ -16,6 +16,9 @@ import warnings
 
 import numpy as np
 
+from . import tabular
+from .preprocessing import MAX_CATEGORIES, MAX_INFERRED_CLASSES, Preprocessor
+
 DEFAULT_EPOCHS = {"sine": 1000}
 
 
@@ -78,7 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
     data = train.add_argument_group("data")
     data.add_argument("--dataset", default="sine",
                       help=f"a built-in name ({', '.join(DATASETS)}) or a .csv/.npz file (default: sine)")
-    data.add_argument("--target", help="CSV column holding the targets")
+    data.add_argument("--target", help="the table's column holding the targets")
+    data.add_argument("--targets", metavar="Y.npy", help="the targets of a --dataset X.npy, one per row")
+    data.add_argument("--task", choices=["classification", "regression"],
+                      help="what the target means; default: text or booleans, or at most "
+                      f"{MAX_INFERRED_CLASSES} distinct whole numbers, are classes, other numbers regression")
     _add(data, "--n-samples", type=_positive_int, help="samples to generate for the built-in generators")
     data.add_argument("--standardize", action="store_true",
                       help="standardise inputs; the statistics are saved in the model and reused by predict")
@@ -89,13 +96,15 @@ def build_parser() -> argparse.ArgumentParser:
     net = train.add_argument_group("network")
     net.add_argument("--layers", type=_positive_int, nargs="+", metavar="N",
                      help="layer sizes, inputs first (default: inputs, 64, outputs; sine: 1 10 10 1)")
-    net.add_argument("--activation", nargs="+", default=["relu"], metavar="NAME",
-                     help=f"hidden activation, or one per hidden layer ({', '.join(ACTIVATIONS)})")
+    net.add_argument("--hidden", type=_positive_int, nargs="+", metavar="N",
+                     help="the hidden layer sizes only; the input and output widths come from the data")
+    net.add_argument("--activation", nargs="+", metavar="NAME",
+                     help=f"hidden activation, or one per hidden layer ({', '.join(ACTIVATIONS)}; default relu)")
     _add(net, "--leaky-slope", type=float, default=0.01, help="negative slope of leaky_relu (default 0.01)")
     _add(net, "--output-activation", help="default: softmax for classes, sigmoid for sine, else linear")
     net.add_argument("--init", default="he", help=f"weight initializer ({', '.join(INIT_NAMES)}; default he)")
     net.add_argument("--loss", choices=LOSSES, help="default: inferred from the output activation")
-    net.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    net.add_argument("--dtype", choices=["float32", "float64"], help="default float32")
     net.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     net.add_argument("--seed", type=int, default=0, help="seed for weights, shuffling and dropout (default 0)")
     net.add_argument("--dropout", type=float, nargs="+", metavar="RATE",
@@ -215,10 +224,18 @@ def _add_table_options(group, train=False):
     group.add_argument("--delimiter", help="a CSV's delimiter (default: a tab for .tsv, else sniffed)")
     if train:  # predict and evaluate repeat what the model stored
         group.add_argument("--impute", choices=["mean", "median", "drop"],
-                           help="fill a table's missing values with the column's mean or median (stored in the "
-                           "model, reused by predict), or drop those rows")
-        _add(group, "--one-hot", action="store_true",
-             help="encode text columns as one 0/1 column per category (stored in the model)")
+                           help="fill a table's missing values with the training rows' mean or median (stored in "
+                           "the model, reused by predict), or drop those rows")
+        _add(group, "--one-hot", nargs="*", metavar="COLUMN",
+             help="encode these text columns as one 0/1 column per category (stored in the model); with no "
+             "column, every text column, after a note listing them")
+        group.add_argument("--columns", nargs="+", metavar="COLUMN", help="the feature columns (default: all but "
+                           "the target, --drop and --sample-weight)")
+        group.add_argument("--drop", nargs="+", metavar="COLUMN", help="columns that are not features (an ID, a date)")
+        group.add_argument("--decimal", default=".", choices=[".", ","],
+                           help="the decimal mark of numbers written as text (default '.')")
+        _add(group, "--max-categories", type=_positive_int, default=MAX_CATEGORIES,
+             help=f"refuse a one-hot column with more categories (default {MAX_CATEGORIES})")
 
 
 # ---- data ------------------------------------------------------------------------------------
@@ -242,16 +259,17 @@ def _load_data(name: str, target=None, n_samples=None, seed=0, **table_options):
     return load_dataset(name, **kwargs)
 
 
-def _standardizer(model):
-    """The stored standardisation statistics, or None (preprocessing may hold only an encoding)."""
-    stats = model.preprocessing
-    return stats if stats and "mean" in stats else None
-
-
-def _apply_preprocessing(model, X):
-    from .datasets import standardize
-
-    return standardize(X, _standardizer(model)) if _standardizer(model) else X
+def _check_table_options(args) -> None:
+    """Options that choose and encode a table's columns, refused by name for any other dataset."""
+    if tabular.is_table_file(args.dataset):
+        return
+    given = {"--columns": args.columns, "--drop": args.drop, "--impute": args.impute, "--one-hot": args.one_hot,
+             "--sample-weight": args.sample_weight, "--target": args.target,
+             "--decimal": None if args.decimal == "." else args.decimal}
+    for option, value in given.items():
+        if value is not None:
+            kind = "a built-in dataset" if not tabular.is_file(args.dataset) else "not a table"
+            raise ValueError(f"{option} applies to a table file (.csv, .tsv, .parquet); {args.dataset!r} is {kind}")
 
 
 # ---- commands --------------------------------------------------------------------------------
@@ -306,7 +324,6 @@ def cmd_train(args) -> int:
     import nn_xp as nx
 
     from .callbacks import EarlyStopping
-    from .datasets import fit_standardizer, standardize
 
     for name, value in (("--test-size", args.test_size), ("--validation-split", args.validation_split)):
         if not 0 <= value < 1:
@@ -327,84 +344,57 @@ def cmd_train(args) -> int:
         if comm.rank != 0:  # one rank speaks and writes
             sys.stdout = open(os.devnull, "w")  # for the rest of this process
             args.save = args.plot = None
-    data = _load_data(args.dataset, args.target, args.n_samples, args.seed, delimiter=args.delimiter,
-                      impute=args.impute, one_hot=args.one_hot)
-    if data.y is None:
-        raise ValueError(
-            f"{args.dataset}: no targets found (give --target COLUMN for a CSV, or a 'y' member in an .npz)"
-        )
-    X, y = data.X, data.y
-    weights = None
-    if args.sample_weight:
-        X, weights, data.feature_names = _take_column(X, data.feature_names, args.sample_weight, args.dataset)
+    _check_table_options(args)
     resumed = nx.load(args.resume, device=args.device) if args.resume else None
-    if resumed is not None and resumed.feature_names is not None and data.feature_names:
-        X = _in_model_order(X, list(data.feature_names), resumed, args.dataset)
-    split = _split(args, resumed, X, y, data)
+    pipeline = _pipeline(args, resumed)
+    target = args.target or (resumed.target if resumed is not None else None)
+    source = tabular.read(args.dataset, target=target, weight=args.sample_weight, pipeline=pipeline,
+                          task=args.task, delimiter=args.delimiter, n_samples=args.n_samples, seed=args.seed,
+                          targets=args.targets)
+    if source.y is None:
+        raise ValueError(f"{args.dataset}: no targets found (give --target COLUMN for a table, or a 'y' member "
+                         "in an .npz)")
+    if args.task is not None and source.task is not None and args.task != source.task and not tabular.is_table_file(
+            args.dataset):
+        raise ValueError(f"--task {args.task}: {args.dataset} holds {source.task} targets")
+    # The task and the classes come from every row (a class seen only in the test rows is still a class).
+    labels = Preprocessor(task=args.task or source.task)
+    if resumed is not None:
+        labels.task = "classification" if resumed.is_classifier else "regression"
+        if resumed.classes is not None:
+            labels.classes = resumed.classes
+    codes = labels.fit_target(source.y, f"{args.dataset}: target") if labels.classes is None else None
+    if resumed is not None and resumed.classes is not None:
+        _check_same_classes(args.dataset, labels, source.y, resumed)
+        codes = labels.encode_target(source.y, f"{args.dataset}: target")
+    for note in source.notes + labels.notes:
+        print(f"note: {note}", file=sys.stderr)
+    task = labels.task
+    split = _split(args, resumed, source)
     args.validation_split = split["validation_split"]  # early stopping watches val_loss where there is one
-    train_rows, val_rows, test_rows = _split_rows(split, y, data.task == "classification")
-    X_test = y_test = None
+    train_rows, val_rows, test_rows = tabular.split_rows(split, codes, task == "classification")
+    X, y = tabular.take(source.X, train_rows), source.y[train_rows]
+    weights = None if source.weights is None else source.weights[train_rows]
+    X_test = y_test = validation = None
     if test_rows is not None:
-        X_test, y_test = X[test_rows], y[test_rows]
-    validation = None
+        X_test, y_test = tabular.take(source.X, test_rows), source.y[test_rows]
     if val_rows is not None:
-        validation = (X[val_rows], y[val_rows]) + ((weights[val_rows],) if weights is not None else ())
-    X, y = X[train_rows], y[train_rows]
-    weights = None if weights is None else weights[train_rows]
+        validation = (tabular.take(source.X, val_rows), source.y[val_rows]) + (
+            (source.weights[val_rows],) if source.weights is not None else ())
+    if not pipeline.fitted:  # the statistics, categories and columns from the training rows only
+        pipeline.target = target
+        pipeline.fit(X, where=args.dataset)
+        for note in pipeline.notes:
+            print(f"note: {note}", file=sys.stderr)
+    pipeline.task, pipeline.classes = task, labels.classes
+    n_in = len(pipeline.feature_names_out) if pipeline.feature_names_out is not None else source.X.shape[1]
     if resumed is not None:
         model = resumed
-        if args.layers and list(args.layers) != list(model.layer_sizes):
-            raise ValueError(f"--layers {args.layers} differs from the resumed model's {list(model.layer_sizes)}")
-        if X.shape[1] != model.layer_sizes[0]:
-            raise ValueError(
-                f"{args.dataset} has {X.shape[1]} features but the resumed model expects {model.layer_sizes[0]}"
-            )
-        saved_dropout = getattr(model, "dropout", None)
-        if args.dropout is not None and saved_dropout is not None:
-            wanted = args.dropout * len(saved_dropout) if len(args.dropout) == 1 else args.dropout
-            if [float(r) for r in wanted] != list(saved_dropout):
-                raise ValueError(f"--dropout {args.dropout} differs from the resumed model's {saved_dropout}; "
-                                 "dropout is part of the saved network")
+        _check_resumed(args, model, n_in)
     else:
-        n_out = data.n_classes if data.task == "classification" else (1 if y.ndim == 1 else y.shape[1])
-        if data.task == "classification" and data.n_classes == 2 and args.output_activation == "sigmoid":
-            n_out = 1
-        layers = args.layers or ([1, 10, 10, 1] if args.dataset == "sine" else [X.shape[1], 64, n_out])
-        if layers[0] != X.shape[1]:
-            raise ValueError(f"--layers starts with {layers[0]} inputs but {args.dataset} has {X.shape[1]} features")
-        if layers[-1] != n_out:
-            raise ValueError(f"--layers ends with {layers[-1]} outputs but {args.dataset} needs {n_out}")
-        output = args.output_activation or (
-            "softmax" if data.task == "classification" else ("sigmoid" if args.dataset == "sine" else "linear")
-        )
-        _check_output_fits(data, output, args.loss)
-        n_hidden = len(layers) - 2
-        activation = [_activation_spec(a, args.leaky_slope) for a in args.activation]
-        if len(activation) == 1:
-            activation = activation[0]
-        elif len(activation) != n_hidden:
-            layers_text = f"{n_hidden} hidden layer{'s' if n_hidden != 1 else ''}"
-            raise ValueError(
-                f"--activation gives {len(activation)} names but the network has {layers_text}: give one "
-                "name for every hidden layer" + (f", or one per hidden layer ({n_hidden})" if n_hidden > 1 else "")
-            )
-        dropout = 0.0 if args.dropout is None else (args.dropout[0] if len(args.dropout) == 1 else args.dropout)
-        model = nx.MLP(layers, activation=activation, output_activation=output, init=args.init, dtype=args.dtype,
-                       device=args.device, seed=args.seed, dropout=dropout)
-        if args.standardize:
-            model.preprocessing = fit_standardizer(X)
-        model.feature_names = [str(name) for name in data.feature_names] if data.feature_names else None
-        model.target = getattr(data, "target", None) or args.target
-        if data.task == "classification" and data.class_names is not None:
-            model.classes = [c.item() if hasattr(c, "item") else c for c in data.class_names]
+        model = _new_model(args, task, labels.classes, n_in)
+    model.preprocessor = pipeline
     model.split = split
-    if data.encoding is not None:  # imputation and one-hot categories, for predict to repeat
-        model.preprocessing = {**(model.preprocessing or {}), "encoding": data.encoding}
-    if _standardizer(model):
-        X = standardize(X, model.preprocessing)
-        X_test = standardize(X_test, model.preprocessing) if X_test is not None else None
-        if validation is not None:
-            validation = (standardize(validation[0], model.preprocessing), *validation[1:])
     epochs = args.epochs
     callbacks = []
     if args.early_stopping:
@@ -413,7 +403,7 @@ def cmd_train(args) -> int:
     optimizer = (model.optimizer.label if args.resume and model.optimizer is not None and args.optimizer == "adam"
                  else _optimizer(args, model.parameters()))
     # A sigmoid output on regression targets (the sine) means MSE, not binary cross-entropy.
-    loss = args.loss or ("mse" if data.task == "regression" else None)
+    loss = args.loss or ("mse" if task == "regression" else None)
     args.loss = loss
     started = time.perf_counter()
     history = model.fit(
@@ -455,19 +445,60 @@ def cmd_train(args) -> int:
     return 0
 
 
-def _fingerprint(X, y) -> str:
-    """A hash of the data as loaded: the same file gives the same split on --resume and --held-out."""
-    import hashlib
+def _pipeline(args, resumed) -> Preprocessor:
+    """The input pipeline this run asks for; a resumed model's own, where options that would
+    contradict it are refused by name."""
+    one_hot = None if args.one_hot is None else (args.one_hot or True)
+    asked = {"--columns": args.columns, "--drop": args.drop, "--impute": args.impute, "--one-hot": one_hot,
+             "--standardize": args.standardize or None, "--decimal": None if args.decimal == "." else args.decimal}
+    if resumed is None:
+        return Preprocessor(columns=args.columns, drop=args.drop or (), impute=args.impute, one_hot=one_hot,
+                            standardize=args.standardize, task=args.task, decimal=args.decimal,
+                            max_categories=args.max_categories)
+    stored = resumed.preprocessor
+    encoding = stored.encoding or {}
+    has = {"--impute": encoding.get("strategy"), "--one-hot": sorted(encoding.get("one_hot") or {}) or None,
+           "--standardize": True if stored.stats is not None else None,
+           "--decimal": None if stored.decimal == "." else stored.decimal}
+    for option, value in asked.items():
+        if value is None or option in ("--columns", "--drop"):
+            continue
+        if option == "--one-hot" and value is not True and has[option] is not None and sorted(value) == has[option]:
+            continue
+        if option == "--one-hot" and value is True and has[option] is not None:
+            continue
+        if value != has[option]:
+            raise ValueError(f"{option} {_shown(value)} differs from the resumed model's "
+                             f"({_shown(has[option]) if has[option] is not None else 'not used'}): the model keeps "
+                             "the encoding it was trained with; leave it out")
+    if args.columns is not None and stored.feature_names is not None and list(args.columns) != stored.feature_names:
+        raise ValueError(f"--columns {args.columns} differs from the resumed model's columns {stored.feature_names}")
+    if args.target is not None and resumed.target is not None and args.target != resumed.target:
+        raise ValueError(f"--target {args.target!r} differs from the resumed model's target {resumed.target!r}")
+    if args.task is not None and args.task != ("classification" if resumed.is_classifier else "regression"):
+        raise ValueError(f"--task {args.task} differs from the resumed model's task")
+    return stored
 
-    digest = hashlib.sha256(np.ascontiguousarray(X).tobytes())
-    digest.update(np.ascontiguousarray(y).tobytes())
-    return digest.hexdigest()[:32]
+
+def _shown(value) -> str:
+    return " ".join(map(str, value)) if isinstance(value, list) else ("" if value is True else str(value))
 
 
-def _split(args, resumed, X, y, data) -> dict:
+def _check_same_classes(name, labels, y, model) -> None:
+    """A table whose classes differ from the resumed model's is refused, naming both."""
+    found = Preprocessor(task="classification")
+    try:
+        found.fit_target(y, f"{name}: target")
+    except ValueError:
+        return  # one class: encode_target below says which labels are unknown, if any
+    if [str(c) for c in found.classes] != [str(c) for c in model.classes]:
+        raise ValueError(f"{name}: the classes {found.classes} differ from the resumed model's {model.classes}")
+
+
+def _split(args, resumed, source) -> dict:
     """How this run splits the rows: the resumed model's split on the same data (so its held-out
     rows stay held out), else this run's --seed, --test-size and --validation-split."""
-    fingerprint = _fingerprint(X, y)
+    fingerprint = tabular.fingerprint(source)
     saved = resumed.split if resumed is not None else None
     if saved is not None and saved.get("data") == fingerprint:
         for option, key in (("--test-size", "test_size"), ("--validation-split", "validation_split")):
@@ -480,40 +511,74 @@ def _split(args, resumed, X, y, data) -> dict:
         print(f"note: {args.dataset} is not the data the resumed model was split on; drawing a new split",
               file=sys.stderr)
     return {"seed": int(args.seed), "test_size": float(args.test_size),
-            "validation_split": float(args.validation_split), "n_samples": int(X.shape[0]), "data": fingerprint}
+            "validation_split": float(args.validation_split), "n_samples": int(source.n_samples), "data": fingerprint}
 
 
-def _split_rows(split, y, stratify):
-    """(training rows, validation rows or None, test rows or None) of a stored split."""
-    from .datasets import train_test_split
+def _check_resumed(args, model, n_in: int) -> None:
+    """Options that would change the resumed network are refused by name, never ignored."""
+    if args.layers and list(args.layers) != list(model.layer_sizes):
+        raise ValueError(f"--layers {args.layers} differs from the resumed model's {list(model.layer_sizes)}")
+    if args.hidden and list(args.hidden) != list(model.layer_sizes[1:-1]):
+        raise ValueError(f"--hidden {args.hidden} differs from the resumed model's {list(model.layer_sizes[1:-1])}")
+    if n_in != model.layer_sizes[0]:
+        raise ValueError(f"{args.dataset} has {n_in} features but the resumed model expects {model.layer_sizes[0]}")
+    if args.dtype is not None and args.dtype != model.dtype:
+        raise ValueError(f"--dtype {args.dtype} differs from the resumed model's {model.dtype}")
+    if args.activation is not None:
+        wanted = [_activation_spec(a, args.leaky_slope) for a in args.activation]
+        have = [layer.activation.spec() for layer in model.layers if hasattr(layer, "activation")][:-1] or [
+            a.spec() for a in getattr(model, "activation", [])]
+        names = [a if isinstance(a, str) else a.get("name") for a in wanted]
+        have_names = [a if isinstance(a, str) else a.get("name") for a in have]
+        if (names * len(have_names) if len(names) == 1 else names) != have_names:
+            raise ValueError(f"--activation {' '.join(args.activation)} differs from the resumed model's "
+                             f"{' '.join(have_names)}")
+    if args.output_activation is not None and args.output_activation != model.output_activation:
+        raise ValueError(f"--output-activation {args.output_activation} differs from the resumed model's "
+                         f"{model.output_activation}")
+    if args.loss is not None and model.loss is not None and args.loss != model.loss:
+        raise ValueError(f"--loss {args.loss} differs from the resumed model's {model.loss}")
+    saved_dropout = getattr(model, "dropout", None)
+    if args.dropout is not None and saved_dropout is not None:
+        wanted = args.dropout * len(saved_dropout) if len(args.dropout) == 1 else args.dropout
+        if [float(r) for r in wanted] != list(saved_dropout):
+            raise ValueError(f"--dropout {args.dropout} differs from the resumed model's {saved_dropout}; "
+                             "dropout is part of the saved network")
 
-    rows = np.arange(split["n_samples"])
-    test = val = None
-    if split["test_size"]:
-        rows, test, _, _ = train_test_split(rows, y, test_size=split["test_size"], seed=split["seed"],
-                                            stratify=stratify)
-    if split["validation_split"]:
-        rows, val, _, _ = train_test_split(rows, y[rows], test_size=split["validation_split"],
-                                           seed=split["seed"] + 1, stratify=stratify)
-    return rows, val, test
 
+def _new_model(args, task: str, classes, n_in: int):
+    import nn_xp as nx
 
-def _take_column(X, names, column, where):
-    """(X without `column`, that column, the other names): a weight column is no feature."""
-    names = [str(n) for n in (names or [])]
-    if column not in names:
-        raise ValueError(f"{where}: no column {column!r} for --sample-weight; the columns are {names}")
-    index = names.index(column)
-    return np.delete(X, index, axis=1), X[:, index].copy(), names[:index] + names[index + 1:]
-
-
-def _in_model_order(X, names, model, where):
-    """X's columns in the order the model was trained on, matched by name."""
-    missing = [n for n in model.feature_names if n not in names]
-    if missing:
-        raise ValueError(f"{where} has no column {missing[0]!r}, which the model was trained on "
-                         f"(its columns: {model.feature_names})")
-    return X[:, [names.index(n) for n in model.feature_names]]
+    n_out = len(classes) if task == "classification" else 1
+    if task == "classification" and len(classes) == 2 and args.output_activation == "sigmoid":
+        n_out = 1
+    if args.layers and args.hidden:
+        raise ValueError("give --layers (all sizes) or --hidden (the hidden sizes only), not both")
+    if args.hidden:
+        layers = [n_in, *args.hidden, n_out]
+    else:
+        layers = args.layers or ([1, 10, 10, 1] if args.dataset == "sine" else [n_in, 64, n_out])
+    if layers[0] != n_in:
+        raise ValueError(f"--layers starts with {layers[0]} inputs but {args.dataset} has {n_in} features "
+                         "(give --hidden with the hidden sizes only, and the widths come from the data)")
+    if layers[-1] != n_out:
+        raise ValueError(f"--layers ends with {layers[-1]} outputs but {args.dataset} needs {n_out}")
+    output = args.output_activation or (
+        "softmax" if task == "classification" else ("sigmoid" if args.dataset == "sine" else "linear"))
+    _check_output_fits(task, len(classes) if classes is not None else None, args.dataset, output, args.loss)
+    n_hidden = len(layers) - 2
+    activation = [_activation_spec(a, args.leaky_slope) for a in (args.activation or ["relu"])]
+    if len(activation) == 1:
+        activation = activation[0]
+    elif len(activation) != n_hidden:
+        layers_text = f"{n_hidden} hidden layer{'s' if n_hidden != 1 else ''}"
+        raise ValueError(
+            f"--activation gives {len(activation)} names but the network has {layers_text}: give one "
+            "name for every hidden layer" + (f", or one per hidden layer ({n_hidden})" if n_hidden > 1 else "")
+        )
+    dropout = 0.0 if args.dropout is None else (args.dropout[0] if len(args.dropout) == 1 else args.dropout)
+    return nx.MLP(layers, activation=activation, output_activation=output, init=args.init,
+                  dtype=args.dtype or "float32", device=args.device, seed=args.seed, dropout=dropout)
 
 
 def _check_writable(option: str, path: str) -> None:
@@ -531,14 +596,13 @@ def _check_writable(option: str, path: str) -> None:
         raise ValueError(f"{option} {path}: is a folder; give a file name")
 
 
-def _check_output_fits(data, output: str, loss) -> None:
+def _check_output_fits(task, k, name, output: str, loss) -> None:
     """A loss or output activation that cannot fit the data's targets: say what to change."""
-    if data.task != "classification":
+    if task != "classification":
         return
-    k = data.n_classes
     if loss == "mse":
         raise ValueError(
-            f"--loss mse needs numeric targets, but {data.name or 'the dataset'} has {k} classes: drop --loss "
+            f"--loss mse needs numeric targets, but {name or 'the dataset'} has {k} classes: drop --loss "
             "(softmax with cross_entropy, the default for classes), or give numeric targets"
         )
     if output == "sigmoid" and k > 2:
@@ -560,71 +624,39 @@ def _activation_spec(name, slope):
 def _read_table(path, delimiter=None):
     """A table file (.csv, .tsv, .parquet) as a pandas DataFrame, read as training reads it."""
     from .datasets import read_table
+    from .preprocessing import as_frame
 
-    return read_table(path, delimiter=delimiter, progress=True)
+    return as_frame(read_table(path, delimiter=delimiter, progress=True), path)
 
 
-def _table_columns(path, frame, model, skip):
-    """The model's feature columns of `frame`, matched by name, as float64 (n_samples, n_features).
-
-    Missing columns are refused by name; columns the model does not use (the target, an ID) are
-    left out with a note. A model saved without column names takes the other columns in order.
-    """
-    columns = [str(c) for c in frame.columns]
-    frame.columns = columns
-    encoding = (model.preprocessing or {}).get("encoding")
-    names = encoding["columns"] if encoding is not None else (
-        model.feature_names or [c for c in columns if c not in skip])
+def _model_input(path, frame, model, skip):
+    """What the model predicts from: the table itself where the model knows its columns (found by
+    name, others left out with a note); else the other columns in order, as numbers."""
+    columns = list(frame.columns)
+    names = model.feature_names
+    if names is None:
+        names = [c for c in columns if c not in skip]
+        return frame[names].to_numpy()
     extra = [c for c in columns if c not in names and c not in skip]
     if extra:
         print(f"note: {path}: ignoring columns {extra} (not features of the model)", file=sys.stderr)
-    if encoding is not None:  # imputed and one-hot encoded as in training, its columns found by name
-        from .datasets import encode
-
-        with warnings.catch_warnings(record=True) as caught:  # said as one line, naming the file
-            warnings.simplefilter("always")
-            encoded = encode(frame, encoding)
-        for warning in caught:
-            print(f"warning: {str(warning.message).replace('the data', path, 1)}", file=sys.stderr)
-        return encoded.X
-    missing = [n for n in names if n not in columns]
-    if missing:
-        raise ValueError(f"{path}: no column {missing[0]!r}; the model was trained on the columns {names}")
-    X = np.empty((len(frame), len(names)))
-    for index, name in enumerate(names):
-        try:
-            X[:, index] = frame[name].to_numpy(dtype=np.float64)
-        except (TypeError, ValueError):
-            raise ValueError(f"{path}: column {name!r} is not numeric") from None
-    if X.shape[1] != model.layer_sizes[0]:
-        raise ValueError(f"{path}: {X.shape[1]} feature columns, but the model expects {model.layer_sizes[0]}")
-    return X
+    return frame
 
 
-def _labels_as_indices(path, values, model):
-    """Targets read from a table, as the model's class indices (its stored labels matched)."""
-    if model.classes is None or not model.is_classifier:
-        return np.asarray(values)
-    index = {str(c): i for i, c in enumerate(model.classes)}
-    unknown = sorted({str(v) for v in values} - set(index))
-    if unknown:
-        raise ValueError(f"{path}: labels {unknown[:5]} are not among the model's classes {model.classes}")
-    return np.array([index[str(v)] for v in values])
+def _predicting(function, path):
+    """Run `function`, its warnings (unseen categories) said as one line each, naming the file."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = function()
+    for warning in caught:
+        print(f"warning: {str(warning.message).replace('X: ', path + ': ', 1)}", file=sys.stderr)
+    return result
 
 
-def _input_X(path, target, model, delimiter=None):
-    from .datasets import encode, load_file
-
-    encoding = (model.preprocessing or {}).get("encoding")
-    if encoding is not None:  # the training file's columns by name, imputed and one-hot encoded alike
-        data = encode(path, encoding, target=target, delimiter=delimiter, progress=True)
-    else:
-        data = load_file(path, target=target, delimiter=delimiter, progress=True)
-    X = data.X
-    if X.ndim != 2 or X.shape[1] != model.layer_sizes[0]:
-        features = X.shape[-1] if X.ndim else 0
-        raise ValueError(f"{path}: {features} features per sample, but the model expects {model.layer_sizes[0]}")
-    return data, _apply_preprocessing(model, X)
+def _array_input(path, target, model):
+    """(X, labels or None) from a .npy or .npz file or a built-in dataset's name."""
+    source = tabular.read(path, target=target)
+    return source.X, source.y
 
 
 def cmd_predict(args) -> int:
@@ -632,39 +664,35 @@ def cmd_predict(args) -> int:
 
     import nn_xp as nx
 
-    from .datasets import TABLE_SUFFIXES
-
     model = nx.load(args.model, device=args.device)
     ids = None
-    if args.input.lower().endswith(TABLE_SUFFIXES):
+    if tabular.is_table_file(args.input):
         frame = _read_table(args.input, args.delimiter)
-        if args.id is not None and args.id not in [str(c) for c in frame.columns]:
-            raise ValueError(f"{args.input}: no column {args.id!r} for --id")
+        for option, column in (("--id", args.id), ("--target", args.target)):
+            if column is not None and column not in frame.columns:
+                raise ValueError(f"{args.input}: no column {column!r} for {option}; the columns are "
+                                 f"{list(frame.columns)}")
         ids = frame[args.id].tolist() if args.id is not None else None
-        X = _apply_preprocessing(model, _table_columns(args.input, frame, model,
-                                                       {args.id, args.target or model.target} - {None}))
+        X = _model_input(args.input, frame, model, {args.id, args.target or model.target} - {None})
     else:
         if args.id is not None:
             raise ValueError("--id names a column of a table (.csv, .tsv, .parquet)")
-        _, X = _input_X(args.input, args.target, model)
+        X, _ = _array_input(args.input, args.target, model)
     classes = model.classes if model.is_classifier else None
     if args.proba:
-        result = nx.to_numpy(model.predict_proba(X))
+        result = nx.to_numpy(_predicting(lambda: model.predict_proba(X, batch_size=_BATCH), args.input))
         header = [str(c) for c in classes] if classes is not None else [f"p{k}" for k in range(result.shape[1])]
         rows = [[f"{v:.8g}" for v in row] for row in result]
     else:
-        result = nx.to_numpy(model.predict(X))
+        result = nx.to_numpy(_predicting(lambda: model.predict(X, batch_size=_BATCH), args.input))
         result = result[:, None] if result.ndim == 1 else result
-        if classes is not None and result.shape[1] == 1:  # the stored labels, in their own type
-            rows = [[str(classes[int(v)])] for v in result[:, 0]]
-        else:
-            rows = [[str(int(v)) if result.dtype.kind in "iu" else f"{v:.8g}" for v in row] for row in result]
+        rows = [[_cell(v) for v in row] for row in result]
         header = ["prediction"] if result.shape[1] == 1 else [f"prediction{k}" for k in range(result.shape[1])]
     if ids is not None:
         header, rows = [args.id, *header], [[str(i), *row] for i, row in zip(ids, rows)]
     if args.output:
         if args.output.lower().endswith(".npy"):
-            np.save(args.output, np.asarray(rows if classes is not None and not args.proba else result))
+            np.save(args.output, result)
         else:
             with open(args.output, "w", newline="") as handle:
                 writer = csv.writer(handle)
@@ -677,38 +705,48 @@ def cmd_predict(args) -> int:
     return 0
 
 
+_BATCH = 65536  # rows predicted at a time, so a large input never needs its whole float64 copy at once
+
+
+def _cell(value) -> str:
+    if isinstance(value, (str, np.str_)):
+        return str(value)
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (np.integer, int)):
+        return str(int(value))
+    return f"{value:.8g}"
+
+
 def cmd_evaluate(args) -> int:
     import nn_xp as nx
 
-    from .datasets import TABLE_SUFFIXES
-
     model = nx.load(args.model, device=args.device)
     target = args.target or model.target
-    if args.data.lower().endswith(TABLE_SUFFIXES):
-        frame = _read_table(args.data, args.delimiter)
-        if target is None or target not in [str(c) for c in frame.columns]:
-            raise ValueError(f"{args.data}: no target column {target!r} (give --target COLUMN)")
-        X = _table_columns(args.data, frame, model, {target})
-        y = _labels_as_indices(args.data, frame[target].tolist(), model)
-        data = None
+    pipeline = model.preprocessor
+    if tabular.is_table_file(args.data):
+        if target is None:
+            raise ValueError(f"{args.data}: give --target COLUMN (the model does not name its target)")
+        source = tabular.read(args.data, target=target, pipeline=_stored_drop(pipeline), delimiter=args.delimiter)
+        X = _model_input(args.data, source.X, model, set())
     else:
-        data = _load_data(args.data) if not _is_file(args.data) else _input_X(args.data, args.target, model)[0]
-        X, y = data.X, data.y
-        if data.y is None:
-            raise ValueError(f"{args.data}: no targets to evaluate against (give --target COLUMN, or a 'y' member)")
+        source = tabular.read(args.data, target=args.target)
+        X = source.X
+    if source.y is None:
+        raise ValueError(f"{args.data}: no targets to evaluate against (give --target COLUMN, or a 'y' member)")
+    y = source.y
     if args.held_out:
         if not (model.split and (model.split["test_size"] or model.split["validation_split"])):
             raise ValueError("--held-out needs a model trained with --test-size (its split is stored in the model)")
-        if _fingerprint(X, y) != model.split["data"]:
+        if tabular.fingerprint(source) != model.split["data"]:
             raise ValueError(f"{args.data} is not the data the model was trained and split on: --held-out "
                              "cannot find its test rows")
-        _, _, test = _split_rows(model.split, y, model.is_classifier)
+        codes = pipeline.encode_target(y, f"{args.data}: target") if model.is_classifier else y
+        _, _, test = tabular.split_rows(model.split, np.asarray(codes), model.is_classifier)
         if test is None:
             raise ValueError("--held-out: the model's split held out no test rows (--test-size was 0)")
-        X, y = X[test], y[test]
-    X = _apply_preprocessing(model, X)
-    regression = not model.is_classifier if data is None else data.task == "regression"
-    result = model.evaluate(X, y, loss="mse" if regression else None)
+        X, y = tabular.take(X, test), y[test]
+    result = _predicting(lambda: model.evaluate(X, y, loss=None if model.is_classifier else "mse"), args.data)
     print(json.dumps(result) if args.json else _format_metrics(result))
     if args.report:
         if not model.is_classifier:
@@ -718,11 +756,20 @@ def cmd_evaluate(args) -> int:
         except ImportError:
             raise ImportError("--report needs scikit-learn: pip install 'nn_xp[sklearn]'") from None
         predicted = nx.to_numpy(model.predict(X))
-        classes = model.classes if model.classes is not None else (None if data is None else data.class_names)
-        names = [str(c) for c in classes] if classes is not None else None
-        labels = list(range(len(names))) if names is not None else None
-        print(classification_report(y, predicted, labels=labels, target_names=names, zero_division=0))
+        truth = pipeline.decode(model.preprocessor.encode_target(y)) if model.classes is not None else y
+        names = [str(c) for c in model.classes] if model.classes is not None else None
+        print(classification_report(np.asarray(truth).astype(str) if names else truth,
+                                    np.asarray(predicted).astype(str) if names else predicted,
+                                    labels=names, zero_division=0))
     return 0
+
+
+def _stored_drop(pipeline):
+    """A pipeline that drops rows as the stored one did (impute drop), for --held-out to find them."""
+    if pipeline.impute != "drop":
+        return None
+    again = Preprocessor(impute="drop", columns=pipeline.feature_names)
+    return again
 
 
 def cmd_info(args) -> int:

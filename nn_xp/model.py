@@ -31,6 +31,7 @@ from .initializers import check_init
 from .layers import Context, Dense, Dropout, Layer, from_spec
 from .ops import FlatList, ops_for
 from .optim import get_optimizer
+from .preprocessing import Preprocessor, is_table
 
 
 class _Store:
@@ -114,14 +115,14 @@ class Sequential:
         self._assign([backend.to_device(p.astype(self.dtype), self.device) for p in host])
         self.optimizer = None
         self.history = None
-        self.preprocessing = None  # input standardisation statistics, when a dataset asked for it
+        # The input pipeline (preprocessing.py): the feature columns, imputation, one-hot
+        # categories, standardisation, the target column and the class labels in their own type
+        # (output i is classes[i]); predict, predict_proba, evaluate and fit apply it.
+        self.preprocessor = Preprocessor()
         self.stop_training = False  # callbacks set this to end fit after the current epoch
         self.loss = None  # the loss fit trained with; None until then (inferred from the output)
         self.l2 = 0.0  # the L2 penalty fit trained with
-        # What the data meant, when it came from a table (the command line sets these): the
-        # feature columns in order, the target column, the class labels in their own type (output
-        # i is classes[i]), and how the train/validation/test split was drawn.
-        self.feature_names = self.target = self.classes = self.split = None
+        self.split = None  # how the command line drew the train/validation/test split of a table
         self.loss_scaler = None  # mixed_float16's dynamic loss scale (precision.py), once used
 
     # ---- description -------------------------------------------------------------------------
@@ -138,6 +139,46 @@ class Sequential:
     def is_classifier(self) -> bool:
         """A sigmoid output trained with mse (the notebooks' sine) is a regressor."""
         return self.head().classifier
+
+    # ---- what the data meant (the input pipeline, preprocessing.py) ---------------------------
+    @property
+    def feature_names(self):
+        """The input columns in order (None for a model trained on plain arrays)."""
+        return self.preprocessor.feature_names
+
+    @feature_names.setter
+    def feature_names(self, names):
+        self.preprocessor.feature_names = None if names is None else [str(n) for n in names]
+
+    @property
+    def classes(self):
+        """The class labels in their own type (output i is classes[i]), or None (labels are 0..k-1)."""
+        return self.preprocessor.classes
+
+    @classes.setter
+    def classes(self, labels):
+        self.preprocessor.classes = None if labels is None else list(labels)
+
+    @property
+    def target(self):
+        """The target column of the table the model was trained on, or None."""
+        return self.preprocessor.target
+
+    @target.setter
+    def target(self, name):
+        self.preprocessor.target = name
+
+    @property
+    def preprocessing(self):
+        """The input pipeline's fitted state as the model file stores it ({"mean", "std",
+        "encoding"}), or None."""
+        return self.preprocessor.to_dict()
+
+    @preprocessing.setter
+    def preprocessing(self, state):
+        old = self.preprocessor
+        self.preprocessor = Preprocessor.from_dict(state, feature_names=old.feature_names, classes=old.classes,
+                                                   target=old.target)
 
     def head(self, loss=None):
         """The output head for `loss` (None: the loss fit trained with, else the output's default)."""
@@ -213,6 +254,7 @@ class Sequential:
         clone.optimizer = None
         clone.history = None
         clone.rng = copy.deepcopy(self.rng)
+        clone.preprocessor = copy.deepcopy(self.preprocessor)
         return clone
 
     # ---- input checks (run before any work) -------------------------------------------------
@@ -458,36 +500,161 @@ class Sequential:
         return float(L), list(grads)
 
     # ---- training and inference (training.py holds the loop) --------------------------------
-    def fit(self, X, y, **kwargs):
-        """Train with mini-batch gradient descent; see `nn_xp.training.fit` for the arguments."""
-        return training.fit(self, X, y, **kwargs)
+    def fit(self, X, y, *, columns=None, drop=(), impute=None, one_hot=None, standardize=False, preprocessor=None,
+            **kwargs):
+        """Train with mini-batch gradient descent; see `nn_xp.training.fit` for the arguments.
+
+        X may be a pandas DataFrame or a pyarrow Table, y any labels (strings, integers, booleans).
+        The first fit of a model learns its input pipeline (an `nn_xp.Preprocessor`, or one made
+        from columns=, drop=, impute=, one_hot=, standardize=; see preprocessing.py) from the
+        training rows (validation_split's rows left out) and the classes from y; later fits,
+        predict, predict_proba and evaluate apply it. Integer labels 0..k-1 stay class indices.
+        """
+        options = {"columns": columns, "drop": drop, "impute": impute, "one_hot": one_hot, "standardize": standardize}
+        given = [name for name, value in options.items() if value not in (None, (), [], False)]
+        if preprocessor is not None and not isinstance(preprocessor, Preprocessor):
+            raise TypeError(f"preprocessor must be an nn_xp.Preprocessor, got {type(preprocessor).__name__}")
+        if preprocessor is not None and given:
+            raise ValueError(f"give either preprocessor= or {given[0]}=, not both")
+        old = self.preprocessor
+        if (given or preprocessor is not None) and old.fitted:
+            raise ValueError(f"{given[0] if given else 'preprocessor'}=: the model already owns its input pipeline "
+                             "(from its first fit or its file); leave it out")
+        kwargs = dict(kwargs)
+        history_length = len(self.history) if self.history is not None else 0
+        if not old.fitted and (given or preprocessor is not None or is_table(X)):
+            pre = preprocessor if preprocessor is not None else Preprocessor(**options)
+            pre.task = "classification" if self.head(kwargs.get("loss")).classifier else "regression"
+            X, y, kwargs = self._hold_out_before_fitting(X, y, kwargs)
+            X, Y = pre.fit_transform(X, y)
+            if pre.kept is not None and kwargs.get("sample_weight") is not None:
+                kwargs["sample_weight"] = np.asarray(kwargs["sample_weight"])[pre.kept]
+            self.preprocessor = pre
+            if Y is not None and pre.classes is not None:
+                self._check_n_classes(len(pre.classes))
+        else:
+            X, Y = self._inputs(X), self._targets(y, learn=True)
+        try:
+            validation_data = kwargs.get("validation_data")
+            if isinstance(validation_data, (tuple, list)) and len(validation_data) in (2, 3):
+                kwargs["validation_data"] = (self._inputs(validation_data[0], "validation_data[0]"),
+                                             self._targets(validation_data[1], "validation_data[1]"),
+                                             *validation_data[2:])
+            class_weight = kwargs.get("class_weight")
+            if isinstance(class_weight, dict) and self.classes is not None:
+                labels = list(class_weight)
+                codes = self.preprocessor.encode_target(np.asarray(labels, dtype=object), "class_weight")
+                kwargs["class_weight"] = {int(c): class_weight[label] for c, label in zip(codes, labels)}
+            return training.fit(self, X, Y, **kwargs)
+        except BaseException:
+            if (len(self.history) if self.history is not None else 0) == history_length:
+                self.preprocessor = old  # nothing was trained: the model is as fit found it
+            raise
+
+    def _hold_out_before_fitting(self, X, y, kwargs):
+        """validation_split's rows drawn before the input pipeline learns its statistics, so they
+        come from the training rows only; the held-out rows become validation_data."""
+        fraction = kwargs.get("validation_split") or 0.0
+        if not fraction or kwargs.get("validation_data") is not None:
+            return X, y, kwargs
+        import math
+
+        from .preprocessing import as_frame, take_rows
+
+        n = len(as_frame(X)) if is_table(X) else len(X)
+        n_val = math.floor(n * fraction)
+        if not 0 < n_val < n:
+            return X, y, kwargs  # training.fit says what is wrong with the fraction
+        order = self.rng.permutation(n)
+        val, train = np.sort(order[:n_val]), np.sort(order[n_val:])
+        weights = kwargs.get("sample_weight")
+        kwargs = dict(kwargs, validation_split=0.0)
+        kwargs["validation_data"] = (take_rows(X, val), take_rows(y, val)) + (
+            (np.asarray(weights)[val],) if weights is not None else ())
+        if weights is not None:
+            kwargs["sample_weight"] = np.asarray(weights)[train]
+        return take_rows(X, train), take_rows(y, train), kwargs
+
+    def _check_n_classes(self, k: int) -> None:
+        n_out = self.layer_sizes[-1]
+        fits = k == n_out or (n_out == 1 and k == 2 and self._output.name == "sigmoid")
+        if not fits:
+            raise ValueError(f"y holds {k} classes but the model has {n_out} output{'s' if n_out > 1 else ''}: "
+                             f"give layer_sizes[-1]={k if k > 2 or self._output.name != 'sigmoid' else 1}")
+
+    def _inputs(self, X, where: str = "X"):
+        """X as the first layer reads it: through the input pipeline where the model has one (a
+        table's columns by name; raw numbers in the training columns' order); else as given."""
+        if is_table(X) or self.preprocessor.fitted:
+            return self.preprocessor.transform(X, where)
+        return X
+
+    def _targets(self, y, where: str = "y", learn: bool = False):
+        """y as the head reads it: a classifier's labels as class indices. Integer labels 0..k-1 are
+        the indices themselves; with `learn` (fit), other labels make the model's classes."""
+        from .preprocessing import host_labels
+
+        if not self.head().classifier:
+            return host_labels(y, where, numeric=True) if not hasattr(y, "__array_namespace__") else y
+        if self.classes is not None:
+            labels = host_labels(y, where)
+            return labels if labels.ndim != 1 else self.preprocessor.encode_target(labels, where)
+        if hasattr(y, "__array_namespace__") and not isinstance(y, np.ndarray):
+            return y  # a device array holds numbers: class indices (or one-hot rows)
+        labels = host_labels(y, where)
+        n_out = self.layer_sizes[-1]
+        k = 2 if n_out == 1 else n_out
+        indices = labels.dtype.kind in "iuf" and (labels.size == 0 or (
+            np.all(np.mod(labels, 1) == 0) and labels.min() >= 0 and labels.max() < k))
+        if labels.ndim != 1 or indices:
+            return labels
+        if not learn:
+            raise ValueError(f"{where} holds labels such as {labels[0]!r}, but the model knows no class labels (it "
+                             f"was trained on class indices 0..{k - 1}): give the indices")
+        pre = Preprocessor(task="classification")
+        Y = pre.fit_target(labels, where)
+        self._check_n_classes(len(pre.classes))
+        self.preprocessor.task, self.classes = "classification", pre.classes
+        return Y
 
     def predict_proba(self, X, batch_size=None):
-        """Class probabilities (n_samples, n_classes); a sigmoid model with one output gives two columns."""
+        """Class probabilities (n_samples, n_classes), columns in the order of `classes`; a sigmoid
+        model with one output gives two columns. X: as for `predict`."""
         if not self.is_classifier:
             raise ValueError(
                 "predict_proba needs a classifier (a softmax or sigmoid output trained with a "
                 f"cross-entropy loss); this model's output is {self._output.name!r} with loss {self.default_loss!r}"
             )
-        P = self._batched_forward(self.check_input(X), batch_size)
+        P = self._batched_forward(self.check_input(self._inputs(X)), batch_size)
         if self._output.name == "sigmoid" and P.shape[1] == 1:
             xp = backend.get_namespace(P)
             P = xp.concat([1 - P, P], axis=1)
         return P
 
     def predict(self, X, batch_size=None):
-        """Regression: the outputs. Classification: class labels (n_samples,) (multi-label sigmoid: 0/1 per output)."""
-        X = self.check_input(X)
+        """Regression: the outputs. Classification: the class labels (n_samples,), the model's
+        `classes` in their own type where it has them (a NumPy array), else indices on its device
+        (multi-label sigmoid: 0/1 per output).
+
+        X: (n_samples, n_features) raw inputs, or a DataFrame / pyarrow Table whose columns are
+        found by name; the model's input pipeline (columns, imputation, one-hot, standardisation)
+        is applied to either.
+        """
+        X = self.check_input(self._inputs(X))
         out = self._batched_forward(X, batch_size)
         xp = backend.get_namespace(out)
         if not self.is_classifier:
             return out
         if self._output.name == "softmax":
-            return xp.argmax(out, axis=1)
-        if self._output.name == "sigmoid":
+            labels = xp.argmax(out, axis=1)
+        elif self._output.name == "sigmoid":
             labels = xp.astype(out > 0.5, xp.int64)
-            return labels[:, 0] if labels.shape[1] == 1 else labels
-        return out
+            labels = labels[:, 0] if labels.shape[1] == 1 else labels
+        else:
+            return out
+        if self.classes is not None and labels.ndim == 1:
+            return self.preprocessor.decode(backend.to_numpy(labels))
+        return labels
 
     def _batched_forward(self, X, batch_size):
         if batch_size is not None:  # checked before use: "2" or 2.5 must not pass as "large enough"
@@ -502,8 +669,10 @@ class Sequential:
     def evaluate(self, X, y, loss=None, sample_weight=None) -> dict:
         """{"loss": ..., and the task's metrics}: accuracy for classification; mse, mae, r2 otherwise.
 
-        With `sample_weight` (n_samples,), the loss and the metrics are weighted means.
+        X and y as for `predict` and `fit` (a raw table, labels). With `sample_weight` (n_samples,),
+        the loss and the metrics are weighted means.
         """
+        X, y = self._inputs(X), self._targets(y)
         head = self.head(loss)
         X = self.check_input(X)
         Y = self.check_target(y, X.shape[0], head)
@@ -568,15 +737,17 @@ class Sequential:
         if rng is not None:
             model.rng = rng if isinstance(rng, np.random.Generator) else _generator(rng)
         model.set_parameters([np.asarray(p) for p in state["params"]])
-        model.preprocessing = state.get("preprocessing")
         if state.get("loss") is not None:
             model.loss = check_loss(state["loss"], model.output_activation)
         model.l2 = validation.Real(0.0)(state.get("l2") or 0.0, "l2")
         schema = state.get("schema") or {}
-        model.feature_names, model.target = schema.get("feature_names"), schema.get("target")
-        model.classes, model.split = schema.get("classes"), schema.get("split")
-        if model.feature_names is not None and len(model.feature_names) != model.layer_sizes[0]:
-            raise ValueError(f"the schema names {len(model.feature_names)} features for {model.layer_sizes[0]} inputs")
+        model.split = schema.get("split")
+        model.preprocessor = Preprocessor.from_dict(
+            state.get("preprocessing"), feature_names=schema.get("feature_names"), classes=schema.get("classes"),
+            target=schema.get("target"))
+        widths = model.preprocessor.feature_names_out
+        if widths is not None and len(widths) != model.layer_sizes[0]:
+            raise ValueError(f"the schema names {len(widths)} features for {model.layer_sizes[0]} inputs")
         if model.classes is not None and len(model.classes) not in (model.layer_sizes[-1], 2):
             raise ValueError(f"the schema names {len(model.classes)} classes for {model.layer_sizes[-1]} outputs")
         saved = state.get("optimizer")
@@ -622,15 +793,20 @@ def _backward(backprops, dH) -> None:
 
 
 def _fit_signature():
-    """`Sequential.fit`'s signature as `help()` shows it: training.fit's, with self for the model."""
+    """`Sequential.fit`'s signature as `help()` shows it: training.fit's, with self for the model and
+    the input pipeline's options."""
     signature = inspect.signature(training.fit)
     parameters = list(signature.parameters.values())
     parameters[0] = inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    return signature.replace(parameters=parameters)
+    own = inspect.signature(Sequential.fit).parameters
+    pipeline = [own[name] for name in ("columns", "drop", "impute", "one_hot", "standardize", "preprocessor")]
+    pipeline = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in pipeline]
+    return signature.replace(parameters=parameters[:3] + [p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+                                                          for p in parameters[3:]] + pipeline)
 
 
 Sequential.fit.__signature__ = _fit_signature()
-Sequential.fit.__doc__ = training.fit.__doc__
+Sequential.fit.__doc__ = Sequential.fit.__doc__ + "\n" + training.fit.__doc__
 
 
 def _generator(state: dict) -> np.random.Generator:

@@ -1,0 +1,634 @@
+"""What a prediction depends on before the first layer: `Preprocessor`.
+
+A model trained from a table owns its input pipeline, so `predict` on a raw table (or on the raw
+numbers, columns in the training order) gives the answer the model was trained for, whichever
+door trained it (library, CLI, estimator) and whichever asks (library, CLI, ONNX):
+
+    raw table --select columns--> features --impute--> --one-hot--> --standardise--> X (first layer)
+    labels    <--classes[i]--     class index i  <--argmax--  network
+
+The fitted state is plain JSON (`to_dict`), stored in the model file as "preprocessing" in the
+format earlier files used ({"mean", "std", "encoding": {"columns", "strategy", "impute",
+"one_hot"}}), so older model files keep loading. The statistics are learned by `fit` from the rows
+given (the training rows: callers split first), and `transform` only applies them.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import warnings
+
+import numpy as np
+
+TASKS = ("classification", "regression")
+IMPUTE = (None, "mean", "median", "drop")
+# A numeric target with at most this many distinct integer values is read as class labels.
+MAX_INFERRED_CLASSES = 20
+# A text column with more categories than this is refused (one-hot would make that many features).
+MAX_CATEGORIES = 100
+_DECIMAL_COMMA = re.compile(r"^\s*[-+]?\d{1,3}(\.\d{3})*,\d+\s*$|^\s*[-+]?\d+,\d+\s*$")
+_DATE = re.compile(r"^\s*(\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{4})([ T]\d{1,2}:\d{2}(:\d{2})?.*)?\s*$")
+
+
+def is_table(X) -> bool:
+    """A pandas DataFrame or a pyarrow Table (without importing either)."""
+    module = type(X).__module__
+    return (module.startswith("pandas") and type(X).__name__ == "DataFrame") or (
+        module.startswith("pyarrow") and type(X).__name__ == "Table")
+
+
+def as_frame(X, where: str = "X"):
+    """A DataFrame of a DataFrame or pyarrow Table, column names as strings; duplicates refused."""
+    if type(X).__module__.startswith("pyarrow"):
+        X = X.to_pandas()
+    names = [str(c).strip() for c in X.columns]
+    seen = set()
+    for name in names:
+        if name in seen:
+            raise ValueError(f"{where}: the column name {name!r} appears more than once; names must be unique")
+        seen.add(name)
+    if names != list(X.columns):
+        X = X.set_axis(names, axis=1)
+    return X
+
+
+class Preprocessor:
+    """The input pipeline a model owns: column selection, imputation, one-hot encoding,
+    standardisation, and the target's classes.
+
+    Args:
+        columns: the feature columns to use (None: every column but the target and `drop`).
+        drop: columns that are not features (an ID, a date, a weight column).
+        impute: None refuses missing values; "mean"/"median" fill a numeric column with the
+            training rows' mean/median (a category column's missing values become all zeros);
+            "drop" drops training rows holding any (predictions never drop rows).
+        one_hot: None refuses text columns; True encodes every text column (one 0/1 column per
+            category, "color=red"); a list encodes the columns named. A column that looks like
+            numbers with a decimal comma or like dates is refused with the option to use.
+        standardize: (x - mean) / std per encoded feature, statistics from the training rows.
+        task: "classification", "regression" or None (inferred from the target: text, booleans,
+            or at most MAX_INFERRED_CLASSES distinct integers mean classification).
+        decimal: "." or ",": the decimal mark of numbers held as text ("3,14").
+        max_categories: a category column with more categories is refused, with its count.
+
+    Fitted attributes: feature_names (the input columns in order, None for arrays), encoding,
+    stats ({"mean", "std"} or None), task, classes (labels in their own type, or None), notes
+    (the choices made for the user, one line each).
+    """
+
+    def __init__(self, *, columns=None, drop=(), impute=None, one_hot=None, standardize=False, task=None,
+                 decimal=".", max_categories=MAX_CATEGORIES):
+        if columns is not None and (isinstance(columns, str) or not all(isinstance(c, str) for c in columns)):
+            raise TypeError(f"columns must be a list of column names or None, got {columns!r}")
+        if isinstance(drop, str) or not all(isinstance(c, str) for c in drop):
+            raise TypeError(f"drop must be a list of column names, got {drop!r}")
+        if impute not in IMPUTE:
+            raise ValueError(f"impute must be one of {list(IMPUTE)}, got {impute!r}")
+        if not (one_hot is None or isinstance(one_hot, bool) or (
+                isinstance(one_hot, (list, tuple)) and all(isinstance(c, str) for c in one_hot))):
+            raise TypeError(f"one_hot must be None, True or a list of column names, got {one_hot!r}")
+        if not isinstance(standardize, (bool, np.bool_)):
+            raise TypeError(f"standardize must be True or False, got {standardize!r}")
+        if task not in (None, *TASKS):
+            raise ValueError(f"task must be None, 'classification' or 'regression', got {task!r}")
+        if decimal not in (".", ","):
+            raise ValueError(f"decimal must be '.' or ',', got {decimal!r}")
+        if isinstance(max_categories, bool) or not isinstance(max_categories, int) or max_categories < 1:
+            raise ValueError(f"max_categories must be a positive integer, got {max_categories!r}")
+        self.columns = None if columns is None else list(columns)
+        self.drop = list(drop)
+        self.impute, self.one_hot, self.standardize = impute, one_hot or None, bool(standardize)
+        self.task, self.decimal, self.max_categories = task, decimal, max_categories
+        self.feature_names = self.encoding = self.stats = self.classes = self.target = None
+        self.kept = None  # after fit_transform with impute="drop": the rows kept (bool mask), else None
+        self.notes: list[str] = []
+
+    @property
+    def fitted(self) -> bool:
+        """Whether `transform` changes anything: the model has columns, an imputation or statistics."""
+        return self.feature_names is not None or self.encoding is not None or self.stats is not None
+
+    def __repr__(self) -> str:
+        if not self.fitted:
+            return "Preprocessor()" if self.classes is None else f"Preprocessor(classes={self.classes!r})"
+        parts = [f"columns={self.feature_names!r}" if self.feature_names is not None else "arrays"]
+        if self.encoding is not None and self.encoding.get("strategy"):
+            parts.append(f"impute={self.encoding['strategy']!r}")
+        if self.encoding is not None and self.encoding.get("one_hot"):
+            parts.append(f"one_hot={sorted(self.encoding['one_hot'])!r}")
+        if self.stats is not None:
+            parts.append("standardize=True")
+        if self.classes is not None:
+            parts.append(f"classes={self.classes!r}")
+        return f"Preprocessor({', '.join(parts)})"
+
+    # ---- learning -----------------------------------------------------------------------------
+    def fit(self, X, y=None, *, target: str | None = None, where: str = "X"):
+        """Learn the statistics, categories and classes from these (training) rows; returns self."""
+        self.fit_transform(X, y, target=target, where=where)
+        return self
+
+    def fit_transform(self, X, y=None, *, target: str | None = None, where: str = "X"):
+        """(X encoded float64 (n_samples, n_features_out), y encoded or None), learning from them.
+
+        y encoded: class indices int64 (classification) or float64 (regression). With
+        impute="drop" the rows holding a missing value are left out of both.
+        """
+        self.notes, self.kept = [], None
+        if target is not None:
+            self.target = target
+        if is_table(X):
+            frame = as_frame(X, where)
+            columns = self.select(frame, where)
+            if self.impute == "drop":
+                keep = frame[columns].notna().all(axis=1).to_numpy()
+                if y is not None:
+                    keep &= ~_missing(y)
+                if not keep.any():
+                    raise ValueError(f"{where}: every row has a missing value; impute='drop' leaves nothing")
+                if not keep.all():
+                    self.notes.append(f"{where}: dropped {int((~keep).sum())} of {keep.size} rows with a "
+                                      "missing value (impute drop)")
+                    frame = frame[keep]
+                    y = None if y is None else take_rows(y, np.flatnonzero(keep))
+                    self.kept = keep
+            frame = self._numbers_with_commas(frame, columns)
+            self.encoding = self._fit_encoding(frame, columns, where)
+            self.feature_names = list(columns)
+            X, _ = encode_frame(frame, columns, self.encoding, where)
+        else:
+            if self.columns is not None or self.drop or self.one_hot:
+                raise TypeError("columns=, drop= and one_hot= choose and encode table columns: give X as a pandas "
+                                "DataFrame or a pyarrow Table")
+            X = _numeric_matrix(X, where)
+            if self.impute == "drop":
+                keep = ~np.isnan(X).any(axis=1)
+                if y is not None:
+                    keep &= ~_missing(y)
+                if not keep.all():
+                    X, y, self.kept = X[keep], None if y is None else take_rows(y, np.flatnonzero(keep)), keep
+            if self.impute in ("mean", "median"):
+                self.encoding = {"columns": None, "strategy": self.impute, "impute": {}, "one_hot": {}}
+                for j in range(X.shape[1]):
+                    self.encoding["impute"][str(j)] = _statistic(X[:, j], self.impute, f"{where}[:, {j}]")
+                X = self._impute_array(X, where)
+        if self.standardize:
+            std = X.std(axis=0)
+            std[std == 0] = 1.0
+            self.stats = {"mean": [float(v) for v in X.mean(axis=0)], "std": [float(v) for v in std]}
+            X = (X - np.asarray(self.stats["mean"])) / np.asarray(self.stats["std"])
+        Y = None if y is None else self.fit_target(y, where="y" if where == "X" else f"{where}: target")
+        return X, Y
+
+    def fit_target(self, y, where: str = "y"):
+        """Learn the task and the classes from y; returns y encoded (indices or floats)."""
+        labels = _labels(y, where)
+        if labels.ndim != 1:
+            self.task = self.task or "regression"
+            if self.task == "classification":
+                raise ValueError(f"{where}: classification needs one label per sample, got shape {labels.shape}")
+            self.classes = None
+            return labels.astype(np.float64)
+        text = labels.dtype.kind in "OUSb"
+        if self.task is None:
+            self.task = self._infer_task(labels, text, where)
+        if self.task == "regression":
+            if text:
+                raise ValueError(f"{where}: task 'regression' needs numbers, the target holds "
+                                 f"{'booleans' if labels.dtype.kind == 'b' else 'text'}")
+            self.classes = None
+            return labels.astype(np.float64)
+        if not text and not np.all(np.mod(labels, 1) == 0):
+            raise ValueError(f"{where}: task 'classification' needs labels, the target holds fractions "
+                             f"(such as {labels[np.mod(labels, 1) != 0][0]!r}); give task 'regression'")
+        classes = np.unique(labels.astype(str) if labels.dtype.kind == "O" else labels)
+        if classes.size < 2:
+            raise ValueError(f"{where}: the target holds one class only ({_plain(classes[0])!r}); a classifier "
+                             "needs at least two")
+        self.classes = [_plain(c) for c in classes]
+        return self.encode_target(labels, where)
+
+    def _infer_task(self, labels, text, where) -> str:
+        if text:
+            return "classification"
+        integral = bool(np.all(np.mod(labels, 1) == 0))
+        distinct = np.unique(labels).size
+        if integral and distinct <= MAX_INFERRED_CLASSES:
+            return "classification"
+        if integral:
+            self.notes.append(f"{where}: {distinct} distinct whole numbers (over {MAX_INFERRED_CLASSES}): taken "
+                              "as regression; give task 'classification' (--task classification) for classes")
+        return "regression"
+
+    # ---- applying -----------------------------------------------------------------------------
+    def transform(self, X, where: str = "X") -> np.ndarray:
+        """X as the first layer reads it: float64 (n_samples, n_features_out).
+
+        A table's columns are found by name (any order; other columns are left out); raw numbers
+        (an array) are taken as the training columns in order. Rows are never dropped.
+        """
+        encoding = self.encoding
+        if is_table(X):
+            frame = as_frame(X, where)
+            if self.feature_names is None:  # trained on plain numbers: the columns in order
+                X = _numeric_matrix(frame.to_numpy(), where)
+            else:
+                absent = [c for c in self.feature_names if c not in frame.columns]
+                if absent:
+                    raise ValueError(f"{where}: no column {absent[0]!r}; the model was trained on the columns "
+                                     f"{self.feature_names}")
+                frame = self._numbers_with_commas(frame, self.feature_names)
+                X, _ = encode_frame(frame, self.feature_names, encoding, where)
+        elif self.feature_names is not None:
+            X = np.asarray(X) if not hasattr(X, "__array_namespace__") or isinstance(X, np.ndarray) else X
+            from .backend import to_numpy
+
+            X = to_numpy(X)
+            if X.ndim != 2 or X.shape[1] != len(self.feature_names):
+                raise ValueError(f"{where} has shape {tuple(X.shape)}; the model was trained on the "
+                                 f"{len(self.feature_names)} columns {self.feature_names} (give them in that order, "
+                                 "or a DataFrame)")
+            import pandas as pd
+
+            frame = pd.DataFrame(X, columns=self.feature_names)
+            frame = self._numbers_with_commas(frame, self.feature_names)
+            X, _ = encode_frame(frame, self.feature_names, encoding, where)
+        else:
+            X = _numeric_matrix(X, where)
+            if encoding is not None:
+                X = self._impute_array(X, where)
+        if self.stats is not None:
+            mean, std = np.asarray(self.stats["mean"]), np.asarray(self.stats["std"])
+            if X.shape[1] != mean.size:
+                raise ValueError(f"{where} has {X.shape[1]} features but the standardisation was fitted on {mean.size}")
+            X = (X - mean) / std
+        return X
+
+    def encode_target(self, y, where: str = "y") -> np.ndarray:
+        """Labels as class indices int64 (classification) or y as float64 (regression)."""
+        labels = _labels(y, where)
+        if self.classes is None or labels.ndim != 1:
+            return labels.astype(np.float64) if labels.dtype.kind != "O" else _numeric_labels(labels, where)
+        index = {_key(c): i for i, c in enumerate(self.classes)}
+        codes = np.fromiter((index.get(_key(v), -1) for v in labels.tolist()), dtype=np.int64, count=labels.size)
+        if (codes < 0).any():
+            unknown = sorted({repr(v) for v, c in zip(labels.tolist(), codes) if c < 0})
+            raise ValueError(f"{where}: labels {', '.join(unknown[:5])} are not among the model's classes "
+                             f"{self.classes}")
+        return codes
+
+    def decode(self, indices):
+        """Class indices (n_samples,) as the labels themselves: a NumPy array of the classes' type."""
+        if self.classes is None:
+            return indices
+        classes = np.asarray(self.classes, dtype=object if any(isinstance(c, str) for c in self.classes) else None)
+        if classes.dtype == object:
+            classes = np.asarray(self.classes, dtype=str)
+        return classes[np.asarray(indices, dtype=np.int64)]
+
+    @property
+    def feature_names_out(self) -> list | None:
+        """The encoded features' names (one-hot columns as "color=red"), or None for arrays."""
+        if self.feature_names is None:
+            return None
+        return _encoded_names(self.feature_names, self.encoding)
+
+    # ---- the model file -----------------------------------------------------------------------
+    def to_dict(self) -> dict | None:
+        """The fitted state as JSON-ready values (the model file's "preprocessing"), or None."""
+        state = {}
+        if self.stats is not None:
+            state.update(self.stats)
+        if self.encoding is not None:
+            state["encoding"] = dict(self.encoding, decimal=self.decimal)
+        return state or None
+
+    @classmethod
+    def from_dict(cls, state, feature_names=None, classes=None, task=None, target=None) -> Preprocessor:
+        """The Preprocessor a `to_dict()` (and the model file's schema) describes."""
+        if state is not None and not isinstance(state, dict):
+            raise ValueError(f"preprocessing must be an object or null, got {type(state).__name__}")
+        state = state or {}
+        encoding = state.get("encoding")
+        pre = cls(decimal=(encoding or {}).get("decimal", "."))
+        if "mean" in state or "std" in state:
+            mean, std = np.asarray(state.get("mean"), dtype=np.float64), np.asarray(state.get("std"), dtype=np.float64)
+            if mean.ndim != 1 or mean.shape != std.shape or not np.all(np.isfinite(mean)) or np.any(~(std > 0)):
+                raise ValueError("preprocessing mean and std must be lists of one finite number per feature, std > 0")
+            pre.stats, pre.standardize = {"mean": mean.tolist(), "std": std.tolist()}, True
+        if encoding is not None:
+            if not isinstance(encoding, dict) or "columns" not in encoding:
+                raise ValueError("preprocessing encoding must be an object with 'columns'")
+            pre.encoding = {k: encoding.get(k) or ({} if k in ("impute", "one_hot") else None)
+                            for k in ("columns", "strategy", "impute", "one_hot")}
+            pre.impute = pre.encoding["strategy"]
+            feature_names = encoding["columns"] if encoding["columns"] is not None else feature_names
+        pre.feature_names = None if feature_names is None else [str(n) for n in feature_names]
+        if pre.encoding is not None and pre.encoding["columns"] is not None and pre.feature_names is not None:
+            _check_unique(pre.feature_names_out, "feature")
+        pre.classes, pre.task, pre.target = classes, task, target
+        if classes is not None:
+            _check_unique([_key(c) for c in classes], "class")
+        return pre
+
+    # ---- helpers ------------------------------------------------------------------------------
+    def select(self, frame, where: str = "X", target: str | None = None) -> list:
+        """The feature columns of `frame` that `columns=` and `drop=` choose (the target left out)."""
+        target = target if target is not None else self.target
+        names = list(frame.columns)
+        skip = {target, *self.drop} - {None}
+        for option, given in (("drop", self.drop), ("columns", self.columns or [])):
+            absent = [c for c in given if c not in names]
+            if absent:
+                raise ValueError(f"{where}: {option} names the column {absent[0]!r}, which is not there; the "
+                                 f"columns are {names}")
+        if self.columns is not None:
+            if target in self.columns:
+                raise ValueError(f"{where}: columns includes the target {target!r}")
+            columns = [c for c in self.columns if c not in skip]
+        else:
+            columns = [c for c in names if c not in skip]
+        if not columns:
+            raise ValueError(f"{where}: no feature columns" + (f" besides the target {target!r}" if target else ""))
+        if len(frame) == 0:
+            raise ValueError(f"{where}: no data rows")
+        return columns
+
+    def _numbers_with_commas(self, frame, columns):
+        """With decimal=",", text columns of numbers written with a decimal comma, as numbers."""
+        if self.decimal != ",":
+            return frame
+        import pandas as pd
+
+        changed = {}
+        for name in columns:
+            column = frame[name]
+            if not _is_text(column):
+                continue
+            text = column.astype("string").str.strip()
+            converted = pd.to_numeric(text.str.replace(".", "", regex=False).str.replace(",", ".", regex=False),
+                                      errors="coerce")
+            if (converted.notna() | column.isna()).all():
+                changed[name] = converted.astype(np.float64)
+        return frame.assign(**changed) if changed else frame
+
+    def _fit_encoding(self, frame, columns, where) -> dict:
+        encoding = {"columns": list(columns), "strategy": self.impute, "impute": {}, "one_hot": {}}
+        text = [c for c in columns if _is_text(frame[c])]
+        wanted = text if self.one_hot is True else list(self.one_hot or [])
+        absent = [c for c in wanted if c not in columns]
+        if absent:
+            raise ValueError(f"{where}: one_hot names the column {absent[0]!r}, which is not a feature column "
+                             f"(the features: {columns})")
+        for name in text:
+            _refuse_numbers_or_dates(frame[name], name, where, self.decimal)
+        counts = []
+        for name in columns:
+            column = frame[name]
+            if name in wanted:
+                values = column.dropna().astype(str)
+                categories = sorted(set(values.tolist()))
+                if len(categories) > self.max_categories:
+                    raise ValueError(
+                        f"{where}: column {name!r} has {len(categories)} categories, over the limit of "
+                        f"{self.max_categories}; drop it (--drop {name}) or raise the limit (--max-categories)")
+                encoding["one_hot"][name] = categories
+                counts.append(f"{name} ({len(categories)})")
+            elif self.impute in ("mean", "median") and not _is_text(column):
+                values = column.to_numpy(dtype=np.float64, na_value=np.nan)
+                encoding["impute"][name] = _statistic(values, self.impute, f"{where}: column {name!r}")
+        if self.one_hot is True and counts:
+            self.notes.append(f"one-hot encoding {len(counts)} text column{'s' if len(counts) > 1 else ''} "
+                              f"(categories): {', '.join(counts)}")
+        _check_unique(_encoded_names(columns, encoding), "feature", where)
+        return encoding
+
+    def _impute_array(self, X, where):
+        values = self.encoding["impute"]
+        if len(values) != X.shape[1]:
+            raise ValueError(f"{where} has {X.shape[1]} features but the imputation was fitted on {len(values)}")
+        missing = np.isnan(X)
+        if missing.any():
+            fill = np.asarray([values[str(j)] for j in range(X.shape[1])])
+            X = np.where(missing, fill, X)
+        return X
+
+
+# ---- the encoding engine (one implementation for the library, the CLI and the estimators) ---------
+def encode_frame(frame, columns, encoding, where):
+    """X float64 (n_samples, n_encoded_features) and its column names, one column (or one-hot
+    block) at a time into one preallocated array, so a large table costs X and the frame only."""
+    imputed = (encoding or {}).get("impute", {})
+    categories = (encoding or {}).get("one_hot", {})
+    strategy = (encoding or {}).get("strategy")
+    names = _encoded_names(columns, encoding)
+    X = np.empty((len(frame), len(names)), dtype=np.float64)
+    at = 0
+    for name in columns:
+        column = frame[name]
+        if name in categories:
+            known = categories[name]
+            index = {c: i for i, c in enumerate(known)}
+            present = column.notna().to_numpy()
+            codes = np.full(len(frame), -2, dtype=np.int64)
+            if present.any():
+                text = column[present].astype(str)
+                codes[present] = text.map(index).fillna(-1).to_numpy(dtype=np.int64)
+            unseen = codes == -1
+            if unseen.any():
+                row = _first_row(unseen)
+                seen = sorted(set(column[unseen].astype(str).tolist()))
+                warnings.warn(
+                    f"{where}: column {name!r} has categories not seen in training {seen[:5]} (first at row {row}); "
+                    "their one-hot columns are all zeros", UserWarning, stacklevel=3)
+            if (codes == -2).any() and strategy in (None, "drop"):
+                raise ValueError(
+                    f"{where}: row {_first_row(codes == -2)}, column {name!r}: a missing value; give --impute "
+                    "mean|median (impute=) to leave missing categories all zeros, or drop (training only)")
+            block = X[:, at : at + len(known)]
+            block[...] = 0.0
+            rows = np.flatnonzero(codes >= 0)
+            block[rows, codes[rows]] = 1.0
+            at += len(known)
+            continue
+        if _is_text(column):
+            numbers = _to_numbers(column)
+            bad = (numbers.isna() & column.notna()).to_numpy()
+            if bad.any():
+                row = _first_row(bad)
+                raise ValueError(
+                    f"{where}: row {row}, column {name!r}: cannot read {column.iloc[row - 1]!r} as a number; the "
+                    "column holds text: give --one-hot (one_hot=) to encode it as categories, or leave it out "
+                    "(--drop, drop=)")
+            column = numbers
+        values = column.to_numpy(dtype=np.float64, na_value=np.nan)
+        missing = np.isnan(values)
+        if missing.any():
+            if name in imputed:
+                values = np.where(missing, imputed[name], values)
+            elif strategy == "drop":
+                raise ValueError(
+                    f"{where}: row {_first_row(missing)}, column {name!r}: a missing value; the model was trained "
+                    "with impute='drop', and rows cannot be dropped from predictions: fill them in")
+            else:
+                raise ValueError(
+                    f"{where}: row {_first_row(missing)}, column {name!r}: a missing value "
+                    f"({int(missing.sum())} in the column); give --impute mean|median|drop "
+                    "(impute='mean', 'median' or 'drop') to fill or drop them")
+        if not np.all(np.isfinite(values)):
+            raise ValueError(f"{where}: row {_first_row(~np.isfinite(values))}, column {name!r}: an infinite value")
+        X[:, at] = values
+        at += 1
+    return X, names
+
+
+def _encoded_names(columns, encoding) -> list:
+    categories = (encoding or {}).get("one_hot", {})
+    names = []
+    for name in columns:
+        names.extend(f"{name}={c}" for c in categories[name]) if name in categories else names.append(name)
+    return names
+
+
+def _check_unique(names, what: str, where: str | None = None) -> None:
+    seen = set()
+    for name in names:
+        if name in seen:
+            prefix = f"{where}: " if where else ""
+            hint = " (a one-hot column clashes with a column of that name: rename one)" if what == "feature" else ""
+            raise ValueError(f"{prefix}the {what} name {name!r} appears more than once{hint}")
+        seen.add(name)
+
+
+def _refuse_numbers_or_dates(column, name, where, decimal) -> None:
+    sample = column.dropna().astype(str).head(1000)
+    if sample.empty:
+        return
+    if decimal == "." and sample.str.match(_DECIMAL_COMMA).mean() > 0.9:
+        raise ValueError(f"{where}: column {name!r} looks like numbers with a decimal comma ({sample.iloc[0]!r}): "
+                         "give --decimal , (decimal=',') to read them as numbers")
+    if sample.str.match(_DATE).mean() > 0.9:
+        raise ValueError(f"{where}: column {name!r} looks like dates ({sample.iloc[0]!r}), which are neither numbers "
+                         f"nor categories: leave it out (--drop {name}, drop=[...]) or turn it into numbers first")
+
+
+def _is_text(column) -> bool:
+    from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
+    return not (is_numeric_dtype(column.dtype) or is_bool_dtype(column.dtype))
+
+
+def _to_numbers(column):
+    import pandas as pd
+
+    return pd.to_numeric(column.astype(object).where(column.notna(), None), errors="coerce")
+
+
+def _first_row(mask) -> int:
+    """The 1-based data row (after the header) of the first True in mask."""
+    return int(np.flatnonzero(np.asarray(mask))[0]) + 1
+
+
+def _statistic(values, impute, where) -> float:
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        raise ValueError(f"{where} has no values to take a {impute} of")
+    return float(np.mean(finite) if impute == "mean" else np.median(finite))
+
+
+def _numeric_matrix(X, where) -> np.ndarray:
+    from .backend import to_numpy
+
+    X = to_numpy(X) if not isinstance(X, np.ndarray) else X
+    if X.ndim == 1:
+        raise ValueError(f"{where} must be 2-D (n_samples, n_features), got shape {X.shape}")
+    if X.dtype.kind not in "biuf":
+        raise TypeError(f"{where} must be numeric, got dtype {X.dtype}; give a DataFrame to encode text columns")
+    return X.astype(np.float64)
+
+
+def _labels(y, where) -> np.ndarray:
+    """y as a NumPy array: numbers, booleans, or labels as objects (strings stay strings)."""
+    if hasattr(y, "to_numpy") and not isinstance(y, np.ndarray):  # pandas Series / DataFrame
+        y = y.to_numpy()
+    elif type(y).__module__.startswith("pyarrow"):
+        y = y.to_numpy(zero_copy_only=False)
+    if not isinstance(y, np.ndarray):
+        from .backend import to_numpy
+
+        try:
+            y = to_numpy(y)
+        except (TypeError, ValueError):
+            y = np.asarray(y, dtype=object)
+    if y.dtype.kind in "US":
+        y = y.astype(object)
+    if y.dtype.kind == "O":
+        if any(v is None or (isinstance(v, float) and math.isnan(v)) for v in y.ravel().tolist()):
+            raise ValueError(f"{where}: a label is missing (impute='drop', --impute drop, drops such rows)")
+        values = y.ravel().tolist()
+        if all(isinstance(v, (bool, np.bool_)) for v in values):
+            return y.astype(bool)
+        if all(isinstance(v, (int, float, np.number)) and not isinstance(v, bool) for v in values):
+            return y.astype(np.float64) if any(isinstance(v, (float, np.floating)) for v in values) else y.astype(
+                np.int64)
+    elif y.dtype.kind == "f" and np.isnan(y).any():
+        raise ValueError(f"{where}: a label is missing (NaN) (impute='drop', --impute drop, drops such rows)")
+    return y
+
+
+def take_rows(data, rows):
+    """The given rows of a DataFrame, pyarrow Table, Series or array."""
+    if type(data).__module__.startswith("pyarrow"):
+        return data.take(rows)
+    if hasattr(data, "iloc"):
+        return data.iloc[rows]
+    if isinstance(data, np.ndarray):
+        return data[rows]
+    if isinstance(data, (list, tuple)):
+        return np.asarray(data, dtype=object if any(isinstance(v, str) for v in data) else None)[rows]
+    from .backend import get_namespace
+
+    xp = get_namespace(data)
+    return xp.take(data, xp.asarray(rows), axis=0)
+
+
+def host_labels(y, where: str = "y", numeric: bool = False) -> np.ndarray:
+    """Labels as a host NumPy array (text as objects); with `numeric`, numbers as floats."""
+    labels = _labels(y, where)
+    return _numeric_labels(labels, where) if numeric and labels.dtype.kind in "OUSb" else labels
+
+
+def _numeric_labels(labels, where) -> np.ndarray:
+    try:
+        return labels.astype(np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{where} holds text, which a regression model cannot take") from None
+
+
+def _missing(y) -> np.ndarray:
+    import pandas as pd
+
+    return pd.isna(pd.Series(np.asarray(y, dtype=object) if not hasattr(y, "to_numpy") else y.to_numpy())).to_numpy()
+
+
+def _is_text_array(y) -> bool:
+    return np.asarray(y).dtype.kind in "OUS"
+
+
+def _key(value):
+    """A class label as a dictionary key: 1, 1.0 and True stay apart from "1"."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    return (type(value).__name__ if isinstance(value, str) else "n", value if isinstance(value, str) else float(value))
+
+
+def _plain(value):
+    """A NumPy label as a JSON-ready Python value: text stays text, integral numbers int."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, bool) or isinstance(value, str):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
