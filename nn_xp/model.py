@@ -533,12 +533,13 @@ class Sequential:
             if Y is not None and pre.classes is not None:
                 self._check_n_classes(len(pre.classes))
         else:
-            X, Y = self._inputs(X), self._targets(y, learn=True)
+            X, Y = self._inputs(X), self._targets(y, learn=True, loss=kwargs.get("loss"))
         try:
             validation_data = kwargs.get("validation_data")
             if isinstance(validation_data, (tuple, list)) and len(validation_data) in (2, 3):
                 kwargs["validation_data"] = (self._inputs(validation_data[0], "validation_data[0]"),
-                                             self._targets(validation_data[1], "validation_data[1]"),
+                                             self._targets(validation_data[1], "validation_data[1]",
+                                                           loss=kwargs.get("loss")),
                                              *validation_data[2:])
             class_weight = kwargs.get("class_weight")
             if isinstance(class_weight, dict) and self.classes is not None:
@@ -589,28 +590,35 @@ class Sequential:
             return self.preprocessor.transform(X, where)
         return X
 
-    def _targets(self, y, where: str = "y", learn: bool = False):
+    def _targets(self, y, where: str = "y", learn: bool = False, loss=None):
         """y as the head reads it: a classifier's labels as class indices. Integer labels 0..k-1 are
         the indices themselves; with `learn` (fit), other labels make the model's classes."""
         from .preprocessing import host_labels
 
-        if not self.head().classifier:
+        if not self.head(loss).classifier:
             return host_labels(y, where, numeric=True) if not hasattr(y, "__array_namespace__") else y
         if self.classes is not None:
             labels = host_labels(y, where)
             return labels if labels.ndim != 1 else self.preprocessor.encode_target(labels, where)
         if hasattr(y, "__array_namespace__") and not isinstance(y, np.ndarray):
             return y  # a device array holds numbers: class indices (or one-hot rows)
-        labels = host_labels(y, where)
         n_out = self.layer_sizes[-1]
         k = 2 if n_out == 1 else n_out
+        learn = learn and self.optimizer is None  # a model trained on indices keeps to them
+        y = np.asarray(y) if isinstance(y, (list, tuple)) else y
+        if not learn and isinstance(y, np.ndarray) and y.dtype.kind not in "biuf":
+            raise TypeError(f"{where} must be numeric class indices 0..{k - 1} (the model knows no other labels), "
+                            f"got dtype {y.dtype}")
+        labels = host_labels(y, where)
+        if labels.dtype.kind in "iuf" and not np.all(np.isfinite(labels)):
+            return labels  # check_target says what is wrong
         indices = labels.dtype.kind in "iuf" and (labels.size == 0 or (
             np.all(np.mod(labels, 1) == 0) and labels.min() >= 0 and labels.max() < k))
-        if labels.ndim != 1 or indices:
+        if labels.ndim != 1 or indices or (not learn and labels.dtype.kind in "iuf"):
             return labels
         if not learn:
-            raise ValueError(f"{where} holds labels such as {labels[0]!r}, but the model knows no class labels (it "
-                             f"was trained on class indices 0..{k - 1}): give the indices")
+            raise TypeError(f"{where} must be numeric class indices 0..{k - 1} (the model knows no other labels), "
+                            f"got {labels.dtype}")
         pre = Preprocessor(task="classification")
         Y = pre.fit_target(labels, where)
         self._check_n_classes(len(pre.classes))
@@ -672,7 +680,7 @@ class Sequential:
         X and y as for `predict` and `fit` (a raw table, labels). With `sample_weight` (n_samples,),
         the loss and the metrics are weighted means.
         """
-        X, y = self._inputs(X), self._targets(y)
+        X, y = self._inputs(X), self._targets(y, loss=loss)
         head = self.head(loss)
         X = self.check_input(X)
         Y = self.check_target(y, X.shape[0], head)

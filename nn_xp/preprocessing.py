@@ -191,6 +191,9 @@ class Preprocessor:
             self.classes = None
             return labels.astype(np.float64)
         text = labels.dtype.kind in "OUSb"
+        if not text and not np.all(np.isfinite(labels)):
+            raise ValueError(f"{where}: a label is missing or infinite (impute='drop', --impute drop, drops rows "
+                             "with a missing label)")
         if self.task is None:
             self.task = self._infer_task(labels, text, where)
         if self.task == "regression":
@@ -572,8 +575,6 @@ def _labels(y, where) -> np.ndarray:
         if all(isinstance(v, (int, float, np.number)) and not isinstance(v, bool) for v in values):
             return y.astype(np.float64) if any(isinstance(v, (float, np.floating)) for v in values) else y.astype(
                 np.int64)
-    elif y.dtype.kind == "f" and np.isnan(y).any():
-        raise ValueError(f"{where}: a label is missing (NaN) (impute='drop', --impute drop, drops such rows)")
     return y
 
 
