@@ -849,8 +849,14 @@ def cmd_export(args) -> int:
     model = nx.load(args.model, device="cpu")
     proto = model.to_onnx(args.output, opset=args.opset)
     outputs = ", ".join(output.name for output in proto.graph.output)
-    print(f"ONNX graph (opset {proto.opset_import[0].version}; input X, {model.layer_sizes[0]} features, "
-          f"{model.dtype}; outputs {outputs}) written to {args.output}")
+    if model.feature_names is not None:  # one input per column: numbers as float, categories as text
+        names = [graph_input.name for graph_input in proto.graph.input]
+        shown = ", ".join(names[:8]) + (f", ... ({len(names) - 8} more)" if len(names) > 8 else "")
+        inputs = f"inputs: {len(names)} column{'s' if len(names) != 1 else ''} ({shown})"
+    else:
+        inputs = f"input X, {model.layer_sizes[0]} features"
+    print(f"ONNX graph (opset {proto.opset_import[0].version}; {inputs}, {model.dtype}; outputs {outputs}) "
+          f"written to {args.output}")
     return 0
 
 

@@ -1,17 +1,41 @@
 """Export a model's inference graph to ONNX (the `onnx` extra: `pip install 'nn_xp[onnx]'`).
 
-The graph takes X (batch, n_features) in the model's dtype (float32 -> FLOAT, float64 -> DOUBLE;
-the batch dimension is free) and computes what `predict_proba`/`predict` compute:
+A model trained on plain arrays: the graph takes X (batch, n_features) in the model's dtype
+(float32 -> FLOAT, float64 -> DOUBLE; the batch dimension is free) and computes what
+`predict_proba`/`predict` compute:
 
-    X -> (X - mean) / std          (when model.preprocessing holds the training statistics)
+    X -> missing numbers (NaN) -> the stored fill value   (when trained with impute mean/median)
+      -> (X - mean) / std          (when the model holds the training statistics)
       -> Gemm(A, W, b, transB=1)   per Dense layer (nn_xp's W is (n_out, n_in), used as it is),
          then the layer's activation; Dropout layers are the identity at inference
       -> the output activation (softmax over axis 1)
 
+A model trained from a table (`model.feature_names` is not None) takes one input per feature
+column, in the training order, each (batch, 1): a number column in the model's dtype (NaN for a
+missing value), a one-hot (category) column as STRING. The model's whole input pipeline is in the
+graph, in float64 as `Preprocessor.transform` computes it, then cast to the model's dtype:
+
+    number column   -> Where(IsNaN(x), fill value, x)      (impute mean/median)
+    category column -> ai.onnx.ml OneHotEncoder(categories, zeros=1)
+    -> Concat in the encoded order (`feature_names_out`) -> (X - mean) / std -> the network
+
+A category is the text the library keys it by (str(value): "3" for the number 3). A category not
+seen in training gives an all-zero block, as `predict` does (without its warning); so does a
+missing one, which a caller passes as an empty string "" (onnxruntime also reads None as the text
+"None", which gives zeros too unless "None" was a training category). A missing number is NaN.
+Where the library refuses a row (a missing value in a model trained without imputation, an
+infinite number), the graph has no error to raise: the NaN or inf runs through to the outputs.
+An input is named after its column exactly (ONNX names may be any text); a column whose name
+cannot be an input name (the empty name, or the name of an output: "probabilities", "label",
+"predictions") is named "input:" + its name. The metadata_props say what the graph holds, each
+value JSON: "feature_names" (the columns, in the inputs' order), "feature_names_out" (the
+encoded features), "classes", "target" (null where the model has none).
+
 Outputs: a classifier gives "probabilities" (batch, n_classes; one sigmoid output gives the two
-columns [1 - p, p], as predict_proba does) and "label" (int64: argmax, or p > 0.5 per sigmoid
-output); a model with a `classes` attribute (not None) maps the label indices to those values.
-A regressor gives "predictions" (batch, n_outputs).
+columns [1 - p, p], as predict_proba does) and "label": the model's classes in their own type
+(int64 for integers, string for text, bool for booleans, double for fractions), or the class
+index (int64: argmax, or p > 0.5 per sigmoid output) where it has none. A regressor gives
+"predictions" (batch, n_outputs).
 
 Activations map to ONNX operators where one exists with the same formula; gelu is the tanh form
 (Gelu approximate="tanh" from opset 20, the primitive formula below it). In float64, leaky_relu,
@@ -22,6 +46,7 @@ onnxruntime has no double kernels for Elu and Softplus, and its double Gelu is o
 
 from __future__ import annotations
 
+import json
 import math
 import os
 
@@ -34,6 +59,8 @@ from .layers import Dense, Dropout
 DEFAULT_OPSET = 20  # the first opset with Gelu; onnxruntime has run it since 1.17
 MIN_OPSET = 13  # Softmax over one axis, Squeeze's axes as an input
 INPUT = "X"
+OUTPUTS = ("probabilities", "label", "predictions")
+ML_DOMAIN, ML_OPSET = "ai.onnx.ml", 1  # OneHotEncoder
 _GELU_C = math.sqrt(2.0 / math.pi)
 
 
@@ -63,13 +90,16 @@ def check_opset(opset, onnx) -> int:
 class _Graph:
     """Nodes and constants of one graph, in the model's element type, with unique tensor names."""
 
-    def __init__(self, onnx, dtype: str, opset: int):
+    def __init__(self, onnx, dtype: str, opset: int, reserved=()):
         self.onnx, self.dtype, self.opset = onnx, np.dtype(dtype), opset
         self.nodes, self.initializers = [], []
         self._count = 0
+        self._reserved = set(reserved)  # the input names: a column may be called "sub_5"
 
     def _name(self, stem: str) -> str:
         self._count += 1
+        while f"{stem}_{self._count}" in self._reserved:
+            self._count += 1
         return f"{stem}_{self._count}"
 
     def const(self, value, stem: str = "c", dtype=None) -> str:
@@ -79,9 +109,9 @@ class _Graph:
         self.initializers.append(self.onnx.numpy_helper.from_array(array, name))
         return name
 
-    def node(self, op: str, *inputs: str, output: str | None = None, **attributes) -> str:
+    def node(self, op: str, *inputs: str, output: str | None = None, domain: str | None = None, **attributes) -> str:
         output = output or self._name(op.lower())
-        self.nodes.append(self.onnx.helper.make_node(op, list(inputs), [output], **attributes))
+        self.nodes.append(self.onnx.helper.make_node(op, list(inputs), [output], domain=domain, **attributes))
         return output
 
 
@@ -147,12 +177,67 @@ def _activation(g, X, activation) -> str:
 
 
 # ---- the graph ---------------------------------------------------------------------------------
-def _network(g, model) -> str:
-    """Standardisation, the layers and the output activation, from the graph input."""
+def input_name(column: str) -> str:
+    """The graph input of a feature column: its name, or "input:" + it where the name cannot be one."""
+    return f"input:{column}" if column == "" or column in OUTPUTS else column
+
+
+def _array_input(g, model, elem):
+    """A model trained on arrays: the one input X, its missing numbers filled and standardised in
+    the model's dtype; (the first layer's input, the graph inputs)."""
+    pre = model.preprocessor
     H = INPUT
-    if model.preprocessing and "mean" in model.preprocessing:  # it may hold only a table's encoding
-        H = g.node("Sub", H, g.const(model.preprocessing["mean"], "mean"))
-        H = g.node("Div", H, g.const(model.preprocessing["std"], "std"))
+    fill = (pre.encoding or {}).get("impute") or {}
+    if fill:
+        values = [fill[str(j)] for j in range(len(fill))]
+        H = g.node("Where", g.node("IsNaN", H), g.const(values, "fill"), H)
+    if pre.stats is not None:
+        H = g.node("Sub", H, g.const(pre.stats["mean"], "mean"))
+        H = g.node("Div", H, g.const(pre.stats["std"], "std"))
+    return H, [g.onnx.helper.make_tensor_value_info(INPUT, elem, ["batch", model.layer_sizes[0]])]
+
+
+def _table_inputs(g, model, elem):
+    """A model trained from a table: one input per column, encoded and standardised in float64 as
+    Preprocessor.transform does; (the first layer's input, the graph inputs)."""
+    TensorProto, helper = g.onnx.TensorProto, g.onnx.helper
+    pre = model.preprocessor
+    encoding = pre.encoding or {}
+    fill, categories = encoding.get("impute") or {}, encoding.get("one_hot") or {}
+    names = [input_name(c) for c in pre.feature_names]
+    clash = next((n for n in names if names.count(n) > 1), None)
+    if clash is not None:
+        raise ValueError(f"two feature columns would both be the ONNX input {clash!r}: rename one")
+    width = len(pre.feature_names_out)
+    if width != model.layer_sizes[0]:
+        raise ValueError(f"the input pipeline makes {width} features but the first layer takes {model.layer_sizes[0]}")
+    blocks, inputs = [], []
+    for column, name in zip(pre.feature_names, names):
+        if column in categories:
+            inputs.append(helper.make_tensor_value_info(name, TensorProto.STRING, ["batch", 1]))
+            if not categories[column]:  # no category in training: the column adds no feature
+                continue
+            # zeros=1: a category not in the list (unseen, or "" for a missing one) gives all zeros.
+            codes = g.node("OneHotEncoder", name, domain=ML_DOMAIN, cats_strings=list(categories[column]), zeros=1)
+            codes = g.node("Squeeze", codes, g.const([1], "axes", np.int64))  # (batch, 1, k) -> (batch, k)
+            blocks.append(g.node("Cast", codes, to=TensorProto.DOUBLE))
+            continue
+        inputs.append(helper.make_tensor_value_info(name, elem, ["batch", 1]))
+        H = name if elem == TensorProto.DOUBLE else g.node("Cast", name, to=TensorProto.DOUBLE)
+        if column in fill:
+            H = g.node("Where", g.node("IsNaN", H), g.const([fill[column]], "fill", np.float64), H)
+        blocks.append(H)
+    H = g.node("Concat", *blocks, axis=1) if len(blocks) > 1 else blocks[0]
+    if pre.stats is not None:
+        H = g.node("Sub", H, g.const(pre.stats["mean"], "mean", np.float64))
+        H = g.node("Div", H, g.const(pre.stats["std"], "std", np.float64))
+    if elem != TensorProto.DOUBLE:  # the library standardises in float64, then casts for the first layer
+        H = g.node("Cast", H, to=elem)
+    return H, inputs
+
+
+def _network(g, model, H) -> str:
+    """The layers and the output activation, from the first layer's input H."""
     for index, layer in enumerate(model.layers):
         if type(layer) is Dropout:
             continue
@@ -176,7 +261,9 @@ def _classes(g, model, n_classes: int):
     classes = np.asarray(classes)
     if classes.shape != (n_classes,):
         raise ValueError(f"model.classes must hold {n_classes} labels, one per class; got shape {classes.shape}")
-    if classes.dtype.kind in "biu":
+    if classes.dtype.kind == "b":  # as predict gives them: a bool array
+        return g.const(classes, "classes", np.bool_)
+    if classes.dtype.kind in "iu":
         return g.const(classes, "classes", np.int64)
     if classes.dtype.kind == "f":
         return g.const(classes, "classes", np.float64)
@@ -211,6 +298,13 @@ def _classifier_outputs(g, model, P, elem) -> list:
             g.onnx.helper.make_tensor_value_info("label", label_type, label_shape)]
 
 
+def _json_classes(classes):
+    """The class labels as JSON values in their own type (NumPy scalars as Python's)."""
+    if classes is None:
+        return None
+    return [c.item() if isinstance(c, np.generic) else c for c in classes]
+
+
 def build(model, opset=None):
     """The onnx.ModelProto of `model`'s predictions (see the module docstring); checked with
     onnx.checker (full_check) before it is returned."""
@@ -218,20 +312,27 @@ def build(model, opset=None):
     opset = check_opset(opset, onnx)
     TensorProto = onnx.TensorProto
     elem = {"float32": TensorProto.FLOAT, "float64": TensorProto.DOUBLE}[model.dtype]
-    g = _Graph(onnx, model.dtype, opset)
-    out = _network(g, model)
+    pre = model.preprocessor
+    table = pre.feature_names is not None
+    g = _Graph(onnx, model.dtype, opset, reserved=[input_name(c) for c in pre.feature_names or []])
+    H, inputs = _table_inputs(g, model, elem) if table else _array_input(g, model, elem)
+    out = _network(g, model, H)
     if model.is_classifier:
         outputs = _classifier_outputs(g, model, out, elem)
     else:
         g.node("Identity", out, output="predictions")
         outputs = [onnx.helper.make_tensor_value_info("predictions", elem, ["batch", model.layer_sizes[-1]])]
-    inputs = [onnx.helper.make_tensor_value_info(INPUT, elem, ["batch", model.layer_sizes[0]])]
     graph = onnx.helper.make_graph(g.nodes, "nn_xp", inputs, outputs, initializer=g.initializers)
-    opset_id = onnx.helper.make_opsetid("", opset)
-    proto = onnx.helper.make_model(graph, opset_imports=[opset_id], producer_name="nn_xp",
+    opsets = [onnx.helper.make_opsetid("", opset)]
+    if any(node.domain == ML_DOMAIN for node in g.nodes):
+        opsets.append(onnx.helper.make_opsetid(ML_DOMAIN, ML_OPSET))
+    proto = onnx.helper.make_model(graph, opset_imports=opsets, producer_name="nn_xp",
                                    producer_version=__version__, doc_string=repr(model))
-    # The oldest IR version that carries this opset, so older runtimes read the file too.
-    proto.ir_version = onnx.helper.find_min_ir_version_for([opset_id])
+    # The oldest IR version that carries these opsets, so older runtimes read the file too.
+    proto.ir_version = onnx.helper.find_min_ir_version_for(opsets)
+    onnx.helper.set_model_props(proto, {
+        "feature_names": json.dumps(pre.feature_names), "feature_names_out": json.dumps(pre.feature_names_out),
+        "classes": json.dumps(_json_classes(model.classes)), "target": json.dumps(pre.target)})
     onnx.checker.check_model(proto, full_check=True)
     return proto
 
