@@ -629,8 +629,9 @@ class _BaseMLP(BaseEstimator):
             reported[value] = float(L) * self._loss_scale() + penalty * scale
             return value, grads
 
-        # max_fun bounds the evaluations of the whole fit, as scikit-learn's documentation says: the
-        # loss at the end is one the search evaluated, never an evaluation more.
+        # Every evaluation of the fit is the optimizer's and counts toward max_fun: loss_ is the one
+        # at the point it accepted, not an evaluation more. (Its strong-Wolfe search, as torch's, may
+        # end one evaluation past max_fun; scipy's L-BFGS-B too finishes the iteration that passes it.)
         optimizer = LBFGS(model.parameters(), learning_rate=1.0, max_iter=settings["max_iter"],
                           max_eval=settings["max_fun"], tolerance_grad=settings["tol"], history_size=10,
                           line_search_fn="strong_wolfe")
