@@ -38,8 +38,25 @@ train: $(VENV)/.train-$(subst $(comma),-,$(TRAIN_EXTRAS))
 	  --standardize --test-size 0.2 --validation-split 0.1 --seed 0 \
 	  --save runs/digits.npz --plot runs/digits.png
 
+# The OpenBLAS kernels to run the suite under, one run each: e.g. OPENBLAS_KERNELS="SkylakeX Haswell"
+# (empty: one run with OpenBLAS's own choice). A kernel the CPU lacks crashes OpenBLAS, so .ci/run
+# picks them from /proc/cpuinfo. Each run first checks that OpenBLAS took the kernel (threadpoolctl).
+OPENBLAS_KERNELS ?=
+KERNEL_CHECK := import sys, numpy, threadpoolctl; \
+  found = {i.get("architecture") for i in threadpoolctl.threadpool_info() if i["internal_api"] == "openblas"}; \
+  print("OpenBLAS kernels:", sorted(found)); \
+  sys.exit(0 if {k.lower() for k in found} == {sys.argv[1].lower()} else "OpenBLAS did not take " + sys.argv[1])
+
 test: $(VENV)/.test-$(subst $(comma),-,$(TEST_EXTRAS))
+ifeq ($(strip $(OPENBLAS_KERNELS)),)
 	$(PY) -m pytest
+else
+	@set -e; for kernel in $(OPENBLAS_KERNELS); do \
+	  echo "== the suite under OPENBLAS_CORETYPE=$$kernel"; \
+	  OPENBLAS_CORETYPE=$$kernel $(PY) -c '$(KERNEL_CHECK)' $$kernel; \
+	  OPENBLAS_CORETYPE=$$kernel $(PY) -m pytest; \
+	done
+endif
 
 # The property and failure-injection tests with many more (random) examples; minutes, not seconds.
 fuzz: $(VENV)/.test-$(subst $(comma),-,$(TEST_EXTRAS))

@@ -50,7 +50,7 @@ def strong_wolfe(evaluate, dot, t, d, f, g, gtd, d_norm, c1=1e-4, c2=0.9, tolera
         dot: (a, b) -> a.b as a float, for flat arrays.
         t: the first trial step. d: the search direction (flat). f, g: loss and gradient at x.
         gtd: g.d (< 0: a descent direction). d_norm: max |d_i|.
-        max_ls: the most evaluations this search may make.
+        max_ls: the most evaluations this search makes after its first (torch's max_ls).
     Returns:
         (loss, flat gradient, t, number of evaluations), the loss and gradient at x + t d.
     """

@@ -459,11 +459,14 @@ class AdamW(Adam):
 
 # ---- L-BFGS: a closure, one flat vector ----------------------------------------------------------
 class LBFGSStep(NamedTuple):
-    """What the last `LBFGS.step` did: iterations and loss evaluations, and why it stopped."""
+    """What the last `LBFGS.step` did: iterations and loss evaluations, why it stopped, and the loss
+    at the parameters it left (nan when, without a line search, the step ended at max_iter: the
+    last iteration moves them without evaluating, as in torch)."""
 
     iterations: int
     evaluations: int
     reason: str  # "max_iter", "max_eval", "tolerance_grad", "tolerance_change"
+    loss: float = math.nan
 
 
 class LBFGS(Optimizer):
@@ -570,7 +573,7 @@ class LBFGS(Optimizer):
         evaluations = 1
         scalars["func_evals"] += 1
         if max_abs(flat_grad) <= tolerance_grad:
-            self.last_step = LBFGSStep(0, evaluations, "tolerance_grad")
+            self.last_step = LBFGSStep(0, evaluations, "tolerance_grad", loss)
             return orig_loss
 
         d, prev_flat_grad = state.get("d", [None])[0], state.get("prev_flat_grad", [None])[0]
@@ -578,6 +581,7 @@ class LBFGS(Optimizer):
         ro, t, H_diag, prev_loss = scalars["ro"], scalars["t"], scalars["H_diag"], scalars["prev_loss"]
         n_iter = 0
         reason = "max_iter"
+        moved_unevaluated = False  # loss is the loss at the parameters, until a move it does not evaluate
         while n_iter < self.max_iter:
             n_iter += 1
             scalars["n_iter"] += 1
@@ -630,7 +634,8 @@ class LBFGS(Optimizer):
                     self._set_flat(ops, x_init)
                     return result
 
-                # torch passes neither tolerance_change nor c1, c2: the search uses its defaults.
+                # torch passes neither tolerance_change nor c1, c2: the search uses its defaults. Its
+                # max_ls, as torch's, lets the step end one evaluation past max_eval.
                 loss, flat_grad, t, evaluations_here = strong_wolfe(
                     evaluate_at, dot, t, d, loss, flat_grad, gtd, max_abs(d), max_ls=self.max_eval - evaluations
                 )
@@ -639,6 +644,7 @@ class LBFGS(Optimizer):
             else:
                 self._set_flat(ops, self._flat(xp, self.params) + t * d)
                 optimal = False
+                moved_unevaluated = n_iter == self.max_iter
                 if n_iter != self.max_iter:  # torch does not re-evaluate after the last iteration
                     loss, flat_grad = evaluate()
                     optimal = max_abs(flat_grad) <= tolerance_grad
@@ -660,7 +666,7 @@ class LBFGS(Optimizer):
                 break
         self.state = {"d": [d], "prev_flat_grad": [prev_flat_grad], "old_dirs": old_dirs, "old_stps": old_stps}
         scalars.update(t=float(t), ro=ro, H_diag=float(H_diag), prev_loss=float(prev_loss))
-        self.last_step = LBFGSStep(n_iter, evaluations, reason)
+        self.last_step = LBFGSStep(n_iter, evaluations, reason, math.nan if moved_unevaluated else loss)
         return orig_loss
 
     # -- serialisation: the flat vectors split as the parameters are, for model files --

@@ -612,10 +612,11 @@ class _BaseMLP(BaseEstimator):
         n = X.shape[0] if sample_weight is None else float(np.sum(sample_weight))
         ops = None
         model.loss = head.loss
+        reported = {}  # objective value -> the loss as scikit-learn reports it, for each evaluation
 
         def objective():
-            """scikit-learn's objective (consistent with its gradient) and its gradient, and the
-            loss as scikit-learn reports it."""
+            """scikit-learn's objective (consistent with its gradient) and its gradient; the loss as
+            scikit-learn reports it goes to `reported`."""
             nonlocal ops
             L, grads, _ = model.train_step(X_device, Y_device, head, step=0, reuse=False, weights=W)
             if ops is None:
@@ -624,15 +625,20 @@ class _BaseMLP(BaseEstimator):
                 ops = ops_for(get_namespace(X_device))
             penalty = float(l2_penalty(ops, model.parameters(), grads, weights, l2, n)) if l2 else 0.0
             grads = [g * scale for g in grads]
-            return (float(L) + penalty) * scale, grads, float(L) * self._loss_scale() + penalty * scale
+            value = (float(L) + penalty) * scale
+            reported[value] = float(L) * self._loss_scale() + penalty * scale
+            return value, grads
 
+        # Every evaluation of the fit is the optimizer's and counts toward max_fun: loss_ is the one
+        # at the point it accepted, not an evaluation more. (Its strong-Wolfe search, as torch's, may
+        # end one evaluation past max_fun; scipy's L-BFGS-B too finishes the iteration that passes it.)
         optimizer = LBFGS(model.parameters(), learning_rate=1.0, max_iter=settings["max_iter"],
                           max_eval=settings["max_fun"], tolerance_grad=settings["tol"], history_size=10,
                           line_search_fn="strong_wolfe")
         with device_context(model.device):
-            optimizer.step(lambda: objective()[:2])
-            self.loss_ = objective()[2]
+            optimizer.step(objective)
         result = optimizer.last_step
+        self.loss_ = reported.get(result.loss, math.nan)
         self.n_iter_ = min(result.iterations, settings["max_iter"])
         if not all(bool(np.all(np.isfinite(to_numpy(p)))) for p in model.parameters()):
             raise ValueError(NON_FINITE_MESSAGE)

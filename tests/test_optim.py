@@ -773,7 +773,7 @@ def test_lbfgs_stops_for_the_documented_reasons():
     at_minimum = [np.ones(2), np.ones(2)]
     opt = optim.LBFGS(at_minimum)
     assert opt.step(lambda: value_and_grad(at_minimum)) == 0.0
-    assert opt.last_step == optim.LBFGSStep(0, 1, "tolerance_grad") and opt.state == {}
+    assert opt.last_step == optim.LBFGSStep(0, 1, "tolerance_grad", 0.0) and opt.state == {}
 
 
 def _on_strict(result):

@@ -602,6 +602,39 @@ def test_lbfgs_convergence_warnings_are_sklearns():
                       device="cpu").fit(X, y)  # converged: no warning
 
 
+@pytest.mark.parametrize("estimator", [MLPClassifier, MLPRegressor])
+def test_lbfgs_max_fun_counts_every_evaluation_of_the_fit(estimator, monkeypatch):
+    """max_fun bounds the evaluations of the objective in the whole fit: each one the optimizer makes
+    is counted (loss_ is the loss at the last accepted point, not one evaluation more). As scipy's
+    L-BFGS-B, which scikit-learn runs, finishes the iteration that passes maxfun, the strong-Wolfe
+    search (torch's max_ls = max_eval - evaluations so far) may end one evaluation past it."""
+    calls = []
+    train_step = nx.MLP.train_step
+
+    def counted(self, *args, **kwargs):
+        calls.append(1)
+        return train_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(nx.MLP, "train_step", counted)
+    X, y = _multiclass() if estimator is MLPClassifier else make_regression(n_samples=100, n_features=5,
+                                                                            random_state=0)
+    for activation in ("identity", "logistic", "tanh", "relu"):
+        for max_fun in range(1, 16):
+            calls.clear()
+            model = estimator(solver="lbfgs", hidden_layer_sizes=(8,), activation=activation, max_iter=200,
+                              max_fun=max_fun, tol=0.0, random_state=1, dtype="float64", device="cpu")
+            with pytest.warns(ConvergenceWarning, match="F,G EVALUATIONS EXCEEDS LIMIT"):
+                model.fit(X, y)
+            assert max_fun <= len(calls) <= max_fun + 1, (activation, max_fun)
+            assert 1 <= model.n_iter_ < len(calls)  # the first evaluation is at the initial weights
+            if estimator is MLPClassifier:
+                output, target = model.predict_proba(X), np.eye(3)[y]
+            else:
+                output, target = model.predict(X).reshape(-1, 1), y.reshape(-1, 1)
+            penalty = 1e-4 / (2 * len(X)) * sum(np.sum(W**2) for W in model.coefs_)
+            assert model.loss_ == pytest.approx(model._data_loss(output, target) + penalty, rel=1e-9)
+
+
 def test_partial_fit_is_absent_for_lbfgs_as_in_sklearn():
     for ours, theirs in [(MLPClassifier(solver="lbfgs"), neural_network.MLPClassifier(solver="lbfgs")),
                          (MLPRegressor(solver="lbfgs"), neural_network.MLPRegressor(solver="lbfgs")),
