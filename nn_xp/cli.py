@@ -269,7 +269,8 @@ def _check_table_options(args) -> None:
     for option, value in given.items():
         if value is not None:
             kind = "a built-in dataset" if not tabular.is_file(args.dataset) else "not a table"
-            raise ValueError(f"{option} applies to a table file (.csv, .tsv, .parquet); {args.dataset!r} is {kind}")
+            verb = "names a column of" if option in ("--target", "--sample-weight") else "applies to"
+            raise ValueError(f"{option} {verb} a table file (.csv, .tsv, .parquet); {args.dataset!r} is {kind}")
 
 
 # ---- commands --------------------------------------------------------------------------------
@@ -370,7 +371,7 @@ def cmd_train(args) -> int:
     for note in source.notes + labels.notes:
         print(f"note: {note}", file=sys.stderr)
     task = labels.task
-    split = _split(args, resumed, source)
+    split = _split(args, resumed, source, pipeline)
     args.validation_split = split["validation_split"]  # early stopping watches val_loss where there is one
     train_rows, val_rows, test_rows = tabular.split_rows(split, codes, task == "classification")
     X, y = tabular.take(source.X, train_rows), source.y[train_rows]
@@ -495,10 +496,14 @@ def _check_same_classes(name, labels, y, model) -> None:
         raise ValueError(f"{name}: the classes {found.classes} differ from the resumed model's {model.classes}")
 
 
-def _split(args, resumed, source) -> dict:
+def _split(args, resumed, source, pipeline) -> dict:
     """How this run splits the rows: the resumed model's split on the same data (so its held-out
     rows stay held out), else this run's --seed, --test-size and --validation-split."""
-    fingerprint = tabular.fingerprint(source)
+    columns = None
+    if hasattr(source.X, "columns"):
+        columns = resumed.feature_names if resumed is not None and resumed.feature_names else pipeline.select(
+            source.X, args.dataset)
+    fingerprint = tabular.fingerprint(source, columns)
     saved = resumed.split if resumed is not None else None
     if saved is not None and saved.get("data") == fingerprint:
         for option, key in (("--test-size", "test_size"), ("--validation-split", "validation_split")):
@@ -738,7 +743,8 @@ def cmd_evaluate(args) -> int:
     if args.held_out:
         if not (model.split and (model.split["test_size"] or model.split["validation_split"])):
             raise ValueError("--held-out needs a model trained with --test-size (its split is stored in the model)")
-        if tabular.fingerprint(source) != model.split["data"]:
+        columns = model.feature_names if hasattr(source.X, "columns") else None
+        if tabular.fingerprint(source, columns) != model.split["data"]:
             raise ValueError(f"{args.data} is not the data the model was trained and split on: --held-out "
                              "cannot find its test rows")
         codes = pipeline.encode_target(y, f"{args.data}: target") if model.is_classifier else y

@@ -579,6 +579,9 @@ class Sequential:
     def _check_n_classes(self, k: int) -> None:
         n_out = self.layer_sizes[-1]
         fits = k == n_out or (n_out == 1 and k == 2 and self._output.name == "sigmoid")
+        if not fits and n_out == 1 and self._output.name == "sigmoid":
+            raise ValueError(f"y holds {k} classes, but one sigmoid output gives two classes: use softmax with {k} "
+                             "outputs")
         if not fits:
             raise ValueError(f"y holds {k} classes but the model has {n_out} output{'s' if n_out > 1 else ''}: "
                              f"give layer_sizes[-1]={k if k > 2 or self._output.name != 'sigmoid' else 1}")
@@ -612,8 +615,10 @@ class Sequential:
         labels = host_labels(y, where)
         if labels.dtype.kind in "iuf" and not np.all(np.isfinite(labels)):
             return labels  # check_target says what is wrong
-        indices = labels.dtype.kind in "iuf" and (labels.size == 0 or (
-            np.all(np.mod(labels, 1) == 0) and labels.min() >= 0 and labels.max() < k))
+        # Numbers that are class indices, or fractions (soft targets, which the loss checks), stay as
+        # they are; text, booleans and other whole numbers are labels.
+        indices = labels.dtype.kind in "iuf" and (labels.size == 0 or not np.all(np.mod(labels, 1) == 0) or (
+            labels.min() >= 0 and labels.max() < k))
         if labels.ndim != 1 or indices or (not learn and labels.dtype.kind in "iuf"):
             return labels
         if not learn:

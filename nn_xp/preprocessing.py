@@ -273,6 +273,9 @@ class Preprocessor:
         labels = _labels(y, where)
         if self.classes is None or labels.ndim != 1:
             return labels.astype(np.float64) if labels.dtype.kind != "O" else _numeric_labels(labels, where)
+        if (labels.dtype.kind in "iuf" and all(isinstance(c, str) for c in self.classes) and labels.size
+                and np.all(np.mod(labels, 1) == 0) and labels.min() >= 0 and labels.max() < len(self.classes)):
+            return labels.astype(np.int64)  # indices into text classes: no label can be mistaken for one
         index = {_key(c): i for i, c in enumerate(self.classes)}
         codes = np.fromiter((index.get(_key(v), -1) for v in labels.tolist()), dtype=np.int64, count=labels.size)
         if (codes < 0).any():
@@ -316,8 +319,12 @@ class Preprocessor:
         encoding = state.get("encoding")
         pre = cls(decimal=(encoding or {}).get("decimal", "."))
         if "mean" in state or "std" in state:
-            mean, std = np.asarray(state.get("mean"), dtype=np.float64), np.asarray(state.get("std"), dtype=np.float64)
-            if mean.ndim != 1 or mean.shape != std.shape or not np.all(np.isfinite(mean)) or np.any(~(std > 0)):
+            try:
+                mean = np.asarray(state.get("mean"), dtype=np.float64)
+                std = np.asarray(state.get("std"), dtype=np.float64)
+            except (TypeError, ValueError):
+                mean = std = np.zeros(0)
+            if mean.size == 0 or mean.ndim != 1 or mean.shape != std.shape or not np.all(np.isfinite(mean)) or np.any(~(std > 0)):
                 raise ValueError("preprocessing mean and std must be lists of one finite number per feature, std > 0")
             pre.stats, pre.standardize = {"mean": mean.tolist(), "std": std.tolist()}, True
         if encoding is not None:

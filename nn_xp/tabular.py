@@ -114,15 +114,16 @@ def _weights(column, name, weight) -> np.ndarray:
     return values
 
 
-def fingerprint(source: Source) -> str:
-    """A hash of the rows as read (features, then labels): the same file gives the same split on
-    --resume and `evaluate --held-out`, whatever the dtypes the reader chose."""
+def fingerprint(source: Source, columns=None) -> str:
+    """A hash of the rows as read (the feature `columns` of a table, then the labels): the same file
+    gives the same split on --resume and `evaluate --held-out`, whatever other columns it has."""
     digest = hashlib.sha256()
     if hasattr(source.X, "columns"):
         import pandas as pd
 
-        digest.update("\x1f".join(map(str, source.X.columns)).encode())
-        digest.update(pd.util.hash_pandas_object(source.X, index=False).to_numpy().tobytes())
+        frame = source.X if columns is None else source.X[list(columns)]
+        digest.update("\x1f".join(map(str, frame.columns)).encode())
+        digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
     else:
         digest.update(np.ascontiguousarray(source.X, dtype=np.float64).tobytes())
     if source.y is not None:

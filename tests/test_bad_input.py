@@ -361,7 +361,10 @@ def test_save_and_load_reject_bad_paths(tmp_path, action, path, exception, words
 
 def test_save_refuses_metadata_it_cannot_store_and_writes_nothing(tmp_path):
     model = _trained()
-    model.preprocessing = {"mean": {1, 2, 3}}
+    with pytest.raises(ValueError, match="preprocessing mean and std"):  # refused where it is set
+        model.preprocessing = {"mean": {1, 2, 3}}
+    assert model.preprocessing is None
+    model.split = {"seed": {1, 2, 3}}
     with pytest.raises(TypeError, match="cannot store set"):
         model.save(tmp_path / "model.npz")
     assert os.listdir(tmp_path) == []
