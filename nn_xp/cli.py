@@ -16,6 +16,8 @@ import warnings
 
 import numpy as np
 
+from .files import atomic_write
+
 DEFAULT_EPOCHS = {"sine": 1000}
 
 
@@ -664,9 +666,10 @@ def cmd_predict(args) -> int:
         header, rows = [args.id, *header], [[str(i), *row] for i, row in zip(ids, rows)]
     if args.output:
         if args.output.lower().endswith(".npy"):
-            np.save(args.output, np.asarray(rows if classes is not None and not args.proba else result))
+            with atomic_write(args.output, what="predictions file") as handle:
+                np.save(handle, np.asarray(rows if classes is not None and not args.proba else result))
         else:
-            with open(args.output, "w", newline="") as handle:
+            with atomic_write(args.output, "w", what="predictions file", newline="") as handle:
                 writer = csv.writer(handle)
                 writer.writerow(header)  # the columns say what they are: classes, or ID and prediction
                 writer.writerows(rows)
@@ -787,7 +790,7 @@ def cmd_parity(args) -> int:
     )
     print(report.to_markdown(every=max(1, args.steps // 10)))
     if args.output:
-        with open(args.output, "w") as handle:
+        with atomic_write(args.output, "w", what="report") as handle:
             if args.output.lower().endswith(".json"):
                 json.dump(report.to_dict(), handle, indent=1)
             else:
