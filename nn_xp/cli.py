@@ -815,6 +815,14 @@ COMMANDS = {"train": cmd_train, "predict": cmd_predict, "evaluate": cmd_evaluate
 
 
 def main(argv=None) -> int:
+    from .signals import TerminateAsInterrupt
+
+    with TerminateAsInterrupt() as terminate:  # SIGTERM stops as Ctrl-C does; 143 = 128 + SIGTERM
+        code = _main(argv)
+    return 143 if code == 130 and terminate.received else code
+
+
+def _main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
