@@ -309,6 +309,7 @@ def cmd_train(args) -> int:
 
     from .callbacks import EarlyStopping
     from .datasets import fit_standardizer, standardize
+    from .training import NonFiniteLossWarning
 
     for name, value in (("--test-size", args.test_size), ("--validation-split", args.validation_split)):
         if not 0 <= value < 1:
@@ -418,16 +419,20 @@ def cmd_train(args) -> int:
     loss = args.loss or ("mse" if data.task == "regression" else None)
     args.loss = loss
     started = time.perf_counter()
-    history = model.fit(
-        X, y, loss=loss, optimizer=optimizer, learning_rate=args.learning_rate, epochs=epochs,
-        batch_size=None if args.full_batch or args.optimizer == "lbfgs" else args.batch_size,
-        validation_data=validation,
-        callbacks=callbacks, verbose=0 if args.quiet else 1,
-        verbose_epoch=args.verbose_epoch or max(1, epochs // 10), schedule=schedule, clip_norm=args.clip_norm,
-        l2=args.l2 if args.l2 is not None else model.l2, distributed=comm, sample_weight=weights,
-        class_weight=args.class_weight, precision=args.precision,
-        streaming={"auto": "auto", "on": True, "off": False}[args.streaming],
-    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NonFiniteLossWarning)  # said below as an error, with a hint
+        history = model.fit(
+            X, y, loss=loss, optimizer=optimizer, learning_rate=args.learning_rate, epochs=epochs,
+            batch_size=None if args.full_batch or args.optimizer == "lbfgs" else args.batch_size,
+            validation_data=validation,
+            callbacks=callbacks, verbose=0 if args.quiet else 1,
+            verbose_epoch=args.verbose_epoch or max(1, epochs // 10), schedule=schedule, clip_norm=args.clip_norm,
+            l2=args.l2 if args.l2 is not None else model.l2, distributed=comm, sample_weight=weights,
+            class_weight=args.class_weight, precision=args.precision,
+            streaming={"auto": "auto", "on": True, "off": False}[args.streaming],
+        )
+    if history.stop_reason == "non-finite loss":
+        raise _diverged(args, history, comm)
     elapsed = time.perf_counter() - started
     # Figures of this run's last epoch only: a key an earlier run logged (say val_loss) but this one
     # did not has fewer values than there are epochs, and its last value is stale.
@@ -455,6 +460,20 @@ def cmd_train(args) -> int:
         print("nn-xp: interrupted", file=sys.stderr)
         return 130
     return 0
+
+
+def _diverged(args, history, comm) -> RuntimeError:
+    """The error for a run whose loss became NaN or infinite: nothing of it is written."""
+    epoch = history.epoch[-1] + 1 if history.epoch else 0
+    written = [f"{option} {path} left as it was" for option, path in (("--save", args.save), ("--plot", args.plot))
+               if path]
+    rate = f" than {args.learning_rate:g}" if args.learning_rate else ""
+    error = RuntimeError(
+        f"the training loss became non-finite (NaN or infinite) in epoch {epoch}; training stopped and nothing "
+        f"was written{' (' + ', '.join(written) + ')' if written else ''}: try a smaller --learning-rate{rate}, "
+        "--clip-norm, or --standardize")
+    error.silent = comm is not None and comm.rank != 0  # every rank stops alike; rank 0 says so
+    return error
 
 
 def _fingerprint(X, y) -> str:
@@ -837,6 +856,8 @@ def _main(argv=None) -> int:
     except (ValueError, TypeError, OSError, ImportError, RuntimeError, KeyError, MemoryError) as error:
         if getattr(args, "debug", False):
             raise
+        if getattr(error, "silent", False):  # the same error on every rank: rank 0 has said it
+            return 2
         message = str(error) if not isinstance(error, KeyError) else f"missing {error}"
         if isinstance(error, MemoryError):
             message = f"out of memory: {message or 'the data or the network is too large for this machine'}"
