@@ -325,6 +325,7 @@ def cmd_train(args) -> int:
         if not usable:  # said even outside mpiexec, where training alone would quietly go on
             raise RuntimeError(f"--distributed needs MPI: {why}")
         comm = nx.distributed.init()
+        nx.distributed.check_same_settings(comm, _computation_options(args), "options", _flag)
         if args.device == "auto":
             args.device = comm.device()  # each rank its own GPU where there are GPUs
         if comm.rank != 0:  # one rank speaks and writes
@@ -340,6 +341,9 @@ def cmd_train(args) -> int:
     weights = None
     if args.sample_weight:
         X, weights, data.feature_names = _take_column(X, data.feature_names, args.sample_weight, args.dataset)
+    if comm is not None:  # a rank given other data would fail alone, or wait in a collective for ever
+        data_hash = _fingerprint(X, y) + ("" if weights is None else _fingerprint(weights, y))
+        nx.distributed.check_same_settings(comm, {"data": data_hash}, "data", lambda key: f"the hash of {args.dataset}")
     resumed = nx.load(args.resume, device=args.device) if args.resume else None
     if resumed is not None and resumed.feature_names is not None and data.feature_names:
         X = _in_model_order(X, list(data.feature_names), resumed, args.dataset)
@@ -460,6 +464,19 @@ def cmd_train(args) -> int:
         print("nn-xp: interrupted", file=sys.stderr)
         return 130
     return 0
+
+
+# What each rank of a --distributed run may set for itself: where it writes, what it prints, its device.
+_PER_RANK_OPTIONS = ("command", "save", "plot", "quiet", "debug", "device", "verbose_epoch", "distributed")
+
+
+def _computation_options(args) -> dict:
+    """The parsed options that change what is computed, to compare across ranks."""
+    return {key: value for key, value in vars(args).items() if key not in _PER_RANK_OPTIONS}
+
+
+def _flag(key: str) -> str:
+    return "--" + key.replace("_", "-")
 
 
 def _diverged(args, history, comm) -> RuntimeError:
