@@ -246,6 +246,31 @@ def test_distributed_on_the_command_line_without_mpi_names_the_extra(monkeypatch
     assert "--distributed needs MPI: the 'mpi' extra is not installed: pip install 'nn_xp[mpi]'" in message
 
 
+def test_differing_settings_are_named_with_both_values_and_only_rank_0_speaks():
+    class Gathered(nx.distributed.Communicator):  # two ranks, as seen from `rank`
+        def __init__(self, rank, other):
+            self.rank, self.size, self.other = rank, 2, other
+
+        def allgather_object(self, value):
+            return [value, self.other] if self.rank == 0 else [self.other, value]
+
+    import json
+
+    mine = {"epochs": 3, "layers": [2, 8, 2], "nesterov": False}
+    theirs = json.dumps({"epochs": 3, "layers": [2, 9, 2], "nesterov": True}, sort_keys=True)
+    check = nx.distributed.check_same_settings
+    for rank in (0, 1):
+        with pytest.raises(nx.distributed.RanksDiffer) as info:
+            other = theirs if rank == 0 else json.dumps(mine, sort_keys=True)
+            check(Gathered(rank, other), mine if rank == 0 else json.loads(theirs), spell=lambda k: f"--{k}")
+        assert info.value.silent == (rank != 0)
+    assert str(info.value) == ("the ranks were given different options: --layers is 2 8 2 on rank 0 but 2 9 2 on "
+                               "rank 1; --nesterov is not given on rank 0 but given on rank 1; every rank must be "
+                               "given the same")
+    check(Gathered(0, json.dumps(mine)), mine)  # the same: nothing said
+    check(nx.distributed.Communicator(), mine)  # one process: nothing to compare
+
+
 def test_parts_cover_every_row_once():
     for n in (0, 1, 2, 7, 16, 103):
         for size in (1, 2, 3, 4):
