@@ -86,7 +86,7 @@ def test_stale_temporary_files_of_a_killed_run_are_removed_at_the_next_write(tmp
 
 @pytest.mark.parametrize("writer", ["model", "checkpoint", "predict-csv", "predict-npy", "export", "plot",
                                     "parity"])
-def test_every_writer_keeps_the_old_file_when_the_disk_fills(writer, trained, tmp_path, monkeypatch, capsys):
+def test_every_writer_keeps_the_old_file_when_the_disk_fills(writer, trained, tmp_path, monkeypatch):
     model, model_path, X_path = trained
     suffix = {"predict-csv": ".csv", "predict-npy": ".npy", "export": ".onnx", "plot": ".png",
               "parity": ".json"}.get(writer, ".npz")
@@ -123,8 +123,8 @@ def test_every_writer_keeps_the_old_file_when_the_disk_fills(writer, trained, tm
 
             training_figure(model, load_dataset("iris").X, load_dataset("iris").y, path=target)
         else:
-            cli.main(["parity", "--devices", "cpu", "cpu", "--dataset", "iris", "--n-samples", "60", "--layers", "4", "5", "3",
-                      "--steps", "2", "--output", str(target), "--debug"])
+            cli.main(["parity", "--devices", "cpu", "cpu", "--dataset", "iris", "--n-samples", "60",
+                      "--layers", "4", "5", "3", "--steps", "2", "--output", str(target), "--debug"])
     assert info.value.errno == errno.ENOSPC and str(target) in str(info.value)
     assert target.read_bytes() == b"the old file"
     assert _leftovers(tmp_path) == []
