@@ -17,6 +17,7 @@ import warnings
 import numpy as np
 
 from . import tabular
+from .files import atomic_write
 from .preprocessing import MAX_CATEGORIES, MAX_INFERRED_CLASSES, Preprocessor
 
 DEFAULT_EPOCHS = {"sine": 1000}
@@ -325,6 +326,7 @@ def cmd_train(args) -> int:
     import nn_xp as nx
 
     from .callbacks import EarlyStopping
+    from .training import NonFiniteLossWarning
 
     for name, value in (("--test-size", args.test_size), ("--validation-split", args.validation_split)):
         if not 0 <= value < 1:
@@ -340,6 +342,7 @@ def cmd_train(args) -> int:
         if not usable:  # said even outside mpiexec, where training alone would quietly go on
             raise RuntimeError(f"--distributed needs MPI: {why}")
         comm = nx.distributed.init()
+        nx.distributed.check_same_settings(comm, _computation_options(args), "options", _flag)
         if args.device == "auto":
             args.device = comm.device()  # each rank its own GPU where there are GPUs
         if comm.rank != 0:  # one rank speaks and writes
@@ -355,6 +358,10 @@ def cmd_train(args) -> int:
     if source.y is None:
         raise ValueError(f"{args.dataset}: no targets found (give --target COLUMN for a table, or a 'y' member "
                          "in an .npz)")
+    if comm is not None:  # a rank given other data would fail alone, or wait in a collective for ever
+        data_hash = tabular.fingerprint(source) + ("" if source.weights is None else tabular.fingerprint(
+            tabular.Source(source.weights, None, None, None, "", [])))
+        nx.distributed.check_same_settings(comm, {"data": data_hash}, "data", lambda key: f"the hash of {args.dataset}")
     if args.task is not None and source.task is not None and args.task != source.task and not tabular.is_table_file(
             args.dataset):
         raise ValueError(f"--task {args.task}: {args.dataset} holds {source.task} targets")
@@ -407,16 +414,20 @@ def cmd_train(args) -> int:
     loss = args.loss or ("mse" if task == "regression" else None)
     args.loss = loss
     started = time.perf_counter()
-    history = model.fit(
-        X, y, loss=loss, optimizer=optimizer, learning_rate=args.learning_rate, epochs=epochs,
-        batch_size=None if args.full_batch or args.optimizer == "lbfgs" else args.batch_size,
-        validation_data=validation,
-        callbacks=callbacks, verbose=0 if args.quiet else 1,
-        verbose_epoch=args.verbose_epoch or max(1, epochs // 10), schedule=schedule, clip_norm=args.clip_norm,
-        l2=args.l2 if args.l2 is not None else model.l2, distributed=comm, sample_weight=weights,
-        class_weight=args.class_weight, precision=args.precision,
-        streaming={"auto": "auto", "on": True, "off": False}[args.streaming],
-    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NonFiniteLossWarning)  # said below as an error, with a hint
+        history = model.fit(
+            X, y, loss=loss, optimizer=optimizer, learning_rate=args.learning_rate, epochs=epochs,
+            batch_size=None if args.full_batch or args.optimizer == "lbfgs" else args.batch_size,
+            validation_data=validation,
+            callbacks=callbacks, verbose=0 if args.quiet else 1,
+            verbose_epoch=args.verbose_epoch or max(1, epochs // 10), schedule=schedule, clip_norm=args.clip_norm,
+            l2=args.l2 if args.l2 is not None else model.l2, distributed=comm, sample_weight=weights,
+            class_weight=args.class_weight, precision=args.precision,
+            streaming={"auto": "auto", "on": True, "off": False}[args.streaming],
+        )
+    if history.stop_reason == "non-finite loss":
+        raise _diverged(args, history, comm)
     elapsed = time.perf_counter() - started
     # Figures of this run's last epoch only: a key an earlier run logged (say val_loss) but this one
     # did not has fewer values than there are epochs, and its last value is stale.
@@ -479,6 +490,33 @@ def _pipeline(args, resumed) -> Preprocessor:
     if args.task is not None and args.task != ("classification" if resumed.is_classifier else "regression"):
         raise ValueError(f"--task {args.task} differs from the resumed model's task")
     return stored
+
+
+# What each rank of a --distributed run may set for itself: where it writes, what it prints, its device.
+_PER_RANK_OPTIONS = ("command", "save", "plot", "quiet", "debug", "device", "verbose_epoch", "distributed")
+
+
+def _computation_options(args) -> dict:
+    """The parsed options that change what is computed, to compare across ranks."""
+    return {key: value for key, value in vars(args).items() if key not in _PER_RANK_OPTIONS}
+
+
+def _flag(key: str) -> str:
+    return "--" + key.replace("_", "-")
+
+
+def _diverged(args, history, comm) -> RuntimeError:
+    """The error for a run whose loss became NaN or infinite: nothing of it is written."""
+    epoch = history.epoch[-1] + 1 if history.epoch else 0
+    written = [f"{option} {path} left as it was" for option, path in (("--save", args.save), ("--plot", args.plot))
+               if path]
+    rate = f" than {args.learning_rate:g}" if args.learning_rate else ""
+    error = RuntimeError(
+        f"the training loss became non-finite (NaN or infinite) in epoch {epoch}; training stopped and nothing "
+        f"was written{' (' + ', '.join(written) + ')' if written else ''}: try a smaller --learning-rate{rate}, "
+        "--clip-norm, or --standardize")
+    error.silent = comm is not None and comm.rank != 0  # every rank stops alike; rank 0 says so
+    return error
 
 
 def _shown(value) -> str:
@@ -697,9 +735,10 @@ def cmd_predict(args) -> int:
         header, rows = [args.id, *header], [[str(i), *row] for i, row in zip(ids, rows)]
     if args.output:
         if args.output.lower().endswith(".npy"):
-            np.save(args.output, result)
+            with atomic_write(args.output, what="predictions file") as handle:  # text labels as strings, no pickle
+                np.save(handle, result.astype(str) if result.dtype == object else result)
         else:
-            with open(args.output, "w", newline="") as handle:
+            with atomic_write(args.output, "w", what="predictions file", newline="") as handle:
                 writer = csv.writer(handle)
                 writer.writerow(header)  # the columns say what they are: classes, or ID and prediction
                 writer.writerows(rows)
@@ -840,7 +879,7 @@ def cmd_parity(args) -> int:
     )
     print(report.to_markdown(every=max(1, args.steps // 10)))
     if args.output:
-        with open(args.output, "w") as handle:
+        with atomic_write(args.output, "w", what="report") as handle:
             if args.output.lower().endswith(".json"):
                 json.dump(report.to_dict(), handle, indent=1)
             else:
@@ -871,6 +910,14 @@ COMMANDS = {"train": cmd_train, "predict": cmd_predict, "evaluate": cmd_evaluate
 
 
 def main(argv=None) -> int:
+    from .signals import TerminateAsInterrupt
+
+    with TerminateAsInterrupt() as terminate:  # SIGTERM stops as Ctrl-C does; 143 = 128 + SIGTERM
+        code = _main(argv)
+    return 143 if code == 130 and terminate.received else code
+
+
+def _main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -885,6 +932,8 @@ def main(argv=None) -> int:
     except (ValueError, TypeError, OSError, ImportError, RuntimeError, KeyError, MemoryError) as error:
         if getattr(args, "debug", False):
             raise
+        if getattr(error, "silent", False):  # the same error on every rank: rank 0 has said it
+            return 2
         message = str(error) if not isinstance(error, KeyError) else f"missing {error}"
         if isinstance(error, MemoryError):
             message = f"out of memory: {message or 'the data or the network is too large for this machine'}"

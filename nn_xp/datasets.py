@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .files import check_readable
 from .validation import positive_int
 
 BUILTIN = ("sine", "spirals", "moons", "xor", "synthetic")
@@ -301,8 +302,7 @@ def load_file(
         raise ValueError(f"task must be None, 'classification' or 'regression', got {task!r}")
     if impute not in IMPUTE:
         raise ValueError(f"impute must be one of {list(IMPUTE)}, got {impute!r}")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: no such data file")
+    check_readable(path, "data file")  # a FIFO or a device would block or never end
     suffix = os.path.splitext(path)[1].lower()
     if suffix in TABLE_SUFFIXES:
         _pandas()
@@ -352,7 +352,7 @@ def _pandas():
 def read_table(path, delimiter: str | None = None, progress: bool = False):
     """A CSV/TSV/parquet file as a pandas DataFrame (pyarrow engine), column names stripped."""
     pd = _pandas()
-    path = os.fspath(path)
+    path = check_readable(path, "data file")
     _announce(path, progress)
     parquet = path.lower().endswith(".parquet")
     delimiter = None if parquet else _delimiter(path, delimiter)
@@ -648,9 +648,7 @@ def encode(source, encoding: dict, *, target: str | None = None, task: str | Non
     if isinstance(source, pd.DataFrame):
         frame, path = source, "the data"
     else:
-        path = os.fspath(source)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"{path}: no such data file")
+        path = check_readable(source, "data file")
         if os.path.splitext(path)[1].lower() not in TABLE_SUFFIXES:
             raise ValueError(
                 f"{path}: the model encodes table columns by name; give a table ({', '.join(TABLE_SUFFIXES)})"

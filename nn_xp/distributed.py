@@ -263,6 +263,46 @@ def check_same_data(comm, what: str, *arrays) -> None:
             )
 
 
+class RanksDiffer(ValueError):
+    """The ranks were given different settings. Raised on every rank; `silent` on all but rank 0,
+    whose message names what differs, so that a command line says it once."""
+
+    def __init__(self, message: str, silent: bool = False):
+        super().__init__(message)
+        self.silent = silent
+
+
+def _shown(value) -> str:
+    if value is None or value is False:
+        return "not given"
+    if value is True:
+        return "given"
+    if isinstance(value, list):
+        return " ".join(str(v) for v in value)
+    return str(value)
+
+
+def check_same_settings(comm, settings: dict, what: str = "options", spell=lambda key: key) -> None:
+    """Raise RanksDiffer on every rank when any rank's `settings` differ from rank 0's.
+
+    `settings` are JSON-ready values (one allgather of their JSON text, so ranks that differ in
+    anything, however deep, never reach a collective the others skip). The message names each
+    differing key as `spell(key)` with rank 0's value and the first differing rank's.
+    """
+    import json
+
+    texts = comm.allgather_object(json.dumps(settings, sort_keys=True, default=str))
+    everyone = [json.loads(text) for text in texts]
+    mine = everyone[0]
+    for rank, theirs in enumerate(everyone[1:], start=1):
+        differing = [key for key in sorted(set(mine) | set(theirs)) if mine.get(key) != theirs.get(key)]
+        if differing:
+            said = "; ".join(f"{spell(key)} is {_shown(mine.get(key))} on rank 0 but {_shown(theirs.get(key))} "
+                             f"on rank {rank}" for key in differing)
+            raise RanksDiffer(f"the ranks were given different {what}: {said}; every rank must be given the same",
+                              silent=comm.rank != 0)
+
+
 def broadcast_training_state(model, comm) -> None:
     """Rank 0's parameters, optimizer state, generator state and dropout key on every rank."""
     params = model.parameters()

@@ -339,7 +339,9 @@ def build(model, opset=None):
 
 def export(model, path, opset=None):
     """Write `model`'s ONNX graph to `path`; returns the onnx.ModelProto."""
+    from .files import atomic_write
+
     proto = build(model, opset)
-    with open(os.fspath(path), "wb") as handle:
+    with atomic_write(os.fspath(path), what="ONNX file") as handle:
         handle.write(proto.SerializeToString())
     return proto

@@ -11,8 +11,8 @@ Any zip/NumPy reader can open it; nothing in it needs pickle, and loading never 
 Big integers (the generator's 128-bit state) are stored as decimal strings and non-finite floats
 as "nan"/"inf"/"-inf", so the JSON is strict and any JSON reader can parse it.
 
-`save` writes to a temporary file in the target's folder, fsyncs it and renames it over the
-target, so a crash or error mid-save leaves any previous file intact. The path is used exactly as
+`save` writes through `files.atomic_write`: a temporary file in the target's folder, fsynced and
+renamed over the target, so a crash or error mid-save leaves any previous file intact. The path is used exactly as
 given: unlike `np.savez`, no ".npz" is appended.
 
 `read` checks everything against what the file really holds before anything is built: each
@@ -28,13 +28,12 @@ import numbers
 import os
 import re
 import struct
-import tempfile
 import zipfile
 import zlib
 
 import numpy as np
 
-from . import backend
+from . import backend, files
 
 # 1: an MLP (layer_sizes, activation, init); 2 adds dropout and Sequential models (layers, param_shapes).
 FORMAT_VERSION = 2
@@ -116,56 +115,10 @@ def _check_path(path) -> str:
     return path
 
 
-def _explained(error: OSError, path: str) -> OSError:
-    """The same kind of OSError, its message naming the model file (errno kept)."""
-    if error.errno is None:
-        return error
-    return type(error)(error.errno, f"{path}: cannot write the model file ({error.strerror})")
-
-
 def _write_atomically(path: str, arrays: dict) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    try:
-        os.makedirs(folder, exist_ok=True)
-        handle = tempfile.NamedTemporaryFile(
-            dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp", delete=False
-        )
-    except OSError as error:
-        if error.errno is None:
-            raise
-        raise type(error)(error.errno, f"{path}: cannot write the model file there ({error.strerror})") from error
-    try:
-        try:
-            with handle:
-                # Through the open file: np.savez would append ".npz" to a str path.
-                np.savez(handle, **arrays)
-                handle.flush()
-                os.fsync(handle.fileno())
-            # NamedTemporaryFile makes the file owner-only (0600); give it the usual mode of a new
-            # file (or keep the mode of the file it replaces).
-            mode = os.stat(path).st_mode & 0o777 if os.path.exists(path) else 0o644
-            os.chmod(handle.name, mode)
-            os.replace(handle.name, path)
-        except OSError as error:  # disk full, a folder in the way, ...: say which file
-            explained = _explained(error, path)
-            if explained is error:
-                raise
-            raise explained from error
-    except BaseException:
-        try:
-            os.unlink(handle.name)
-        except OSError:
-            pass
-        raise
-    if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable (POSIX)
-        try:
-            descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                os.fsync(descriptor)
-            finally:
-                os.close(descriptor)
-        except OSError:
-            pass
+    with files.atomic_write(path, what="model file") as handle:
+        # Through the open file: np.savez would append ".npz" to a str path.
+        np.savez(handle, **arrays)
 
 
 def _to_json(value):
@@ -213,11 +166,7 @@ def read(path) -> dict:
         ValueError (message starting with the path): not an nn_xp model file, written by a newer
             nn_xp, or inconsistent (shapes, dtypes, names, sizes); nothing is built from it.
     """
-    path = _check_path(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{path}: no such model file")
-    if os.path.isdir(path):
-        raise ValueError(f"{path}: is a folder, not an nn_xp model file")
+    path = files.check_readable(_check_path(path), "model file")  # a FIFO or a device would block or never end
     try:
         meta, params, opt_state = _read(path)
         return _state(meta, params, opt_state)

@@ -7,6 +7,8 @@ shown on screen, so the module works the same on a headless server.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from . import backend
@@ -156,6 +158,13 @@ def training_figure(model, X, y, path=None, class_names=None, on_training_data=F
         right.set_title(right.get_title() + " - on the training data")
     figure.tight_layout()
     if path is not None:
-        figure.savefig(path, dpi=110)
-        plt.close(figure)
+        from .files import atomic_write
+
+        try:
+            # Through an open file, so the format comes from the target's suffix, not the temporary name's.
+            file_format = os.path.splitext(os.fspath(path))[1][1:].lower() or None
+            with atomic_write(path, what="plot") as handle:
+                figure.savefig(handle, dpi=110, format=file_format)
+        finally:
+            plt.close(figure)
     return figure

@@ -28,7 +28,8 @@ MAX_INFERRED_CLASSES = 20
 # A text column with more categories than this is refused (one-hot would make that many features).
 MAX_CATEGORIES = 100
 _DECIMAL_COMMA = re.compile(r"^\s*[-+]?\d{1,3}(\.\d{3})*,\d+\s*$|^\s*[-+]?\d+,\d+\s*$")
-_DATE = re.compile(r"^\s*(\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{4})([ T]\d{1,2}:\d{2}(:\d{2})?.*)?\s*$")
+_DATE = re.compile(r"^\s*(\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{4})"
+                   r"([ T]\d{1,2}:\d{2}(:\d{2})?.*)?\s*$")
 
 
 def is_table(X) -> bool:
@@ -324,7 +325,8 @@ class Preprocessor:
                 std = np.asarray(state.get("std"), dtype=np.float64)
             except (TypeError, ValueError):
                 mean = std = np.zeros(0)
-            if mean.size == 0 or mean.ndim != 1 or mean.shape != std.shape or not np.all(np.isfinite(mean)) or np.any(~(std > 0)):
+            if (mean.size == 0 or mean.ndim != 1 or mean.shape != std.shape or not np.all(np.isfinite(mean))
+                    or np.any(~(std > 0))):
                 raise ValueError("preprocessing mean and std must be lists of one finite number per feature, std > 0")
             pre.stats, pre.standardize = {"mean": mean.tolist(), "std": std.tolist()}, True
         if encoding is not None:

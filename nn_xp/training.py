@@ -33,6 +33,10 @@ from .streaming import HostBatches, check_streaming, use_streaming
 from .validation import Real, optional_positive, positive_int
 
 
+class NonFiniteLossWarning(RuntimeWarning):
+    """fit stopped because the loss or the parameters became NaN or infinite (the model was restored)."""
+
+
 class Interrupt:
     """Turns Ctrl-C into a flag the loop reads after each step, so no update is left half done.
 
@@ -431,7 +435,10 @@ class Epoch:
         before the epoch with a RuntimeWarning. Returns (logs, "non-finite loss" or None)."""
         model = self.model
         snapshot = _snapshot(model)
-        logs = self.run(epoch, order, interrupt)
+        # A diverging step overflows in NumPy's products and sums; the check below says what happened
+        # once, where NumPy would print a line per operation.
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            logs = self.run(epoch, order, interrupt)
         if math.isfinite(logs["loss"]) and _all_finite(self.xp, model.parameters()):
             return logs, None
         if interrupt is not None:
@@ -445,7 +452,7 @@ class Epoch:
         what = (f"the training loss became {logs['loss']}" if not math.isfinite(logs["loss"])
                 else f"the parameters became NaN or infinite (training loss {logs['loss']})")
         warnings.warn(f"{what} in epoch {epoch}; training stopped and the model was restored to {restored}",
-                      RuntimeWarning, stacklevel=stacklevel)
+                      NonFiniteLossWarning, stacklevel=stacklevel)
         return logs, "non-finite loss"
 
 

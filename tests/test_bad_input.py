@@ -324,7 +324,7 @@ SAVE_LOAD_CASES = [
     ("load", ["model.npz"], TypeError, "path must be a file path"),
     ("load", "", ValueError, "path must be a file path"),
     ("load", "{folder}/missing.npz", FileNotFoundError, "missing.npz: no such model file"),
-    ("load", "{folder}", ValueError, "is a folder"),
+    ("load", "{folder}", ValueError, "not a regular file (a folder)"),
     ("load", "{file}", ValueError, "not a readable .npz archive"),
     ("load-device", "tpu", ValueError, "device must be one of"),
     ("load-device", 0, TypeError, "device must be a string"),

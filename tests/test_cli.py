@@ -361,3 +361,20 @@ def test_streaming_on_trains_the_same_model_as_off(tmp_path):
         np.testing.assert_array_equal(a, b)
     bad = run("train", "--streaming", "sometimes", check=False)
     assert bad.returncode == 2 and "--streaming" in bad.stderr
+
+
+def test_a_diverging_run_is_an_error_and_leaves_the_saved_model_alone(tmp_path):
+    model_path, plot_path = tmp_path / "model.npz", tmp_path / "plot.png"
+    nx.MLP([20, 4, 2], output_activation="softmax", device="cpu").save(model_path)
+    before = model_path.read_bytes()
+    result = subprocess.run(
+        [sys.executable, "-m", "nn_xp", "train", "--dataset", "synthetic", "--n-samples", "300", "--optimizer", "sgd",
+         "--learning-rate", "1e6", "--epochs", "5", "--save", str(model_path), "--plot", str(plot_path)],
+        capture_output=True, text=True, env={**os.environ, "NN_XP_DEVICE": "cpu"}, timeout=120)
+    assert result.returncode == 2
+    assert "nn-xp: error: the training loss became non-finite (NaN or infinite) in epoch 0" in result.stderr
+    assert "try a smaller --learning-rate than 1e+06" in result.stderr
+    assert f"--save {model_path} left as it was" in result.stderr
+    assert "RuntimeWarning" not in result.stderr and "overflow" not in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert model_path.read_bytes() == before and not plot_path.exists()

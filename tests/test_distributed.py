@@ -246,6 +246,31 @@ def test_distributed_on_the_command_line_without_mpi_names_the_extra(monkeypatch
     assert "--distributed needs MPI: the 'mpi' extra is not installed: pip install 'nn_xp[mpi]'" in message
 
 
+def test_differing_settings_are_named_with_both_values_and_only_rank_0_speaks():
+    class Gathered(nx.distributed.Communicator):  # two ranks, as seen from `rank`
+        def __init__(self, rank, other):
+            self.rank, self.size, self.other = rank, 2, other
+
+        def allgather_object(self, value):
+            return [value, self.other] if self.rank == 0 else [self.other, value]
+
+    import json
+
+    mine = {"epochs": 3, "layers": [2, 8, 2], "nesterov": False}
+    theirs = json.dumps({"epochs": 3, "layers": [2, 9, 2], "nesterov": True}, sort_keys=True)
+    check = nx.distributed.check_same_settings
+    for rank in (0, 1):
+        with pytest.raises(nx.distributed.RanksDiffer) as info:
+            other = theirs if rank == 0 else json.dumps(mine, sort_keys=True)
+            check(Gathered(rank, other), mine if rank == 0 else json.loads(theirs), spell=lambda k: f"--{k}")
+        assert info.value.silent == (rank != 0)
+    assert str(info.value) == ("the ranks were given different options: --layers is 2 8 2 on rank 0 but 2 9 2 on "
+                               "rank 1; --nesterov is not given on rank 0 but given on rank 1; every rank must be "
+                               "given the same")
+    check(Gathered(0, json.dumps(mine)), mine)  # the same: nothing said
+    check(nx.distributed.Communicator(), mine)  # one process: nothing to compare
+
+
 def test_parts_cover_every_row_once():
     for n in (0, 1, 2, 7, 16, 103):
         for size in (1, 2, 3, 4):
@@ -271,3 +296,57 @@ def test_nccl_between_two_gpus(tmp_path):
     assert result.returncode == 0, result.stderr
     reference, _ = _one_process(SPEC)
     assert _largest_difference(_ranks(out, 2)[0][0], reference) <= 1e-12
+
+
+# ---- ranks given different options -------------------------------------------------------------------
+def _mpmd(tmp_path, per_rank, timeout=120, folders=None):
+    """mpiexec with one command line per rank (MPMD: `-n 1 A : -n 1 B`), each in its own folder."""
+    command = []
+    for rank, args in enumerate(per_rank):
+        folder = (folders or {}).get(rank, tmp_path)
+        command += ([":"] if command else []) + ["-n", "1", "-wdir", str(folder), sys.executable, "-m", "nn_xp",
+                                                 "train", "--distributed", *args]
+    return subprocess.run([MPIEXEC, *command], capture_output=True, text=True, env=_env(), timeout=timeout,
+                          cwd=tmp_path)  # ranks that disagree must not wait for ever
+
+
+@needs_mpi
+@pytest.mark.parametrize("first,second,said", [
+    (["--epochs", "3"], ["--epochs", "5"], "--epochs is 3 on rank 0 but 5 on rank 1"),
+    (["--batch-size", "16", "--layers", "2", "8", "2"], ["--batch-size", "32", "--layers", "2", "9", "2"],
+     "--batch-size is 16 on rank 0 but 32 on rank 1; --layers is 2 8 2 on rank 0 but 2 9 2 on rank 1"),
+    (["--optimizer", "sgd", "--learning-rate", "0.1"], ["--optimizer", "sgd", "--learning-rate", "0.2"],
+     "--learning-rate is 0.1 on rank 0 but 0.2 on rank 1"),
+    (["--dtype", "float64", "--dropout", "0.1"], ["--dtype", "float32"],
+     "--dropout is 0.1 on rank 0 but not given on rank 1; --dtype is float64 on rank 0 but float32 on rank 1"),
+])
+def test_ranks_given_different_options_stop_at_once_with_one_message(first, second, said, tmp_path):
+    common = ["--dataset", "moons", "--n-samples", "80", "--quiet"]
+    result = _mpmd(tmp_path, [common + first, common + second])
+    assert result.returncode != 0
+    assert result.stderr.count("nn-xp: error:") == 1, result.stderr
+    assert f"nn-xp: error: the ranks were given different options: {said}; every rank must be given" \
+        in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and "MPI_Abort" not in result.stderr
+
+
+@needs_mpi
+def test_ranks_given_different_data_under_one_name_stop_before_training(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 3))
+    for name, columns in (("a", 3), ("b", 2)):  # rank 1's file has a feature fewer
+        (tmp_path / name).mkdir()
+        np.savez(tmp_path / name / "d.npz", X=X[:, :columns], y=(X[:, 0] > 0).astype(int))
+    args = ["--dataset", "d.npz", "--epochs", "2", "--quiet"]
+    result = _mpmd(tmp_path, [args, args], folders={0: tmp_path / "a", 1: tmp_path / "b"})
+    assert result.returncode != 0 and result.stderr.count("nn-xp: error:") == 1, result.stderr
+    assert "the ranks were given different data: the hash of d.npz is " in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@needs_mpi
+def test_what_each_rank_prints_and_writes_may_differ(tmp_path):
+    common = ["--dataset", "moons", "--n-samples", "80", "--epochs", "2"]
+    result = _mpmd(tmp_path, [common + ["--save", "m.npz", "--verbose-epoch", "1"], common + ["--quiet"]])
+    assert result.returncode == 0, result.stderr
+    assert nx.load(tmp_path / "m.npz", device="cpu").layer_sizes == [2, 64, 2]

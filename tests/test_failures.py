@@ -605,3 +605,16 @@ def test_the_memory_check_looks_at_each_place_with_its_own_need(monkeypatch):
     with pytest.raises(MemoryError, match="but the host has"):
         backend.check_memory(101, "cpu", 0, "these")
     backend.check_memory(100, "cpu", 10**9, "these")  # a CPU model has no GPU to check
+
+
+def test_a_divergence_is_said_once_without_numpy_floating_point_warnings():
+    """The epoch's overflows are not printed one NumPy line per operation: fit's one warning says it."""
+    from nn_xp.training import NonFiniteLossWarning
+
+    model = fresh()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        history = model.fit(X, Y, optimizer="sgd", learning_rate=1e300, **FIT)
+    assert history.stop_reason == "non-finite loss"
+    assert [type(w.message) for w in caught] == [NonFiniteLossWarning], [str(w.message) for w in caught]
+    assert issubclass(NonFiniteLossWarning, RuntimeWarning)  # filters written for RuntimeWarning still match
