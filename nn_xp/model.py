@@ -71,7 +71,12 @@ class Sequential:
         self._setup(layers, int(n_features), seed)
 
     def _setup(self, layers, n_features: int, seed) -> None:
-        """Widths, initial parameters on the device, and the layers bound to them."""
+        """Widths, initial parameters on the device, and the layers bound to them.
+
+        A model being loaded (`_with_params`) takes its stored arrays instead of drawn ones; their
+        shapes are checked against the layers' before anything is allocated, so a file that
+        declares a huge network over small members costs nothing."""
+        stored = self.__dict__.pop("_stored_params", None)
         self.layers = layers
         sizes = [n_features]
         width = n_features
@@ -88,20 +93,23 @@ class Sequential:
         # One host generator draws the weights and then every shuffle order, so a seed fixes both.
         self.rng = backend.host_rng(seed)
         self.dropout_key = philox.key_from_seed(seed if isinstance(seed, numbers.Integral) else None)
-        shapes = [shape for layer in layers for shape in layer.param_shapes().values()]
-        n_parameters = sum(int(np.prod(shape)) for shape in shapes)
-        # The weights are drawn in float64 on the host, then packed into one buffer on the device.
-        backend.check_memory(n_parameters * 8, self.device, n_parameters * np.dtype(self.dtype).itemsize,
-                             f"layer_sizes {self.layer_sizes} give {n_parameters:,} parameters, which")
-        host = []
-        for index, layer in enumerate(layers):
-            values = layer.initial_params(self.rng)
-            for name, shape in layer.param_shapes().items():
-                value = np.asarray(values[name])
-                if value.shape != tuple(shape):
-                    raise ValueError(f"layers[{index}].initial_params()[{name!r}] has shape {value.shape}, "
-                                     f"param_shapes() says {tuple(shape)}")
-                host.append(value)
+        shapes = [tuple(shape) for layer in layers for shape in layer.param_shapes().values()]
+        if stored is not None:
+            host = _matching(stored, shapes, self.layer_sizes)
+        else:
+            n_parameters = sum(int(np.prod(shape)) for shape in shapes)
+            # The weights are drawn in float64 on the host, then packed into one buffer on the device.
+            backend.check_memory(n_parameters * 8, self.device, n_parameters * np.dtype(self.dtype).itemsize,
+                                 f"layer_sizes {self.layer_sizes} give {n_parameters:,} parameters, which")
+            host = []
+            for index, layer in enumerate(layers):
+                values = layer.initial_params(self.rng)
+                for name, shape in layer.param_shapes().items():
+                    value = np.asarray(values[name])
+                    if value.shape != tuple(shape):
+                        raise ValueError(f"layers[{index}].initial_params()[{name!r}] has shape {value.shape}, "
+                                         f"param_shapes() says {tuple(shape)}")
+                    host.append(value)
         self._store = _Store()
         offset = 0
         for layer in layers:
@@ -111,7 +119,8 @@ class Sequential:
         self.needs_rows = any(not isinstance(layer, Dense) for layer in layers)
         # Whether a layer's backward must give dX: only where some layer below has parameters.
         self._input_grad = [any(layer.param_shapes() for layer in layers[:i]) for i in range(len(layers))]
-        self._assign([backend.to_device(p.astype(self.dtype), self.device) for p in host])
+        # copy=False: stored arrays already in the model's dtype are packed as they are (one copy).
+        self._assign([backend.to_device(p.astype(self.dtype, copy=False), self.device) for p in host])
         self.optimizer = None
         self.history = None
         self.preprocessing = None  # input standardisation statistics, when a dataset asked for it
@@ -548,10 +557,14 @@ class Sequential:
         }
 
     @classmethod
-    def from_architecture(cls, architecture: dict, dtype: str, device: str = "cpu"):
-        """A new model with the given architecture (as `architecture()` gives it), weights from seed 0."""
-        return Sequential([from_spec(spec) for spec in architecture["layers"]],
-                          output_activation=architecture["output_activation"], dtype=dtype, device=device, seed=0)
+    def from_architecture(cls, architecture: dict, dtype: str, device: str = "cpu", params=None):
+        """A new model with the given architecture (as `architecture()` gives it), weights from seed 0.
+
+        params: None, or the host arrays [W1, b1, ...] to start from instead: no weights are drawn,
+            and arrays whose shapes differ from the layers' raise ValueError before any allocation.
+        """
+        return _with_params(Sequential, params, [from_spec(spec) for spec in architecture["layers"]],
+                            output_activation=architecture["output_activation"], dtype=dtype, device=device, seed=0)
 
     @classmethod
     def from_state_dict(cls, state: dict, device=None):
@@ -560,14 +573,15 @@ class Sequential:
         Raises ValueError (or TypeError) on a state that does not fit together; nothing is kept then.
         """
         device = backend.resolve_device("auto" if device is None else device)
-        model = cls.from_architecture(state["architecture"], state["dtype"], "cpu")
+        # Built around the stored arrays: no random weights are drawn only to be overwritten.
+        model = cls.from_architecture(state["architecture"], state["dtype"], "cpu",
+                                      params=[np.asarray(p) for p in state["params"]])
         model.seed = state.get("seed")
         if state.get("dropout_key") is not None:
             model.dropout_key = tuple(int(k) for k in state["dropout_key"])
         rng = state.get("rng")
         if rng is not None:
             model.rng = rng if isinstance(rng, np.random.Generator) else _generator(rng)
-        model.set_parameters([np.asarray(p) for p in state["params"]])
         model.preprocessing = state.get("preprocessing")
         if state.get("loss") is not None:
             model.loss = check_loss(state["loss"], model.output_activation)
@@ -598,7 +612,8 @@ class Sequential:
             from .precision import LossScaler
 
             model.loss_scaler = LossScaler.from_state_dict(state["loss_scaler"])
-        return model.to(device)
+        # Already on the host: moving there again would pack a second copy of the parameters.
+        return model if device == model.device else model.to(device)
 
     def save(self, path):
         """Write the model (and optimizer state and history) to one .npz file, atomically."""
@@ -631,6 +646,29 @@ def _fit_signature():
 
 Sequential.fit.__signature__ = _fit_signature()
 Sequential.fit.__doc__ = training.fit.__doc__
+
+
+def _with_params(cls, params, *args, **kwargs):
+    """cls(*args, **kwargs) holding `params` (host arrays, or None: drawn from the seed as usual).
+
+    The arrays reach `_setup` beside the constructor's arguments rather than as one of them, so the
+    public constructors keep their signatures."""
+    model = cls.__new__(cls)
+    if params is not None:
+        model._stored_params = list(params)
+    model.__init__(*args, **kwargs)
+    return model
+
+
+def _matching(arrays: list, shapes: list, layer_sizes: list) -> list:
+    """`arrays` as NumPy arrays, after checking they are what the layers need (nothing allocated)."""
+    if len(arrays) != len(shapes):
+        raise ValueError(f"layer_sizes {layer_sizes} need {len(shapes)} parameter arrays, got {len(arrays)}")
+    for index, (array, shape) in enumerate(zip(arrays, shapes)):
+        if tuple(array.shape) != shape:
+            raise ValueError(f"arrays[{index}] has shape {tuple(array.shape)}, but layer_sizes {layer_sizes} "
+                             f"need {shape}")
+    return [np.asarray(array) for array in arrays]
 
 
 def _generator(state: dict) -> np.random.Generator:
@@ -705,12 +743,12 @@ class MLP(Sequential):
                 "output_activation": self._output.spec(), "init": self.init, "dropout": list(self.dropout)}
 
     @classmethod
-    def from_architecture(cls, architecture: dict, dtype: str, device: str = "cpu"):
+    def from_architecture(cls, architecture: dict, dtype: str, device: str = "cpu", params=None):
         if "layers" in architecture:
-            return Sequential.from_architecture(architecture, dtype, device)
-        return MLP(architecture["layer_sizes"], activation=architecture["activation"],
-                   output_activation=architecture["output_activation"], init=architecture.get("init", "he"),
-                   dtype=dtype, device=device, seed=0, dropout=architecture.get("dropout") or 0.0)
+            return Sequential.from_architecture(architecture, dtype, device, params)
+        return _with_params(MLP, params, architecture["layer_sizes"], activation=architecture["activation"],
+                            output_activation=architecture["output_activation"], init=architecture.get("init", "he"),
+                            dtype=dtype, device=device, seed=0, dropout=architecture.get("dropout") or 0.0)
 
 
 def _hidden_activations(activation, n_hidden: int) -> list:
