@@ -77,8 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     data = train.add_argument_group("data")
     data.add_argument("--dataset", default="sine",
-                      help=f"a built-in name ({', '.join(DATASETS)}) or a .csv/.npz file (default: sine)")
+                      help=f"a built-in name ({', '.join(DATASETS)}) or a .csv/.npz/.npy file (default: sine)")
     data.add_argument("--target", help="CSV column holding the targets")
+    data.add_argument("--targets", metavar="Y.npy",
+                      help="the targets of a .npy --dataset, one row per sample (both are memory-mapped)")
     _add(data, "--n-samples", type=_positive_int, help="samples to generate for the built-in generators")
     data.add_argument("--standardize", action="store_true",
                       help="standardise inputs; the statistics are saved in the model and reused by predict")
@@ -313,6 +315,7 @@ def cmd_train(args) -> int:
             raise ValueError(f"{name} must be in [0, 1), got {value}")
     args.epochs = args.epochs or DEFAULT_EPOCHS.get(args.dataset, 100)
     schedule = _schedule(args)  # checked before any data is loaded
+    _check_targets_option(args.dataset, args.targets)
     for option, path in (("--save", args.save), ("--plot", args.plot)):
         if path:
             _check_writable(option, path)
@@ -328,10 +331,11 @@ def cmd_train(args) -> int:
             sys.stdout = open(os.devnull, "w")  # for the rest of this process
             args.save = args.plot = None
     data = _load_data(args.dataset, args.target, args.n_samples, args.seed, delimiter=args.delimiter,
-                      impute=args.impute, one_hot=args.one_hot)
+                      impute=args.impute, one_hot=args.one_hot, targets=args.targets)
     if data.y is None:
         raise ValueError(
-            f"{args.dataset}: no targets found (give --target COLUMN for a CSV, or a 'y' member in an .npz)"
+            f"{args.dataset}: no targets found (give --target COLUMN for a CSV, a 'y' member in an .npz, "
+            "or --targets Y.npy for a .npy)"
         )
     X, y = data.X, data.y
     weights = None
@@ -349,8 +353,9 @@ def cmd_train(args) -> int:
     validation = None
     if val_rows is not None:
         validation = (X[val_rows], y[val_rows]) + ((weights[val_rows],) if weights is not None else ())
-    X, y = X[train_rows], y[train_rows]
-    weights = None if weights is None else weights[train_rows]
+    if test_rows is not None or val_rows is not None:  # else every row trains, in order: X as it is, no copy
+        X, y = X[train_rows], y[train_rows]
+        weights = None if weights is None else weights[train_rows]
     if resumed is not None:
         model = resumed
         if args.layers and list(args.layers) != list(model.layer_sizes):
@@ -455,12 +460,22 @@ def cmd_train(args) -> int:
     return 0
 
 
+_HASH_BLOCK_BYTES = 4 * 2**20
+# Rows that `nn-xp predict` sends through the model at a time.
+PREDICT_BATCH_ROWS = 16384
+
+
 def _fingerprint(X, y) -> str:
     """A hash of the data as loaded: the same file gives the same split on --resume and --held-out."""
     import hashlib
 
-    digest = hashlib.sha256(np.ascontiguousarray(X).tobytes())
-    digest.update(np.ascontiguousarray(y).tobytes())
+    digest = hashlib.sha256()
+    for A in (X, y):  # the bytes of the whole, in blocks of rows: a memory-mapped X is not copied
+        rows = max(1, _HASH_BLOCK_BYTES // max(1, A[:1].nbytes))
+        for start in range(0, A.shape[0], rows):
+            block = A[start : start + rows]
+            # Hashed in place where the rows are one C-ordered run (even at a misaligned address).
+            digest.update(block.data if block.flags.c_contiguous else np.ascontiguousarray(block).tobytes())
     return digest.hexdigest()[:32]
 
 
@@ -513,7 +528,19 @@ def _in_model_order(X, names, model, where):
     if missing:
         raise ValueError(f"{where} has no column {missing[0]!r}, which the model was trained on "
                          f"(its columns: {model.feature_names})")
-    return X[:, [names.index(n) for n in model.feature_names]]
+    order = [names.index(n) for n in model.feature_names]
+    return X if order == list(range(X.shape[1])) else X[:, order]  # already in order: no copy
+
+
+def _check_targets_option(dataset: str, targets) -> None:
+    """A .npy of features needs --targets, and --targets needs one: said before either is read."""
+    is_npy = dataset.lower().endswith(".npy")
+    if is_npy and targets is None:
+        raise ValueError(f"{dataset}: a .npy file holds the features only; give their targets with --targets Y.npy "
+                         "(one row per sample), or train from an .npz with members X and y")
+    if targets is not None and not is_npy:
+        raise ValueError(f"--targets gives the targets of a .npy --dataset; {dataset!r} is not one (a CSV names "
+                         "its target column with --target, an .npz holds a 'y' member)")
 
 
 def _check_writable(option: str, path: str) -> None:
@@ -612,7 +639,7 @@ def _labels_as_indices(path, values, model):
     return np.array([index[str(v)] for v in values])
 
 
-def _input_X(path, target, model, delimiter=None):
+def _input_X(path, target, model, delimiter=None, preprocess=True):
     from .datasets import encode, load_file
 
     encoding = (model.preprocessing or {}).get("encoding")
@@ -624,7 +651,18 @@ def _input_X(path, target, model, delimiter=None):
     if X.ndim != 2 or X.shape[1] != model.layer_sizes[0]:
         features = X.shape[-1] if X.ndim else 0
         raise ValueError(f"{path}: {features} features per sample, but the model expects {model.layer_sizes[0]}")
-    return data, _apply_preprocessing(model, X)
+    return data, (_apply_preprocessing(model, X) if preprocess else X)
+
+
+def _predict_in_batches(model, X, proba: bool):
+    """predict (or predict_proba) over X's rows a batch at a time, each batch standardised as the
+    model stored and cast to its dtype on its own: a memory-mapped X is never held whole, nor as
+    float64."""
+    import nn_xp as nx
+
+    method = model.predict_proba if proba else model.predict
+    return np.concatenate([nx.to_numpy(method(_apply_preprocessing(model, X[start : start + PREDICT_BATCH_ROWS])))
+                           for start in range(0, X.shape[0], PREDICT_BATCH_ROWS)])
 
 
 def cmd_predict(args) -> int:
@@ -641,36 +679,37 @@ def cmd_predict(args) -> int:
         if args.id is not None and args.id not in [str(c) for c in frame.columns]:
             raise ValueError(f"{args.input}: no column {args.id!r} for --id")
         ids = frame[args.id].tolist() if args.id is not None else None
-        X = _apply_preprocessing(model, _table_columns(args.input, frame, model,
-                                                       {args.id, args.target or model.target} - {None}))
+        X = _table_columns(args.input, frame, model, {args.id, args.target or model.target} - {None})
     else:
         if args.id is not None:
             raise ValueError("--id names a column of a table (.csv, .tsv, .parquet)")
-        _, X = _input_X(args.input, args.target, model)
+        _, X = _input_X(args.input, args.target, model, preprocess=False)
     classes = model.classes if model.is_classifier else None
     if args.proba:
-        result = nx.to_numpy(model.predict_proba(X))
+        result = _predict_in_batches(model, X, proba=True)
         header = [str(c) for c in classes] if classes is not None else [f"p{k}" for k in range(result.shape[1])]
-        rows = [[f"{v:.8g}" for v in row] for row in result]
+        rows = ([f"{v:.8g}" for v in row] for row in result)
     else:
-        result = nx.to_numpy(model.predict(X))
+        result = _predict_in_batches(model, X, proba=False)
         result = result[:, None] if result.ndim == 1 else result
         if classes is not None and result.shape[1] == 1:  # the stored labels, in their own type
-            rows = [[str(classes[int(v)])] for v in result[:, 0]]
+            rows = ([str(classes[int(v)])] for v in result[:, 0])
         else:
-            rows = [[str(int(v)) if result.dtype.kind in "iu" else f"{v:.8g}" for v in row] for row in result]
+            rows = ([str(int(v)) if result.dtype.kind in "iu" else f"{v:.8g}" for v in row] for row in result)
         header = ["prediction"] if result.shape[1] == 1 else [f"prediction{k}" for k in range(result.shape[1])]
     if ids is not None:
-        header, rows = [args.id, *header], [[str(i), *row] for i, row in zip(ids, rows)]
+        header, rows = [args.id, *header], ([str(i), *row] for i, row in zip(ids, rows))
+    # rows are made one at a time as they are written: text for millions of predictions is not
+    # held whole beside them.
     if args.output:
         if args.output.lower().endswith(".npy"):
-            np.save(args.output, np.asarray(rows if classes is not None and not args.proba else result))
+            np.save(args.output, np.asarray(list(rows) if classes is not None and not args.proba else result))
         else:
             with open(args.output, "w", newline="") as handle:
                 writer = csv.writer(handle)
                 writer.writerow(header)  # the columns say what they are: classes, or ID and prediction
                 writer.writerows(rows)
-        print(f"{len(rows)} predictions written to {args.output}", file=sys.stderr)
+        print(f"{result.shape[0]} predictions written to {args.output}", file=sys.stderr)
     else:
         for row in rows:
             print(",".join(row))

@@ -122,6 +122,11 @@ class NumpyOps(Ops):
     def take_rows(self, A, rows, out=None):
         if out is None:  # A sparse (CSR) A too: its rows, still sparse
             return A[rows]
+        if not A.flags.aligned:
+            # np.take first copies a misaligned A whole (a memory-mapped .npz member, whose data
+            # starts at an odd offset in the zip), at every batch; indexing copies only the rows.
+            out[...] = A[rows]
+            return out
         # mode="clip" gathers straight into out (with "raise" NumPy gathers into a temporary first)
         return np.take(A, rows, axis=0, out=out, mode="clip")
 

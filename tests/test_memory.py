@@ -83,3 +83,113 @@ def test_loaded_model_predicts_and_trains_like_the_saved_one(tmp_path):
     model.fit(X, y, epochs=1, batch_size=10, verbose=0)
     loaded.fit(X, y, epochs=1, batch_size=10, verbose=0)
     np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
+
+
+# ---- training data from .npy and .npz files -------------------------------------------------
+# The child reports how far its resident size rose above what it was after importing nn_xp: a
+# memory-mapped file counts once its pages are read, a copy of it counts again.
+_CHILD = """
+import sys
+import nn_xp, nn_xp.datasets, nn_xp.training  # imported before the baseline: their size is no data's
+from nn_xp.cli import main
+
+def kib(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+
+before = kib("VmRSS")
+code = main(sys.argv[1:])
+print("GROWTH", (kib("VmHWM") - before) * 1024, "CODE", code)
+"""
+
+
+def _cli_growth(tmp_path, *argv):
+    """(exit code, peak RSS growth in bytes) of `nn-xp argv` in a fresh process."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "child.py"
+    script.write_text(_CHILD)
+    done = subprocess.run([sys.executable, str(script), *map(str, argv)], capture_output=True, text=True,
+                          timeout=120)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("GROWTH")]
+    assert lines, done.stdout + done.stderr
+    _, growth, _, code = lines[-1].split()
+    return int(code), int(growth)
+
+
+def _data(tmp_path, rows=250_000, columns=64):
+    """X float32 (64 MB by default) and y class labels, as .npy files and one uncompressed .npz."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((rows, columns), dtype=np.float32)
+    y = (X[:, 0] > 0).astype(np.int64)
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "y.npy", y)
+    np.savez(tmp_path / "data.npz", X=X, y=y)
+    return X.nbytes
+
+
+@pytest.mark.parametrize("source", ["npy", "npz"])
+def test_cli_trains_from_a_memory_mapped_file_without_copying_it(tmp_path, source):
+    """A 64 MB float32 X trains with its pages read in place: the peak grows by about the file (its
+    pages once read), not by the float64 copy and the row-gathered copies it used to make."""
+    n_bytes = _data(tmp_path)
+    dataset = ["--dataset", tmp_path / "X.npy", "--targets", tmp_path / "y.npy"] if source == "npy" else \
+        ["--dataset", tmp_path / "data.npz"]
+    code, growth = _cli_growth(tmp_path, "train", *dataset, "--layers", 64, 8, 2, "--epochs", 1,
+                               "--batch-size", 4096, "--quiet", "--save", tmp_path / "model.npz")
+    assert code == 0
+    assert growth < 1.5 * n_bytes, f"peak RSS grew by {growth / 2**20:.0f} MB for a {n_bytes / 2**20:.0f} MB X"
+
+
+def test_cli_predicts_a_memory_mapped_file_in_batches(tmp_path):
+    n_bytes = _data(tmp_path)
+    model = nx.MLP([64, 8, 2], output_activation="softmax", seed=0, device="cpu")
+    model.save(tmp_path / "model.npz")
+    code, growth = _cli_growth(tmp_path, "predict", tmp_path / "model.npz", tmp_path / "X.npy",
+                               "--output", tmp_path / "labels.npy")
+    assert code == 0
+    assert growth < 1.5 * n_bytes, f"peak RSS grew by {growth / 2**20:.0f} MB for a {n_bytes / 2**20:.0f} MB X"
+    X = np.load(tmp_path / "X.npy")
+    np.testing.assert_array_equal(np.load(tmp_path / "labels.npy").astype(np.int64).ravel(),
+                                  np.asarray(model.predict(X)))
+
+
+def test_a_npy_dataset_without_targets_is_refused_before_it_is_read(tmp_path, capsys):
+    from nn_xp.cli import main
+
+    (tmp_path / "X.npy").write_bytes(b"not read at all")
+    assert main(["train", "--dataset", str(tmp_path / "X.npy")]) != 0
+    error = capsys.readouterr().err
+    assert "--targets Y.npy" in error and "not a readable" not in error, error
+
+
+def test_targets_with_other_rows_are_named(tmp_path, capsys):
+    from nn_xp.cli import main
+
+    np.save(tmp_path / "X.npy", np.zeros((10, 3), dtype=np.float32))
+    np.save(tmp_path / "y.npy", np.zeros(7))
+    assert main(["train", "--dataset", str(tmp_path / "X.npy"), "--targets", str(tmp_path / "y.npy")]) != 0
+    error = capsys.readouterr().err
+    assert "y.npy" in error and "(10 rows)" in error and "(7,)" in error, error
+
+
+def test_npz_members_are_mapped_or_read_in_their_own_dtype(tmp_path):
+    from nn_xp.datasets import load_file
+
+    X = np.arange(60, dtype=np.float32).reshape(20, 3)
+    y = np.arange(20) % 2
+    np.savez(tmp_path / "plain.npz", X=X, y=y)
+    np.savez_compressed(tmp_path / "packed.npz", X=X, y=y)
+    np.savez(tmp_path / "fortran.npz", X=np.asfortranarray(X), y=y)
+    for name in ("plain", "packed", "fortran"):
+        data = load_file(tmp_path / f"{name}.npz")
+        assert data.X.dtype == np.float32, name
+        np.testing.assert_array_equal(data.X, X)
+        np.testing.assert_array_equal(data.y, y)
+    assert isinstance(load_file(tmp_path / "plain.npz").X, np.memmap)
+    X[3, 1] = np.nan
+    np.savez(tmp_path / "nan.npz", X=X, y=y)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        load_file(tmp_path / "nan.npz")
