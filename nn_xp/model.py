@@ -96,6 +96,7 @@ class Sequential:
         shapes = [tuple(shape) for layer in layers for shape in layer.param_shapes().values()]
         if stored is not None:
             host = _matching(stored, shapes, self.layer_sizes)
+            del stored  # the same list
         else:
             n_parameters = sum(int(np.prod(shape)) for shape in shapes)
             # The weights are drawn in float64 on the host, then packed into one buffer on the device.
@@ -119,8 +120,12 @@ class Sequential:
         self.needs_rows = any(not isinstance(layer, Dense) for layer in layers)
         # Whether a layer's backward must give dX: only where some layer below has parameters.
         self._input_grad = [any(layer.param_shapes() for layer in layers[:i]) for i in range(len(layers))]
-        # copy=False: stored arrays already in the model's dtype are packed as they are (one copy).
-        self._assign([backend.to_device(p.astype(self.dtype, copy=False), self.device) for p in host])
+        # copy=False: stored arrays already in the model's dtype are packed as they are (one copy),
+        # each dropped from `host` once copied: where `host` is the list `load` read (its only
+        # holder), the peak is the parameters and one stored array.
+        for index in range(len(host)):
+            host[index] = backend.to_device(host[index].astype(self.dtype, copy=False), self.device)
+        self._assign(host, release=True)
         self.optimizer = None
         self.history = None
         self.preprocessing = None  # input standardisation statistics, when a dataset asked for it
@@ -164,12 +169,13 @@ class Sequential:
                 f"device={self.device!r})")
 
     # ---- devices -----------------------------------------------------------------------------
-    def _assign(self, arrays) -> None:
+    def _assign(self, arrays, release: bool = False) -> None:
         """Make `arrays` the parameters, in the same list object (optimizers and layers hold it);
-        where the backend has flat buffers they become views of one."""
+        where the backend has flat buffers they become views of one. With `release`, the entries of
+        the list `arrays` are dropped as they are copied (`Ops.pack`)."""
         ops = ops_for(backend.get_namespace(*arrays))
         with backend.device_context(backend.device_of(arrays[0])):
-            packed = ops.pack(arrays)
+            packed = ops.pack(arrays, release=release)
         params = self._store.params
         params[:] = packed
         params.flat, params.views = packed.flat, packed.views
@@ -572,10 +578,16 @@ class Sequential:
 
         Raises ValueError (or TypeError) on a state that does not fit together; nothing is kept then.
         """
+        return cls._from_state(state, device, [np.asarray(p) for p in state["params"]])
+
+    @classmethod
+    def _from_state(cls, state: dict, device, params: list):
+        """`from_state_dict` with the parameters given apart: the list `params` is emptied as the
+        model copies it, so a caller that hands over the only references frees each array in turn."""
         device = backend.resolve_device("auto" if device is None else device)
         # Built around the stored arrays: no random weights are drawn only to be overwritten.
-        model = cls.from_architecture(state["architecture"], state["dtype"], "cpu",
-                                      params=[np.asarray(p) for p in state["params"]])
+        model = cls.from_architecture(state["architecture"], state["dtype"], "cpu", params=params)
+        del params
         model.seed = state.get("seed")
         if state.get("dropout_key") is not None:
             model.dropout_key = tuple(int(k) for k in state["dropout_key"])
@@ -655,7 +667,9 @@ def _with_params(cls, params, *args, **kwargs):
     public constructors keep their signatures."""
     model = cls.__new__(cls)
     if params is not None:
-        model._stored_params = list(params)
+        # A list is taken as it is, and emptied as the model copies it (`load` hands over the one
+        # it read); anything else is copied into a new list first.
+        model._stored_params = params if type(params) is list else list(params)
     model.__init__(*args, **kwargs)
     return model
 
@@ -668,7 +682,8 @@ def _matching(arrays: list, shapes: list, layer_sizes: list) -> list:
         if tuple(array.shape) != shape:
             raise ValueError(f"arrays[{index}] has shape {tuple(array.shape)}, but layer_sizes {layer_sizes} "
                              f"need {shape}")
-    return [np.asarray(array) for array in arrays]
+    arrays[:] = [np.asarray(array) for array in arrays]  # the same list: its owner may hand it over
+    return arrays
 
 
 def _generator(state: dict) -> np.random.Generator:
@@ -775,7 +790,8 @@ def load(path, device=None) -> Sequential:
     """
     device = backend.resolve_device("auto" if device is None else device)
     state = persistence.read(path)
+    params = state.pop("params")  # handed over: the model frees each array read once it is copied
     try:
-        return MLP.from_state_dict(state, device=device)
+        return MLP._from_state(state, device, params)
     except (ValueError, TypeError) as error:
         raise ValueError(f"{os.fspath(path)}: {error}") from None

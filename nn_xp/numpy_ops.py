@@ -103,11 +103,13 @@ class NumpyOps(Ops):
             a = store[key] = self._empty(shape, like)
         return a if a.shape[0] == shape[0] else a[: shape[0]]
 
-    def pack(self, arrays) -> FlatList:
+    def pack(self, arrays, release: bool = False) -> FlatList:
         flat = self._empty((sum(math.prod(a.shape) for a in arrays),), arrays[0])
         result = _views_of(flat, [a.shape for a in arrays])
-        for view, a in zip(result, arrays):
-            view[...] = a
+        for index, view in enumerate(result):
+            view[...] = arrays[index]
+            if release:
+                arrays[index] = None
         return result
 
     def copy_arrays(self, arrays) -> list:
