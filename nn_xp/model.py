@@ -578,12 +578,12 @@ class Sequential:
 
         Raises ValueError (or TypeError) on a state that does not fit together; nothing is kept then.
         """
-        return cls._from_state(state, device, [np.asarray(p) for p in state["params"]])
+        return cls._from_state(state, device, _Handover(np.asarray(p) for p in state["params"]))
 
     @classmethod
-    def _from_state(cls, state: dict, device, params: list):
-        """`from_state_dict` with the parameters given apart: the list `params` is emptied as the
-        model copies it, so a caller that hands over the only references frees each array in turn."""
+    def _from_state(cls, state: dict, device, params: _Handover):
+        """`from_state_dict` with the parameters given apart, handed over: a caller that gives the
+        only references frees each array in turn as the model packs it."""
         device = backend.resolve_device("auto" if device is None else device)
         # Built around the stored arrays: no random weights are drawn only to be overwritten.
         model = cls.from_architecture(state["architecture"], state["dtype"], "cpu", params=params)
@@ -660,6 +660,10 @@ Sequential.fit.__signature__ = _fit_signature()
 Sequential.fit.__doc__ = training.fit.__doc__
 
 
+class _Handover(list):
+    """Parameter arrays given to a model being built: it empties the list as it packs them."""
+
+
 def _with_params(cls, params, *args, **kwargs):
     """cls(*args, **kwargs) holding `params` (host arrays, or None: drawn from the seed as usual).
 
@@ -667,9 +671,8 @@ def _with_params(cls, params, *args, **kwargs):
     public constructors keep their signatures."""
     model = cls.__new__(cls)
     if params is not None:
-        # A list is taken as it is, and emptied as the model copies it (`load` hands over the one
-        # it read); anything else is copied into a new list first.
-        model._stored_params = params if type(params) is list else list(params)
+        # A caller's list is left alone; a _Handover (what `load` read) is emptied as it is packed.
+        model._stored_params = params if isinstance(params, _Handover) else list(params)
     model.__init__(*args, **kwargs)
     return model
 
@@ -790,7 +793,7 @@ def load(path, device=None) -> Sequential:
     """
     device = backend.resolve_device("auto" if device is None else device)
     state = persistence.read(path)
-    params = state.pop("params")  # handed over: the model frees each array read once it is copied
+    params = _Handover(state.pop("params"))  # the model frees each array read once it is copied
     try:
         return MLP._from_state(state, device, params)
     except (ValueError, TypeError) as error:
