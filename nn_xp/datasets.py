@@ -552,7 +552,6 @@ def _encode_frame(frame, columns, encoding, path):
         if name in categories:
             known = categories[name]
             text = column.astype(object).where(column.notna(), None)
-            block = np.zeros((len(frame), len(known)), dtype=np.float64)
             index = {c: i for i, c in enumerate(known)}
             codes = np.array([index.get(str(v), -1) if v is not None else -2 for v in text], dtype=np.int64)
             unseen = codes == -1
@@ -571,8 +570,8 @@ def _encode_frame(frame, columns, encoding, path):
                     "mean|median (impute=) to leave missing categories all zeros, or drop (training only)"
                 )
             rows = np.flatnonzero(codes >= 0)
-            block[rows, codes[rows]] = 1.0
-            X[:, at : at + len(known)] = block
+            X[:, at : at + len(known)] = 0.0
+            X[rows, at + codes[rows]] = 1.0
             at += len(known)
             continue
         if _is_text(column):

@@ -222,3 +222,23 @@ def test_npz_members_are_mapped_or_read_in_their_own_dtype(tmp_path):
     np.savez(tmp_path / "nan.npz", X=X, y=y)
     with pytest.raises(ValueError, match="NaN or infinite"):
         load_file(tmp_path / "nan.npz")
+
+
+# ---- a table with a text column --------------------------------------------------------------
+def test_one_hot_columns_are_written_straight_into_X(tmp_path):
+    """A 40-category column became a (n_samples, 40) float64 block, then was copied into X: the
+    block is gone, so the arrays traced stay near X's own size."""
+    pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    from nn_xp.datasets import load_file
+
+    rng = np.random.default_rng(0)
+    n = 100_000
+    path = tmp_path / "table.csv"
+    with open(path, "w") as handle:
+        handle.write("x,city,label\n")
+        handle.writelines(f"{x:.3f},city_{c},{c % 3}\n" for x, c in zip(rng.standard_normal(n), rng.integers(0, 40, n)))
+    data, peak = _peak(lambda: load_file(path, target="label", one_hot=True, impute="mean"))
+    assert data.X.shape == (n, 41) and np.all(data.X[:, 1:].sum(axis=1) == 1)
+    n_bytes = data.X.nbytes
+    assert peak < 1.5 * n_bytes, f"peak {peak / 2**20:.0f} MB for X of {n_bytes / 2**20:.0f} MB"
