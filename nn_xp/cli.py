@@ -81,9 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     data = train.add_argument_group("data")
     data.add_argument("--dataset", default="sine",
-                      help=f"a built-in name ({', '.join(DATASETS)}) or a .csv/.npz file (default: sine)")
+                      help=f"a built-in name ({', '.join(DATASETS)}) or a .csv/.tsv/.parquet/.npz/.npy file "
+                      "(default: sine)")
     data.add_argument("--target", help="the table's column holding the targets")
-    data.add_argument("--targets", metavar="Y.npy", help="the targets of a --dataset X.npy, one per row")
+    data.add_argument("--targets", metavar="Y.npy", help="the targets of a .npy --dataset, one row per sample "
+                      "(both are memory-mapped)")
     data.add_argument("--task", choices=["classification", "regression"],
                       help="what the target means; default: text or booleans, or at most "
                       f"{MAX_INFERRED_CLASSES} distinct whole numbers, are classes, other numbers regression")
@@ -333,6 +335,7 @@ def cmd_train(args) -> int:
             raise ValueError(f"{name} must be in [0, 1), got {value}")
     args.epochs = args.epochs or DEFAULT_EPOCHS.get(args.dataset, 100)
     schedule = _schedule(args)  # checked before any data is loaded
+    _check_targets_option(args.dataset, args.targets)
     for option, path in (("--save", args.save), ("--plot", args.plot)):
         if path:
             _check_writable(option, path)
@@ -349,6 +352,7 @@ def cmd_train(args) -> int:
             sys.stdout = open(os.devnull, "w")  # for the rest of this process
             args.save = args.plot = None
     _check_table_options(args)
+    _check_targets_option(args.dataset, args.targets)
     resumed = nx.load(args.resume, device=args.device) if args.resume else None
     pipeline = _pipeline(args, resumed)
     target = args.target or (resumed.target if resumed is not None else None)
@@ -492,6 +496,10 @@ def _pipeline(args, resumed) -> Preprocessor:
     return stored
 
 
+# Rows that `nn-xp predict` sends through the model at a time.
+PREDICT_BATCH_ROWS = 16384
+
+
 # What each rank of a --distributed run may set for itself: where it writes, what it prints, its device.
 _PER_RANK_OPTIONS = ("command", "save", "plot", "quiet", "debug", "device", "verbose_epoch", "distributed")
 
@@ -624,6 +632,17 @@ def _new_model(args, task: str, classes, n_in: int):
                   dtype=args.dtype or "float32", device=args.device, seed=args.seed, dropout=dropout)
 
 
+def _check_targets_option(dataset: str, targets) -> None:
+    """A .npy of features needs --targets, and --targets needs one: said before either is read."""
+    is_npy = dataset.lower().endswith(".npy")
+    if is_npy and targets is None:
+        raise ValueError(f"{dataset}: a .npy file holds the features only; give their targets with --targets Y.npy "
+                         "(one row per sample), or train from an .npz with members X and y")
+    if targets is not None and not is_npy:
+        raise ValueError(f"--targets gives the targets of a .npy --dataset; {dataset!r} is not one (a CSV names "
+                         "its target column with --target, an .npz holds a 'y' member)")
+
+
 def _check_writable(option: str, path: str) -> None:
     """Refuse, before any training, a path that cannot be written (its folder is made if need be)."""
     folder = os.path.dirname(os.path.abspath(path)) or "."
@@ -723,16 +742,18 @@ def cmd_predict(args) -> int:
         X, _ = _array_input(args.input, args.target, model)
     classes = model.classes if model.is_classifier else None
     if args.proba:
-        result = nx.to_numpy(_predicting(lambda: model.predict_proba(X, batch_size=_BATCH), args.input))
+        result = _predicting(lambda: _in_batches(model.predict_proba, X), args.input)
         header = [str(c) for c in classes] if classes is not None else [f"p{k}" for k in range(result.shape[1])]
-        rows = [[f"{v:.8g}" for v in row] for row in result]
+        rows = ([f"{v:.8g}" for v in row] for row in result)
     else:
-        result = nx.to_numpy(_predicting(lambda: model.predict(X, batch_size=_BATCH), args.input))
+        result = _predicting(lambda: _in_batches(model.predict, X), args.input)
         result = result[:, None] if result.ndim == 1 else result
-        rows = [[_cell(v) for v in row] for row in result]
+        rows = ([_cell(v) for v in row] for row in result)
         header = ["prediction"] if result.shape[1] == 1 else [f"prediction{k}" for k in range(result.shape[1])]
     if ids is not None:
-        header, rows = [args.id, *header], [[str(i), *row] for i, row in zip(ids, rows)]
+        header, rows = [args.id, *header], ([str(i), *row] for i, row in zip(ids, rows))
+    # rows are made one at a time as they are written: text for millions of predictions is not
+    # held whole beside them.
     if args.output:
         if args.output.lower().endswith(".npy"):
             with atomic_write(args.output, what="predictions file") as handle:  # text labels as strings, no pickle
@@ -742,14 +763,20 @@ def cmd_predict(args) -> int:
                 writer = csv.writer(handle)
                 writer.writerow(header)  # the columns say what they are: classes, or ID and prediction
                 writer.writerows(rows)
-        print(f"{len(rows)} predictions written to {args.output}", file=sys.stderr)
+        print(f"{result.shape[0]} predictions written to {args.output}", file=sys.stderr)
     else:
         for row in rows:
             print(",".join(row))
     return 0
 
 
-_BATCH = 65536  # rows predicted at a time, so a large input never needs its whole float64 copy at once
+def _in_batches(method, X):
+    """predict (or predict_proba) over X's rows PREDICT_BATCH_ROWS at a time, each batch through the
+    model's input pipeline and cast on its own: a memory-mapped X is never held whole, nor as float64."""
+    from .backend import to_numpy
+
+    return np.concatenate([to_numpy(method(X[start : start + PREDICT_BATCH_ROWS]))
+                           for start in range(0, X.shape[0], PREDICT_BATCH_ROWS)])
 
 
 def _cell(value) -> str:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .files import check_readable
-from .validation import positive_int
+from .validation import all_finite, positive_int
 
 BUILTIN = ("sine", "spirals", "moons", "xor", "synthetic")
 SKLEARN = ("digits", "iris", "breast_cancer", "wine")
@@ -269,6 +269,7 @@ def load_file(
     impute: str | None = None,
     one_hot: bool = False,
     progress: bool = False,
+    targets=None,
 ) -> Dataset:
     """Read a dataset from a CSV, TSV, parquet, .npy or .npz file.
 
@@ -277,9 +278,13 @@ def load_file(
       a tab for .tsv, or sniffed from the file's first 64 KB. `target` names the column holding y;
       every other column is a feature. The target may hold numbers or class names (kept in
       `class_names` in their own type, the name of the column in `target`).
-    - .npy: features only (for predict); a 1-D array is one feature, (n_samples, 1).
+    - .npy: features (a 1-D array is one feature, (n_samples, 1)); `targets` may name a second
+      .npy holding y, one row per sample.
     - .npz: member "X" and optionally the target member (`target`, default "y": numbers or class
       names); no pickled objects.
+    A float X from a .npy, or from an uncompressed .npz (np.savez), is memory-mapped read-only in
+    its own dtype, never copied whole (a compressed member is read once, in its own dtype); integer
+    features become float64. The NaN/inf check reads it in blocks.
 
     task: "classification" or "regression"; None infers it: text labels, integer dtypes, or at most
     MAX_INFERRED_CLASSES distinct integral values mean classification.
@@ -321,17 +326,21 @@ def load_file(
         return _from_frame(frame, path, target, task, impute, one_hot)
     if impute is not None or one_hot:
         raise ValueError(f"{path}: impute= and one_hot= apply to tables (.csv, .tsv, .parquet), not {suffix!r}")
+    if targets is not None and suffix != ".npy":
+        raise ValueError(f"{path}: targets= names a .npy of targets for a .npy of features, not for a {suffix!r}")
     if suffix == ".npy":
         if target is not None:
             raise ValueError(f"{path}: a .npy file holds features only; target={target!r} needs a table or .npz")
         X, y = _read_npy(path), None
+        if targets is not None:
+            y = _read_targets(os.fspath(targets), X.shape[0], path)
     elif suffix == ".npz":
         X, y = _read_npz(path, target or "y")
     else:
         raise ValueError(f"{path}: unknown file type {suffix!r}; expected one of {list(FILE_SUFFIXES)}")
     features = [f"x{i}" for i in range(X.shape[1])]
     data = Dataset(X, None, None, None, features, f"read from {path}", os.path.basename(path))
-    data.feature_dtypes = dict.fromkeys(features, "float64")
+    data.feature_dtypes = dict.fromkeys(features, str(X.dtype))
     if y is not None:
         data.target = None if suffix == ".npy" else (target or "y")
         _set_target(data, y, task, y.dtype.kind in "US", path)
@@ -543,7 +552,6 @@ def _encode_frame(frame, columns, encoding, path):
         if name in categories:
             known = categories[name]
             text = column.astype(object).where(column.notna(), None)
-            block = np.zeros((len(frame), len(known)), dtype=np.float64)
             index = {c: i for i, c in enumerate(known)}
             codes = np.array([index.get(str(v), -1) if v is not None else -2 for v in text], dtype=np.int64)
             unseen = codes == -1
@@ -562,8 +570,8 @@ def _encode_frame(frame, columns, encoding, path):
                     "mean|median (impute=) to leave missing categories all zeros, or drop (training only)"
                 )
             rows = np.flatnonzero(codes >= 0)
-            block[rows, codes[rows]] = 1.0
-            X[:, at : at + len(known)] = block
+            X[:, at : at + len(known)] = 0.0
+            X[rows, at + codes[rows]] = 1.0
             at += len(known)
             continue
         if _is_text(column):
@@ -674,14 +682,62 @@ def encode(source, encoding: dict, *, target: str | None = None, task: str | Non
 
 def _read_npy(path) -> np.ndarray:
     try:
-        with open(path, "rb") as handle:
-            X = np.load(handle, allow_pickle=False)
+        # Memory-mapped: the rows are read from the file as they are used, never copied whole.
+        X = np.load(path, mmap_mode="r", allow_pickle=False)
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
         raise ValueError(f"{path}: not a readable .npy file ({error})") from None
     if not isinstance(X, np.ndarray):
         X.close()
         raise ValueError(f"{path}: an .npz archive, not a .npy array; name it .npz")
     return _as_features(X, path, "the array")
+
+
+def _read_targets(path: str, n_samples: int, features_path) -> np.ndarray:
+    """The targets .npy beside a features .npy, checked to hold one row per sample."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: no such targets file")
+    try:
+        y = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
+        raise ValueError(f"{path}: not a readable .npy file of targets ({error})") from None
+    if not isinstance(y, np.ndarray):
+        y.close()
+        raise ValueError(f"{path}: an .npz archive, not a .npy array of targets")
+    if y.ndim not in (1, 2) or y.shape[0] != n_samples:
+        raise ValueError(f"{path}: the targets must have one row per sample of {features_path} ({n_samples} rows), "
+                         f"got shape {y.shape}")
+    if y.dtype.kind not in "biufUS" or (y.dtype.kind in "US" and y.ndim != 1):
+        raise ValueError(f"{path}: the targets must be numbers or class names (one per sample), got dtype "
+                         f"{y.dtype} and shape {y.shape}")
+    return np.asarray(y)  # small beside X, and turned into labels or floats anyway
+
+
+def _npz_member(handle, archive, name: str):
+    """A member of an open .npz: memory-mapped when stored uncompressed (what np.savez writes), else
+    read once in its own dtype (a compressed member cannot be mapped)."""
+    info = archive.zip.getinfo(f"{name}.npy")
+    if info.compress_type != zipfile.ZIP_STORED:
+        return archive[name]
+    # The member's bytes start after its local header: 30 fixed bytes, then its name and extra field.
+    handle.seek(info.header_offset)
+    local = handle.read(30)
+    if len(local) != 30 or local[:4] != b"PK\x03\x04":
+        raise ValueError(f"member {name!r} has a damaged zip header")
+    start = info.header_offset + 30 + int.from_bytes(local[26:28], "little") + int.from_bytes(local[28:30], "little")
+    handle.seek(start)
+    version = np.lib.format.read_magic(handle)
+    if version not in ((1, 0), (2, 0)):
+        return archive[name]
+    read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, fortran_order, dtype = read_header(handle)
+    if dtype.hasobject:
+        raise ValueError(f"member {name!r} holds Python objects, which would need pickle to load")
+    if math.prod(shape) * dtype.itemsize > info.file_size - (handle.tell() - start):
+        raise ValueError(f"member {name!r} declares shape {shape} but holds fewer bytes")
+    if math.prod(shape) == 0:
+        return np.empty(shape, dtype)
+    return np.memmap(handle.name, dtype=dtype, mode="r", offset=handle.tell(), shape=shape,
+                     order="F" if fortran_order else "C")
 
 
 def _read_npz(path, target: str):
@@ -694,7 +750,7 @@ def _read_npz(path, target: str):
             with archive:
                 if "X" not in archive.files:
                     raise ValueError(f"{path}: no member 'X' (members: {archive.files})")
-                X = archive["X"]
+                X = _npz_member(handle, archive, "X")
                 y = archive[target] if target in archive.files else None
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
         if str(error).startswith(str(path)):
@@ -719,8 +775,10 @@ def _as_features(X, path, what) -> np.ndarray:
         X = X[:, None]
     if X.ndim != 2 or X.shape[0] == 0:
         raise ValueError(f"{path}: {what} must be 2-D (n_samples, n_features) with samples, got shape {X.shape}")
-    X = X.astype(np.float64)
-    if not np.all(np.isfinite(X)):
+    if X.dtype.kind != "f":
+        return X.astype(np.float64)  # integers are always finite
+    # In blocks of rows, never a float64 copy of the whole (possibly memory-mapped) array.
+    if not all_finite(X):
         raise ValueError(f"{path}: {what} contains NaN or infinite values")
     return X
 

@@ -72,7 +72,12 @@ class Sequential:
         self._setup(layers, int(n_features), seed)
 
     def _setup(self, layers, n_features: int, seed) -> None:
-        """Widths, initial parameters on the device, and the layers bound to them."""
+        """Widths, initial parameters on the device, and the layers bound to them.
+
+        A model being loaded (`_with_params`) takes its stored arrays instead of drawn ones; their
+        shapes are checked against the layers' before anything is allocated, so a file that
+        declares a huge network over small members costs nothing."""
+        stored = self.__dict__.pop("_stored_params", None)
         self.layers = layers
         sizes = [n_features]
         width = n_features
@@ -89,20 +94,24 @@ class Sequential:
         # One host generator draws the weights and then every shuffle order, so a seed fixes both.
         self.rng = backend.host_rng(seed)
         self.dropout_key = philox.key_from_seed(seed if isinstance(seed, numbers.Integral) else None)
-        shapes = [shape for layer in layers for shape in layer.param_shapes().values()]
-        n_parameters = sum(int(np.prod(shape)) for shape in shapes)
-        # The weights are drawn in float64 on the host, then packed into one buffer on the device.
-        backend.check_memory(n_parameters * 8, self.device, n_parameters * np.dtype(self.dtype).itemsize,
-                             f"layer_sizes {self.layer_sizes} give {n_parameters:,} parameters, which")
-        host = []
-        for index, layer in enumerate(layers):
-            values = layer.initial_params(self.rng)
-            for name, shape in layer.param_shapes().items():
-                value = np.asarray(values[name])
-                if value.shape != tuple(shape):
-                    raise ValueError(f"layers[{index}].initial_params()[{name!r}] has shape {value.shape}, "
-                                     f"param_shapes() says {tuple(shape)}")
-                host.append(value)
+        shapes = [tuple(shape) for layer in layers for shape in layer.param_shapes().values()]
+        if stored is not None:
+            host = _matching(stored, shapes, self.layer_sizes)
+            del stored  # the same list
+        else:
+            n_parameters = sum(int(np.prod(shape)) for shape in shapes)
+            # The weights are drawn in float64 on the host, then packed into one buffer on the device.
+            backend.check_memory(n_parameters * 8, self.device, n_parameters * np.dtype(self.dtype).itemsize,
+                                 f"layer_sizes {self.layer_sizes} give {n_parameters:,} parameters, which")
+            host = []
+            for index, layer in enumerate(layers):
+                values = layer.initial_params(self.rng)
+                for name, shape in layer.param_shapes().items():
+                    value = np.asarray(values[name])
+                    if value.shape != tuple(shape):
+                        raise ValueError(f"layers[{index}].initial_params()[{name!r}] has shape {value.shape}, "
+                                         f"param_shapes() says {tuple(shape)}")
+                    host.append(value)
         self._store = _Store()
         offset = 0
         for layer in layers:
@@ -112,7 +121,12 @@ class Sequential:
         self.needs_rows = any(not isinstance(layer, Dense) for layer in layers)
         # Whether a layer's backward must give dX: only where some layer below has parameters.
         self._input_grad = [any(layer.param_shapes() for layer in layers[:i]) for i in range(len(layers))]
-        self._assign([backend.to_device(p.astype(self.dtype), self.device) for p in host])
+        # copy=False: stored arrays already in the model's dtype are packed as they are (one copy),
+        # each dropped from `host` once copied: where `host` is the list `load` read (its only
+        # holder), the peak is the parameters and one stored array.
+        for index in range(len(host)):
+            host[index] = backend.to_device(host[index].astype(self.dtype, copy=False), self.device)
+        self._assign(host, release=True)
         self.optimizer = None
         self.history = None
         # The input pipeline (preprocessing.py): the feature columns, imputation, one-hot
@@ -196,12 +210,13 @@ class Sequential:
                 f"device={self.device!r})")
 
     # ---- devices -----------------------------------------------------------------------------
-    def _assign(self, arrays) -> None:
+    def _assign(self, arrays, release: bool = False) -> None:
         """Make `arrays` the parameters, in the same list object (optimizers and layers hold it);
-        where the backend has flat buffers they become views of one."""
+        where the backend has flat buffers they become views of one. With `release`, the entries of
+        the list `arrays` are dropped as they are copied (`Ops.pack`)."""
         ops = ops_for(backend.get_namespace(*arrays))
         with backend.device_context(backend.device_of(arrays[0])):
-            packed = ops.pack(arrays)
+            packed = ops.pack(arrays, release=release)
         params = self._store.params
         params[:] = packed
         params.flat, params.views = packed.flat, packed.views
@@ -730,10 +745,14 @@ class Sequential:
         }
 
     @classmethod
-    def from_architecture(cls, architecture: dict, dtype: str, device: str = "cpu"):
-        """A new model with the given architecture (as `architecture()` gives it), weights from seed 0."""
-        return Sequential([from_spec(spec) for spec in architecture["layers"]],
-                          output_activation=architecture["output_activation"], dtype=dtype, device=device, seed=0)
+    def from_architecture(cls, architecture: dict, dtype: str, device: str = "cpu", params=None):
+        """A new model with the given architecture (as `architecture()` gives it), weights from seed 0.
+
+        params: None, or the host arrays [W1, b1, ...] to start from instead: no weights are drawn,
+            and arrays whose shapes differ from the layers' raise ValueError before any allocation.
+        """
+        return _with_params(Sequential, params, [from_spec(spec) for spec in architecture["layers"]],
+                            output_activation=architecture["output_activation"], dtype=dtype, device=device, seed=0)
 
     @classmethod
     def from_state_dict(cls, state: dict, device=None):
@@ -741,15 +760,22 @@ class Sequential:
 
         Raises ValueError (or TypeError) on a state that does not fit together; nothing is kept then.
         """
+        return cls._from_state(state, device, _Handover(np.asarray(p) for p in state["params"]))
+
+    @classmethod
+    def _from_state(cls, state: dict, device, params: _Handover):
+        """`from_state_dict` with the parameters given apart, handed over: a caller that gives the
+        only references frees each array in turn as the model packs it."""
         device = backend.resolve_device("auto" if device is None else device)
-        model = cls.from_architecture(state["architecture"], state["dtype"], "cpu")
+        # Built around the stored arrays: no random weights are drawn only to be overwritten.
+        model = cls.from_architecture(state["architecture"], state["dtype"], "cpu", params=params)
+        del params
         model.seed = state.get("seed")
         if state.get("dropout_key") is not None:
             model.dropout_key = tuple(int(k) for k in state["dropout_key"])
         rng = state.get("rng")
         if rng is not None:
             model.rng = rng if isinstance(rng, np.random.Generator) else _generator(rng)
-        model.set_parameters([np.asarray(p) for p in state["params"]])
         if state.get("loss") is not None:
             model.loss = check_loss(state["loss"], model.output_activation)
         model.l2 = validation.Real(0.0)(state.get("l2") or 0.0, "l2")
@@ -782,7 +808,8 @@ class Sequential:
             from .precision import LossScaler
 
             model.loss_scaler = LossScaler.from_state_dict(state["loss_scaler"])
-        return model.to(device)
+        # Already on the host: moving there again would pack a second copy of the parameters.
+        return model if device == model.device else model.to(device)
 
     def save(self, path):
         """Write the model (and optimizer state and history) to one .npz file, atomically."""
@@ -820,6 +847,35 @@ def _fit_signature():
 
 Sequential.fit.__signature__ = _fit_signature()
 Sequential.fit.__doc__ = Sequential.fit.__doc__ + "\n" + training.fit.__doc__
+
+
+class _Handover(list):
+    """Parameter arrays given to a model being built: it empties the list as it packs them."""
+
+
+def _with_params(cls, params, *args, **kwargs):
+    """cls(*args, **kwargs) holding `params` (host arrays, or None: drawn from the seed as usual).
+
+    The arrays reach `_setup` beside the constructor's arguments rather than as one of them, so the
+    public constructors keep their signatures."""
+    model = cls.__new__(cls)
+    if params is not None:
+        # A caller's list is left alone; a _Handover (what `load` read) is emptied as it is packed.
+        model._stored_params = params if isinstance(params, _Handover) else list(params)
+    model.__init__(*args, **kwargs)
+    return model
+
+
+def _matching(arrays: list, shapes: list, layer_sizes: list) -> list:
+    """`arrays` as NumPy arrays, after checking they are what the layers need (nothing allocated)."""
+    if len(arrays) != len(shapes):
+        raise ValueError(f"layer_sizes {layer_sizes} need {len(shapes)} parameter arrays, got {len(arrays)}")
+    for index, (array, shape) in enumerate(zip(arrays, shapes)):
+        if tuple(array.shape) != shape:
+            raise ValueError(f"arrays[{index}] has shape {tuple(array.shape)}, but layer_sizes {layer_sizes} "
+                             f"need {shape}")
+    arrays[:] = [np.asarray(array) for array in arrays]  # the same list: its owner may hand it over
+    return arrays
 
 
 def _generator(state: dict) -> np.random.Generator:
@@ -894,12 +950,12 @@ class MLP(Sequential):
                 "output_activation": self._output.spec(), "init": self.init, "dropout": list(self.dropout)}
 
     @classmethod
-    def from_architecture(cls, architecture: dict, dtype: str, device: str = "cpu"):
+    def from_architecture(cls, architecture: dict, dtype: str, device: str = "cpu", params=None):
         if "layers" in architecture:
-            return Sequential.from_architecture(architecture, dtype, device)
-        return MLP(architecture["layer_sizes"], activation=architecture["activation"],
-                   output_activation=architecture["output_activation"], init=architecture.get("init", "he"),
-                   dtype=dtype, device=device, seed=0, dropout=architecture.get("dropout") or 0.0)
+            return Sequential.from_architecture(architecture, dtype, device, params)
+        return _with_params(MLP, params, architecture["layer_sizes"], activation=architecture["activation"],
+                            output_activation=architecture["output_activation"], init=architecture.get("init", "he"),
+                            dtype=dtype, device=device, seed=0, dropout=architecture.get("dropout") or 0.0)
 
 
 def _hidden_activations(activation, n_hidden: int) -> list:
@@ -926,7 +982,8 @@ def load(path, device=None) -> Sequential:
     """
     device = backend.resolve_device("auto" if device is None else device)
     state = persistence.read(path)
+    params = _Handover(state.pop("params"))  # the model frees each array read once it is copied
     try:
-        return MLP.from_state_dict(state, device=device)
+        return MLP._from_state(state, device, params)
     except (ValueError, TypeError) as error:
         raise ValueError(f"{os.fspath(path)}: {error}") from None

@@ -103,11 +103,13 @@ class NumpyOps(Ops):
             a = store[key] = self._empty(shape, like)
         return a if a.shape[0] == shape[0] else a[: shape[0]]
 
-    def pack(self, arrays) -> FlatList:
+    def pack(self, arrays, release: bool = False) -> FlatList:
         flat = self._empty((sum(math.prod(a.shape) for a in arrays),), arrays[0])
         result = _views_of(flat, [a.shape for a in arrays])
-        for view, a in zip(result, arrays):
-            view[...] = a
+        for index, view in enumerate(result):
+            view[...] = arrays[index]
+            if release:
+                arrays[index] = None
         return result
 
     def copy_arrays(self, arrays) -> list:
@@ -122,6 +124,11 @@ class NumpyOps(Ops):
     def take_rows(self, A, rows, out=None):
         if out is None:  # A sparse (CSR) A too: its rows, still sparse
             return A[rows]
+        if not A.flags.aligned:
+            # np.take first copies a misaligned A whole (a memory-mapped .npz member, whose data
+            # starts at an odd offset in the zip), at every batch; indexing copies only the rows.
+            out[...] = A[rows]
+            return out
         # mode="clip" gathers straight into out (with "raise" NumPy gathers into a temporary first)
         return np.take(A, rows, axis=0, out=out, mode="clip")
 

@@ -59,8 +59,13 @@ class Ops:
         """An array of `shape` kept in `store` from call to call, or None where nothing is kept."""
         return None
 
-    def pack(self, arrays) -> FlatList:
-        """The arrays as a FlatList (views of one new flat buffer where the backend has them)."""
+    def pack(self, arrays, release: bool = False) -> FlatList:
+        """The arrays as a FlatList (views of one new flat buffer where the backend has them).
+
+        release: set each entry of the list `arrays` to None once it is copied, so that a caller
+            whose list holds the only references frees each array as it goes (peak: the buffer and
+            one array, not the buffer and all of them). Nothing is copied here, so nothing to drop.
+        """
         return FlatList(arrays)
 
     def copy_arrays(self, arrays) -> list:

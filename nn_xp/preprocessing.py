@@ -162,6 +162,10 @@ class Preprocessor:
             if self.columns is not None or self.drop or self.one_hot:
                 raise TypeError("columns=, drop= and one_hot= choose and encode table columns: give X as a pandas "
                                 "DataFrame or a pyarrow Table")
+            if self.impute is None and not self.standardize:  # nothing to learn: X as it is (a memmap stays one)
+                if getattr(X, "ndim", 2) != 2:
+                    raise ValueError(f"{where} must be 2-D (n_samples, n_features), got shape {X.shape}")
+                return X, None if y is None else self.fit_target(y, where="y" if where == "X" else f"{where}: target")
             X = _numeric_matrix(X, where)
             if self.impute == "drop":
                 keep = ~np.isnan(X).any(axis=1)

@@ -16,6 +16,8 @@ import numpy as np
 from .datasets import TABLE_SUFFIXES, load_dataset, load_file, read_table, train_test_split
 from .preprocessing import Preprocessor, as_frame, host_labels
 
+_HASH_BLOCK_BYTES = 4 * 2**20
+
 
 @dataclass
 class Source:
@@ -56,15 +58,7 @@ def read(name: str, *, target=None, weight=None, pipeline: Preprocessor | None =
         data = load_dataset(name, **kwargs)
         return Source(data.X, _labels_of(data), None, data.task, name, notes)
     if not is_table_file(name):
-        if targets is not None and not name.lower().endswith(".npy"):
-            raise ValueError(f"--targets goes with a .npy file of features; {name!r} is not one")
-        data = load_file(name, target=target, task=task, progress=True)
-        if targets is not None:
-            y = load_file(targets, progress=True).X
-            y = y[:, 0] if y.shape[1] == 1 else y
-            if len(y) != data.n_samples:
-                raise ValueError(f"--targets {targets}: {len(y)} rows, but {name} has {data.n_samples}")
-            return Source(data.X, y, None, task, name, notes)
+        data = load_file(name, target=target, task=task, progress=True, targets=targets)
         return Source(data.X, _labels_of(data), None, data.task, name, notes)
     frame = as_frame(read_table(name, delimiter=delimiter, progress=True), name)
     columns = list(frame.columns)
@@ -97,10 +91,10 @@ def _labels_of(data):
     """A loaded dataset's targets as labels: class names where it has them, else as they are."""
     if data.y is None or data.task != "classification" or data.class_names is None:
         return data.y
-    names = np.asarray(data.class_names, dtype=object)
-    if all(isinstance(c, str) for c in data.class_names):
-        names = np.asarray(data.class_names, dtype=object)
-    return names[data.y]
+    if list(data.class_names) == list(range(len(data.class_names))):
+        return data.y  # the labels are the indices themselves
+    text = any(isinstance(c, str) for c in data.class_names)
+    return np.asarray(data.class_names, dtype=object if text else None)[data.y]
 
 
 def _weights(column, name, weight) -> np.ndarray:
@@ -124,10 +118,18 @@ def fingerprint(source: Source, columns=None) -> str:
         frame = source.X if columns is None else source.X[list(columns)]
         digest.update("\x1f".join(map(str, frame.columns)).encode())
         digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
-    else:
-        digest.update(np.ascontiguousarray(source.X, dtype=np.float64).tobytes())
+    else:  # in blocks of rows: a memory-mapped X is read, never copied whole
+        X = source.X
+        rows = max(1, _HASH_BLOCK_BYTES // max(1, X[:1].nbytes))
+        for start in range(0, X.shape[0], rows):
+            block = X[start : start + rows]
+            digest.update(block.data if block.flags.c_contiguous else np.ascontiguousarray(block).tobytes())
     if source.y is not None:
-        digest.update("\x1f".join(map(str, np.asarray(source.y).ravel().tolist())).encode())
+        y = np.asarray(source.y)
+        if y.dtype.kind in "biuf":  # numbers by value (as float64), so the reader's int or float dtype is no matter
+            digest.update(np.ascontiguousarray(y, dtype=np.float64).tobytes())
+        else:
+            digest.update("\x1f".join(map(str, y.ravel().tolist())).encode())
     return digest.hexdigest()[:32]
 
 
@@ -146,4 +148,7 @@ def split_rows(split: dict, codes, stratify: bool):
 
 
 def take(X, rows):
+    """The given rows of a DataFrame or an array; all of them in order is X itself (no copy)."""
+    if len(rows) == len(X) and np.array_equal(rows, np.arange(len(X))):
+        return X
     return X.iloc[rows] if hasattr(X, "iloc") else X[rows]

@@ -209,7 +209,9 @@ def test_npz_and_npy(tmp_path):
     assert load_file(tmp_path / "features.npz").y is None
     np.save(tmp_path / "features.npy", X.astype(np.float32))
     data = load_file(tmp_path / "features.npy")
-    assert data.X.dtype == np.float64 and np.array_equal(data.X, X) and data.y is None
+    # kept in the file's dtype and memory-mapped, not copied into float64
+    assert data.X.dtype == np.float32 and isinstance(data.X, np.memmap) and np.array_equal(data.X, X)
+    assert data.y is None
     np.save(tmp_path / "column.npy", np.arange(5.0))
     assert load_file(tmp_path / "column.npy").X.shape == (5, 1)
 
