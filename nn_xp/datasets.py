@@ -18,7 +18,6 @@ import csv
 import math
 import os
 import sys
-import warnings
 import zipfile
 from dataclasses import dataclass, field
 
@@ -477,26 +476,28 @@ def _sniff_delimiter(path) -> str:
 
 
 def _from_frame(frame, path, target, task, impute, one_hot) -> Dataset:
+    """A table read by `load_file`, encoded by the one engine the models use (preprocessing.py)."""
+    from .preprocessing import Preprocessor
+
     if target is not None and target not in frame.columns:
         raise ValueError(f"{path}: no target column {target!r}; the columns are {list(frame.columns)}")
     if len(frame) == 0:
         raise ValueError(f"{path}: no data rows after the header")
-    columns = [c for c in frame.columns if c != target]
-    if not columns:
-        raise ValueError(f"{path}: no feature columns besides the target {target!r}")
     if impute == "drop":
-        keep = frame[columns + ([target] if target is not None else [])].notna().all(axis=1).to_numpy()
+        pipeline = Preprocessor(impute="drop")
+        features = pipeline.select(frame, path, target=target)
+        keep = frame[features + ([target] if target is not None else [])].notna().all(axis=1).to_numpy()
         if not keep.any():
             raise ValueError(f"{path}: every row has a missing value; impute='drop' leaves nothing")
         if not keep.all():
             frame = frame[keep]
-    encoding = None
-    if impute is not None or one_hot:
-        encoding = _fit_encoding(frame, columns, impute, one_hot, path)
-    X, names = _encode_frame(frame, columns, encoding, path)
-    data = Dataset(X, None, None, None, names, f"read from {path}", os.path.basename(path))
+    pipeline = Preprocessor(impute=impute, one_hot=True if one_hot else None)
+    pipeline.target = target
+    X, _ = pipeline.fit_transform(frame.drop(columns=[target]) if target is not None else frame, where=path)
+    columns = pipeline.feature_names
+    data = Dataset(X, None, None, None, pipeline.feature_names_out, f"read from {path}", os.path.basename(path))
     data.feature_dtypes = {c: str(frame[c].dtype) for c in columns}
-    data.encoding = encoding
+    data.encoding = None if impute is None and not one_hot else pipeline.encoding
     if target is not None:
         data.target = target
         y, text_labels = _target_values(frame[target], path, target)
@@ -513,100 +514,6 @@ def _is_text(column) -> bool:
 def _first_row(mask) -> int:
     """The 1-based data row (after the header) of the first True in mask."""
     return int(np.flatnonzero(np.asarray(mask))[0]) + 1
-
-
-def _fit_encoding(frame, columns, impute, one_hot, path) -> dict:
-    """The statistics and categories that `encode` reuses on new data (JSON-ready)."""
-    encoding = {"columns": list(columns), "strategy": impute, "impute": {}, "one_hot": {}}
-    for name in columns:
-        column = frame[name]
-        if _is_text(column):
-            if not one_hot:
-                continue  # refused, with its row, by _encode_frame
-            values = column.dropna().astype(str)
-            encoding["one_hot"][name] = sorted(set(values.tolist()))
-        elif impute in ("mean", "median"):
-            values = column.to_numpy(dtype=np.float64, na_value=np.nan)
-            finite = values[np.isfinite(values)]
-            if finite.size == 0:
-                raise ValueError(f"{path}: column {name!r} has no values to take a {impute} of")
-            encoding["impute"][name] = float(np.mean(finite) if impute == "mean" else np.median(finite))
-    return encoding
-
-
-def _encode_frame(frame, columns, encoding, path):
-    """X float64 (n_samples, n_encoded_features) and its column names, one column (or one-hot
-    block) at a time into one preallocated array, so a large file costs X and the frame only."""
-    imputed = (encoding or {}).get("impute", {})
-    categories = (encoding or {}).get("one_hot", {})
-    names = []
-    for name in columns:
-        if name in categories:
-            names.extend(f"{name}={c}" for c in categories[name])
-        else:
-            names.append(name)
-    X = np.empty((len(frame), len(names)), dtype=np.float64)
-    at = 0
-    for name in columns:
-        column = frame[name]
-        if name in categories:
-            known = categories[name]
-            text = column.astype(object).where(column.notna(), None)
-            index = {c: i for i, c in enumerate(known)}
-            codes = np.array([index.get(str(v), -1) if v is not None else -2 for v in text], dtype=np.int64)
-            unseen = codes == -1
-            if unseen.any():
-                row = _first_row(unseen)
-                seen = sorted({str(v) for v, u in zip(text, unseen) if u})
-                warnings.warn(
-                    f"{path}: column {name!r} has categories not seen in training {seen[:5]} (first at row {row}); "
-                    "their one-hot columns are all zeros",
-                    UserWarning,
-                    stacklevel=3,
-                )
-            if (codes == -2).any() and (encoding or {}).get("strategy") in (None, "drop"):
-                raise ValueError(
-                    f"{path}: row {_first_row(codes == -2)}, column {name!r}: a missing value; give --impute "
-                    "mean|median (impute=) to leave missing categories all zeros, or drop (training only)"
-                )
-            rows = np.flatnonzero(codes >= 0)
-            X[:, at : at + len(known)] = 0.0
-            X[rows, at + codes[rows]] = 1.0
-            at += len(known)
-            continue
-        if _is_text(column):
-            numbers = _to_numbers(column)
-            bad = numbers.isna() & column.notna()
-            if bad.any():
-                row = _first_row(bad.to_numpy())
-                cell = column.iloc[row - 1]
-                raise ValueError(
-                    f"{path}: row {row}, column {name!r}: cannot read {cell!r} as a number; the column holds text: "
-                    "give --one-hot (one_hot=True) to encode it as categories"
-                )
-            column = numbers
-        values = column.to_numpy(dtype=np.float64, na_value=np.nan)
-        missing = np.isnan(values)
-        if missing.any():
-            if name in imputed:
-                values = np.where(missing, imputed[name], values)
-            elif (encoding or {}).get("strategy") == "drop":
-                raise ValueError(
-                    f"{path}: row {_first_row(missing)}, column {name!r}: a missing value; the model was trained "
-                    "with impute='drop', and rows cannot be dropped from predictions: fill them in"
-                )
-            else:
-                raise ValueError(
-                    f"{path}: row {_first_row(missing)}, column {name!r}: a missing value "
-                    f"({int(missing.sum())} in the column); give --impute mean|median|drop "
-                    "(impute='mean', 'median' or 'drop') to fill or drop them"
-                )
-        if not np.all(np.isfinite(values)):
-            row = _first_row(~np.isfinite(values))
-            raise ValueError(f"{path}: row {row}, column {name!r}: an infinite value")
-        X[:, at] = values
-        at += 1
-    return X, names
 
 
 def _to_numbers(column):
@@ -669,7 +576,9 @@ def encode(source, encoding: dict, *, target: str | None = None, task: str | Non
                          f"the columns are {list(frame.columns)}")
     if len(frame) == 0:
         raise ValueError(f"{path}: no data rows after the header")
-    X, names = _encode_frame(frame, columns, encoding, path)
+    from .preprocessing import encode_frame
+
+    X, names = encode_frame(frame, columns, encoding, path)
     data = Dataset(X, None, None, None, names, f"read from {path}", os.path.basename(str(path)))
     data.feature_dtypes = {c: str(frame[c].dtype) for c in columns}
     data.encoding = encoding
