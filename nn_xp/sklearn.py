@@ -24,12 +24,11 @@ They optimise scikit-learn's objective, step for step, and not nn_xp's own loss 
   which is the same update. solver "sgd": torch's momentum buffer times the learning rate is
   scikit-learn's velocity, so the updates are the same; when "invscaling" or "adaptive" change the
   learning rate between epochs, the buffer is rescaled so that the velocity is kept, as there.
-- solver "lbfgs": nn_xp.optim.LBFGS (torch.optim.LBFGS's algorithm, strong-Wolfe line search, a
-  memory of 10 pairs as scipy's default) runs once on the whole data for up to `max_iter`
-  iterations and `max_fun` evaluations of scikit-learn's objective, and stops where the largest
-  gradient element is <= `tol` (scipy's gtol) or the loss or step changes by less than 1e-9. It is
-  not scipy's L-BFGS-B, so the iterates differ from scikit-learn's; the objective is the same, and
-  a run stopped by max_iter or max_fun raises scikit-learn's ConvergenceWarning in its words. With
+- solver "lbfgs": scipy's L-BFGS-B, as scikit-learn's own (memory of 10 pairs, gtol=`tol`,
+  `max_iter` iterations and `max_fun` evaluations of the objective across the whole fit), on the
+  flat float64 parameter vector; the objective and its gradient are nn_xp's backward pass on the
+  model's device. It stops where scikit-learn's stops, and a run stopped by max_iter or max_fun
+  raises scikit-learn's ConvergenceWarning (through scikit-learn's own check). With
   several regression outputs, the objective it minimises (and `loss_`) is the one whose gradient
   scikit-learn uses (0.5 * sum over outputs), where scikit-learn's own L-BFGS is given
   0.5 * mean over outputs as the value. As there, there is no `loss_curve_`, and
@@ -117,7 +116,7 @@ from .backend import (
 )
 from .model import MLP
 from .ops import FlatList
-from .optim import LBFGS, SGD, Adam
+from .optim import SGD, Adam
 from .training import Epoch, Interrupt, l2_penalty
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
@@ -448,12 +447,19 @@ class _BaseMLP(BaseEstimator):
             )
         if settings["solver"] == "lbfgs":
             self._train_lbfgs(X, Y, settings, sample_weight)
-            return self
-        if not hasattr(self, "loss_curve_"):  # a warm start after solver="lbfgs"
-            self._initialize_stochastic(settings)
-        optimizer = self._prepare_optimizer(settings, incremental)
-        self._train(X, Y, settings, optimizer, random_state, incremental, sample_weight)
+        else:
+            if not hasattr(self, "loss_curve_"):  # a warm start after solver="lbfgs"
+                self._initialize_stochastic(settings)
+            optimizer = self._prepare_optimizer(settings, incremental)
+            self._train(X, Y, settings, optimizer, random_state, incremental, sample_weight)
+        self._describe_model()
         return self
+
+    def _describe_model(self):
+        """What the data meant, on the nn_xp model too, so that `model_.predict` (and a saved
+        `model_`) give the labels themselves and find a DataFrame's columns by name."""
+        names = getattr(self, "feature_names_in_", None)
+        self.model_.feature_names = None if names is None else [str(n) for n in names]
 
     def _class_sample_weight(self, Y, sample_weight):
         """sample_weight, times the class weights where the estimator has them (MLPClassifier)."""
@@ -629,21 +635,40 @@ class _BaseMLP(BaseEstimator):
             reported[value] = float(L) * self._loss_scale() + penalty * scale
             return value, grads
 
-        # Every evaluation of the fit is the optimizer's and counts toward max_fun: loss_ is the one
-        # at the point it accepted, not an evaluation more. (Its strong-Wolfe search, as torch's, may
-        # end one evaluation past max_fun; scipy's L-BFGS-B too finishes the iteration that passes it.)
-        optimizer = LBFGS(model.parameters(), learning_rate=1.0, max_iter=settings["max_iter"],
-                          max_eval=settings["max_fun"], tolerance_grad=settings["tol"], history_size=10,
-                          line_search_fn="strong_wolfe")
-        with device_context(model.device):
-            optimizer.step(objective)
-        result = optimizer.last_step
-        self.loss_ = reported.get(result.loss, math.nan)
-        self.n_iter_ = min(result.iterations, settings["max_iter"])
+        # scikit-learn's own solver: scipy's L-BFGS-B on the flat float64 parameter vector, with its
+        # memory (10 pairs), its gtol (tol), maxiter and maxfun (every evaluation of the fit counts)
+        # and its stopping rules, so that a fit stops where scikit-learn's stops. The objective and
+        # its gradient are nn_xp's backward pass on the model's device.
+        from scipy.optimize import minimize
+        from sklearn.utils.optimize import _check_optimize_result
+
+        params = model.parameters()
+        shapes = [tuple(p.shape) for p in params]
+        sizes = [int(np.prod(shape)) for shape in shapes]
+        xp = get_namespace(params[0])
+
+        def assign(x):
+            arrays, at = [], 0
+            for shape, size in zip(shapes, sizes):
+                arrays.append(np.asarray(x[at : at + size]).reshape(shape))
+                at += size
+            model.set_parameters(arrays)
+
+        def value_and_gradient(x):
+            assign(x)
+            value, grads = objective()
+            return value, np.concatenate([to_numpy(xp.reshape(g, (-1,))).astype(np.float64) for g in grads])
+
+        start = np.concatenate([to_numpy(xp.reshape(p, (-1,))).astype(np.float64) for p in params])
+        with device_context(model.device), np.errstate(over="ignore", invalid="ignore"):
+            result = minimize(value_and_gradient, start, method="L-BFGS-B", jac=True,
+                              options={"maxfun": settings["max_fun"], "maxiter": settings["max_iter"],
+                                       "gtol": settings["tol"]})
+        assign(result.x)
+        self.n_iter_ = _check_optimize_result("lbfgs", result, settings["max_iter"])
+        self.loss_ = reported.get(float(result.fun), math.nan)
         if not all(bool(np.all(np.isfinite(to_numpy(p)))) for p in model.parameters()):
             raise ValueError(NON_FINITE_MESSAGE)
-        if result.reason in ("max_iter", "max_eval"):
-            _warn_lbfgs_not_converged(result, self.n_iter_, settings["max_iter"])
 
     def _epochs(self, runner, X_val_device, Y_val, settings, opt, random_state, incremental, sample_idx,
                 loss_scale, max_iter, interrupt, W_val=None):
@@ -922,6 +947,11 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                 )
         Y = self._label_binarizer.transform(y).astype(dtype)
         return X, Y
+
+    def _describe_model(self):
+        super()._describe_model()
+        if getattr(self._label_binarizer, "y_type_", None) != "multilabel-indicator":
+            self.model_.classes = [c.item() if hasattr(c, "item") else c for c in self.classes_]
 
     def _check_solver(self):
         if self.solver not in ("sgd", "adam"):

@@ -28,12 +28,6 @@ EXPECTED_FAILURES: dict[str, str] = {
                      "numerically; tests/test_model.py and tests/test_properties.py do that for nn_xp)",
     "test_learning_rate_warmstart": _PRIVATE + "_optimizer.learning_rate",
     "test_adaptive_learning_rate": _PRIVATE + "_optimizer.learning_rate",
-    # The binary digits with logistic units: nn_xp's L-BFGS (torch's, strong-Wolfe search) reaches
-    # max |gradient| = 4e-6 <= tol = 1e-4 after 6 iterations and 7 evaluations, a converged fit, so
-    # there is no ConvergenceWarning; scipy's L-BFGS-B is still at loss 2.9e-4 after its 10
-    # evaluations. The test expects that no solver converges within max_fun=10.
-    "test_lbfgs_classification_maxfun[X1-y1]": "nn_xp's L-BFGS converges within the 10 evaluations "
-                                               "(max |gradient| 4e-6 <= tol) where scipy's does not",
 }
 
 
