@@ -14,9 +14,11 @@ from .backend import (
 from .gradcheck import gradcheck
 from .model import MLP, Sequential, load
 from .parity import parity_report
+from .preprocessing import Preprocessor
 
 __all__ = [
     "MLP",
+    "Preprocessor",
     "Sequential",
     "__version__",
     "available_devices",
