@@ -19,8 +19,10 @@ Cases:
       `model.fit(np.load(X.npy, mmap_mode="r"), y)`;
   (c) the same data as an uncompressed .npz (np.savez) with members X and y;
   (d) a CSV of about --csv-mb MB with numeric columns (some cells missing) and three text columns,
-      through nn_xp.datasets.load_file(path, target=..., one_hot=True, impute="mean") against
-      pandas alone (read_csv(engine="pyarrow") + get_dummies).
+      through nn_xp.datasets.load_file(path, target=..., one_hot=True, impute="mean"), through
+      `nn-xp train ... --one-hot --impute mean` (read, encode and one epoch) and through the
+      library's `fit(DataFrame, one_hot=True, impute="mean")` (the frame read by pandas inside the
+      case), against pandas alone (read_csv(engine="pyarrow") + get_dummies).
 Writes <out>/memory.md (and memory.json).
 """
 
@@ -90,6 +92,14 @@ def cases(folder: Path) -> dict:
         "(c) nn-xp train --dataset data.npz (uncompressed)": _cli("train", "--dataset", f["data.npz"], *TRAIN_OPTIONS),
         "(d) load_file(csv, one_hot=True, impute='mean')": (
             f"nn_xp.datasets.load_file({f['table.csv']!r}, target='label', one_hot=True, impute='mean')"),
+        "(d) nn-xp train --dataset table.csv --target label --one-hot --impute mean": _cli(
+            "train", "--dataset", f["table.csv"], "--target", "label", "--one-hot", "--impute", "mean",
+            "--epochs", "1", "--batch-size", "4096", "--quiet"),
+        "(d) library: fit(read_csv(table.csv), one_hot=True, impute='mean')": (
+            f"frame = pandas.read_csv({f['table.csv']!r}, engine='pyarrow')\n"
+            "nn_xp.MLP([60, 32, 3], output_activation='softmax', seed=0, device='cpu').fit("
+            "frame.drop(columns='label'), frame['label'], one_hot=True, impute='mean', epochs=1, batch_size=4096, "
+            "verbose=0)"),
         "(d) pandas alone: read_csv(engine='pyarrow') + get_dummies": (
             f"frame = pandas.read_csv({f['table.csv']!r}, engine='pyarrow')\n"
             "X = pandas.get_dummies(frame.drop(columns='label'), dtype=float)"),
