@@ -356,9 +356,11 @@ def cmd_train(args) -> int:
     resumed = nx.load(args.resume, device=args.device) if args.resume else None
     pipeline = _pipeline(args, resumed)
     target = args.target or (resumed.target if resumed is not None else None)
-    source = tabular.read(args.dataset, target=target, weight=args.sample_weight, pipeline=pipeline,
-                          task=args.task, delimiter=args.delimiter, n_samples=args.n_samples, seed=args.seed,
-                          targets=args.targets)
+    # A resumed model's pipeline is fitted, and read() drops rows (impute drop) only for an unfitted
+    # one: the stored drop is asked for again, as evaluate --held-out does, to find the same rows.
+    source = tabular.read(args.dataset, target=target, weight=args.sample_weight,
+                          pipeline=pipeline if resumed is None else _stored_drop(pipeline), task=args.task,
+                          delimiter=args.delimiter, n_samples=args.n_samples, seed=args.seed, targets=args.targets)
     if source.y is None:
         raise ValueError(f"{args.dataset}: no targets found (give --target COLUMN for a table, or a 'y' member "
                          "in an .npz)")

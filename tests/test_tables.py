@@ -293,6 +293,18 @@ def test_resume_reuses_the_pipeline_and_refuses_what_would_change_it(penguin_mod
     assert "classes" in message and "Pygoscelis adeliae" in message and "Adelie" in message
 
 
+def test_resume_after_impute_drop_finds_the_same_rows_and_split(files, tmp_path):
+    first, resumed = tmp_path / "first.npz", tmp_path / "resumed.npz"
+    run("train", "--dataset", files["penguins"], "--target", "species", "--one-hot", "--impute", "drop",
+        "--standardize", "--test-size", "0.2", "--epochs", "2", "--quiet", "--save", first)
+    result = run("train", "--dataset", files["penguins"], "--resume", first, "--epochs", "2", "--quiet",
+                 "--save", resumed)
+    assert "new split" not in result.stderr
+    assert nx.load(resumed, device="cpu").split == nx.load(first, device="cpu").split
+    held_out = _test_line(run("evaluate", resumed, files["penguins"], "--held-out").stdout)
+    assert held_out["accuracy"] == pytest.approx(_test_line(result.stdout)["accuracy"], abs=1e-4)
+
+
 # ---- 7. imputation from the training rows only -------------------------------------------------------
 def test_imputed_values_come_from_the_training_rows_only(penguin_model):
     from nn_xp.tabular import split_rows
