@@ -491,6 +491,10 @@ def _pipeline(args, resumed) -> Preprocessor:
                              "the encoding it was trained with; leave it out")
     if args.columns is not None and stored.feature_names is not None and list(args.columns) != stored.feature_names:
         raise ValueError(f"--columns {args.columns} differs from the resumed model's columns {stored.feature_names}")
+    read = [c for c in args.drop or () if stored.feature_names is not None and c in stored.feature_names]
+    if read:
+        raise ValueError(f"--drop {read[0]}: the resumed model reads {read[0]!r} as a feature (its columns: "
+                         f"{stored.feature_names}); it keeps the columns it was trained with: leave it out")
     if args.target is not None and resumed.target is not None and args.target != resumed.target:
         raise ValueError(f"--target {args.target!r} differs from the resumed model's target {resumed.target!r}")
     if args.task is not None and args.task != ("classification" if resumed.is_classifier else "regression"):

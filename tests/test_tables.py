@@ -305,6 +305,19 @@ def test_resume_after_impute_drop_finds_the_same_rows_and_split(files, tmp_path)
     assert held_out["accuracy"] == pytest.approx(_test_line(result.stdout)["accuracy"], abs=1e-4)
 
 
+def test_resume_refuses_to_drop_a_column_the_model_reads(penguin_model, files, tmp_path):
+    model_path, _ = penguin_model
+    message = refused("train", "--dataset", files["penguins"], "--resume", model_path, "--drop", "year",
+                      "--epochs", "1")
+    assert "--drop year" in message and "feature" in message
+    # Dropping again what the model never read agrees with it.
+    without_year = tmp_path / "without_year.npz"
+    common = ("train", "--dataset", files["penguins"], "--drop", "year", "--epochs", "1", "--quiet")
+    run(*common, "--target", "species", "--one-hot", "--impute", "mean", "--save", without_year)
+    run(*common, "--resume", without_year, "--save", without_year)
+    assert "year" not in nx.load(without_year, device="cpu").feature_names
+
+
 # ---- 7. imputation from the training rows only -------------------------------------------------------
 def test_imputed_values_come_from_the_training_rows_only(penguin_model):
     from nn_xp.tabular import split_rows
