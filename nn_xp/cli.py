@@ -356,9 +356,11 @@ def cmd_train(args) -> int:
     resumed = nx.load(args.resume, device=args.device) if args.resume else None
     pipeline = _pipeline(args, resumed)
     target = args.target or (resumed.target if resumed is not None else None)
-    source = tabular.read(args.dataset, target=target, weight=args.sample_weight, pipeline=pipeline,
-                          task=args.task, delimiter=args.delimiter, n_samples=args.n_samples, seed=args.seed,
-                          targets=args.targets)
+    # A resumed model's pipeline is fitted, and read() drops rows (impute drop) only for an unfitted
+    # one: the stored drop is asked for again, as evaluate --held-out does, to find the same rows.
+    source = tabular.read(args.dataset, target=target, weight=args.sample_weight,
+                          pipeline=pipeline if resumed is None else _stored_drop(pipeline), task=args.task,
+                          delimiter=args.delimiter, n_samples=args.n_samples, seed=args.seed, targets=args.targets)
     if source.y is None:
         raise ValueError(f"{args.dataset}: no targets found (give --target COLUMN for a table, or a 'y' member "
                          "in an .npz)")
@@ -489,6 +491,10 @@ def _pipeline(args, resumed) -> Preprocessor:
                              "the encoding it was trained with; leave it out")
     if args.columns is not None and stored.feature_names is not None and list(args.columns) != stored.feature_names:
         raise ValueError(f"--columns {args.columns} differs from the resumed model's columns {stored.feature_names}")
+    read = [c for c in args.drop or () if stored.feature_names is not None and c in stored.feature_names]
+    if read:
+        raise ValueError(f"--drop {read[0]}: the resumed model reads {read[0]!r} as a feature (its columns: "
+                         f"{stored.feature_names}); it keeps the columns it was trained with: leave it out")
     if args.target is not None and resumed.target is not None and args.target != resumed.target:
         raise ValueError(f"--target {args.target!r} differs from the resumed model's target {resumed.target!r}")
     if args.task is not None and args.task != ("classification" if resumed.is_classifier else "regression"):
