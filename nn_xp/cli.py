@@ -154,6 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--save", metavar="FILE.npz", help="write the trained model here")
     out.add_argument("--resume", metavar="FILE.npz", help="continue training a saved model")
     out.add_argument("--plot", metavar="FILE.png", help="write loss curves and results here")
+    out.add_argument("--log", metavar="FILE.csv",
+                     help="write one row per epoch here (loss, metrics, validation figures, learning rate, "
+                     "epoch time), when training ends")
     _add(out, "--verbose-epoch", type=_positive_int, help="print the loss every N epochs (default epochs/10)")
     out.add_argument("--quiet", action="store_true", help="print only the summary")
     out.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -220,6 +223,14 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--opset", type=_positive_int, default=None,
                         help=f"the ONNX opset to target (default {DEFAULT_OPSET})")
     export.add_argument("--debug", action="store_true", help="show tracebacks")
+
+    inspect = sub.add_parser("inspect", help="what a saved model is, reads and was trained with",
+                             description="Print a saved model's layers (output shapes, parameter counts), its "
+                             "input pipeline (columns, imputation, one-hot categories, standardisation, target, "
+                             "classes) and its training (loss, optimizer, epochs, last figures, split).")
+    inspect.add_argument("model", help="a model file written by --save")
+    inspect.add_argument("--json", action="store_true", help="print the same facts as one JSON object")
+    inspect.add_argument("--debug", action="store_true", help="show tracebacks")
     return parser
 
 
@@ -327,7 +338,7 @@ def _format_metrics(metrics: dict) -> str:
 def cmd_train(args) -> int:
     import nn_xp as nx
 
-    from .callbacks import EarlyStopping
+    from .callbacks import CSVLogger, EarlyStopping
     from .training import NonFiniteLossWarning
 
     for name, value in (("--test-size", args.test_size), ("--validation-split", args.validation_split)):
@@ -336,7 +347,7 @@ def cmd_train(args) -> int:
     args.epochs = args.epochs or DEFAULT_EPOCHS.get(args.dataset, 100)
     schedule = _schedule(args)  # checked before any data is loaded
     _check_targets_option(args.dataset, args.targets)
-    for option, path in (("--save", args.save), ("--plot", args.plot)):
+    for option, path in (("--save", args.save), ("--plot", args.plot), ("--log", args.log)):
         if path:
             _check_writable(option, path)
     comm = None
@@ -414,6 +425,8 @@ def cmd_train(args) -> int:
     if args.early_stopping:
         monitor = "val_loss" if args.validation_split else "loss"
         callbacks.append(EarlyStopping(monitor=monitor, patience=args.early_stopping, restore_best_weights=True))
+    if args.log:  # writes_files: rank 0 alone writes it under --distributed
+        callbacks.append(CSVLogger(args.log))
     optimizer = (model.optimizer.label if args.resume and model.optimizer is not None and args.optimizer == "adam"
                  else _optimizer(args, model.parameters()))
     # A sigmoid output on regression targets (the sine) means MSE, not binary cross-entropy.
@@ -450,6 +463,8 @@ def cmd_train(args) -> int:
     if args.save:
         model.save(args.save)
         print(f"model written to {args.save}")
+    if args.log:
+        print(f"training log written to {args.log}")
     if args.plot:
         from .plot import training_figure
 
@@ -938,8 +953,21 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_inspect(args) -> int:
+    import nn_xp as nx
+
+    from .inspection import facts
+
+    model = nx.load(args.model, device="cpu")  # inspecting needs no GPU, and must not wait for one
+    if args.json:
+        print(json.dumps(facts(model), indent=1))
+    else:
+        print(model.summary())
+    return 0
+
+
 COMMANDS = {"train": cmd_train, "predict": cmd_predict, "evaluate": cmd_evaluate, "info": cmd_info,
-            "parity": cmd_parity, "export": cmd_export}
+            "parity": cmd_parity, "export": cmd_export, "inspect": cmd_inspect}
 
 
 def main(argv=None) -> int:

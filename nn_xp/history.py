@@ -40,3 +40,14 @@ class History:
     def from_state_dict(cls, state: dict) -> History:
         return cls(history={k: list(v) for k, v in state["history"].items()}, epoch=list(state["epoch"]),
                    stop_reason=state.get("stop_reason"))
+
+
+def log_order(keys) -> list:
+    """Training figures in reading order: loss, the metrics, their validation twins, then the
+    learning rate and the epoch time (a loaded model's history comes back in alphabetical order)."""
+    def rank(key):
+        base = key[4:] if key.startswith("val_") else key
+        tail = ("learning_rate", "epoch_time")
+        return (key in tail, tail.index(key) if key in tail else 0, key.startswith("val_"), base != "loss")
+
+    return sorted(keys, key=rank)

@@ -707,6 +707,22 @@ class Sequential:
         weights = self.check_weights(sample_weight, X.shape[0])
         return self.evaluate_checked(X, Y, head, weights)
 
+    def score(self, X, y, sample_weight=None) -> float:
+        """scikit-learn's estimator score: a classifier's mean accuracy (of `predict` against the
+        labels), a regressor's R^2 (uniform average over the outputs, as `r2_score`); weighted means
+        with `sample_weight` (n_samples,). X, y raw, as for `predict` and `fit`."""
+        from .inspection import score
+
+        return score(self, X, y, sample_weight)
+
+    def summary(self) -> str:
+        """The layers (output shapes, parameter counts), the input pipeline and the training
+        options, as text: `print(model.summary())`. `nn_xp.inspection.facts(model)` gives the same
+        as a dict."""
+        from .inspection import summary
+
+        return summary(self)
+
     # ---- state and files ---------------------------------------------------------------------
     def architecture(self) -> dict:
         """What rebuilds the network (JSON-ready): the layers' specs and the output activation."""

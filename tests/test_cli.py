@@ -378,3 +378,64 @@ def test_a_diverging_run_is_an_error_and_leaves_the_saved_model_alone(tmp_path):
     assert "RuntimeWarning" not in result.stderr and "overflow" not in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert model_path.read_bytes() == before and not plot_path.exists()
+
+
+@pytest.fixture(scope="module")
+def penguins_model(tmp_path_factory):
+    palmerpenguins = pytest.importorskip("palmerpenguins", reason="the penguins table needs palmerpenguins")
+    folder = tmp_path_factory.mktemp("penguins")
+    penguins = palmerpenguins.load_penguins()
+    penguins.to_csv(folder / "penguins.csv", index=False)
+    result = run("train", "--dataset", str(folder / "penguins.csv"), "--target", "species", "--one-hot", "--impute",
+                 "mean", "--standardize", "--test-size", "0.2", "--validation-split", "0.1", "--epochs", "7",
+                 "--quiet", "--save", str(folder / "m.npz"), "--log", str(folder / "logs" / "train.csv"))
+    assert "training log written to" in result.stdout
+    return folder, penguins
+
+
+def test_inspect_prints_the_layers_the_pipeline_and_the_training(penguins_model):
+    folder, penguins = penguins_model
+    text = run("inspect", str(folder / "m.npz")).stdout
+    # island (3 categories) + 4 measurements + sex (2) + year = 10 inputs; 64 hidden units; 3 species
+    assert [int(line.split()[-1]) for line in text.splitlines() if line.startswith("dense_")] == [
+        10 * 64 + 64, 64 * 3 + 3]
+    assert f"Total params: {10 * 64 + 64 + 64 * 3 + 3}" in text
+    assert "island             one-hot, 3 categories (Biscoe, Dream, Torgersen)" in text
+    train_rows = 344 - 69 - 28  # the test rows (20 %), then the validation rows (10 % of the rest)
+    assert train_rows == 247 and len(penguins) == 344
+    assert "bill_length_mm     number; missing: " in text and "(the training mean)" in text
+    assert "classes (3): Adelie, Chinstrap, Gentoo" in text and "target: species (classification)" in text
+    assert "epochs trained: 7" in text and "optimizer: adam(learning_rate=0.001" in text
+    assert f"{7 * -(-train_rows // 32)} steps" in text  # batches of 32 by default
+    assert "split of 344 rows (seed 0): test 0.2, validation 0.1" in text
+
+
+def test_inspect_json_holds_the_same_facts_and_the_log_the_history(penguins_model):
+    folder, penguins = penguins_model
+    facts = json.loads(run("inspect", str(folder / "m.npz"), "--json").stdout)
+    assert [c["name"] for c in facts["columns"]] == [c for c in penguins.columns if c != "species"]
+    assert [c["read"] for c in facts["columns"]] == ["one-hot"] + ["number"] * 4 + ["one-hot", "number"]
+    assert facts["classes"] == sorted(penguins["species"].unique())
+    assert facts["split"]["test_size"] == 0.2 and facts["split"]["n_samples"] == 344
+    assert [layer["params"] for layer in facts["layers"]] == [704, 195, 0] and facts["total_params"] == 899
+    assert facts["options"]["loss"] == "cross_entropy" and facts["options"]["optimizer"]["name"] == "adam"
+    assert facts["history"]["epochs"] == 7
+    model = nx.load(folder / "m.npz", device="cpu")
+    assert facts["history"]["last"] == {k: v[-1] for k, v in model.history.history.items()}
+    with open(folder / "logs" / "train.csv") as handle:
+        rows = [line.split(",") for line in handle.read().splitlines()]
+    assert rows[0] == ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "epoch_time"]
+    assert len(rows) == 1 + 7
+    for index, name in enumerate(rows[0]):
+        expected = model.history.epoch if name == "epoch" else model.history.history[name]
+        assert [float(row[index]) for row in rows[1:]] == expected
+
+
+def test_a_bad_log_path_is_refused_before_training(tmp_path):
+    (tmp_path / "a-file").write_text("not a folder")
+    result = run("train", "--epochs", "3", "--save", str(tmp_path / "m.npz"), "--log",
+                 str(tmp_path / "a-file" / "log.csv"), check=False)
+    assert result.returncode == 2 and "--log" in result.stderr and "a-file" in result.stderr
+    assert "Epoch" not in result.stdout and not (tmp_path / "m.npz").exists()
+    folder = run("train", "--epochs", "3", "--log", str(tmp_path), check=False)
+    assert folder.returncode == 2 and "is a folder" in folder.stderr and "Epoch" not in folder.stdout
