@@ -15,6 +15,7 @@ import numbers
 import os
 
 from . import backend
+from .metrics import GREATER_IS_BETTER
 
 
 class Callback:
@@ -46,8 +47,14 @@ class Callback:
         pass
 
 
-def _mode_for(monitor: str) -> str:
-    return "max" if monitor.split("val_")[-1] in ("accuracy", "r2") else "min"
+def _mode_for(monitor: str, mode: str = "auto") -> str:
+    """"min" or "max": `mode` itself, or for "auto" "max" where the figure is a score (accuracy, r2,
+    and the other greater-is-better names of nn_xp.metrics), else "min"."""
+    if mode not in ("auto", "min", "max"):
+        raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
+    if mode != "auto":
+        return mode
+    return "max" if monitor.split("val_")[-1] in GREATER_IS_BETTER else "min"
 
 
 def _check_monitor(monitor):
@@ -69,10 +76,12 @@ class EarlyStopping(Callback):
     """Stop when `monitor` has not improved by more than `min_delta` for `patience` epochs.
 
     With `restore_best_weights`, the parameters of the best epoch are put back when training stops
-    (also when it runs to the last epoch), as in Keras.
+    (also when it runs to the last epoch), as in Keras. `mode`: "min", "max", or "auto" ("max" for
+    accuracy, r2 and nn_xp.metrics' other scores, such as "val_f1_macro" from
+    `fit(..., validation_metric="f1_macro")`; "min" for anything else, a callable's included).
     """
 
-    def __init__(self, monitor="val_loss", patience=10, min_delta=0.0, restore_best_weights=False):
+    def __init__(self, monitor="val_loss", patience=10, min_delta=0.0, restore_best_weights=False, mode="auto"):
         self.monitor = _check_monitor(monitor)
         if isinstance(patience, bool) or not isinstance(patience, numbers.Integral) or patience < 0:
             raise ValueError(f"patience must be a non-negative integer, got {patience!r}")
@@ -80,7 +89,7 @@ class EarlyStopping(Callback):
             raise ValueError(f"min_delta must be a number >= 0, got {min_delta!r}")
         self.patience, self.min_delta = int(patience), float(min_delta)
         self.restore_best_weights = bool(restore_best_weights)
-        self.mode = _mode_for(self.monitor)
+        self.mode = _mode_for(self.monitor, mode)
         self.best = None
         self.best_epoch = None
         self.best_weights = None
@@ -124,13 +133,13 @@ class ModelCheckpoint(Callback):
 
     writes_files = True
 
-    def __init__(self, path, monitor="val_loss", save_best_only=False):
+    def __init__(self, path, monitor="val_loss", save_best_only=False, mode="auto"):
         if not isinstance(path, (str, bytes)) and not hasattr(path, "__fspath__"):
             raise TypeError(f"path must be a file path, got {path!r}")
         self.path = str(path)
         self.monitor = _check_monitor(monitor)
         self.save_best_only = bool(save_best_only)
-        self.mode = _mode_for(self.monitor)
+        self.mode = _mode_for(self.monitor, mode)
         self.best = None
         self.saved = []
 

@@ -64,6 +64,13 @@ Differences from scikit-learn, on purpose:
 - `validation_loss_curve_`: the validation data loss per epoch (without the L2 term) when
   `early_stopping=True`, else None.
 - `model_` is the underlying `nn_xp.MLP` (and `model_.optimizer` its optimizer).
+- `fit(X, y, sample_weight=None, *, X_val=None, y_val=None, sample_weight_val=None)` and
+  `scoring=None`, as HistGradientBoosting's: early stopping and `validation_scores_` on the user's
+  own validation set, scored by any scikit-learn scorer (None: the estimator's `score`); without
+  early stopping the scores are only recorded (per L-BFGS iteration for "lbfgs").
+- `set_callbacks(*callbacks)`: scikit-learn's callback protocol (`sklearn.callback`, scikit-learn
+  >= 1.9): one fit task, one subtask per epoch or L-BFGS iteration (_sklearn_callbacks.py);
+  `partial_fit` tells the callbacks nothing.
 
 Training checks the data once per `fit`, then runs nn_xp's epoch of batches (`training.Epoch`)
 once per epoch with the estimator's optimizer object, kept between calls; the stopping rule
@@ -93,7 +100,7 @@ except ImportError as error:  # validate_data and __sklearn_tags__ arrived in sc
 
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.metrics import accuracy_score, r2_score
+from sklearn.metrics import accuracy_score, check_scoring, r2_score
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_random_state
@@ -101,8 +108,9 @@ from sklearn.utils import shuffle as shuffle_rows
 from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets, type_of_target, unique_labels
-from sklearn.utils.validation import _check_sample_weight, check_is_fitted, column_or_1d
+from sklearn.utils.validation import _check_sample_weight, check_array, check_is_fitted, column_or_1d
 
+from ._sklearn_callbacks import CallbackSupportMixin, FitTasks, with_callbacks
 from .activations import ACTIVATIONS
 from .backend import (
     device_context,
@@ -308,7 +316,7 @@ def _check_hidden_layer_sizes(value) -> list:
 
 
 # ---- the shared estimator ---------------------------------------------------------------------
-class _BaseMLP(BaseEstimator):
+class _BaseMLP(CallbackSupportMixin, BaseEstimator):
     """What MLPClassifier and MLPRegressor share: parameters, the training loop and the layout."""
 
     def __sklearn_tags__(self):
@@ -344,6 +352,7 @@ class _BaseMLP(BaseEstimator):
         max_fun=15000,
         device="auto",
         dtype=None,
+        scoring=None,
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -370,6 +379,7 @@ class _BaseMLP(BaseEstimator):
         self.max_fun = max_fun
         self.device = device
         self.dtype = dtype
+        self.scoring = scoring
 
     # -- checks --
     def _check_params(self) -> dict:
@@ -408,22 +418,40 @@ class _BaseMLP(BaseEstimator):
         )
 
     # -- fitting --
-    def fit(self, X, y, sample_weight=None):
+    @with_callbacks
+    def fit(self, X, y, sample_weight=None, *, X_val=None, y_val=None, sample_weight_val=None):
         """Train on (X, y) for up to `max_iter` epochs (scikit-learn's stopping rule).
 
         Args:
             X: (n_samples, n_features). y: (n_samples,) or (n_samples, n_outputs).
             sample_weight: (n_samples,) or None: each batch's loss is the weighted mean, and its L2
                 term is divided by the batch's total weight, as in scikit-learn.
+            X_val, y_val: a validation set of your own, as HistGradientBoosting's fit takes it. With
+                `early_stopping=True` it replaces the `validation_fraction` split (all of X trains);
+                without, its score is only recorded in `validation_scores_` (and its loss in
+                `validation_loss_curve_`) after every epoch (every L-BFGS iteration for "lbfgs").
+                Scored by `scoring` (None: the estimator's `score`).
+            sample_weight_val: (n_val_samples,) or None: weights of the validation rows.
         Returns:
             self.
-        """
-        return self._fit(X, y, incremental=False, sample_weight=sample_weight)
 
-    def _fit(self, X, y, incremental, sample_weight=None):
+        Callbacks set with `set_callbacks` (scikit-learn's `sklearn.callback`) see one fit task with
+        one subtask per epoch, or per L-BFGS iteration.
+        """
+        return self._fit(X, y, incremental=False, sample_weight=sample_weight,
+                         validation=(X_val, y_val, sample_weight_val))
+
+    def _fit(self, X, y, incremental, sample_weight=None, validation=(None, None, None)):
         settings = self._check_params()
         if incremental and settings["early_stopping"]:
             raise ValueError("partial_fit does not support early_stopping=True")
+        X_val, y_val, sample_weight_val = validation
+        if (X_val is None) != (y_val is None):
+            given, missing = ("X_val", "y_val") if y_val is None else ("y_val", "X_val")
+            raise ValueError(f"{given} was given without {missing}: a validation set needs both X_val and y_val")
+        if sample_weight_val is not None and X_val is None:
+            raise ValueError("sample_weight_val was given without X_val and y_val")
+        scorer = self._check_scoring()
         first_pass = getattr(self, "model_", None) is None or not (settings["warm_start"] or incremental)
         dtype = settings["dtype"]
         if dtype is None:  # scikit-learn's rule: float32 input in float32, anything else in float64
@@ -434,7 +462,11 @@ class _BaseMLP(BaseEstimator):
         settings["dtype"] = dtype
         if sample_weight is not None:
             sample_weight = _check_sample_weight(_host(sample_weight), X, dtype=np.float64)
+        given_weight = sample_weight
         sample_weight = self._class_sample_weight(Y, sample_weight)
+        val = None
+        if X_val is not None:
+            val = self._check_validation_set(X, Y, X_val, y_val, sample_weight_val, dtype)
         layer_sizes = [X.shape[1], *settings["hidden"], Y.shape[1]]
         random_state = check_random_state(self.random_state)
         if first_pass:
@@ -445,15 +477,55 @@ class _BaseMLP(BaseEstimator):
                 f"{layer_sizes}: with warm_start or partial_fit, hidden_layer_sizes and the number of "
                 "outputs must stay the same"
             )
-        if settings["solver"] == "lbfgs":
-            self._train_lbfgs(X, Y, settings, sample_weight)
+        lbfgs = settings["solver"] == "lbfgs"
+        tasks = None
+        if not incremental:  # partial_fit is one step of the caller's loop, not a fit task
+            # L-BFGS: a subtask even with max_iter=0, and the empty one left when scipy returns.
+            tasks = FitTasks(self, X, self._labels(Y), given_weight,
+                             max_subtasks=settings["max_iter"] + 1 if lbfgs else settings["max_iter"],
+                             subtask_name="lbfgs-iter" if lbfgs else "epoch")
+        if val is not None:
+            val["scorer"] = scorer
+        if lbfgs:
+            self._train_lbfgs(X, Y, settings, sample_weight, tasks, val)
         else:
             if not hasattr(self, "loss_curve_"):  # a warm start after solver="lbfgs"
                 self._initialize_stochastic(settings)
             optimizer = self._prepare_optimizer(settings, incremental)
-            self._train(X, Y, settings, optimizer, random_state, incremental, sample_weight)
+            self._train(X, Y, settings, optimizer, random_state, incremental, sample_weight, tasks, val, scorer)
         self._describe_model()
+        if tasks is not None:
+            tasks.close()
         return self
+
+    def _check_scoring(self):
+        """The scorer named by `scoring` (None: the estimator's own score, computed directly)."""
+        scoring = self.scoring
+        if scoring is None:
+            return None
+        if not (isinstance(scoring, str) or callable(scoring)):
+            raise ValueError(f"scoring must be None, a scikit-learn scorer name or a callable scorer, got {scoring!r}")
+        try:
+            return check_scoring(self, scoring=scoring)
+        except (ValueError, TypeError) as error:
+            raise ValueError(f"scoring={scoring!r} is not a scorer: {error}") from None
+
+    def _check_validation_set(self, X, Y, X_val, y_val, sample_weight_val, dtype) -> dict:
+        """X_val, y_val and sample_weight_val checked against the training data, before any training."""
+        X_val = _host(X_val)
+        width = check_array(X_val, accept_sparse=_SPARSE, dtype=None, ensure_all_finite=False,
+                            input_name="X_val").shape[1]
+        if width != X.shape[1]:
+            raise ValueError(f"X_val has {width} features, but X has {X.shape[1]}: they must have the same columns")
+        X_val = validate_data(self, X_val, reset=False, dtype=_FLOATS, accept_sparse=_SPARSE).astype(dtype, copy=False)
+        Y_val = self._validation_targets(_host(y_val), Y, dtype)
+        if Y_val.shape[0] != X_val.shape[0]:
+            raise ValueError(f"X_val has {X_val.shape[0]} rows but y_val has {Y_val.shape[0]}")
+        W_val = None
+        if sample_weight_val is not None:
+            W_val = _check_sample_weight(_host(sample_weight_val), X_val, dtype=np.float64)
+        W_val = self._class_sample_weight(Y_val, W_val)
+        return {"X": X_val, "Y": Y_val, "W": W_val}
 
     def _describe_model(self):
         """What the data meant, on the nn_xp model too, so that `model_.predict` (and a saved
@@ -544,19 +616,21 @@ class _BaseMLP(BaseEstimator):
         self._learning_rate_init = initial
         return opt
 
-    def _train(self, X, Y, settings, opt, random_state, incremental, sample_weight=None):
+    def _train(self, X, Y, settings, opt, random_state, incremental, sample_weight=None, tasks=None, val=None,
+               scorer=None):
         model = self.model_
         early_stopping = settings["early_stopping"]
-        if early_stopping and self.validation_scores_ is None:  # switched on for a warm start
-            self.validation_scores_, self.validation_loss_curve_ = [], []
+        if early_stopping and self.best_validation_score_ is None:  # switched on for a warm start
             self.best_validation_score_, self.best_loss_ = -np.inf, None
         elif not early_stopping and self.best_loss_ is None:  # switched off
             self.best_loss_ = np.inf
-        X_val_device = Y_val = W_val = None
-        if early_stopping:
+        if (early_stopping or val is not None) and self.validation_scores_ is None:
+            self.validation_scores_, self.validation_loss_curve_ = [], []
+        if early_stopping and val is None:
             # scikit-learn stratifies on its boolean indicator: the same split and the same words
             # ("Classes with too few members are: ['True']") when a class has one member.
             stratify = Y.astype(bool) if self._stratify() else None
+            W_val = None
             if sample_weight is None:
                 X, X_val, Y, Y_val = train_test_split(
                     X, Y, random_state=random_state, test_size=settings["validation_fraction"], stratify=stratify
@@ -570,7 +644,9 @@ class _BaseMLP(BaseEstimator):
                 raise ValueError(
                     "The validation set is too small. Increase 'validation_fraction' or the size of your dataset."
                 )
-            X_val_device = model.check_input(X_val)
+            val = {"X": X_val, "Y": Y_val, "W": W_val}
+        if val is not None:
+            val.update(device=model.check_input(val["X"]), scorer=scorer, early_stopping=early_stopping)
         n_samples = X.shape[0]
         if self.batch_size == "auto":
             batch_size = min(200, n_samples)
@@ -596,17 +672,18 @@ class _BaseMLP(BaseEstimator):
         max_iter = 1 if incremental else settings["max_iter"]
         self._diverged = False
         with device_context(model.device), Interrupt() as interrupt:
-            self._epochs(runner, X_val_device, Y_val, settings, opt, random_state, incremental, sample_idx,
-                         loss_scale, max_iter, interrupt, W_val)
+            self._epochs(runner, val, settings, opt, random_state, incremental, sample_idx, loss_scale, max_iter,
+                         interrupt, tasks)
         if early_stopping:
             _write_params(model, self._best_params)
         elif self._diverged:
             raise ValueError(NON_FINITE_MESSAGE)
 
-    def _train_lbfgs(self, X, Y, settings, sample_weight=None):
-        """scikit-learn's solver="lbfgs": one L-BFGS run on the whole data (nn_xp.optim.LBFGS with the
-        strong-Wolfe line search and scipy's memory of 10 pairs), up to max_iter iterations and
-        max_fun evaluations of scikit-learn's objective, stopping where max |gradient| <= tol."""
+    def _train_lbfgs(self, X, Y, settings, sample_weight=None, tasks=None, val=None):
+        """scikit-learn's solver="lbfgs": one run of scipy's L-BFGS-B on the whole data, up to max_iter
+        iterations and max_fun evaluations of scikit-learn's objective, stopping where
+        max |gradient| <= tol. Callbacks see one subtask per iteration (scipy's `callback`); with a
+        validation set of the user's own, its score is recorded after every iteration."""
         model = self.model_
         head = model.head()
         X_device = model.check_input(X)
@@ -659,21 +736,45 @@ class _BaseMLP(BaseEstimator):
             value, grads = objective()
             return value, np.concatenate([to_numpy(xp.reshape(g, (-1,))).astype(np.float64) for g in grads])
 
+        if val is not None:  # scikit-learn's L-BFGS has no early stopping: the scores are only recorded
+            val.update(device=model.check_input(val["X"]), early_stopping=False)
+            self.validation_scores_, self.validation_loss_curve_ = [], []
+            self.best_validation_score_ = None
+
+        def iteration_done(xk):
+            """scipy's callback after each iteration: the model at xk, scored, told to the callbacks.
+            A callback's request to stop is not passed on: scipy's minimize honours it only from
+            1.11 on, with its own status, as scikit-learn's LogisticRegression leaves it too."""
+            assign(xk)
+            if val is not None:
+                self._update_validation(val, settings["tol"])
+            if tasks is not None:
+                tasks.end()
+                tasks.begin()
+
         start = np.concatenate([to_numpy(xp.reshape(p, (-1,))).astype(np.float64) for p in params])
+        track = tasks is not None or val is not None
+        if tasks is not None:
+            tasks.begin()
         with device_context(model.device), np.errstate(over="ignore", invalid="ignore"):
             result = minimize(value_and_gradient, start, method="L-BFGS-B", jac=True,
                               options={"maxfun": settings["max_fun"], "maxiter": settings["max_iter"],
-                                       "gtol": settings["tol"]})
+                                       "gtol": settings["tol"]},
+                              callback=iteration_done if track else None)
+        if tasks is not None:
+            tasks.end_empty()  # the iteration begun after the last one, which scipy did not run
         assign(result.x)
         self.n_iter_ = _check_optimize_result("lbfgs", result, settings["max_iter"])
         self.loss_ = reported.get(float(result.fun), math.nan)
         if not all(bool(np.all(np.isfinite(to_numpy(p)))) for p in model.parameters()):
             raise ValueError(NON_FINITE_MESSAGE)
 
-    def _epochs(self, runner, X_val_device, Y_val, settings, opt, random_state, incremental, sample_idx,
-                loss_scale, max_iter, interrupt, W_val=None):
+    def _epochs(self, runner, val, settings, opt, random_state, incremental, sample_idx, loss_scale, max_iter,
+                interrupt, tasks=None):
         model, early_stopping, n_samples = self.model_, settings["early_stopping"], runner.n
         for _ in range(max_iter):
+            if tasks is not None:
+                tasks.begin()
             order = None
             if settings["shuffle"]:
                 sample_idx = shuffle_rows(sample_idx, random_state=random_state)
@@ -683,7 +784,9 @@ class _BaseMLP(BaseEstimator):
                                         category=RuntimeWarning)
                 _, stop_reason = runner.guarded_run(self.n_iter_, order, interrupt, stacklevel=6)
             if stop_reason == "non-finite loss":  # the last good parameters are back
-                self._record_divergence(settings, n_samples, max_iter)
+                self._record_divergence(settings, n_samples, max_iter, val is not None)
+                if tasks is not None:
+                    tasks.end_empty()
                 break
             # scikit-learn's loss: its data loss, and the L2 term given alpha / gradient_scale rescaled.
             running = runner.running
@@ -696,10 +799,12 @@ class _BaseMLP(BaseEstimator):
                 print(f"Iteration {self.n_iter_}, loss = {loss:.8f}")
             if interrupt.requested:
                 warnings.warn("Training interrupted by user.", stacklevel=4)
+                if tasks is not None:
+                    tasks.end()
                 break
-            if early_stopping:
-                self._update_validation(X_val_device, Y_val, settings["tol"], W_val)
-            else:
+            if val is not None:
+                self._update_validation(val, settings["tol"])
+            if not early_stopping:
                 if loss > self.best_loss_ - settings["tol"]:
                     self._no_improvement_count += 1
                 else:
@@ -707,6 +812,8 @@ class _BaseMLP(BaseEstimator):
                 self.best_loss_ = min(self.best_loss_, loss)
             if settings["solver"] == "sgd" and settings["learning_rate"] == "invscaling":
                 _set_learning_rate(opt, settings["learning_rate_init"] / (self.t_ + 1) ** settings["power_t"])
+            if tasks is not None and tasks.end():  # a callback asked to stop
+                break
             if self._no_improvement_count > settings["n_iter_no_change"]:
                 what = "Validation score" if early_stopping else "Training loss"
                 message = (
@@ -732,7 +839,7 @@ class _BaseMLP(BaseEstimator):
                     stacklevel=4,
                 )
 
-    def _record_divergence(self, settings, n_samples, max_iter):
+    def _record_divergence(self, settings, n_samples, max_iter, validating=False):
         """An epoch whose loss or weights became non-finite, as scikit-learn records one: a NaN
         loss (and validation score), then a ConvergenceWarning. scikit-learn goes on stepping with
         NaN weights to max_iter (appending NaN); nn_xp stops at once, with the last good weights."""
@@ -741,7 +848,7 @@ class _BaseMLP(BaseEstimator):
         self.t_ += n_samples
         self.loss_ = np.nan
         self.loss_curve_.append(np.nan)
-        if settings["early_stopping"]:
+        if validating:
             self.validation_scores_.append(np.nan)
             self.validation_loss_curve_.append(np.nan)
         warnings.warn(
@@ -751,11 +858,17 @@ class _BaseMLP(BaseEstimator):
             stacklevel=5,
         )
 
-    def _update_validation(self, X_val_device, Y_val, tol, W_val=None):
-        """Score and loss on the held-out set; keep a copy of the best parameters (scikit-learn's rule)."""
-        output = to_numpy(self.model_.forward(X_val_device))
+    def _update_validation(self, val, tol):
+        """Score and loss on the validation set; with early stopping, keep a copy of the best
+        parameters (scikit-learn's rule). `val`: X, Y, W (host), device (X there), scorer, early_stopping."""
+        output = to_numpy(self.model_.forward(val["device"]))
+        Y_val, W_val = val["Y"], val["W"]
         if np.all(np.isfinite(output)):
-            score = self._score_output(output, Y_val, W_val)
+            if val["scorer"] is None:
+                score = self._score_output(output, Y_val, W_val)
+            else:
+                metadata = {} if W_val is None else {"sample_weight": W_val}
+                score = float(val["scorer"](self, val["X"], self._labels(Y_val), **metadata))
             self.validation_loss_curve_.append(self._data_loss(output, Y_val))
         else:
             score = np.nan
@@ -763,6 +876,8 @@ class _BaseMLP(BaseEstimator):
         self.validation_scores_.append(score)
         if self.verbose:
             print(f"Validation score: {score:f}")
+        if not val["early_stopping"]:
+            return
         if score < self.best_validation_score_ + tol:
             self._no_improvement_count += 1
         else:
@@ -889,6 +1004,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         device="auto",
         dtype=None,
         class_weight=None,
+        scoring=None,
     ):
         super().__init__(
             hidden_layer_sizes, activation, solver=solver, alpha=alpha, batch_size=batch_size,
@@ -897,7 +1013,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             warm_start=warm_start, momentum=momentum, nesterovs_momentum=nesterovs_momentum,
             early_stopping=early_stopping, validation_fraction=validation_fraction, beta_1=beta_1,
             beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun, device=device,
-            dtype=dtype,
+            dtype=dtype, scoring=scoring,
         )
         self.class_weight = class_weight
 
@@ -947,6 +1063,21 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                 )
         Y = self._label_binarizer.transform(y).astype(dtype)
         return X, Y
+
+    def _labels(self, Y):
+        """The labels behind binarized targets, as a scorer compares them with predict's."""
+        return self._label_binarizer.inverse_transform(Y.ravel() if self.n_outputs_ == 1 else Y)
+
+    def _validation_targets(self, y_val, Y, dtype):
+        y_val = check_array(y_val, ensure_2d=False, dtype=None, input_name="y_val")
+        if y_val.ndim == 2 and y_val.shape[1] == 1:
+            y_val = column_or_1d(y_val, warn=True)
+        if (y_val.ndim == 2) != (self._label_binarizer.y_type_ == "multilabel-indicator"):
+            raise ValueError(f"y_val is {type_of_target(y_val)} but y is {self._label_binarizer.y_type_}")
+        unseen = np.setdiff1d(unique_labels(y_val), self.classes_)
+        if len(unseen):
+            raise ValueError(f"y_val has classes {list(unseen)} that y does not have ({list(self.classes_)})")
+        return self._label_binarizer.transform(y_val).astype(dtype)
 
     def _describe_model(self):
         super()._describe_model()
@@ -1068,6 +1199,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         max_fun=15000,
         device="auto",
         dtype=None,
+        scoring=None,
     ):
         super().__init__(
             hidden_layer_sizes, activation, solver=solver, alpha=alpha, batch_size=batch_size,
@@ -1075,7 +1207,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             shuffle=shuffle, random_state=random_state, tol=tol, verbose=verbose, warm_start=warm_start,
             momentum=momentum, nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
             validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon,
-            n_iter_no_change=n_iter_no_change, max_fun=max_fun, device=device, dtype=dtype,
+            n_iter_no_change=n_iter_no_change, max_fun=max_fun, device=device, dtype=dtype, scoring=scoring,
         )
         self.loss = loss
 
@@ -1107,6 +1239,18 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             y = column_or_1d(y, warn=True)
         Y = y.reshape(-1, 1) if y.ndim == 1 else y
         return X, np.ascontiguousarray(Y, dtype=dtype)
+
+    def _labels(self, Y):
+        return Y.ravel() if Y.shape[1] == 1 else Y
+
+    def _validation_targets(self, y_val, Y, dtype):
+        y_val = check_array(y_val, ensure_2d=False, dtype=_FLOATS, input_name="y_val")
+        if y_val.ndim == 2 and y_val.shape[1] == 1:
+            y_val = column_or_1d(y_val, warn=True)
+        Y_val = y_val.reshape(-1, 1) if y_val.ndim == 1 else y_val
+        if Y_val.shape[1] != Y.shape[1]:
+            raise ValueError(f"y_val has {Y_val.shape[1]} outputs, but y has {Y.shape[1]}")
+        return np.ascontiguousarray(Y_val, dtype=dtype)
 
     def _check_solver(self):
         if self.solver not in ("sgd", "adam"):

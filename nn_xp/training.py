@@ -25,6 +25,7 @@ from .callbacks import Callback, check_callbacks
 from .clipping import clip_grad_norm, clip_grad_value
 from .distributed import part
 from .history import History
+from .metrics import get_metric
 from .ops import FlatList, ops_for
 from .optim import LBFGS, get_optimizer
 from .precision import LossScaler, check_precision
@@ -457,6 +458,26 @@ class Epoch:
 
 
 
+def _metric_value(model, head, X, Y, W, metric) -> float:
+    """validation_metric's figure: metric(y_true, y_pred) on the host, in predict's terms (the
+    labels for classification, the values for regression). Every rank holds all of X_val."""
+    A = backend.to_numpy(model._forward(X))
+    Y = backend.to_numpy(Y)
+    if head.classifier:
+        if A.shape[1] > 1 and model._output.name == "softmax":
+            Y, A = np.argmax(Y, axis=1), np.argmax(A, axis=1)
+        else:  # sigmoid outputs: 0/1 per output
+            Y, A = (Y > 0.5).astype(np.int64), (A > 0.5).astype(np.int64)
+            if A.shape[1] == 1:
+                Y, A = Y[:, 0], A[:, 0]
+        if model.classes is not None and A.ndim == 1:
+            Y, A = model.preprocessor.decode(Y), model.preprocessor.decode(A)
+    elif A.shape[1] == 1:
+        Y, A = Y[:, 0], A[:, 0]
+    weights = {} if W is None else {"sample_weight": backend.to_numpy(W).reshape(-1)}
+    return float(metric(Y, A, **weights))
+
+
 def _evaluate(model, X, Y, head, comm, W=None) -> dict:
     """Validation figures; under a communicator each rank scores its part of the rows and the
     sums are combined (r2 from the global squared error and the targets' total sum of squares)."""
@@ -601,6 +622,7 @@ def fit(
     batch_size=32,
     validation_data=None,
     validation_split=0.0,
+    validation_metric=None,
     shuffle=True,
     callbacks=(),
     verbose=1,
@@ -629,6 +651,14 @@ def fit(
         epochs: passes over the data in this call. batch_size: samples per step; None is full batch.
         validation_data: (X_val, y_val) or (X_val, y_val, sample_weight_val); or validation_split: a
             fraction in [0, 1) held out at random (with its rows' sample weights).
+        validation_metric: one more validation figure, logged per epoch as "val_<name>" (in the
+            history, to callbacks: `EarlyStopping(monitor="val_f1_macro")`): a name of
+            `nn_xp.metrics.METRICS` ("accuracy", "balanced_accuracy", "f1_macro", "r2", "mse",
+            "rmse", "mae"), or a callable(y_true, y_pred) -> float such as scikit-learn's
+            `matthews_corrcoef`, named "val_<its __name__>" (and given sample_weight= where the
+            validation data has weights). y_true and y_pred are the labels (classification, as
+            `predict` gives them) or the values (regression, 1-D for one output). EarlyStopping
+            and ModelCheckpoint take mode="max" for a callable that is a score.
         shuffle: a new order every epoch, drawn from the model's seeded host generator.
         callbacks: `nn_xp.callbacks.Callback` objects (or "early_stopping", "terminate_on_nan").
         verbose: 0 silent; 1: on a terminal a progress bar that moves with every batch and shows
@@ -691,6 +721,9 @@ def fit(
         raise ValueError(f"validation_split must be a number in [0, 1), got {validation_split!r}")
     if validation_data is not None and validation_split:
         raise ValueError("give either validation_data or validation_split, not both")
+    metric = None if validation_metric is None else get_metric(validation_metric)
+    if metric is not None and validation_data is None and not validation_split:
+        raise ValueError("validation_metric needs validation data: give validation_data or validation_split")
     if not isinstance(shuffle, (bool, np.bool_)):
         raise TypeError(f"shuffle must be True or False, got {shuffle!r}")
     callbacks = check_callbacks(callbacks)
@@ -755,7 +788,7 @@ def fit(
             history, logs, bar = _train(
                 model, opt, X, Y, W, X_val, Y_val, W_val, head, epochs, batch_size, validation_split, shuffle,
                 callbacks, verbose, verbose_epoch, schedule, clip_norm, clip_value, l2, interrupt, comm, lines, half,
-                streamed,
+                streamed, metric,
             )
         except BaseException as error:
             if comm is None:
@@ -770,7 +803,7 @@ def fit(
 
 def _train(model, opt, X, Y, W, X_val, Y_val, W_val, head, epochs, batch_size, validation_split, shuffle,
            callbacks, verbose, verbose_epoch, schedule, clip_norm, clip_value, l2, interrupt, comm=None,
-           lines=True, half=None, streamed=False):
+           lines=True, half=None, streamed=False, metric=None):
     """The epochs of `fit`, after every check; returns (history, last logs, progress bar)."""
     train_rows = None
     if validation_split:
@@ -826,6 +859,8 @@ def _train(model, opt, X, Y, W, X_val, Y_val, W_val, head, epochs, batch_size, v
                 break
             if X_val is not None:
                 logs.update({f"val_{k}": v for k, v in _evaluate(model, X_val, Y_val, head, comm, W_val).items()})
+                if metric is not None:
+                    logs[f"val_{metric[0]}"] = _metric_value(model, head, X_val, Y_val, W_val, metric[1])
             logs["learning_rate"] = opt.learning_rate
             logs["epoch_time"] = time.perf_counter() - started
             interrupt.hold()

@@ -131,7 +131,8 @@ def test_class_weight_is_scikit_learns_compute_sample_weight():
 # ---- the same model as scikit-learn's, step for step ------------------------------------------
 def _reference(estimator):
     """scikit-learn's MLP with the same parameters (without device and dtype)."""
-    params = {k: v for k, v in estimator.get_params().items() if k not in ("device", "dtype", "class_weight")}
+    ours = ("device", "dtype", "class_weight", "scoring")
+    params = {k: v for k, v in estimator.get_params().items() if k not in ours}
     cls = neural_network.MLPClassifier if isinstance(estimator, MLPClassifier) else neural_network.MLPRegressor
     return cls(**params)
 
@@ -737,3 +738,98 @@ def test_sparse_x_fits_as_dense_x(solver):
     assert_allclose(on_sparse.predict_proba(X), on_dense.predict_proba(X.toarray()), rtol=0, atol=1e-12)
     assert neural_network.MLPClassifier().__sklearn_tags__().input_tags.sparse
     assert on_sparse.__sklearn_tags__().input_tags.sparse
+
+
+# ---- a validation set of the user's own, and the scorer behind validation_scores_ -------------
+def _halves():
+    X, y = load_digits(return_X_y=True)
+    return X[:300] / 16, y[:300], X[300:500] / 16, y[300:500]
+
+
+def test_early_stopping_on_the_given_validation_set_with_the_given_scorer():
+    from sklearn.metrics import balanced_accuracy_score
+
+    X, y, X_val, y_val = _halves()
+    settings = dict(hidden_layer_sizes=(16,), early_stopping=True, n_iter_no_change=3, max_iter=40,
+                    learning_rate_init=0.01, random_state=0)
+    model = _fit_quietly(MLPClassifier(**settings), X, y)  # the split of validation_fraction
+    assert model.t_ == model.n_iter_ * 270
+    accuracy = lambda t, p: float(np.mean(t == p))  # noqa: E731
+    for scoring, metric in ((None, accuracy), ("balanced_accuracy", balanced_accuracy_score)):
+        model = MLPClassifier(**settings, scoring=scoring)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            model.fit(X, y, X_val=X_val, y_val=y_val)
+        assert model.t_ == model.n_iter_ * len(X)  # all of X trains
+        assert len(model.validation_scores_) == len(model.validation_loss_curve_) == model.n_iter_
+        assert model.best_validation_score_ == max(model.validation_scores_)
+        # the best model is kept, and its score on X_val by that scorer is the best score
+        assert metric(y_val, model.predict(X_val)) == pytest.approx(model.best_validation_score_)
+
+
+def test_validation_set_weights_and_a_regression_scorer():
+    from sklearn.metrics import mean_absolute_error
+
+    X, y = make_regression(300, 5, noise=5.0, random_state=0)
+    y = y / y.std()
+    X_val, y_val, w_val = X[200:], y[200:], np.linspace(0.1, 2.0, 100)
+    model = MLPRegressor(hidden_layer_sizes=(16,), early_stopping=True, max_iter=30, random_state=0,
+                         learning_rate_init=0.01, scoring="neg_mean_absolute_error")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(X[:200], y[:200], X_val=X_val, y_val=y_val, sample_weight_val=w_val)
+    expected = -mean_absolute_error(y_val, model.predict(X_val), sample_weight=w_val)
+    assert model.best_validation_score_ == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("solver", ["adam", "lbfgs"])
+def test_validation_set_without_early_stopping_is_only_recorded(solver):
+    X, y, X_val, y_val = _halves()
+    plain = _fit_quietly(MLPClassifier((16,), solver=solver, max_iter=8, random_state=0), X, y)
+    model = MLPClassifier((16,), solver=solver, max_iter=8, random_state=0, scoring="f1_macro")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(X, y, X_val=X_val, y_val=y_val)
+    assert len(model.validation_scores_) == model.n_iter_ == plain.n_iter_
+    assert model.best_validation_score_ is None
+    # the training is the same as without X_val, the last model is kept, and it scored as recorded
+    for a, b in zip(model.coefs_, plain.coefs_):
+        assert_allclose(a, b)
+    from sklearn.metrics import f1_score
+
+    assert f1_score(y_val, model.predict(X_val), average="macro") == pytest.approx(model.validation_scores_[-1])
+    assert len(set(model.validation_scores_)) > 1
+
+
+@pytest.mark.parametrize(
+    "kwargs, params, match",
+    [
+        (dict(X_val=np.zeros((5, 3)), y_val=np.zeros(5)), {}, "X_val has 3 features, but X has 64"),
+        (dict(X_val=np.zeros((5, 64))), {}, "X_val was given without y_val"),
+        (dict(y_val=np.zeros(5)), {}, "y_val was given without X_val"),
+        (dict(sample_weight_val=np.ones(5)), {}, "sample_weight_val was given without X_val"),
+        (dict(X_val=np.zeros((5, 64)), y_val=np.full(5, 42)), {}, r"y_val has classes \[.*42"),
+        ({}, {"scoring": "no_such_scorer"}, "scoring='no_such_scorer' is not a scorer"),
+        ({}, {"scoring": ["accuracy", "f1_macro"]}, "scoring must be None, a scikit-learn scorer name"),
+    ],
+)
+def test_bad_validation_arguments_are_refused_before_training(kwargs, params, match):
+    X, y, _, _ = _halves()
+    model = MLPClassifier((8,), max_iter=2, **params)
+    with pytest.raises(ValueError, match=match):
+        model.fit(X, y, **kwargs)
+    assert getattr(model, "loss_curve_", None) is None
+
+
+def test_regressor_refuses_y_val_of_another_width_and_partial_fit_is_unchanged():
+    import inspect
+
+    X, y = make_regression(60, 3, n_targets=2, random_state=0)
+    with pytest.raises(ValueError, match="y_val has 1 outputs, but y has 2"):
+        MLPRegressor(hidden_layer_sizes=(4,)).fit(X, y, X_val=X, y_val=y[:, 0])
+    for cls in (MLPClassifier, MLPRegressor):
+        assert "X_val" not in inspect.signature(cls.partial_fit).parameters
+    model = MLPRegressor(hidden_layer_sizes=(4,), max_iter=2, random_state=0)
+    _fit_quietly(model, X, y)
+    model.partial_fit(X, y)
+    assert model.n_iter_ == 1 and model.validation_scores_ is None
