@@ -107,6 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add(net, "--output-activation", help="default: softmax for classes, sigmoid for sine, else linear")
     net.add_argument("--init", default="he", help=f"weight initializer ({', '.join(INIT_NAMES)}; default he)")
     net.add_argument("--loss", choices=LOSSES, help="default: inferred from the output activation")
+    _add(net, "--huber-delta", type=_positive_float, help="--loss huber: where it turns linear (default 1)")
+    net.add_argument("--quantile", type=float, help="--loss quantile: the quantile in (0, 1) (default 0.5)")
+    _add(net, "--label-smoothing", type=float,
+         help="cross_entropy against (1 - s) one-hot + s / classes, s in [0, 1) (default 0)")
     net.add_argument("--dtype", choices=["float32", "float64"], help="default float32")
     net.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     net.add_argument("--seed", type=int, default=0, help="seed for weights, shuffling and dropout (default 0)")
@@ -430,7 +434,7 @@ def cmd_train(args) -> int:
     optimizer = (model.optimizer.label if args.resume and model.optimizer is not None and args.optimizer == "adam"
                  else _optimizer(args, model.parameters()))
     # A sigmoid output on regression targets (the sine) means MSE, not binary cross-entropy.
-    loss = args.loss or ("mse" if task == "regression" else None)
+    loss = _loss_spec(args, args.loss or ("mse" if task == "regression" else None))
     args.loss = loss
     started = time.perf_counter()
     with warnings.catch_warnings():
@@ -608,7 +612,9 @@ def _check_resumed(args, model, n_in: int) -> None:
     if args.output_activation is not None and args.output_activation != model.output_activation:
         raise ValueError(f"--output-activation {args.output_activation} differs from the resumed model's "
                          f"{model.output_activation}")
-    if args.loss is not None and model.loss is not None and args.loss != model.loss:
+    from .heads import loss_name
+
+    if args.loss is not None and model.loss is not None and args.loss != loss_name(model.loss):
         raise ValueError(f"--loss {args.loss} differs from the resumed model's {model.loss}")
     saved_dropout = getattr(model, "dropout", None)
     if args.dropout is not None and saved_dropout is not None:
@@ -679,13 +685,29 @@ def _check_writable(option: str, path: str) -> None:
         raise ValueError(f"{option} {path}: is a folder; give a file name")
 
 
+def _loss_spec(args, loss):
+    """--loss with its settings (--huber-delta, --quantile, --label-smoothing) as a loss spec."""
+    settings = {"huber": ("huber_delta", "delta"), "quantile": ("quantile", "quantile"),
+                "cross_entropy": ("label_smoothing", "label_smoothing")}
+    for owner, (option, key) in settings.items():
+        value = getattr(args, option)
+        if value is None:
+            continue
+        if owner == "cross_entropy" and loss is None:
+            loss = "cross_entropy"
+        if loss != owner:
+            raise ValueError(f"--{option.replace('_', '-')} is a setting of --loss {owner}, not of --loss {loss}")
+        loss = {"name": owner, key: value}
+    return loss
+
+
 def _check_output_fits(task, k, name, output: str, loss) -> None:
     """A loss or output activation that cannot fit the data's targets: say what to change."""
     if task != "classification":
         return
-    if loss == "mse":
+    if loss in ("mse", "absolute_error", "huber", "quantile"):
         raise ValueError(
-            f"--loss mse needs numeric targets, but {name or 'the dataset'} has {k} classes: drop --loss "
+            f"--loss {loss} needs numeric targets, but {name or 'the dataset'} has {k} classes: drop --loss "
             "(softmax with cross_entropy, the default for classes), or give numeric targets"
         )
     if output == "sigmoid" and k > 2:

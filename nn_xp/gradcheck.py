@@ -20,8 +20,8 @@ def gradcheck(model, X, y, loss=None, epsilon: float = 1e-6, training_step=None)
     check = model.copy(dtype="float64")
     head = check.head(loss)
     X = check.check_input(X)
-    Y = check.check_target(y, X.shape[0], head.loss)
-    _, grads = check.loss_and_grads(X, Y, loss=head.loss, training_step=training_step)
+    Y = check.check_target(y, X.shape[0], head)
+    _, grads = check.loss_and_grads(X, Y, loss=head.spec(), training_step=training_step)
     worst = 0.0
     params = check.parameters()
     for index, grad in enumerate(grads):

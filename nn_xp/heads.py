@@ -10,10 +10,22 @@ functions of the logits, so no NaN or inf appears for any finite logits:
       L = mean( (A - Y)^2 ),                                              dL/dA = 2 (A - Y) / A.size
 - exp + Poisson (log link, scikit-learn's half Poisson deviance per element), with A = exp(Z):
       L = mean( Y log(Y / A) - Y + A ) = mean( xlogy(Y, Y) - Y Z - Y + exp(Z) ),   dL/dZ = (A - Y) / A.size
+- an activation f (not softmax) + a robust regression loss on D = A - Y, A = f(Z):
+      absolute_error (torch.nn.L1Loss):    L = mean( |D| ),                  dL/dA = sign(D) / A.size
+      huber, delta > 0 (torch.nn.HuberLoss(delta=)):
+          L = mean( 0.5 D^2 where |D| <= delta, else delta (|D| - delta / 2) ),
+          dL/dA = clip(D, -delta, delta) / A.size
+      quantile, 0 < q < 1 (the pinball loss, scikit-learn's PinballLoss), with R = Y - A:
+          L = mean( max(q R, (q - 1) R) ),                 dL/dA = (1 - q where A > Y, else -q) / A.size
+- softmax + cross-entropy with label_smoothing eps in [0, 1) (torch.nn.CrossEntropyLoss(label_smoothing=)):
+  the target rows Y become (1 - eps) Y + eps / n_classes, which still sum to 1, then as above.
 `Y` is always a float array shaped like the output (class labels arrive one-hot encoded).
 With sample weights w (a column (n_samples, 1)) each mean over samples becomes the weighted mean
 sum_i w_i l_i / sum_i w_i, so integer weights equal repeated rows; the metrics are weighted alike.
-`get_head(loss, output_activation)` is the one place that maps a loss name to its head.
+A loss is named as an activation is: a name ("huber") or a spec dict with its settings
+({"name": "huber", "delta": 2.0}); `check_loss` turns either into the canonical spec that the model
+saves (a name where the loss has no settings in use, else a dict with every setting), and
+`get_head(loss, output_activation)` is the one place that maps a loss to its head.
 """
 
 from __future__ import annotations
@@ -21,10 +33,17 @@ from __future__ import annotations
 import numpy as np
 
 from .activations import Activation, get_activation, sigmoid
+from .validation import Real
 
-LOSSES = ("mse", "binary_cross_entropy", "cross_entropy", "poisson")
-# The output activation each loss needs; mse works after any output activation.
+LOSSES = ("mse", "binary_cross_entropy", "cross_entropy", "poisson", "absolute_error", "huber", "quantile")
+# The output activation each loss needs; the regression losses work after any but softmax.
 REQUIRED_OUTPUT = {"cross_entropy": "softmax", "binary_cross_entropy": "sigmoid", "poisson": "exp"}
+# Each loss's settings: the check of a value and its default.
+LOSS_SETTINGS = {
+    "huber": {"delta": (Real(0, None, closed="neither"), 1.0)},
+    "quantile": {"quantile": (Real(0, 1, closed="neither"), 0.5)},
+    "cross_entropy": {"label_smoothing": (Real(0, 1, closed="left"), 0.0)},
+}
 
 
 class Head:
@@ -39,11 +58,17 @@ class Head:
     writes_out = False  # whether loss_and_grad can write dL/dZ into an array it is given
     metric = "mae"  # what fit's running metric is
 
-    def __init__(self, activation: Activation):
+    def __init__(self, activation: Activation, **settings):
         self.activation = activation
+        self.settings = settings
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(output_activation={self.activation.name!r})"
+        settings = "".join(f", {k}={v!r}" for k, v in self.settings.items())
+        return f"{type(self).__name__}(output_activation={self.activation.name!r}{settings})"
+
+    def spec(self):
+        """The loss as `check_loss` writes it: its name, or a dict with its settings (JSON-ready)."""
+        return {"name": self.loss, **self.settings} if self.settings else self.loss
 
     def output(self, xp, Z):
         """The output after the output activation."""
@@ -113,8 +138,19 @@ class SoftmaxCrossEntropy(Head):
             )
         return y.astype(np.int64)[:, None] == np.arange(n_out)  # booleans: the model casts them once
 
+    def __init__(self, activation: Activation, label_smoothing: float = 0.0):
+        super().__init__(activation, **({"label_smoothing": label_smoothing} if label_smoothing else {}))
+        self.label_smoothing = label_smoothing
+
+    def _smoothed(self, Y):
+        # Rows that sum to 1 still sum to 1, so every backend's softmax_cross_entropy (the fused
+        # kernels included) computes the smoothed loss exactly from them.
+        eps = self.label_smoothing
+        return Y if not eps else Y * (1 - eps) + eps / Y.shape[1]
+
     def value(self, ops, Z, Y, weights=None):
         xp = ops.xp
+        Y = self._smoothed(Y)
         m = xp.max(Z, axis=1, keepdims=True)
         logsumexp = m + xp.log(xp.sum(xp.exp(Z - m), axis=1, keepdims=True))
         if weights is None:
@@ -123,7 +159,7 @@ class SoftmaxCrossEntropy(Head):
 
     def loss_and_grad(self, ops, Z, Y, out=None, weights=None):
         scale = 1 / Z.shape[0] if weights is None else weights / _total(ops.xp, weights)
-        return ops.softmax_cross_entropy(Z, Y, scale, out=out)
+        return ops.softmax_cross_entropy(Z, self._smoothed(Y), scale, out=out)
 
     def batch_metric(self, xp, out, Y, weights=None):
         return _sum_rows(xp, xp.astype(xp.argmax(out, axis=1) == xp.argmax(Y, axis=1), out.dtype), weights)
@@ -234,8 +270,86 @@ class ExpPoisson(MeanSquaredError):
         return self.value(ops, Z, Y, weights), dZ, A
 
 
+class _ElementwiseRegression(MeanSquaredError):
+    """A loss on D = A - Y element by element after the output activation, averaged as mse is.
+
+    A subclass gives `_elements(xp, D)` (the per-element loss) and `_slope(xp, D)` (its derivative
+    in A); the metrics are the regression ones (mse, mae, r2 of A).
+    """
+
+    def _elements(self, xp, D):
+        raise NotImplementedError
+
+    def _slope(self, xp, D):
+        raise NotImplementedError
+
+    def value(self, ops, Z, Y, weights=None):
+        return _mean(ops.xp, self._elements(ops.xp, self.activation.forward(ops.xp, Z) - Y), weights)
+
+    def loss_and_grad(self, ops, Z, Y, out=None, weights=None):
+        xp = ops.xp
+        A = self.activation.forward(xp, Z)
+        D = A - Y
+        if weights is None:
+            dA = self._slope(xp, D) / (D.shape[0] * D.shape[1])
+        else:
+            dA = self._slope(xp, D) * (weights / (_total(xp, weights) * D.shape[1]))
+        return _mean(xp, self._elements(xp, D), weights), self.activation.backward(xp, dA, Z, A), A
+
+
+class AbsoluteError(_ElementwiseRegression):
+    """torch.nn.L1Loss: mean |A - Y|; the slope at D = 0 is 0, as torch's sign."""
+
+    loss = "absolute_error"
+
+    def _elements(self, xp, D):
+        return xp.abs(D)
+
+    def _slope(self, xp, D):
+        return xp.sign(D)
+
+
+class Huber(_ElementwiseRegression):
+    """torch.nn.HuberLoss(delta=): squared within delta of the target, linear beyond it."""
+
+    loss = "huber"
+
+    def __init__(self, activation: Activation, delta: float = 1.0):
+        super().__init__(activation, delta=delta)
+        self.delta = delta
+
+    def _elements(self, xp, D):
+        magnitude = xp.abs(D)
+        return xp.where(magnitude <= self.delta, 0.5 * D * D, self.delta * (magnitude - 0.5 * self.delta))
+
+    def _slope(self, xp, D):
+        return xp.where(xp.abs(D) <= self.delta, D, self.delta * xp.sign(D))
+
+
+class Quantile(_ElementwiseRegression):
+    """The pinball loss of quantile q: max(q R, (q - 1) R) with R = Y - A, minimised where a
+    fraction q of the targets lie below the prediction. Its slope where A = Y is -q, as
+    scikit-learn's PinballLoss gradient."""
+
+    loss = "quantile"
+
+    def __init__(self, activation: Activation, quantile: float = 0.5):
+        super().__init__(activation, quantile=quantile)
+        self.quantile = quantile
+
+    def _elements(self, xp, D):
+        q = self.quantile
+        return xp.maximum(-q * D, (1 - q) * D)
+
+    def _slope(self, xp, D):
+        q = self.quantile
+        return xp.where(D > 0, xp.full_like(D, 1 - q), xp.full_like(D, -q))
+
+
 _HEADS = {"cross_entropy": SoftmaxCrossEntropy, "binary_cross_entropy": SigmoidBinaryCrossEntropy,
-          "mse": MeanSquaredError, "poisson": ExpPoisson}
+          "mse": MeanSquaredError, "poisson": ExpPoisson, "absolute_error": AbsoluteError, "huber": Huber,
+          "quantile": Quantile}
+_REGRESSION = ("absolute_error", "huber", "quantile")  # any output activation but softmax
 
 
 def default_loss(output_activation: str) -> str:
@@ -244,22 +358,68 @@ def default_loss(output_activation: str) -> str:
         output_activation, "mse")
 
 
-def check_loss(loss, output_activation: str, parameter: str = "loss") -> str:
-    """A loss name checked against the output activation; None infers it."""
+def loss_name(loss) -> str | None:
+    """The name of a loss given as a name or a spec dict (None stays None)."""
+    return loss.get("name") if isinstance(loss, dict) else loss
+
+
+def check_loss(loss, output_activation: str, parameter: str = "loss"):
+    """A loss (a name or a spec dict; None infers it) checked against the output activation.
+
+    Returns the canonical spec: the name, or {"name": ..., setting: value, ...} with every setting
+    of a loss that has them in use (huber's delta, quantile's quantile, cross_entropy's
+    label_smoothing where it is not 0). Raises ValueError naming the parameter and the fix.
+    """
     if loss is None:
         return default_loss(output_activation)
-    if not isinstance(loss, str) or loss not in LOSSES:
-        raise ValueError(f"{parameter} must be one of {list(LOSSES)} or None, got {loss!r}")
-    needed = REQUIRED_OUTPUT.get(loss)
+    settings = {}
+    name = loss
+    if isinstance(loss, dict):
+        settings = {k: v for k, v in loss.items() if k != "name"}
+        name = loss.get("name")
+    if not isinstance(name, str) or name not in LOSSES:
+        raise ValueError(
+            f"{parameter} must be one of {list(LOSSES)}, a dict such as {{'name': 'huber', 'delta': 1.0}}, "
+            f"or None; got {loss!r}"
+        )
+    known = LOSS_SETTINGS.get(name, {})
+    unknown = sorted(set(settings) - set(known))
+    if unknown:
+        hint = "" if "label_smoothing" not in unknown else (
+            "; label_smoothing belongs to cross_entropy, with a softmax output")
+        raise ValueError(
+            f"{parameter}: {name!r} takes {'the settings ' + str(list(known)) if known else 'no settings'}, "
+            f"got {unknown}{hint}"
+        )
+    checked = {key: check(settings.get(key, default), key) for key, (check, default) in known.items()}
+    if name == "cross_entropy" and output_activation != "softmax" and checked["label_smoothing"]:
+        raise ValueError(
+            f"label_smoothing={checked['label_smoothing']!r} needs cross_entropy with a softmax output, but "
+            f"the model's output activation is {output_activation!r}: use output_activation='softmax' "
+            "(one output per class), or drop label_smoothing"
+        )
+    needed = REQUIRED_OUTPUT.get(name)
     if needed is not None and output_activation != needed:
         raise ValueError(
-            f"{parameter}={loss!r} needs output_activation={needed!r} (it is computed from the "
+            f"{parameter}={name!r} needs output_activation={needed!r} (it is computed from the "
             f"logits for stability), but the model's output activation is {output_activation!r}"
         )
-    return loss
+    if name in _REGRESSION and output_activation == "softmax":
+        raise ValueError(
+            f"{parameter}={name!r} is a regression loss, compared with each output's target, but the "
+            "model's output activation is 'softmax' (class probabilities): use output_activation='linear' "
+            "for regression, or loss='cross_entropy' for classes"
+        )
+    if name == "cross_entropy" and not checked["label_smoothing"]:
+        checked = {}
+    return {"name": name, **checked} if checked else name
 
 
 def get_head(loss, output_activation) -> Head:
-    """The head for a loss name (None: the output activation's default) and an output activation."""
+    """The head for a loss (a name or a spec dict; None: the output activation's default) and an
+    output activation."""
     activation = get_activation(output_activation, "output_activation")
-    return _HEADS[check_loss(loss, activation.name)](activation)
+    spec = check_loss(loss, activation.name)
+    if isinstance(spec, dict):
+        return _HEADS[spec["name"]](activation, **{k: v for k, v in spec.items() if k != "name"})
+    return _HEADS[spec](activation)

@@ -25,7 +25,7 @@ import numpy as np
 from . import backend, persistence, philox, training, validation
 from .activations import get_activation
 from .distributed import part
-from .heads import check_loss, default_loss, get_head
+from .heads import Head, check_loss, default_loss, get_head
 from .history import History
 from .initializers import check_init
 from .layers import Context, Dense, Dropout, Layer, from_spec
@@ -145,8 +145,8 @@ class Sequential:
         return self._output.name
 
     @property
-    def default_loss(self) -> str:
-        """The loss fit trained with, else the one the output activation implies."""
+    def default_loss(self):
+        """The loss fit trained with (a name or a spec dict), else the one the output activation implies."""
         return self.loss or default_loss(self._output.name)
 
     @property
@@ -195,7 +195,8 @@ class Sequential:
                                                    target=old.target)
 
     def head(self, loss=None):
-        """The output head for `loss` (None: the loss fit trained with, else the output's default)."""
+        """The output head for `loss`, a name or a spec dict ({"name": "huber", "delta": 1.0}); None:
+        the loss fit trained with, else the output's default."""
         return get_head(check_loss(loss or self.loss, self._output.name), self._output)
 
     def parameters(self) -> list:
@@ -320,8 +321,8 @@ class Sequential:
 
     def check_target(self, y, n_samples: int, loss, parameter: str = "y"):
         """Targets as a float array (n_samples, n_outputs) on the model's device, as the head for
-        `loss` (a name or a head) reads them."""
-        head = self.head(loss) if loss is None or isinstance(loss, str) else loss
+        `loss` (a name, a spec dict or a head) reads them."""
+        head = loss if isinstance(loss, Head) else self.head(loss)
         y = validation.array_on(y, self.device, parameter)
         host = y if isinstance(y, np.ndarray) else backend.to_numpy(y)
         if host.ndim not in (1, 2) or host.shape[0] != n_samples:
@@ -499,8 +500,11 @@ class Sequential:
         Args:
             X: (n_samples, n_features).
             y: class labels (n_samples,) or one-hot (n_samples, n_outputs) for cross_entropy;
-               0/1 targets for binary_cross_entropy; (n_samples,) or (n_samples, n_outputs) for mse.
-            loss: None infers it from the output activation.
+               0/1 targets for binary_cross_entropy; (n_samples,) or (n_samples, n_outputs) for mse
+               and the other regression losses.
+            loss: a name or a spec dict (heads.py: {"name": "huber", "delta": 1.0},
+               {"name": "quantile", "quantile": 0.9}, {"name": "cross_entropy", "label_smoothing": 0.1});
+               None infers it from the output activation.
             training_step: None (the default) runs the network as at inference, without dropout;
                an integer runs it as `fit`'s optimizer step of that number would, with the same
                dropout masks (rows 0..n-1), so that gradients can be checked with them held fixed.

@@ -157,7 +157,7 @@ def parity_report(
     ]
     head = models[0].head(loss)
     host_X = np.asarray(backend.to_numpy(X))
-    data = [(m.check_input(X), m.check_target(y, host_X.shape[0], head.loss)) for m in models]
+    data = [(m.check_input(X), m.check_target(y, host_X.shape[0], head)) for m in models]
     optimizers = [get_optimizer(optimizer, m.parameters(), learning_rate) for m in models]
     report = ParityReport(devices, dtype, steps, TOLERANCE[dtype] if tolerance is None else float(tolerance),
                           tf32=backend.tf32_enabled())

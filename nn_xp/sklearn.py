@@ -1,7 +1,8 @@
 """scikit-learn estimators backed by `nn_xp.MLP`: `MLPClassifier` and `MLPRegressor`.
 
 Drop-in replacements for `sklearn.neural_network.MLPClassifier` / `MLPRegressor` (solvers "adam",
-"sgd" and "lbfgs"; MLPRegressor's losses "squared_error" and "poisson") that train with nn_xp's
+"sgd" and "lbfgs"; MLPRegressor's losses "squared_error" and "poisson", and nn_xp's
+"absolute_error", "huber" and "quantile") that train with nn_xp's
 forward and backward passes, on the CPU or a CUDA GPU (`device=`). They pass scikit-learn's
 estimator checks and work in Pipeline, GridSearchCV and cross_val_score. Inputs and outputs are
 NumPy arrays; the data goes to the device once per fit.
@@ -14,7 +15,8 @@ They optimise scikit-learn's objective, step for step, and not nn_xp's own loss 
   rescaled before each step: x n_outputs for binary cross-entropy, x n_outputs / 2 for mse.
   (scikit-learn's MLPRegressor reports 0.5 * mean((y - y_hat)**2) in `loss_curve_` but steps along
   the gradient of 0.5 * sum over outputs, mean over samples; both are reproduced.) Poisson: the half
-  Poisson deviance summed over outputs, averaged over samples (nn_xp's "poisson" x n_outputs).
+  Poisson deviance summed over outputs, averaged over samples (nn_xp's "poisson" x n_outputs);
+  "absolute_error", "huber" and "quantile" (not in scikit-learn's MLP) the same way.
 - L2 penalty, as in scikit-learn's `_backprop`: each batch of n_b samples adds
   alpha / (2 n_b) * sum_l ||W_l||^2 to the loss and alpha / n_b * W_l to the gradient of every
   weight matrix (not to the biases). nn_xp's `weight_decay` cannot express this (it would decay
@@ -133,7 +135,7 @@ __all__ = ["MLPClassifier", "MLPRegressor"]
 SKLEARN_ACTIVATIONS = {"identity": "linear", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
 HIDDEN_ACTIVATIONS = tuple(SKLEARN_ACTIVATIONS) + tuple(a for a in ACTIVATIONS if a != "softmax")
 SOLVERS = ("lbfgs", "sgd", "adam")
-LOSSES = ("squared_error", "poisson")  # MLPRegressor's
+LOSSES = ("squared_error", "poisson", "absolute_error", "huber", "quantile")  # MLPRegressor's
 LEARNING_RATES = ("constant", "invscaling", "adaptive")
 _PREDICT_CHUNK = 65536  # rows per forward pass at prediction time: bounds device memory
 _FLOATS = (np.float64, np.float32)  # what X is validated to, as scikit-learn's MLP
@@ -537,6 +539,10 @@ class _BaseMLP(CallbackSupportMixin, BaseEstimator):
         """sample_weight, times the class weights where the estimator has them (MLPClassifier)."""
         return sample_weight
 
+    def _loss_spec(self):
+        """The nn_xp loss (heads.py) the network trains with; None: the output activation's own."""
+        return None
+
     def _initialize(self, layer_sizes, settings, random_state):
         """A new network with scikit-learn's initial weights, drawn from `random_state` in its order."""
         model = MLP(
@@ -658,12 +664,12 @@ class _BaseMLP(CallbackSupportMixin, BaseEstimator):
                 )
             batch_size = int(np.clip(self.batch_size, 1, n_samples))
         # Everything is checked once here; each epoch then runs nn_xp's own epoch of batches.
-        head = model.head()
+        head = model.head(self._loss_spec())
         X_device = model.check_input(X)
-        Y_device = model.check_target(Y, n_samples, head.loss)
+        Y_device = model.check_target(Y, n_samples, head)
         runner = Epoch(model, X_device, Y_device, head, batch_size, l2=settings["alpha"] / self._gradient_scale(),
                        weights=model.check_weights(sample_weight, n_samples))
-        model.loss = head.loss
+        model.loss = head.spec()
         loss_scale = self._loss_scale()
         sample_idx = np.arange(n_samples)
         if not incremental:
@@ -685,16 +691,16 @@ class _BaseMLP(CallbackSupportMixin, BaseEstimator):
         max |gradient| <= tol. Callbacks see one subtask per iteration (scipy's `callback`); with a
         validation set of the user's own, its score is recorded after every iteration."""
         model = self.model_
-        head = model.head()
+        head = model.head(self._loss_spec())
         X_device = model.check_input(X)
-        Y_device = model.check_target(Y, X.shape[0], head.loss)
+        Y_device = model.check_target(Y, X.shape[0], head)
         scale = self._gradient_scale()
         weights = [i for i, p in enumerate(model.parameters()) if p.ndim > 1]
         l2 = settings["alpha"] / scale
         W = model.check_weights(sample_weight, X.shape[0])
         n = X.shape[0] if sample_weight is None else float(np.sum(sample_weight))
         ops = None
-        model.loss = head.loss
+        model.loss = head.spec()
         reported = {}  # objective value -> the loss as scikit-learn reports it, for each evaluation
 
         def objective():
@@ -972,7 +978,10 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     Softmax output with cross-entropy for multiclass targets; one sigmoid output with binary
     cross-entropy for two classes; one sigmoid per label for multi-label indicator targets.
     Parameters and attributes as in `sklearn.neural_network.MLPClassifier` (see the module docstring
-    for the differences), plus `device` ("auto", "cpu", "cuda", "cuda:N") and `dtype`.
+    for the differences), plus `device` ("auto", "cpu", "cuda", "cuda:N") and `dtype`, and
+    `label_smoothing` in [0, 1) (torch.nn.CrossEntropyLoss's): the multiclass cross-entropy is taken
+    against (1 - label_smoothing) * one-hot + label_smoothing / n_classes, in `loss_` and
+    `loss_curve_` too; binary and multi-label targets (sigmoid outputs) refuse it.
     """
 
     def __init__(
@@ -1005,6 +1014,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         dtype=None,
         class_weight=None,
         scoring=None,
+        label_smoothing=0.0,
     ):
         super().__init__(
             hidden_layer_sizes, activation, solver=solver, alpha=alpha, batch_size=batch_size,
@@ -1016,6 +1026,21 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             dtype=dtype, scoring=scoring,
         )
         self.class_weight = class_weight
+        self.label_smoothing = label_smoothing
+
+    def _check_params(self) -> dict:
+        _check_real(self.label_smoothing, "label_smoothing", 0.0, 1.0, high_open=True)
+        return super()._check_params()
+
+    def _loss_spec(self):
+        if not self.label_smoothing:
+            return None
+        if self._output_activation() != "softmax":
+            raise ValueError(
+                f"label_smoothing={self.label_smoothing!r} needs a multiclass target (a softmax output with "
+                "cross-entropy); this y is binary or multi-label (sigmoid outputs): set label_smoothing=0.0"
+            )
+        return {"name": "cross_entropy", "label_smoothing": float(self.label_smoothing)}
 
     def _class_sample_weight(self, Y, sample_weight):
         """sample_weight times class_weight's weight of each sample's class (scikit-learn's
@@ -1146,11 +1171,14 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                               sample_weight=sample_weight)
 
     def _data_loss(self, output, Y) -> float:
-        """scikit-learn's log-loss (probabilities clipped to [eps, 1 - eps])."""
+        """scikit-learn's log-loss (probabilities clipped to [eps, 1 - eps]), against the smoothed
+        labels where label_smoothing is set."""
         eps = np.finfo(output.dtype).eps
         P = np.clip(output.astype(np.float64), eps, 1 - eps)
         Y = Y.astype(np.float64)
         if self.out_activation_ == "softmax":
+            if self.label_smoothing:
+                Y = Y * (1 - self.label_smoothing) + self.label_smoothing / Y.shape[1]
             return float(-np.sum(Y * np.log(P)) / P.shape[0])
         return float(-np.sum(Y * np.log(P) + (1 - Y) * np.log(1 - P)) / P.shape[0])
 
@@ -1166,8 +1194,12 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     loss="squared_error": linear output, scikit-learn's squared error (see the module docstring for
     the factor of 1/2). loss="poisson": exp output (log link), scikit-learn's half Poisson deviance
     summed over outputs and averaged over samples (nn_xp's "poisson" averaged over all elements, times
-    n_outputs). Parameters and attributes as in `sklearn.neural_network.MLPRegressor`, plus `device`
-    ("auto", "cpu", "cuda", "cuda:N") and `dtype`.
+    n_outputs). loss="absolute_error" (|y - y_hat|), "huber" (torch.nn.HuberLoss with
+    delta=`huber_delta` > 0) and "quantile" (the pinball loss of `quantile` in (0, 1), scikit-learn's
+    PinballLoss: the predictions estimate that conditional quantile): linear output, the loss summed
+    over outputs and averaged over samples, as for "poisson". Parameters and attributes as in
+    `sklearn.neural_network.MLPRegressor`, plus `quantile`, `huber_delta`, `device` ("auto", "cpu",
+    "cuda", "cuda:N") and `dtype`.
     """
 
     def __init__(
@@ -1200,6 +1232,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         device="auto",
         dtype=None,
         scoring=None,
+        quantile=0.5,
+        huber_delta=1.0,
     ):
         super().__init__(
             hidden_layer_sizes, activation, solver=solver, alpha=alpha, batch_size=batch_size,
@@ -1210,22 +1244,33 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             n_iter_no_change=n_iter_no_change, max_fun=max_fun, device=device, dtype=dtype, scoring=scoring,
         )
         self.loss = loss
+        self.quantile = quantile
+        self.huber_delta = huber_delta
 
     def _check_params(self) -> dict:
         _check_choice(self.loss, "loss", LOSSES)
+        _check_real(self.quantile, "quantile", 0.0, 1.0, low_open=True, high_open=True)
+        _check_real(self.huber_delta, "huber_delta", 0.0, low_open=True)
         return super()._check_params()
+
+    def _loss_spec(self):
+        if self.loss == "huber":
+            return {"name": "huber", "delta": float(self.huber_delta)}
+        if self.loss == "quantile":
+            return {"name": "quantile", "quantile": float(self.quantile)}
+        return {"squared_error": "mse"}.get(self.loss, self.loss)
 
     def _output_activation(self) -> str:
         return "exp" if self.loss == "poisson" else "linear"
 
     def _gradient_scale(self) -> float:
-        if self.loss == "poisson":  # nn_xp averages over outputs too, scikit-learn sums over them
+        if self.loss != "squared_error":  # nn_xp averages over outputs too, scikit-learn sums over them
             return float(self.n_outputs_)
         # nn_xp's mse: gradient 2 (A - Y) / (n k); scikit-learn steps along (A - Y) / n.
         return self.n_outputs_ / 2.0
 
     def _loss_scale(self) -> float:
-        return float(self.n_outputs_) if self.loss == "poisson" else 0.5
+        return 0.5 if self.loss == "squared_error" else float(self.n_outputs_)
 
     def _stratify(self) -> bool:
         return False
@@ -1277,13 +1322,23 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         return r2_score(Y, output, sample_weight=sample_weight)
 
     def _data_loss(self, output, Y) -> float:
-        """scikit-learn's squared error, 0.5 * mean((y - y_hat)^2), or its half Poisson deviance."""
+        """scikit-learn's squared error, 0.5 * mean((y - y_hat)^2), its half Poisson deviance, or the
+        absolute error, Huber or pinball loss summed over outputs, averaged over samples."""
         output = output.astype(np.float64)
         if self.loss == "poisson":
             Y = Y.astype(np.float64)
             logs = np.where(Y > 0, Y * np.log(np.where(Y > 0, Y, 1.0) / output), 0.0)
             return float(np.sum(np.mean(logs - Y + output, axis=0)))
         D = output - Y
+        if self.loss == "absolute_error":
+            return float(np.sum(np.mean(np.abs(D), axis=0)))
+        if self.loss == "huber":
+            delta = float(self.huber_delta)
+            elements = np.where(np.abs(D) <= delta, 0.5 * D * D, delta * (np.abs(D) - 0.5 * delta))
+            return float(np.sum(np.mean(elements, axis=0)))
+        if self.loss == "quantile":
+            q = float(self.quantile)
+            return float(np.sum(np.mean(np.maximum(-q * D, (1 - q) * D), axis=0)))
         return float(0.5 * np.mean(D * D))
 
     def __sklearn_tags__(self):

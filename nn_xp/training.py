@@ -641,7 +641,9 @@ def fit(
 
     Args:
         X: (n_samples, n_features). y: targets, as for `MLP.loss_and_grads`.
-        loss: None infers it from the output activation.
+        loss: a name ("mse", "absolute_error", "huber", "quantile", "cross_entropy", ...) or a spec dict
+            with its settings ({"name": "quantile", "quantile": 0.9}; heads.py); None infers it
+            from the output activation. The model keeps it (`model.loss`, saved with the model).
         optimizer: an `nn_xp.optim` optimizer, or "sgd", "momentum", "rmsprop", "adam", "adamw",
             "lbfgs" (full-batch: batch_size=None, one L-BFGS step of up to max_iter iterations per
             epoch; no clipping and no callbacks with on_batch_end).
@@ -743,14 +745,14 @@ def fit(
         comm = None
     streamed = use_streaming(streaming, X, model.device, model.dtype, full_batch=lbfgs)
     X = model.check_input(X, comm=comm, host=streamed)
-    Y = model.check_target(y, X.shape[0], head.loss)
+    Y = model.check_target(y, X.shape[0], head)
     W = class_weights(model, head, Y, model.check_weights(sample_weight, X.shape[0]), class_weight)
     X_val = Y_val = W_val = None
     if validation_data is not None:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
             raise TypeError("validation_data must be a pair (X_val, y_val) or a triple (X_val, y_val, sample_weight)")
         X_val = model.check_input(validation_data[0], "validation_data[0]", comm=comm)
-        Y_val = model.check_target(validation_data[1], X_val.shape[0], head.loss, "validation_data[1]")
+        Y_val = model.check_target(validation_data[1], X_val.shape[0], head, "validation_data[1]")
         if len(validation_data) == 3:
             W_val = model.check_weights(validation_data[2], X_val.shape[0], "validation_data[2]")
     _check_validation_split(validation_split, X.shape[0])
@@ -830,7 +832,7 @@ def _train(model, opt, X, Y, W, X_val, Y_val, W_val, head, epochs, batch_size, v
         train_rows=train_rows, comm=comm, weights=W, half=half, streaming=streamed)
     n = runner.n
     model.stop_training = False
-    model.loss = head.loss
+    model.loss = head.spec()
     model.l2 = l2
     for callback in callbacks:
         callback.set_model(model)

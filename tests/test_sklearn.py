@@ -130,9 +130,9 @@ def test_class_weight_is_scikit_learns_compute_sample_weight():
 
 # ---- the same model as scikit-learn's, step for step ------------------------------------------
 def _reference(estimator):
-    """scikit-learn's MLP with the same parameters (without device and dtype)."""
-    ours = ("device", "dtype", "class_weight", "scoring")
-    params = {k: v for k, v in estimator.get_params().items() if k not in ours}
+    """scikit-learn's MLP with the same parameters (without nn_xp's own)."""
+    own = ("device", "dtype", "class_weight", "scoring", "label_smoothing", "quantile", "huber_delta")
+    params = {k: v for k, v in estimator.get_params().items() if k not in own}
     cls = neural_network.MLPClassifier if isinstance(estimator, MLPClassifier) else neural_network.MLPRegressor
     return cls(**params)
 
