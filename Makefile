@@ -20,8 +20,8 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 
-# The install compiles nn_xp/_native.c (setup.py), so a change to it reinstalls too.
-NATIVE_SOURCES := setup.py nn_xp/_native.c
+# The install compiles nn_xp/backends/_native.c (setup.py), so a change to it reinstalls too.
+NATIVE_SOURCES := setup.py nn_xp/backends/_native.c
 
 $(VENV)/.train-$(subst $(comma),-,$(TRAIN_EXTRAS)): pyproject.toml $(NATIVE_SOURCES) | $(PY)
 	@if [ -n "$(CUDA_MAJOR)" ] && [ -z "$(CUDA_EXTRA)" ]; then \

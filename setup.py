@@ -1,8 +1,8 @@
 """The one compiled piece of nn_xp: single-pass optimizer updates and ReLU layer passes for NumPy
-(nn_xp/_native.c).
+(nn_xp/backends/_native.c).
 
 It is optional: where no C compiler is found the build warns and goes on, and nn_xp runs the same
-updates as whole-array NumPy operations (nn_xp/native.py says which one is in use).
+updates as whole-array NumPy operations (nn_xp/backends/numpy_ops.py says which one is in use).
 """
 
 import sys
@@ -16,4 +16,4 @@ else:
     # floating-point exception flags (nothing reads them), so the loops vectorise.
     flags = ["-O3", "-ffp-contract=off", "-fno-math-errno", "-fno-trapping-math"]
 
-setup(ext_modules=[Extension("nn_xp._native", ["nn_xp/_native.c"], extra_compile_args=flags, optional=True)])
+setup(ext_modules=[Extension("nn_xp.backends._native", ["nn_xp/backends/_native.c"], extra_compile_args=flags, optional=True)])

@@ -94,7 +94,7 @@ if compgen -G ".whl/*.whl" > /dev/null; then
   t "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
     && export PYTHONPATH="$PYTHONPATH:/tmp/site"
 fi
-if ! "$PY" -c "import nn_xp._native" 2> /dev/null; then
+if ! "$PY" -c "import nn_xp.backends._native" 2> /dev/null; then
   echo "building nn_xp's compiled loops for this Python"
   t "$PY" setup.py -q build_ext --inplace > /dev/null 2>&1 || echo "  (not built: nn_xp runs without them)"
 fi
@@ -119,7 +119,7 @@ for name in ('cupy', 'torch'):
         print(name, 'absent', end=' ')
 print()"
 t "$PY" -m nn_xp info
-why=$("$PY" -c "from nn_xp import backend; n, why = backend.cuda_status(); print('ok' if n else why)" 2>&1 | tail -n 1)
+why=$("$PY" -c "from nn_xp import backends; n, why = backends.cuda_status(); print('ok' if n else why)" 2>&1 | tail -n 1)
 if [ "$why" = ok ]; then
   gpu=1
   export NN_XP_DEVICE=cuda:0

@@ -6,7 +6,7 @@ and the CUDA API calls that started them: runtime calls (cudaLaunchKernel, PyTor
 cuBLAS's) and driver calls (cuLaunchKernel, CuPy's own kernels), where this PyTorch records them.
 For workloads (a) and (b) it counts, per training step:
 - nn_xp in float32 and in mixed_float16, with its fused CuPy kernels on and off
-  (`nn_xp.cupy_ops.set_fused(False)`; where that function does not exist, as the code is);
+  (`nn_xp.backends.cupy_ops.set_fused(False)`; where that function does not exist, as the code is);
 - PyTorch eager in float32, and under AMP (autocast float16 with a GradScaler);
 each in two scopes:
 - "step": K steps of the training loop on data already on the GPU (nn_xp's `Epoch.run` over K
@@ -196,10 +196,10 @@ def cases(set_fused) -> list:
 def measure(nx, torch, keys, scopes, steps, save=lambda rows: None, device="cuda:0") -> list:
     """Every case's counts, in the order scope, workload, case; `save(rows)` after each, so that a run
     cut short by a time limit keeps the step scope, which matters most. device="cpu" tests the harness."""
-    import nn_xp.cupy_ops  # imports no CuPy by itself
+    import nn_xp.backends.cupy_ops  # imports no CuPy by itself
     from benchmarks.workloads import WORKLOADS, make_data
 
-    set_fused = getattr(nn_xp.cupy_ops, "set_fused", None)  # being added: count "as is" without it
+    set_fused = getattr(nn_xp.backends.cupy_ops, "set_fused", None)  # being added: count "as is" without it
     rows = []
     for scope in scopes:
         for key in keys:
@@ -281,9 +281,9 @@ def main(argv=None) -> int:
     if args.steps < 1 or not set(scopes) <= {"step", "epoch"} or not scopes:
         parser.error("--steps must be >= 1 and --scopes a subset of step,epoch")
     import nn_xp as nx
-    from nn_xp import backend
+    from nn_xp import backends
 
-    count, why = backend.cuda_status()
+    count, why = backends.cuda_status()
     if count == 0:
         print(f"launches: no GPU for nn_xp ({why}); nothing to count")
         return 0
@@ -297,11 +297,12 @@ def main(argv=None) -> int:
         return 0
     import cupy
 
-    import nn_xp.cupy_ops
+    import nn_xp.backends.cupy_ops
 
     torch.backends.cuda.matmul.allow_tf32 = False
     info = {"gpu": torch.cuda.get_device_name(0), "cupy": cupy.__version__, "torch": torch.__version__,
-            "steps": args.steps, "fused_switch": "nn_xp.cupy_ops.set_fused" if hasattr(nn_xp.cupy_ops, "set_fused")
+            "steps": args.steps,
+            "fused_switch": "nn_xp.backends.cupy_ops.set_fused" if hasattr(nn_xp.backends.cupy_ops, "set_fused")
             else "absent (nn_xp as is)"}
     from benchmarks.workloads import WORKLOADS
 

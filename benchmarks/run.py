@@ -640,9 +640,9 @@ def main(argv=None) -> int:
     nx = import_nn_xp()
     gpus = [d for d in nx.available_devices() if d.startswith("cuda")]
     if args.device == "cuda" and not gpus:
-        from nn_xp import backend
+        from nn_xp import backends
 
-        log(f"--device cuda: nn_xp sees no GPU ({backend.cuda_status()[1]})")
+        log(f"--device cuda: nn_xp sees no GPU ({backends.cuda_status()[1]})")
         return 2
     use_cuda = bool(gpus) and args.device != "cpu"
     if args.gpu_only and not use_cuda:

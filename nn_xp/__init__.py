@@ -3,7 +3,7 @@
 __version__ = "0.1.0"
 
 from . import callbacks, datasets, layers, optim, schedules
-from .backend import (
+from .backends import (
     available_devices,
     default_device,
     get_namespace,

@@ -2,8 +2,10 @@
 
 Each forward is `A = f(xp, Z)`; each backward is `dZ = df(xp, dA, Z, A)`, computing the
 derivative from the saved output `A` where that is cheaper and exact (relu, sigmoid, tanh).
-A new activation is one pair of functions and one line in `_FIXED` (or `_PARAMETRIC`); the
-backends' in-place forms of the common ones live with their ops (numpy_ops.py, cupy_ops.py).
+A new activation is one pair of functions and one line in `_FIXED` (or `_PARAMETRIC`). An activation
+may also name the ops primitive that computes the same pair faster (`fused`, with its settings in
+`params`): the backends' in-place and fused-kernel forms (nn_xp/backends/) look at that name alone,
+never at the functions, and an activation without one (None) runs its own pair on every backend.
 """
 
 from __future__ import annotations
@@ -17,12 +19,19 @@ from .validation import Real
 
 @dataclass(frozen=True)
 class Activation:
-    """A named forward/backward pair; `params` holds its settings (e.g. a leaky ReLU slope)."""
+    """A named forward/backward pair; `params` holds its settings (e.g. a leaky ReLU slope).
+
+    fused: the name of the ops primitive that computes this very pair ("linear", "relu", "sigmoid",
+        "tanh", "leaky_relu" with params["negative_slope"]), or None: the ops then call
+        forward/backward. An activation of your own that shares a built-in's name keeps None, and
+        so its own functions.
+    """
 
     name: str
     forward: Callable
     backward: Callable
     params: dict = field(default_factory=dict)
+    fused: str | None = None
 
     def spec(self) -> dict:
         """A JSON-ready description, inverted by `get_activation`."""
@@ -116,7 +125,7 @@ def leaky_relu(negative_slope: float = 0.01) -> Activation:
     def backward(xp, dA, Z, A):
         return xp.where(Z > 0, dA, slope * dA)
 
-    return Activation("leaky_relu", forward, backward, {"negative_slope": slope})
+    return Activation("leaky_relu", forward, backward, {"negative_slope": slope}, fused="leaky_relu")
 
 
 def elu(alpha: float = 1.0) -> Activation:
@@ -137,10 +146,10 @@ def _check_positive_param(name, value, allow_zero=False):
 
 
 _FIXED = {
-    "linear": Activation("linear", _linear, _linear_backward),
-    "relu": Activation("relu", _relu, _relu_backward),
-    "sigmoid": Activation("sigmoid", sigmoid, _sigmoid_backward),
-    "tanh": Activation("tanh", _tanh, _tanh_backward),
+    "linear": Activation("linear", _linear, _linear_backward, fused="linear"),
+    "relu": Activation("relu", _relu, _relu_backward, fused="relu"),
+    "sigmoid": Activation("sigmoid", sigmoid, _sigmoid_backward, fused="sigmoid"),
+    "tanh": Activation("tanh", _tanh, _tanh_backward, fused="tanh"),
     "softmax": Activation("softmax", _softmax, _softmax_backward),
     "softplus": Activation("softplus", _softplus, _softplus_backward),
     "silu": Activation("silu", _silu, _silu_backward),

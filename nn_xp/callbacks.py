@@ -14,7 +14,7 @@ import math
 import numbers
 import os
 
-from . import backend
+from . import backends
 from .metrics import GREATER_IS_BETTER
 
 
@@ -113,7 +113,7 @@ class EarlyStopping(Callback):
         if self._improved(value):
             self.best, self.best_epoch, self.wait = value, epoch, 0
             if self.restore_best_weights:
-                xp = backend.get_namespace(*self.model.parameters())
+                xp = backends.get_namespace(*self.model.parameters())
                 self.best_weights = [xp.asarray(p, copy=True) for p in self.model.parameters()]
             return
         self.wait += 1

@@ -816,7 +816,7 @@ def cmd_predict(args) -> int:
 def _in_batches(method, X):
     """predict (or predict_proba) over X's rows PREDICT_BATCH_ROWS at a time, each batch through the
     model's input pipeline and cast on its own: a memory-mapped X is never held whole, nor as float64."""
-    from .backend import to_numpy
+    from .backends import to_numpy
 
     return np.concatenate([to_numpy(method(X[start : start + PREDICT_BATCH_ROWS]))
                            for start in range(0, X.shape[0], PREDICT_BATCH_ROWS)])
@@ -890,27 +890,22 @@ def _stored_drop(pipeline):
 def cmd_info(args) -> int:
     import numpy
 
-    from . import __version__, backend
+    from . import __version__, backends
 
-    count, why = backend.cuda_status()
-    try:
-        import cupy
-
-        cupy_version = cupy.__version__
-    except Exception:
-        cupy_version = "not installed"
+    count, why = backends.cuda_status()
+    cupy_version = backends.cupy_version()
     print(f"nn_xp {__version__}")
     print(f"numpy {numpy.__version__}")
     print(f"cupy {cupy_version}")
-    print(f"devices: {', '.join(backend.available_devices())}")
-    print(f"default device: {backend.default_device()}")
+    print(f"devices: {', '.join(backends.available_devices())}")
+    print(f"default device: {backends.default_device()}")
     print(f"CUDA: {'usable, ' + str(count) + ' GPU(s)' if count else 'not usable: ' + why}")
+    from .backends.numpy_ops import native_available, native_enabled
     from .distributed import mpi_status, nccl_status
-    from .numpy_ops import native_available, native_enabled
 
     state = "built, in use" if native_enabled() else ("built, turned off (NN_XP_NATIVE=0)" if native_available()
                                                        else "not built (no C compiler at install)")
-    print(f"compiled loops (nn_xp/_native.c): {state}")
+    print(f"compiled loops (nn_xp/backends/_native.c): {state}")
     print(f"BLAS: {_blas()}")
 
     for name, (usable, detail) in (("MPI", mpi_status()), ("NCCL", nccl_status())):
@@ -932,7 +927,7 @@ def _blas() -> str:
 
 
 def cmd_parity(args) -> int:
-    from . import backend
+    from . import backends
     from .parity import parity_report
 
     data = _load_data(args.dataset, args.target, args.n_samples, args.seed)
@@ -940,7 +935,7 @@ def cmd_parity(args) -> int:
         raise ValueError(f"{args.dataset}: no targets found")
     n_out = data.n_outputs
     layers = args.layers or [data.X.shape[1], 512, 256, n_out]
-    backend.set_tf32(bool(args.tf32))
+    backends.set_tf32(bool(args.tf32))
     classification = data.task == "classification"
     report = parity_report(
         layers, data.X, data.y, devices=tuple(args.devices), steps=args.steps, batch_size=args.batch_size,

@@ -5,7 +5,7 @@ Both take the gradient list of `MLP.loss_and_grads` and return new arrays (the i
 
 from __future__ import annotations
 
-from . import backend
+from . import backends
 from .validation import Real
 
 _POSITIVE = Real(0.0, None, closed="neither")
@@ -40,7 +40,7 @@ def clip_grad_norm(grads, max_norm):
     """
     max_norm = _positive(max_norm, "max_norm")
     grads = _check_grads(grads)
-    xp = backend.get_namespace(*grads)
+    xp = backends.get_namespace(*grads)
     norms = xp.stack([xp.linalg.vector_norm(g) for g in grads])
     total_norm = xp.linalg.vector_norm(norms)
     # Always multiplying (by 1 when under the limit) keeps the step free of host synchronisation.
@@ -55,5 +55,5 @@ def clip_grad_value(grads, clip_value):
     """
     clip_value = _positive(clip_value, "clip_value")
     grads = _check_grads(grads)
-    xp = backend.get_namespace(*grads)
+    xp = backends.get_namespace(*grads)
     return [xp.clip(g, -clip_value, clip_value) for g in grads]

@@ -755,7 +755,7 @@ def standardize(X, stats: dict) -> np.ndarray:
 
 
 def _as_matrix(X, parameter: str) -> np.ndarray:
-    from .backend import to_numpy
+    from .backends import to_numpy
 
     X = to_numpy(X)
     if X.ndim != 2:

@@ -8,7 +8,8 @@ in contiguous, near-equal parts; each rank computes the mean gradient of its par
 its share of the batch, and one allreduce of the flat gradient buffer sums them into the global
 batch's mean gradient, so every rank takes the same optimizer step as one process training with
 that batch would (to rounding). The collectives are MPI's (mpi4py's in-place `Allreduce` on NumPy
-buffers) and NCCL's (CuPy's `cupy.cuda.nccl`, bootstrapped over MPI); nn_xp writes no transport.
+buffers) and NCCL's (CuPy's `cupy.cuda.nccl`, bootstrapped over MPI: nn_xp/backends/nccl.py); nn_xp
+writes no transport.
 
 The backends:
 - "mpi": mpi4py's COMM_WORLD; NumPy buffers directly, GPU buffers staged through the host (device
@@ -27,7 +28,8 @@ import sys
 
 import numpy as np
 
-from . import backend
+from . import backends
+from .backends.nccl import NcclGroup, nccl_status
 
 BACKENDS = ("auto", "mpi", "nccl", "single")
 # Variables that MPICH's Hydra, Open MPI, Intel MPI and Slurm's PMI set in every rank they start.
@@ -47,18 +49,6 @@ def mpi_status() -> tuple[bool, str]:
     except Exception as error:  # ImportError, or a broken MPI library
         return False, f"{_MISSING} ({type(error).__name__}: {error})"
     return True, MPI.Get_library_version().strip().splitlines()[0]
-
-
-def nccl_status() -> tuple[bool, str]:
-    """(whether CuPy's NCCL bindings are there, their version or why not). Never raises."""
-    if backend.cuda_status()[0] == 0:
-        return False, f"no usable GPU ({backend.cuda_status()[1]})"
-    try:
-        from cupy.cuda import nccl
-
-        return bool(nccl.available), f"NCCL {nccl.get_version()}"
-    except Exception as error:  # any failure means: not usable
-        return False, f"CuPy has no NCCL ({type(error).__name__}: {error})"
 
 
 class Communicator:
@@ -101,8 +91,7 @@ class Communicator:
 
     def device(self) -> str:
         """The device for this rank: its own GPU ("cuda:<local rank>") when there are GPUs, else "cpu"."""
-        count = backend.cuda_status()[0]
-        return f"cuda:{self.local_rank % count}" if count else "cpu"
+        return backends.rank_device(self.local_rank)
 
 
 class MPICommunicator(Communicator):
@@ -121,12 +110,12 @@ class MPICommunicator(Communicator):
         self.local_rank = self.comm.Split_type(MPI.COMM_TYPE_SHARED).Get_rank()
 
     def allreduce(self, array):
-        if isinstance(array, np.ndarray):
+        if backends.is_host_array(array):
             self.comm.Allreduce(self.MPI.IN_PLACE, array, op=self.MPI.SUM)
             return array
-        host = backend.to_numpy(array)  # device to host, Allreduce, host to device
+        host = backends.to_numpy(array)  # device to host, Allreduce, host to device
         self.comm.Allreduce(self.MPI.IN_PLACE, host, op=self.MPI.SUM)
-        array[...] = backend.to_device(host, backend.device_of(array))
+        array[...] = backends.to_device(host, backends.device_of(array))
         return array
 
     def allreduce_host(self, values):
@@ -135,12 +124,12 @@ class MPICommunicator(Communicator):
         return values
 
     def broadcast(self, array, root: int = 0):
-        if isinstance(array, np.ndarray):
+        if backends.is_host_array(array):
             self.comm.Bcast(array, root=root)
             return array
-        host = backend.to_numpy(array)
+        host = backends.to_numpy(array)
         self.comm.Bcast(host, root=root)
-        array[...] = backend.to_device(host, backend.device_of(array))
+        array[...] = backends.to_device(host, backends.device_of(array))
         return array
 
     def broadcast_object(self, value, root: int = 0):
@@ -165,34 +154,18 @@ class NCCLCommunicator(MPICommunicator):
         ok, why = nccl_status()
         if not ok:
             raise RuntimeError(f"backend='nccl' cannot be used: {why}")
-        import cupy
-        from cupy.cuda import nccl
-
-        self.cupy, self.nccl = cupy, nccl
         self.gpu = int(self.device().split(":")[1])
-        with cupy.cuda.Device(self.gpu):
-            uid = self.comm.bcast(nccl.get_unique_id() if self.rank == 0 else None, root=0)
-            self.nccl_comm = nccl.NcclCommunicator(self.size, uid, self.rank)
-
-    def _types(self, array):
-        nccl = self.nccl
-        kinds = {np.dtype(np.float32): nccl.NCCL_FLOAT32, np.dtype(np.float64): nccl.NCCL_FLOAT64}
-        return kinds[np.dtype(array.dtype)]
+        self.group = NcclGroup(self.size, self.rank, self.gpu, lambda uid: self.comm.bcast(uid, root=0))
 
     def allreduce(self, array):
-        if isinstance(array, np.ndarray):
+        if backends.is_host_array(array):
             return super().allreduce(array)
-        stream = self.cupy.cuda.get_current_stream().ptr
-        self.nccl_comm.allReduce(array.data.ptr, array.data.ptr, array.size, self._types(array),
-                                 self.nccl.NCCL_SUM, stream)
-        return array
+        return self.group.allreduce(array)
 
     def broadcast(self, array, root: int = 0):
-        if isinstance(array, np.ndarray):
+        if backends.is_host_array(array):
             return super().broadcast(array, root)
-        stream = self.cupy.cuda.get_current_stream().ptr
-        self.nccl_comm.bcast(array.data.ptr, array.size, self._types(array), root, stream)
-        return array
+        return self.group.broadcast(array, root)
 
 
 def init(backend: str = "auto") -> Communicator:
@@ -217,7 +190,7 @@ def init(backend: str = "auto") -> Communicator:
 
 def _own_gpus(comm) -> bool:
     """True when every rank on each machine can have a GPU of its own."""
-    count = backend.cuda_status()[0]
+    count = backends.cuda_status()[0]
     local_sizes = comm.allgather_object(comm.local_rank)
     return count > 0 and max(local_sizes) < count
 
@@ -246,9 +219,9 @@ def data_fingerprint(X, Y) -> tuple:
     rows = np.asarray(sorted({0, n // 3, n // 2, n - 1}))
     digest = hashlib.sha256()
     for array in (X, Y):
-        xp = backend.get_namespace(array)
-        picked = xp.take(array, backend.to_device(rows, backend.device_of(array)), axis=0)
-        digest.update(np.ascontiguousarray(backend.to_numpy(picked)).tobytes())
+        xp = backends.get_namespace(array)
+        picked = xp.take(array, backends.to_device(rows, backends.device_of(array)), axis=0)
+        digest.update(np.ascontiguousarray(backends.to_numpy(picked)).tobytes())
     return tuple(X.shape), str(X.dtype), tuple(Y.shape), str(Y.dtype), digest.hexdigest()[:16]
 
 
@@ -309,7 +282,7 @@ def broadcast_training_state(model, comm) -> None:
     if getattr(params, "flat", None) is not None and params.is_packed():
         comm.broadcast(params.flat)
     else:
-        model.set_parameters([comm.broadcast(np.ascontiguousarray(backend.to_numpy(p))) for p in params])
+        model.set_parameters([comm.broadcast(np.ascontiguousarray(backends.to_numpy(p))) for p in params])
     opt = model.optimizer
     steps, names = comm.broadcast_object((opt.step_count, sorted(opt.state)))
     if sorted(opt.state) != names:
@@ -317,10 +290,10 @@ def broadcast_training_state(model, comm) -> None:
     opt.step_count = steps
     for arrays in opt.state.values():
         for index, array in enumerate(arrays):
-            if isinstance(array, np.ndarray) or backend.device_of(array).startswith("cuda"):
+            if backends.ops_of(array).mutable:
                 comm.broadcast(array)
             else:  # an immutable backend's array: replaced by a copy of rank 0's
-                host = comm.broadcast(np.ascontiguousarray(backend.to_numpy(array)))
-                arrays[index] = backend.to_device(host, backend.device_of(array))
+                host = comm.broadcast(np.ascontiguousarray(backends.to_numpy(array)))
+                arrays[index] = backends.to_device(host, backends.device_of(array))
     model.rng.bit_generator.state = comm.broadcast_object(model.rng.bit_generator.state)
     model.dropout_key = comm.broadcast_object(model.dropout_key)

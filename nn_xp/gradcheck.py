@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import backend
+from . import backends
 
 
 def gradcheck(model, X, y, loss=None, epsilon: float = 1e-6, training_step=None) -> float:
@@ -25,8 +25,8 @@ def gradcheck(model, X, y, loss=None, epsilon: float = 1e-6, training_step=None)
     worst = 0.0
     params = check.parameters()
     for index, grad in enumerate(grads):
-        analytic = backend.to_numpy(grad).ravel()
-        original = backend.to_numpy(params[index])
+        analytic = backends.to_numpy(grad).ravel()
+        original = backends.to_numpy(params[index])
         numeric = np.empty_like(analytic)
         flat = original.ravel()
         for j in range(flat.size):
@@ -34,10 +34,10 @@ def gradcheck(model, X, y, loss=None, epsilon: float = 1e-6, training_step=None)
             for step in (epsilon, -epsilon):
                 trial = flat.copy()
                 trial[j] += step
-                params[index] = backend.to_device(trial.reshape(original.shape), check.device)
+                params[index] = backends.to_device(trial.reshape(original.shape), check.device)
                 values.append(float(check.loss_value(X, Y, head, training_step)))
             numeric[j] = (values[0] - values[1]) / (2 * epsilon)
-        params[index] = backend.to_device(original, check.device)
+        params[index] = backends.to_device(original, check.device)
         denominator = np.linalg.norm(analytic) + np.linalg.norm(numeric)
         if denominator > 0:
             worst = max(worst, float(np.linalg.norm(analytic - numeric) / denominator))

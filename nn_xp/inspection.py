@@ -10,7 +10,7 @@ import warnings
 
 import numpy as np
 
-from . import backend
+from . import backends
 from .history import log_order
 from .layers import Dense, Dropout
 from .preprocessing import host_labels
@@ -26,12 +26,12 @@ def score(model, X, y, sample_weight=None) -> float:
     sample_weight: (n_samples,) or None.
     """
     predicted = model.predict(X)
-    predicted = predicted if isinstance(predicted, np.ndarray) else backend.to_numpy(predicted)
+    predicted = predicted if backends.is_host_array(predicted) else backends.to_numpy(predicted)
     n = predicted.shape[0]
     weights = None
     if sample_weight is not None:
         model.check_weights(sample_weight, n)  # the model's own checks and messages
-        weights = np.asarray(backend.to_numpy(sample_weight), dtype=np.float64)
+        weights = np.asarray(backends.to_numpy(sample_weight), dtype=np.float64)
     if model.is_classifier:
         truth = host_labels(y, "y")
         if truth.ndim == 2 and predicted.ndim == 1:  # one-hot rows of class indices

@@ -25,7 +25,7 @@ import numpy as np
 
 from . import philox
 from .activations import get_activation
-from .backend import is_sparse
+from .backends import is_sparse
 from .initializers import INITIALIZERS, check_init
 from .validation import Real, positive_int
 

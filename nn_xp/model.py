@@ -22,14 +22,15 @@ import os
 
 import numpy as np
 
-from . import backend, persistence, philox, training, validation
+from . import backends as backend
+from . import persistence, philox, training, validation
 from .activations import get_activation
+from .backends import FlatList, ops_for
 from .distributed import part
 from .heads import Head, check_loss, default_loss, get_head
 from .history import History
 from .initializers import check_init
 from .layers import Context, Dense, Dropout, Layer, from_spec
-from .ops import FlatList, ops_for
 from .optim import get_optimizer
 from .preprocessing import Preprocessor, is_table
 
@@ -299,7 +300,7 @@ class Sequential:
         # Convert first (no copy when X already has the model's dtype), then check the converted
         # values: a float64 value beyond float32's range becomes inf in a float32 model.
         narrowed = validation.narrows(X.dtype, self.dtype)
-        if isinstance(X, np.ndarray):
+        if backend.is_host_array(X):
             with np.errstate(over="ignore"):
                 X = X.astype(self.dtype, copy=False)
             if not host:
@@ -324,7 +325,7 @@ class Sequential:
         `loss` (a name, a spec dict or a head) reads them."""
         head = loss if isinstance(loss, Head) else self.head(loss)
         y = validation.array_on(y, self.device, parameter)
-        host = y if isinstance(y, np.ndarray) else backend.to_numpy(y)
+        host = y if backend.is_host_array(y) else backend.to_numpy(y)
         if host.ndim not in (1, 2) or host.shape[0] != n_samples:
             raise ValueError(
                 f"{parameter} must have {n_samples} rows (one per sample in X), got shape {host.shape}"
@@ -344,7 +345,7 @@ class Sequential:
         or None; they must be finite, >= 0 and not all 0."""
         if sample_weight is None:
             return None
-        w = sample_weight if isinstance(sample_weight, np.ndarray) else backend.to_numpy(
+        w = sample_weight if backend.is_host_array(sample_weight) else backend.to_numpy(
             validation.array_on(sample_weight, self.device, parameter))
         w = np.asarray(w)
         if w.dtype.kind not in "biuf":
@@ -622,13 +623,13 @@ class Sequential:
         if self.classes is not None:
             labels = host_labels(y, where)
             return labels if labels.ndim != 1 else self.preprocessor.encode_target(labels, where)
-        if hasattr(y, "__array_namespace__") and not isinstance(y, np.ndarray):
+        if hasattr(y, "__array_namespace__") and not backend.is_host_array(y):
             return y  # a device array holds numbers: class indices (or one-hot rows)
         n_out = self.layer_sizes[-1]
         k = 2 if n_out == 1 else n_out
         learn = learn and self.optimizer is None  # a model trained on indices keeps to them
         y = np.asarray(y) if isinstance(y, (list, tuple)) else y
-        if not learn and isinstance(y, np.ndarray) and y.dtype.kind not in "biuf":
+        if not learn and backend.is_host_array(y) and y.dtype.kind not in "biuf":
             raise TypeError(f"{where} must be numeric class indices 0..{k - 1} (the model knows no other labels), "
                             f"got dtype {y.dtype}")
         labels = host_labels(y, where)

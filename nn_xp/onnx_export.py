@@ -53,7 +53,7 @@ import os
 import numpy as np
 
 from . import __version__
-from .backend import to_numpy
+from .backends import to_numpy
 from .layers import Dense, Dropout
 
 DEFAULT_OPSET = 20  # the first opset with Gelu; onnxruntime has run it since 1.17

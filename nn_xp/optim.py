@@ -20,9 +20,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import backend
+from . import backends
+from .backends import FlatList, ops_for
 from .line_search import strong_wolfe
-from .ops import FlatList, ops_for
 from .validation import Boolean, Integer, Options, Real, check_params
 
 OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam", "adamw", "lbfgs")
@@ -99,10 +99,10 @@ class Optimizer:
                 raise ValueError(
                     f"grads[{index}] must have its parameter's shape {tuple(p.shape)}, got {shape}"
                 )
-            if backend.device_of(g) != backend.device_of(p):
+            if backends.device_of(g) != backends.device_of(p):
                 raise ValueError(
-                    f"grads[{index}] is on device {backend.device_of(g)!r} but its parameter is on "
-                    f"{backend.device_of(p)!r}"
+                    f"grads[{index}] is on device {backends.device_of(g)!r} but its parameter is on "
+                    f"{backends.device_of(p)!r}"
                 )
             if g.dtype != p.dtype:
                 raise ValueError(f"grads[{index}] has dtype {g.dtype} but its parameter has dtype {p.dtype}")
@@ -153,7 +153,7 @@ class Optimizer:
         """The arrays' ops, looked up once per pair of array types (a namespace lookup costs ~20 us)."""
         key = (type(self.params[0]), type(grads[0]))
         if key != self._namespace_key:
-            self._ops_cached = ops_for(backend.get_namespace(self.params[0], grads[0]))
+            self._ops_cached = ops_for(backends.get_namespace(self.params[0], grads[0]))
             self._namespace_key = key
         return self._ops_cached
 
@@ -172,9 +172,9 @@ class Optimizer:
     # -- devices and serialisation --
     def to(self, device):
         """Move the state arrays to `device` (the model moves the parameters); returns self."""
-        device = backend.resolve_device(device)
+        device = backends.resolve_device(device)
         for arrays in self.state.values():
-            arrays[:] = [backend.to_device(a, device) for a in arrays]
+            arrays[:] = [backends.to_device(a, device) for a in arrays]
         self._work = {}
         return self
 
@@ -187,7 +187,7 @@ class Optimizer:
             "name": self.name,
             "hyperparameters": self.hyperparameters,
             "step_count": self.step_count,
-            "state": {key: [backend.to_numpy(a) for a in arrays] for key, arrays in self.state.items()},
+            "state": {key: [backends.to_numpy(a) for a in arrays] for key, arrays in self.state.items()},
         }
 
     def load_state_dict(self, state_dict: dict) -> None:
@@ -253,7 +253,7 @@ def _host_state(saved_state: dict, params) -> dict:
     for key, arrays in saved_state.items():
         if len(arrays) != len(params):
             raise ValueError(f"state_dict['state'][{key!r}] holds {len(arrays)} arrays for {len(params)} parameters")
-        host[key] = [backend.to_numpy(a) for a in arrays]
+        host[key] = [backends.to_numpy(a) for a in arrays]
         for index, (a, p) in enumerate(zip(host[key], params)):
             if a.shape != tuple(p.shape):
                 raise ValueError(
@@ -264,9 +264,9 @@ def _host_state(saved_state: dict, params) -> dict:
 
 def _like(host, p):
     """A host array as an array of `p`'s dtype on `p`'s device."""
-    array = backend.to_device(host, backend.device_of(p))
+    array = backends.to_device(host, backends.device_of(p))
     if array.dtype != p.dtype:
-        array = backend.get_namespace(p).astype(array, p.dtype)
+        array = backends.get_namespace(p).astype(array, p.dtype)
     return array
 
 
@@ -551,7 +551,7 @@ class LBFGS(Optimizer):
                 "LBFGS.step takes a closure: a function returning (loss, grads) at the current "
                 f"parameters, as model.loss_and_grads does; got {type(closure).__name__}"
             )
-        xp = backend.get_namespace(self.params[0])
+        xp = backends.get_namespace(self.params[0])
         ops = ops_for(xp)
         tolerance_change, tolerance_grad = self.tolerance_change, self.tolerance_grad
 
@@ -678,9 +678,9 @@ class LBFGS(Optimizer):
         for key, vectors in self.state.items():
             if key in ("old_dirs", "old_stps"):
                 for i, vector in enumerate(vectors):
-                    state[f"{key}_{i}"] = _split(backend.to_numpy(vector), shapes)
+                    state[f"{key}_{i}"] = _split(backends.to_numpy(vector), shapes)
             else:
-                state[key] = _split(backend.to_numpy(vectors[0]), shapes)
+                state[key] = _split(backends.to_numpy(vectors[0]), shapes)
         scalars = dict(self.scalars, ro=list(self.scalars["ro"]))
         return {"name": self.name, "hyperparameters": self.hyperparameters, "step_count": self.step_count,
                 "state": state, "scalars": scalars}

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import backend
+from . import backends
 from .model import MLP
 from .optim import get_optimizer
 
@@ -31,7 +31,7 @@ TOLERANCE = {"float64": 1e-9, "float32": 1e-4}
 
 def relative_differences(a, b) -> tuple[float, float]:
     """(||a - b|| / ||b||, max |a - b| / max |b|), each scale taken as 1 where b is all zero."""
-    a, b = backend.to_numpy(a).astype(np.float64), backend.to_numpy(b).astype(np.float64)
+    a, b = backends.to_numpy(a).astype(np.float64), backends.to_numpy(b).astype(np.float64)
     d = np.abs(a - b)
     norm, peak = float(np.linalg.norm(b)), float(np.max(np.abs(b), initial=0.0))
     return float(np.linalg.norm(d)) / (norm or 1.0), float(np.max(d, initial=0.0)) / (peak or 1.0)
@@ -148,25 +148,25 @@ def parity_report(
     """
     if len(devices) != 2:
         raise ValueError(f"devices must name two devices, got {devices!r}")
-    devices = tuple(backend.resolve_device(d, "devices") for d in devices)
-    dtype = backend.resolve_dtype(dtype)
+    devices = tuple(backends.resolve_device(d, "devices") for d in devices)
+    dtype = backends.resolve_dtype(dtype)
     models = [
         MLP(layer_sizes, activation=activation, output_activation=output_activation, init=init, dtype=dtype,
             device=device, seed=seed)
         for device in devices
     ]
     head = models[0].head(loss)
-    host_X = np.asarray(backend.to_numpy(X))
+    host_X = np.asarray(backends.to_numpy(X))
     data = [(m.check_input(X), m.check_target(y, host_X.shape[0], head)) for m in models]
     optimizers = [get_optimizer(optimizer, m.parameters(), learning_rate) for m in models]
     report = ParityReport(devices, dtype, steps, TOLERANCE[dtype] if tolerance is None else float(tolerance),
-                          tf32=backend.tf32_enabled())
+                          tf32=backends.tf32_enabled())
     for rows in batch_rows(host_X.shape[0], batch_size, steps, seed):
         results = []
         for model, (Xd, Yd) in zip(models, data):
-            xp = backend.get_namespace(Xd)
-            index = backend.to_device(rows, model.device)
-            with backend.device_context(model.device):
+            xp = backends.get_namespace(Xd)
+            index = backends.to_device(rows, model.device)
+            with backends.device_context(model.device):
                 L, grads, _ = model.train_step(xp.take(Xd, index, axis=0), xp.take(Yd, index, axis=0), head)
             results.append((float(L), grads))
         (loss_a, grads_a), (loss_b, grads_b) = results
@@ -175,13 +175,13 @@ def parity_report(
         report.gradients.append(norm)
         report.gradients_elementwise.append(element)
         for model, optimizer, (_, grads) in zip(models, optimizers, results):
-            with backend.device_context(model.device):
+            with backends.device_context(model.device):
                 optimizer.step(grads)
         norm, element = largest_differences(zip(models[1].parameters(), models[0].parameters()))
         report.parameters.append(norm)
         report.parameters_elementwise.append(element)
     if models[0].is_classifier:
-        predictions = [backend.to_numpy(m.predict(host_X)) for m in models]
+        predictions = [backends.to_numpy(m.predict(host_X)) for m in models]
         report.same_predictions = bool(np.array_equal(predictions[0], predictions[1]))
     else:
         report.same_predictions = True

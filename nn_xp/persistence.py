@@ -33,7 +33,8 @@ import zlib
 
 import numpy as np
 
-from . import backend, files
+from . import backends as backend
+from . import files
 
 # 1: an MLP (layer_sizes, activation, init); 2 adds dropout and Sequential models (layers, param_shapes).
 FORMAT_VERSION = 2

@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from . import backend
+from . import backends
 
 
 def _pyplot():
@@ -59,9 +59,9 @@ def plot_actual_vs_predicted(model, X, y, ax=None, title="Actual vs predicted"):
     """Regression: with one input feature, both curves over the sorted input (the notebooks'
     figure); otherwise predicted against actual with the identity line."""
     ax = _axes(ax)
-    predicted = backend.to_numpy(model.predict(X)).reshape(len(X), -1)[:, 0]
-    X = np.asarray(backend.to_numpy(model._inputs(X)), dtype=float)  # a table's encoded columns
-    actual = np.asarray(backend.to_numpy(model._targets(y)), dtype=float).reshape(len(X), -1)[:, 0]
+    predicted = backends.to_numpy(model.predict(X)).reshape(len(X), -1)[:, 0]
+    X = np.asarray(backends.to_numpy(model._inputs(X)), dtype=float)  # a table's encoded columns
+    actual = np.asarray(backends.to_numpy(model._targets(y)), dtype=float).reshape(len(X), -1)[:, 0]
     if X.shape[1] == 1:
         order = np.argsort(X[:, 0])
         ax.plot(X[order, 0], actual[order], label="Actual")
@@ -91,11 +91,11 @@ def plot_confusion_matrix(model, X, y, ax=None, class_names=None):
     """Classification: the confusion matrix of the model's predictions on (X, y)."""
     ax = _axes(ax)
     y_true = model._targets(y)  # the labels as class indices, as the model reads them
-    y_true = np.asarray(backend.to_numpy(y_true))
+    y_true = np.asarray(backends.to_numpy(y_true))
     if y_true.ndim == 2 and y_true.shape[1] > 1:
         y_true = y_true.argmax(axis=1)
     y_true = y_true.reshape(-1).astype(np.int64)
-    y_pred = np.asarray(backend.to_numpy(model.predict(X))).reshape(-1)
+    y_pred = np.asarray(backends.to_numpy(model.predict(X))).reshape(-1)
     if model.classes is not None:
         y_pred = model.preprocessor.encode_target(y_pred, "predictions")
     n = max(model.layer_sizes[-1], 2)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 
+from . import backends
 from .validation import Integer, Options, Real
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
@@ -34,7 +35,7 @@ def check_precision(precision, model) -> str | None:
     if model.dtype != "float32":
         raise ValueError(f"precision={precision!r} keeps float32 master weights: the model must be float32, "
                          f"not {model.dtype}")
-    if not model.device.startswith(("cpu", "cuda")):
+    if not backends.has_half_precision(model.device):
         raise ValueError(f"precision={precision!r} needs NumPy or CuPy arrays (the Array API standard has no "
                          f"half-precision type); the model is on {model.device!r}")
     half = precision.split("_")[1]
@@ -44,24 +45,7 @@ def check_precision(precision, model) -> str | None:
 
 def compute_dtype(device: str, half: str):
     """The array dtype for `half` on `device`'s backend."""
-    if half == "float16":
-        import numpy
-
-        return numpy.float16
-    try:
-        import ml_dtypes
-    except ImportError:
-        raise ImportError("precision='mixed_bfloat16' needs bfloat16 from the ml_dtypes package "
-                          "(NumPy >= 2.1.2, CuPy >= 14): pip install ml_dtypes") from None
-    if device.startswith("cuda"):
-        import cupy
-
-        try:
-            cupy.zeros(1, dtype=ml_dtypes.bfloat16)
-        except Exception as error:  # a CuPy without bfloat16 (before 14)
-            raise RuntimeError(f"this CuPy ({cupy.__version__}) has no bfloat16 arrays ({error}); "
-                               "use mixed_float16, or CuPy >= 14") from None
-    return ml_dtypes.bfloat16
+    return backends.half_dtype(device, half)
 
 
 class LossScaler:

@@ -249,9 +249,9 @@ class Preprocessor:
                 frame = self._numbers_with_commas(frame, self.feature_names)
                 X, _ = encode_frame(frame, self.feature_names, encoding, where)
         elif self.feature_names is not None:
-            X = np.asarray(X) if not hasattr(X, "__array_namespace__") or isinstance(X, np.ndarray) else X
-            from .backend import to_numpy
+            from .backends import is_host_array, to_numpy
 
+            X = np.asarray(X) if not hasattr(X, "__array_namespace__") or is_host_array(X) else X
             X = to_numpy(X)
             if X.ndim != 2 or X.shape[1] != len(self.feature_names):
                 raise ValueError(f"{where} has shape {tuple(X.shape)}; the model was trained on the "
@@ -554,9 +554,9 @@ def _statistic(values, impute, where) -> float:
 
 
 def _numeric_matrix(X, where) -> np.ndarray:
-    from .backend import to_numpy
+    from .backends import is_host_array, to_numpy
 
-    X = to_numpy(X) if not isinstance(X, np.ndarray) else X
+    X = to_numpy(X) if not is_host_array(X) else X
     if X.ndim == 1:
         raise ValueError(f"{where} must be 2-D (n_samples, n_features), got shape {X.shape}")
     if X.dtype.kind not in "biuf":
@@ -566,13 +566,13 @@ def _numeric_matrix(X, where) -> np.ndarray:
 
 def _labels(y, where) -> np.ndarray:
     """y as a NumPy array: numbers, booleans, or labels as objects (strings stay strings)."""
-    if hasattr(y, "to_numpy") and not isinstance(y, np.ndarray):  # pandas Series / DataFrame
+    from .backends import is_host_array, to_numpy
+
+    if hasattr(y, "to_numpy") and not is_host_array(y):  # pandas Series / DataFrame
         y = y.to_numpy()
     elif type(y).__module__.startswith("pyarrow"):
         y = y.to_numpy(zero_copy_only=False)
-    if not isinstance(y, np.ndarray):
-        from .backend import to_numpy
-
+    if not is_host_array(y):
         try:
             y = to_numpy(y)
         except (TypeError, ValueError):
@@ -597,12 +597,12 @@ def take_rows(data, rows):
         return data.take(rows)
     if hasattr(data, "iloc"):
         return data.iloc[rows]
-    if isinstance(data, np.ndarray):
+    from .backends import get_namespace, is_host_array
+
+    if is_host_array(data):
         return data[rows]
     if isinstance(data, (list, tuple)):
         return np.asarray(data, dtype=object if any(isinstance(v, str) for v in data) else None)[rows]
-    from .backend import get_namespace
-
     xp = get_namespace(data)
     return xp.take(data, xp.asarray(rows), axis=0)
 

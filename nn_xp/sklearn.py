@@ -114,10 +114,12 @@ from sklearn.utils.validation import _check_sample_weight, check_array, check_is
 
 from ._sklearn_callbacks import CallbackSupportMixin, FitTasks, with_callbacks
 from .activations import ACTIVATIONS
-from .backend import (
+from .backends import (
+    FlatList,
     device_context,
     get_namespace,
     is_host,
+    is_host_array,
     is_sparse,
     resolve_device,
     resolve_dtype,
@@ -125,7 +127,6 @@ from .backend import (
     to_numpy,
 )
 from .model import MLP
-from .ops import FlatList
 from .optim import SGD, Adam
 from .training import Epoch, Interrupt, l2_penalty
 
@@ -207,7 +208,7 @@ def _write_params(model, arrays) -> None:
     """Copy `arrays` (host or device) into the model's parameters, in place: the parameter list and
     its arrays stay the ones the optimizer (and nn_xp's flat-buffer fast path) holds."""
     for p, a in zip(model.parameters(), arrays):
-        p[...] = to_device(np.asarray(a, dtype=model.dtype) if isinstance(a, np.ndarray) else a, model.device)
+        p[...] = to_device(np.asarray(a, dtype=model.dtype) if is_host_array(a) else a, model.device)
 
 
 _SKLEARN_SETTINGS = ("gradient_scale", "sklearn_epsilon")  # what the estimators' optimizers add
@@ -709,7 +710,7 @@ class _BaseMLP(CallbackSupportMixin, BaseEstimator):
             nonlocal ops
             L, grads, _ = model.train_step(X_device, Y_device, head, step=0, reuse=False, weights=W)
             if ops is None:
-                from .ops import ops_for
+                from .backends import ops_for
 
                 ops = ops_for(get_namespace(X_device))
             penalty = float(l2_penalty(ops, model.parameters(), grads, weights, l2, n)) if l2 else 0.0

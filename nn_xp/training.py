@@ -19,14 +19,14 @@ import warnings
 
 import numpy as np
 
-from . import backend
+from . import backends as backend
 from . import distributed as distributed_
+from .backends import FlatList, ops_for
 from .callbacks import Callback, check_callbacks
 from .clipping import clip_grad_norm, clip_grad_value
 from .distributed import part
 from .history import History
 from .metrics import get_metric
-from .ops import FlatList, ops_for
 from .optim import LBFGS, get_optimizer
 from .precision import LossScaler, check_precision
 from .schedules import get_schedule
@@ -145,8 +145,8 @@ class _Rollback:
                 self.history.stop_reason = self.stop_reason
             model.loss = self.loss
             model.rng.bit_generator.state = self.rng_state
-        if isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError":
-            where = "GPU memory" if model.device.startswith("cuda") else "memory"
+        if backend.is_out_of_memory(error):
+            where = "GPU memory" if backend.is_gpu(model.device) else "memory"
             batch = self.batch_size if self.batch_size is not None else "None, the full batch"
             cause = type(error).__name__ + (f": {error}" if str(error) else "")
             raise MemoryError(

@@ -18,7 +18,7 @@ import numbers
 
 import numpy as np
 
-from . import backend
+from . import backends
 
 
 class Real:
@@ -155,7 +155,7 @@ _FINITE_BLOCK = 1 << 20
 
 def all_finite(X) -> bool:
     """True when the 2-D array X holds no NaN or inf; one host read at the end."""
-    if isinstance(X, np.ndarray) and X.dtype.kind == "f" and X.flags.c_contiguous and X.flags.aligned:
+    if backends.is_host_array(X) and X.dtype.kind == "f" and X.flags.c_contiguous and X.flags.aligned:
         # One BLAS pass, a third of the time of isfinite over the blocks: a sum of squares is
         # finite only when every element is. A non-finite one may also be finite values whose
         # squares overflow, so then the exact check below decides. (Not on a misaligned array,
@@ -164,7 +164,7 @@ def all_finite(X) -> bool:
         with np.errstate(all="ignore"):
             if np.isfinite(np.dot(flat, flat)):
                 return True
-    xp = backend.get_namespace(X)
+    xp = backends.get_namespace(X)
     n = X.shape[0]
     rows = max(1, _FINITE_BLOCK // max(1, X.shape[1]))
     ok = None
@@ -186,20 +186,11 @@ def sparse_on(X, n_features: int, dtype: str, device: str, parameter: str):
         )
     if np.dtype(str(X.dtype)).kind not in "iuf":
         raise TypeError(f"{parameter} must be numeric (integer or float), got dtype {X.dtype}")
-    if device == backend.STRICT:
+    if not backends.takes_sparse(device):
         raise ValueError(f"{parameter} is sparse, which the {device!r} device does not take; use 'cpu' or 'cuda'")
-    on_gpu = type(X).__module__.startswith("cupyx")
-    if device == "cpu" and on_gpu:
-        X = X.get()
     narrowed = narrows(X.dtype, dtype)
-    with np.errstate(over="ignore"):
-        X = X.tocsr().astype(dtype, copy=False)
-    if device.startswith("cuda"):
-        import cupyx.scipy.sparse
-
-        with backend.device_context(device):
-            X = cupyx.scipy.sparse.csr_matrix(X)  # from scipy: copied to the GPU; from cupyx: kept
-    xp = backend.get_namespace(X)
+    X = backends.sparse_csr(X, dtype, device)
+    xp = backends.get_namespace(X)
     if not bool(xp.all(xp.isfinite(X.data))):
         raise ValueError(
             f"{parameter} contains NaN or infinite values" + (f" (or values too large for {dtype})" if narrowed else "")
@@ -219,7 +210,7 @@ def array_on(x, device: str, parameter: str):
     """Host data becomes a numeric NumPy array; an array on the model's device stays as it is."""
     if x is None:
         raise TypeError(f"{parameter} must be an array, got None")
-    if backend.is_host(x):
+    if backends.is_host(x):
         try:
             x = np.asarray(x)
         except (ValueError, TypeError) as error:
@@ -227,13 +218,13 @@ def array_on(x, device: str, parameter: str):
         if x.dtype.kind not in "iuf":
             raise TypeError(f"{parameter} must be numeric (integer or float), got dtype {x.dtype}")
         return x
-    where = backend.device_of(x)
+    where = backends.device_of(x)
     if where != device:
         raise ValueError(
             f"{parameter} is on device {where!r} but the model is on {device!r}; "
             f"move it with nx.to_device({parameter}, {device!r}) or model.to({where!r})"
         )
-    xp = backend.get_namespace(x)
+    xp = backends.get_namespace(x)
     if not (xp.isdtype(x.dtype, "real floating") or xp.isdtype(x.dtype, "integral")):
         raise TypeError(f"{parameter} must be numeric (integer or float), got dtype {x.dtype}")
     return x

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from nn_xp import backend
+from nn_xp import backends
 
-GPU_COUNT, GPU_WHY = backend.cuda_status()
+GPU_COUNT, GPU_WHY = backends.cuda_status()
 BACKEND_DEVICES = {"numpy": "cpu", "array_api_strict": "array_api_strict", "cupy": "cuda:0"}
 BACKENDS = [
     "numpy",
@@ -30,6 +30,6 @@ def dtype(request):
 
 def relative_difference(a, b) -> float:
     """max |a - b| / max(max |b|, tiny): one number per comparison, both sides on the host."""
-    a, b = backend.to_numpy(a).astype(np.float64), backend.to_numpy(b).astype(np.float64)
+    a, b = backends.to_numpy(a).astype(np.float64), backends.to_numpy(b).astype(np.float64)
     scale = max(float(np.max(np.abs(b), initial=0.0)), 1e-30)
     return float(np.max(np.abs(a - b), initial=0.0)) / scale

@@ -1,6 +1,6 @@
 """nn_xp's CUDA kernels on the CPU, for machines without a GPU.
 
-`build(directory)` compiles nn_xp/cupy_kernels.cu with the host's C++ compiler and cuda_on_cpu.h (a
+`build(directory)` compiles nn_xp/backends/cupy_kernels.cu with the host's C++ compiler and cuda_on_cpu.h (a
 block at a time, one std::thread per CUDA thread: see that header for what it can and cannot show),
 every instantiation that cupy_ops launches, into a library. `fake_cupy(library)` is a stand-in
 `cupy` module: NumPy arrays of a subclass `ndarray`, and a `RawModule` whose kernels run in that
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nn_xp import cupy_ops
+from nn_xp.backends import cupy_ops
 
 HERE = Path(__file__).resolve().parent
 KERNELS = Path(cupy_ops.__file__).resolve().with_name("cupy_kernels.cu")

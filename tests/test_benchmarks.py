@@ -420,13 +420,13 @@ def test_launch_measurement_toggles_the_fused_kernels_and_saves_every_row(monkey
     gets a row, nn_xp's with the switch off and on, the switch is left on, and rows are saved as they come."""
     torch = pytest.importorskip("torch")
     import nn_xp as nx
-    import nn_xp.cupy_ops
+    import nn_xp.backends.cupy_ops
     from benchmarks import launches, workloads
 
     workload, _ = _tiny_workload()
     monkeypatch.setitem(workloads.WORKLOADS, "b", workload)
     switched, saved = [], []
-    monkeypatch.setattr(nn_xp.cupy_ops, "set_fused", switched.append, raising=False)
+    monkeypatch.setattr(nn_xp.backends.cupy_ops, "set_fused", switched.append, raising=False)
     rows = launches.measure(nx, torch, ["b"], ["step"], steps=2, save=lambda r: saved.append(len(r)), device="cpu")
     assert [(r["system"], r["precision"], r["fused"]) for r in rows] == [
         ("nn_xp", "float32", "on"), ("nn_xp", "float32", "off"), ("nn_xp", "mixed_float16", "on"),

@@ -204,7 +204,7 @@ def test_a_broken_pipe_is_silent_and_info_names_the_loops_and_the_blas(tmp_path)
     result = subprocess.run(["bash", "-c", shell], capture_output=True, text=True, env=env, timeout=120)
     assert result.stdout.strip() in ("0", "1") and result.stderr == ""
     info = run("info").stdout
-    assert "compiled loops (nn_xp/_native.c): " in info and "BLAS: " in info
+    assert "compiled loops (nn_xp/backends/_native.c): " in info and "BLAS: " in info
 
 
 def test_evaluate_report_names_the_classes(tmp_path):

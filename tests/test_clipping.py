@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from nn_xp import backend
+from nn_xp import backends
 from nn_xp.clipping import clip_grad_norm, clip_grad_value
 
 from .conftest import PARITY_RTOL, relative_difference
@@ -40,24 +40,24 @@ def test_clip_grad_norm_matches_torch():
 
 
 def test_clip_grad_norm_on_every_backend(device, dtype):
-    grads = [backend.to_device((n * 3).astype(dtype), device) for n in NOISE[0]]
+    grads = [backends.to_device((n * 3).astype(dtype), device) for n in NOISE[0]]
     clipped, total = clip_grad_norm(grads, 1.0)
-    assert total.shape == () and backend.device_of(total) == device and str(total.dtype).endswith(dtype)
+    assert total.shape == () and backends.device_of(total) == device and str(total.dtype).endswith(dtype)
     def norm(arrays):
-        return np.sqrt(sum(np.sum(backend.to_numpy(g).astype(np.float64) ** 2) for g in arrays))
+        return np.sqrt(sum(np.sum(backends.to_numpy(g).astype(np.float64) ** 2) for g in arrays))
     assert float(total) == pytest.approx(norm(grads), rel=PARITY_RTOL[dtype] * 10)
     expected = norm(grads) / (norm(grads) + 1e-6)  # max_norm / (total_norm + 1e-6), times total_norm
     assert norm(clipped) == pytest.approx(expected, rel=PARITY_RTOL[dtype] * 10)
     for c in clipped:
-        assert backend.device_of(c) == device and str(c.dtype).endswith(dtype)
+        assert backends.device_of(c) == device and str(c.dtype).endswith(dtype)
 
 
 def test_clip_grad_value(device, dtype):
-    grads = [backend.to_device(np.array([-3.0, -0.5, 0.0, 0.2, 7.0], dtype=dtype), device)]
+    grads = [backends.to_device(np.array([-3.0, -0.5, 0.0, 0.2, 7.0], dtype=dtype), device)]
     (clipped,) = clip_grad_value(grads, 0.5)
     expected = np.array([-0.5, -0.5, 0.0, 0.2, 0.5], dtype=dtype)
-    np.testing.assert_array_equal(backend.to_numpy(clipped), expected)
-    assert backend.device_of(clipped) == device and clipped.dtype == grads[0].dtype
+    np.testing.assert_array_equal(backends.to_numpy(clipped), expected)
+    assert backends.device_of(clipped) == device and clipped.dtype == grads[0].dtype
 
 
 @pytest.mark.parametrize("bad", [0.0, -1.0, float("nan"), float("inf")])

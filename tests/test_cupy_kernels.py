@@ -1,4 +1,4 @@
-"""The fused CUDA kernels' source (nn_xp/cupy_kernels.cu), checked without a GPU:
+"""The fused CUDA kernels' source (nn_xp/backends/cupy_kernels.cu), checked without a GPU:
 - every instantiation that cupy_ops launches compiles with nvcc for sm_90, in both modules (the main
   one and bfloat16's), and the object holds exactly those kernels;
 - the constants cupy_ops mirrors agree with the source, and the launch shapes cover the arrays;
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from nn_xp import cupy_ops
+from nn_xp.backends import cupy_ops
 
 KERNELS = Path(cupy_ops.__file__).resolve().with_name("cupy_kernels.cu")
 NVCC = shutil.which("nvcc") or next((p for p in ["/usr/local/cuda/bin/nvcc"] if os.path.exists(p)), None)
@@ -84,7 +84,7 @@ def test_set_fused_takes_a_bool_and_returns_the_previous_setting():
 
 @pytest.mark.parametrize("value, enabled", [("0", False), ("off", False), ("1", True)])
 def test_the_environment_can_turn_the_fused_kernels_off_and_importing_needs_no_cupy(value, enabled):
-    code = "import sys; from nn_xp import cupy_ops; print(cupy_ops.fused_enabled(), 'cupy' in sys.modules)"
+    code = "import sys; from nn_xp.backends import cupy_ops; print(cupy_ops.fused_enabled(), 'cupy' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, NN_XP_FUSED=value), capture_output=True,
                          text=True, check=True)
     assert out.stdout.split() == [str(enabled), "False"]

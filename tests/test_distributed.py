@@ -281,7 +281,7 @@ def test_parts_cover_every_row_once():
 
 
 @needs_mpi
-@pytest.mark.skipif(nx.backend.cuda_status()[0] == 0, reason="needs a CUDA GPU")
+@pytest.mark.skipif(nx.backends.cuda_status()[0] == 0, reason="needs a CUDA GPU")
 def test_two_ranks_sharing_one_gpu_through_the_host(tmp_path):
     result, out = launch(2, dict(SPEC, backend="mpi", device="cuda:0"), tmp_path)
     assert result.returncode == 0, result.stderr
@@ -290,7 +290,7 @@ def test_two_ranks_sharing_one_gpu_through_the_host(tmp_path):
 
 
 @needs_mpi
-@pytest.mark.skipif(nx.backend.cuda_status()[0] < 2, reason="NCCL needs at least two GPUs")
+@pytest.mark.skipif(nx.backends.cuda_status()[0] < 2, reason="NCCL needs at least two GPUs")
 def test_nccl_between_two_gpus(tmp_path):
     result, out = launch(2, dict(SPEC, backend="nccl", device="rank"), tmp_path)
     assert result.returncode == 0, result.stderr

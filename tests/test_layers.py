@@ -6,8 +6,8 @@ import pytest
 
 import nn_xp as nx
 from nn_xp import philox
+from nn_xp.backends import ops_for
 from nn_xp.layers import Context, Dense, Dropout, Layer, register
-from nn_xp.ops import ops_for
 
 from .conftest import PARITY_RTOL, relative_difference
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 import nn_xp as nx
-from nn_xp import backend
+from nn_xp import backends
+from nn_xp.backends import Ops, ops_for
 from nn_xp.heads import check_loss, get_head
-from nn_xp.ops import Ops, ops_for
 from nn_xp.sklearn import MLPClassifier, MLPRegressor
 
 SPECS = [
@@ -52,16 +52,16 @@ def _data(spec, shape, seed=0):
 
 def _head_loss_and_grad(spec, Z, Y, weights, device, standard):
     """(L, dL/dZ) on the host from the head on `device`: the backend's ops or the standard ones."""
-    xp = backend.namespace(device)
+    xp = backends.namespace(device)
     ops = Ops(xp) if standard else ops_for(xp)
-    Zd, Yd = backend.to_device(Z.copy(), device), backend.to_device(Y, device)
-    Wd = None if weights is None else backend.to_device(weights, device)
+    Zd, Yd = backends.to_device(Z.copy(), device), backends.to_device(Y, device)
+    Wd = None if weights is None else backends.to_device(weights, device)
     L, dZ, _ = get_head(spec, _output(spec)).loss_and_grad(ops, Zd, Yd, weights=Wd)
-    value = get_head(spec, _output(spec)).value(ops, backend.to_device(Z.copy(), device), Yd, weights=Wd)
+    value = get_head(spec, _output(spec)).value(ops, backends.to_device(Z.copy(), device), Yd, weights=Wd)
     # value and loss_and_grad sum in different orders (the fused path shifts Z in place)
     rel = 1e-12 if Z.dtype == np.float64 else 1e-5
     assert float(value) == pytest.approx(float(L), rel=rel, abs=1e-15)
-    return float(L), backend.to_numpy(dZ)
+    return float(L), backends.to_numpy(dZ)
 
 
 def _torch_loss_and_grad(torch, spec, Z, Y, weights):
@@ -144,7 +144,7 @@ def test_quantile_loss_is_the_pinball_formula(device, q, shape, weighted):
 def test_pinball_loss_by_hand():
     # Y = [1, 2, 3], predictions [2, 2, 0], q = 0.3: residuals -1, 0, 3 cost 0.7, 0 and 0.9.
     head = get_head({"name": "quantile", "quantile": 0.3}, "linear")
-    ops = Ops(backend.namespace("cpu"))
+    ops = Ops(backends.namespace("cpu"))
     L, dZ, _ = head.loss_and_grad(ops, np.array([[2.0], [2.0], [0.0]]), np.array([[1.0], [2.0], [3.0]]))
     assert float(L) == pytest.approx(1.6 / 3, rel=1e-15)
     # Over-predicting costs 1 - q per unit, under-predicting (and a tie, as scikit-learn) -q.
@@ -190,7 +190,7 @@ def test_network_gradients_match_central_differences(spec):
     X = rng.normal(size=(10, 4))
     y = rng.integers(0, 3, size=10) if classes else rng.normal(size=(10, 3)) * 2.5
     if _name(spec) == "huber":  # both pieces of the loss in play
-        D = np.abs(backend.to_numpy(model.forward(X)) - y)
+        D = np.abs(backends.to_numpy(model.forward(X)) - y)
         assert np.any(D < spec["delta"]) and np.any(D > spec["delta"])
     error = nx.gradcheck(model, X, y, loss=spec)
     assert error < GRADCHECK_TOL
@@ -212,7 +212,7 @@ def test_a_wrong_gradient_is_caught():
     X, Y = model.check_input(rng.normal(size=(5, 3))), model.check_target(rng.normal(size=(5, 2)), 5, head)
     _, grads, _ = model.train_step(X, Y, head, step=0, reuse=False)
     params = model.parameters()
-    original = backend.to_numpy(params[-1]).copy()
+    original = backends.to_numpy(params[-1]).copy()
     numeric = np.empty_like(original.ravel())
     for j in range(original.size):
         values = []
@@ -223,7 +223,7 @@ def test_a_wrong_gradient_is_caught():
             values.append(float(model.loss_value(X, Y, head)))
         numeric[j] = (values[0] - values[1]) / 2e-6
     params[-1][...] = original
-    assert np.max(np.abs(backend.to_numpy(grads[-1]).ravel() - numeric)) > 1e-4
+    assert np.max(np.abs(backends.to_numpy(grads[-1]).ravel() - numeric)) > 1e-4
 
 
 # ---- refusals ----------------------------------------------------------------------------------
@@ -298,7 +298,7 @@ def test_onnx_export_is_unaffected(tmp_path, spec):
     name = session.get_inputs()[0].name
     outputs = {o.name: v for o, v in zip(session.get_outputs(), session.run(None, {name: X}))}
     got = outputs["probabilities" if classes else "predictions"]
-    np.testing.assert_allclose(got, backend.to_numpy(model.forward(X)), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got, backends.to_numpy(model.forward(X)), rtol=1e-5, atol=1e-6)
 
 
 # ---- the estimators ----------------------------------------------------------------------------

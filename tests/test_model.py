@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import nn_xp as nx
-from nn_xp import activations, backend, heads
+from nn_xp import activations, backends, heads
 
 from .conftest import PARITY_RTOL, relative_difference
 
@@ -168,7 +168,7 @@ def test_dtype_is_kept_end_to_end(device, dtype):
     _, grads = model.loss_and_grads(X, [0, 1, 1, 0, 1, 0, 0, 1, 1])
     for array in [out, *grads, *model.parameters()]:
         assert nx.to_numpy(array).dtype == np.dtype(dtype)
-    assert backend.device_of(out) == device
+    assert backends.device_of(out) == device
 
 
 def test_loss_is_inferred_from_the_output_activation():

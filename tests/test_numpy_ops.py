@@ -1,4 +1,4 @@
-"""The compiled loops (nn_xp/_native.c) give bitwise the numbers of the NumPy operations they stand
+"""The compiled loops (nn_xp/backends/_native.c) give bitwise the numbers of the NumPy operations they stand
 in for, refuse buffers they cannot take, and are really used by training when built.
 
 Where nn_xp was installed without a C compiler they are skipped, the reason shown; CI sets
@@ -13,10 +13,8 @@ import numpy as np
 import pytest
 
 import nn_xp as nx
-from nn_xp import numpy_ops
 from nn_xp.activations import get_activation
-from nn_xp.numpy_ops import NumpyOps
-from nn_xp.ops import Ops
+from nn_xp.backends import NumpyOps, Ops, numpy_ops
 
 OPS = NumpyOps(nx.namespace("cpu"))
 built = pytest.mark.skipif(not numpy_ops.native_available(),
@@ -54,7 +52,7 @@ def test_set_enabled_takes_a_bool_and_returns_the_previous_setting(compiled_off)
 
 
 def test_the_environment_can_turn_the_compiled_loops_off():
-    code = "from nn_xp import numpy_ops; print(numpy_ops.native_enabled())"
+    code = "from nn_xp.backends import numpy_ops; print(numpy_ops.native_enabled())"
     env = dict(os.environ, NN_XP_NATIVE="0")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -7,7 +7,7 @@ import pytest
 
 import nn_xp as nx
 from nn_xp.activations import ACTIVATIONS, get_activation
-from nn_xp.ops import FlatList, Ops, ops_for
+from nn_xp.backends import FlatList, Ops, ops_for
 
 from .conftest import GPU_COUNT, PARITY_RTOL, relative_difference
 
@@ -41,7 +41,7 @@ def _arrays(device, dtype, *shapes, seed=0):
 
 
 def _copies(arrays):
-    return [nx.to_device(nx.to_numpy(a), nx.backend.device_of(a)) for a in arrays]
+    return [nx.to_device(nx.to_numpy(a), nx.backends.device_of(a)) for a in arrays]
 
 
 def _same(a, b) -> bool:
@@ -347,3 +347,24 @@ def test_buffers_grow_shrink_and_take_rows_gathers():
     again = ops.take_rows(A, rows[:2], out=ops.buffer(store, "x", (2, 4), A))
     np.testing.assert_array_equal(again, A[rows[:2]])
     assert np.shares_memory(got, again)
+
+
+@pytest.mark.parametrize("device", MUTABLE)
+def test_the_ops_read_the_primitive_an_activation_names_not_its_functions_or_name(device):
+    """An activation is computed by the ops primitive it names (`fused`), and by its own functions
+    where it names none, whatever it is called: the ops never inspect activation objects."""
+    import dataclasses
+
+    from nn_xp.activations import Activation
+
+    ops = ops_for(nx.namespace(device))
+    doubled = Activation("relu", lambda xp, Z: 2 * Z, lambda xp, dA, Z, A: 2 * dA)
+    for activation, expected, gradient in ((doubled, [[-2.0, 4.0]], [[2.0, 2.0]]),
+                                           (dataclasses.replace(doubled, fused="relu"), [[0.0, 2.0]], [[0.0, 1.0]])):
+        Z = nx.to_device(np.array([[-1.0, 2.0]]), device)
+        A, Z_kept = ops.bias_activate(activation, Z, nx.to_device(np.zeros(2), device))
+        np.testing.assert_array_equal(nx.to_numpy(A), expected)
+        dA = nx.to_device(np.ones((1, 2)), device)
+        dZ, db = ops.backward_bias(activation, dA, Z_kept, A, db=nx.to_device(np.empty(2), device))
+        np.testing.assert_array_equal(nx.to_numpy(dZ), gradient)
+        np.testing.assert_array_equal(nx.to_numpy(db), gradient[0])

@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from nn_xp import backend, optim
+from nn_xp import backends, optim
 
 from .conftest import PARITY_RTOL, relative_difference
 
@@ -134,7 +134,7 @@ NOISE = [[_rng.standard_normal(shape) * (1.0 + 0.9 * np.sin(t)) for shape in SHA
 
 def gradient(t, params):
     """dL/dp for L = sum(c * p^2) / 2, plus step t's noise: host NumPy float64."""
-    return [c * backend.to_numpy(p) + n for c, p, n in zip(CURVATURE, params, NOISE[t % STEPS])]
+    return [c * backends.to_numpy(p) + n for c, p, n in zip(CURVATURE, params, NOISE[t % STEPS])]
 
 
 def run_nn_xp(kind, hyperparameters, steps=STEPS):
@@ -228,11 +228,11 @@ MATRIX_CASES = [
 
 
 def _run_on(device, dtype, kind, hyperparameters, steps=20):
-    params = [backend.to_device(p.astype(dtype), device) for p in INITIAL]
+    params = [backends.to_device(p.astype(dtype), device) for p in INITIAL]
     opt = KINDS[kind][0](params, **hyperparameters)
     arrays = list(params)
     for t in range(steps):
-        opt.step([backend.to_device(n.astype(dtype), device) for n in NOISE[t]])
+        opt.step([backends.to_device(n.astype(dtype), device) for n in NOISE[t]])
     return params, arrays, opt
 
 
@@ -245,12 +245,12 @@ def test_backends_update_and_agree(device, dtype, kind, hyperparameters):
         assert all(p is a for p, a in zip(params, arrays))
     assert opt.step_count == 20
     for p in params:
-        assert backend.device_of(p) == device
+        assert backends.device_of(p) == device
         assert str(p.dtype).endswith(dtype)
     assert opt.state  # every case keeps state
     for arrays_of_state in opt.state.values():
         for s, p in zip(arrays_of_state, params):
-            assert backend.device_of(s) == device and s.dtype == p.dtype and s.shape == p.shape
+            assert backends.device_of(s) == device and s.dtype == p.dtype and s.shape == p.shape
     expected, _, _ = _run_on("cpu", dtype, kind, hyperparameters)
     for p, e in zip(params, expected):
         assert relative_difference(p, e) < PARITY_RTOL[dtype]
@@ -260,16 +260,16 @@ def test_to_moves_state_with_the_parameters():
     params = [p.copy() for p in INITIAL]
     opt = optim.Adam(params, learning_rate=0.01)
     opt.step([n.copy() for n in NOISE[0]])
-    params[:] = [backend.to_device(p, backend.STRICT) for p in params]  # what model.to() does
-    assert opt.to(backend.STRICT) is opt
-    assert all(backend.device_of(m) == backend.STRICT for m in opt.state["m"])
-    opt.step([backend.to_device(n, backend.STRICT) for n in NOISE[1]])
+    params[:] = [backends.to_device(p, backends.STRICT) for p in params]  # what model.to() does
+    assert opt.to(backends.STRICT) is opt
+    assert all(backends.device_of(m) == backends.STRICT for m in opt.state["m"])
+    opt.step([backends.to_device(n, backends.STRICT) for n in NOISE[1]])
     reference = [p.copy() for p in INITIAL]
     other = optim.Adam(reference, learning_rate=0.01)
     other.step([n.copy() for n in NOISE[0]])
     other.step([n.copy() for n in NOISE[1]])
     for p, r in zip(params, reference):
-        np.testing.assert_array_equal(backend.to_numpy(p), r)
+        np.testing.assert_array_equal(backends.to_numpy(p), r)
 
 
 # ---- convergence (optax's checks: a parabola and the Rosenbrock function) ----------------------
@@ -334,17 +334,17 @@ def test_state_dict_round_trip_is_bitwise(kind, hyperparameters):
     fresh = cls(copies)  # default hyperparameters: load_state_dict restores them
     fresh.load_state_dict(saved)
     assert fresh.hyperparameters == opt.hyperparameters and fresh.step_count == 10
-    strict = [backend.to_device(p.copy(), backend.STRICT) for p in params]  # to_device may share memory
+    strict = [backends.to_device(p.copy(), backends.STRICT) for p in params]  # to_device may share memory
     on_strict = cls(strict)
     on_strict.load_state_dict(saved)
-    assert all(backend.device_of(a) == backend.STRICT for arrays in on_strict.state.values() for a in arrays)
+    assert all(backends.device_of(a) == backends.STRICT for arrays in on_strict.state.values() for a in arrays)
     for t in range(10, 20):
         opt.step(gradient(t, params))
         fresh.step(gradient(t, copies))
-        on_strict.step([backend.to_device(g, backend.STRICT) for g in gradient(t, strict)])
+        on_strict.step([backends.to_device(g, backends.STRICT) for g in gradient(t, strict)])
     for a, b, c in zip(params, copies, strict):
         np.testing.assert_array_equal(a, b)
-        np.testing.assert_array_equal(a, backend.to_numpy(c))
+        np.testing.assert_array_equal(a, backends.to_numpy(c))
 
 
 def test_state_dict_before_any_step_and_learning_rate_follow():
@@ -525,11 +525,11 @@ def _lbfgs_mlp():
                    seed=0)
 
     def value_and_grad(arrays):
-        model.set_parameters([backend.to_numpy(a) for a in arrays])
+        model.set_parameters([backends.to_numpy(a) for a in arrays])
         loss, grads = model.loss_and_grads(X, y)
-        return loss, [backend.to_numpy(g) for g in grads]
+        return loss, [backends.to_numpy(g) for g in grads]
 
-    return [backend.to_numpy(p).copy() for p in model.parameters()], value_and_grad
+    return [backends.to_numpy(p).copy() for p in model.parameters()], value_and_grad
 
 
 LBFGS_PROBLEMS = {"quadratic": _lbfgs_quadratic, "rosenbrock": _lbfgs_rosenbrock, "mlp": _lbfgs_mlp}
@@ -666,7 +666,7 @@ def _trajectory_difference(ours, theirs) -> float:
     for (params_a, loss_a), (params_b, loss_b) in zip(ours, theirs):
         worst = max(worst, abs(loss_a - loss_b))
         for a, b in zip(params_a, params_b):
-            worst = max(worst, float(np.max(np.abs(backend.to_numpy(a) - np.asarray(b)))))
+            worst = max(worst, float(np.max(np.abs(backends.to_numpy(a) - np.asarray(b)))))
     return worst
 
 
@@ -740,9 +740,9 @@ def test_lbfgs_backends_agree(device, dtype, line_search_fn):
 
     model, opt, losses = run(device, dtype)
     for p in model.parameters():
-        assert backend.device_of(p) == device and str(p.dtype).endswith(dtype)
+        assert backends.device_of(p) == device and str(p.dtype).endswith(dtype)
     for vectors in opt.state.values():
-        assert all(backend.device_of(v) == device and str(v.dtype).endswith(dtype) for v in vectors)
+        assert all(backends.device_of(v) == device and str(v.dtype).endswith(dtype) for v in vectors)
     assert losses[1] < losses[0]
     expected, _, expected_losses = run("cpu", dtype)
     tolerance = 1e-4 if dtype == "float32" else PARITY_RTOL[dtype]
@@ -778,7 +778,7 @@ def test_lbfgs_stops_for_the_documented_reasons():
 
 def _on_strict(result):
     loss, grads = result
-    return loss, [backend.to_device(g, backend.STRICT) for g in grads]
+    return loss, [backends.to_device(g, backends.STRICT) for g in grads]
 
 
 def test_lbfgs_state_dict_round_trip_is_bitwise():
@@ -798,7 +798,7 @@ def test_lbfgs_state_dict_round_trip_is_bitwise():
     fresh = optim.LBFGS(copies)
     fresh.load_state_dict(saved)
     assert fresh.hyperparameters == opt.hyperparameters and fresh.step_count == 2
-    strict = [backend.to_device(p.copy(), backend.STRICT) for p in params]
+    strict = [backends.to_device(p.copy(), backends.STRICT) for p in params]
     on_strict = optim.LBFGS(strict)
     on_strict.load_state_dict(saved)
     for _ in range(2):
@@ -807,7 +807,7 @@ def test_lbfgs_state_dict_round_trip_is_bitwise():
         on_strict.step(lambda: _on_strict(value_and_grad(strict)))
     for a, b, c in zip(params, copies, strict):
         np.testing.assert_array_equal(a, b)
-        np.testing.assert_allclose(a, backend.to_numpy(c), rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(a, backends.to_numpy(c), rtol=1e-12, atol=1e-14)
     with pytest.raises(ValueError, match="old_dirs_2"):
         optim.LBFGS([p.copy() for p in params]).load_state_dict(
             {**saved, "state": {k: v for k, v in saved["state"].items() if k != "old_dirs_2"}})

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import nn_xp as nx
-from nn_xp import backend, files, persistence
+from nn_xp import backends, files, persistence
 from nn_xp.datasets import load_dataset
 
 from .conftest import PARITY_RTOL, relative_difference
@@ -31,7 +31,7 @@ def _trained(device="cpu", dtype="float32", optimizer="adam"):
 
 
 def _host(arrays):
-    return [backend.to_numpy(a) for a in arrays]
+    return [backends.to_numpy(a) for a in arrays]
 
 
 def _members(path):
@@ -68,7 +68,7 @@ def test_round_trip_is_exact(device, dtype, tmp_path):
     assert loaded.activation == model.activation and loaded.output_activation == "softmax"
     for a, b in zip(_host(loaded.parameters()), _host(model.parameters())):
         assert a.dtype == np.dtype(dtype) and np.array_equal(a, b)
-    assert backend.device_of(loaded.parameters()[0]) == device
+    assert backends.device_of(loaded.parameters()[0]) == device
     assert loaded.preprocessing == model.preprocessing
     assert loaded.history.history == model.history.history and loaded.history.epoch == [0, 1]
     assert loaded.optimizer.label == "adam" and loaded.optimizer.step_count == model.optimizer.step_count == 4
@@ -77,9 +77,9 @@ def test_round_trip_is_exact(device, dtype, tmp_path):
     for key in theirs["state"]:
         for a, b in zip(mine["state"][key], theirs["state"][key]):
             assert np.array_equal(a, b)
-    assert backend.device_of(loaded.optimizer.state["m"][0]) == device
+    assert backends.device_of(loaded.optimizer.state["m"][0]) == device
     assert loaded.rng.bit_generator.state == model.rng.bit_generator.state
-    assert np.array_equal(backend.to_numpy(loaded.predict(X)), backend.to_numpy(model.predict(X)))
+    assert np.array_equal(backends.to_numpy(loaded.predict(X)), backends.to_numpy(model.predict(X)))
 
 
 def test_predictions_agree_after_moving_devices(tmp_path, device):
@@ -90,7 +90,7 @@ def test_predictions_agree_after_moving_devices(tmp_path, device):
     assert loaded.optimizer.label == "momentum" and loaded.optimizer.momentum == 0.9
     assert relative_difference(loaded.predict_proba(X), model.predict_proba(X)) <= PARITY_RTOL["float64"]
     if device == "array_api_strict":  # the same host arithmetic: bitwise
-        assert np.array_equal(backend.to_numpy(loaded.predict_proba(X)), model.predict_proba(X))
+        assert np.array_equal(backends.to_numpy(loaded.predict_proba(X)), model.predict_proba(X))
 
 
 def test_default_device_and_untrained_model(tmp_path):

@@ -5,11 +5,11 @@ import array_api_strict as xst
 import numpy as np
 import pytest
 
-from nn_xp import backend
+from nn_xp import backends
 from nn_xp.philox import dropout_mask, key_from_seed, philox4x32, uniform_bits
 
 HOST = [pytest.param(xnp, id="numpy"), pytest.param(xst, id="array_api_strict")]
-GPU_COUNT, GPU_WHY = backend.cuda_status()
+GPU_COUNT, GPU_WHY = backends.cuda_status()
 KEY = (0x12345678, 0x9ABCDEF0)
 
 # Known answers: the rows "philox4x32 7" and "philox4x32 10" of tests/kat_vectors in

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import nn_xp as nx
-from nn_xp import backend
+from nn_xp import backends
 from nn_xp.activations import ACTIVATIONS
 from nn_xp.initializers import INIT_NAMES
 
@@ -125,7 +125,7 @@ def _move_kinks_off_the_data(model, X):
                         b[j] += shift
                         break
             Z = A @ W.T + b
-        A = activation.forward(backend.get_namespace(Z), Z)
+        A = activation.forward(backends.get_namespace(Z), Z)
 
 
 @examples(200)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import nn_xp as nx
-from nn_xp import backend
+from nn_xp import backends
 from nn_xp.streaming import HostBatches, needs_streaming, use_streaming
 
 from .conftest import GPU_COUNT
@@ -98,12 +98,12 @@ def test_auto_streams_only_what_would_crowd_the_gpu():
 
 def test_auto_on_a_gpu_compares_the_data_with_free_memory(monkeypatch):
     X = np.zeros((1000, 10))  # 40,000 bytes as float32
-    monkeypatch.setattr(backend, "free_memory", lambda device: 79_999)
+    monkeypatch.setattr(backends, "free_memory", lambda device: 79_999)
     assert use_streaming("auto", X, "cuda:0", "float32") is True
-    monkeypatch.setattr(backend, "free_memory", lambda device: 80_000)
+    monkeypatch.setattr(backends, "free_memory", lambda device: 80_000)
     assert use_streaming("auto", X, "cuda:0", "float32") is False
     assert use_streaming("auto", X, "cuda:0", "float64") is True  # the model's dtype sets the size
-    monkeypatch.setattr(backend, "free_memory", lambda device: 10)
+    monkeypatch.setattr(backends, "free_memory", lambda device: 10)
     assert use_streaming("auto", X, "cuda:0", "float32", full_batch=True) is False
 
 

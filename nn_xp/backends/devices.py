@@ -1,4 +1,4 @@
-"""Devices and array namespaces: the one place that knows about NumPy, CuPy and array-api-strict.
+"""Devices, array namespaces and transfers; memory queries and out-of-memory recognition.
 
 A device is a string: "cpu", "cuda", "cuda:N", or "auto" (resolved once, at the edge, by
 `resolve_device`). Everything past the edge takes its namespace from the arrays at hand.
@@ -64,6 +64,13 @@ def available_devices() -> list[str]:
     """["cpu"] plus one "cuda:N" per usable GPU. Never raises."""
     count, _ = cuda_status()
     return ["cpu"] + [f"cuda:{index}" for index in range(count)]
+
+
+def rank_device(local_rank: int) -> str:
+    """The device for the process of `local_rank` on its machine: a GPU of its own, shared round
+    robin when there are more processes than GPUs ("cuda:<local_rank mod GPUs>"), else "cpu"."""
+    count = cuda_status()[0]
+    return f"cuda:{local_rank % count}" if count else "cpu"
 
 
 def default_device() -> str:
@@ -136,6 +143,27 @@ def namespace(device: str):
     import array_api_compat.cupy
 
     return array_api_compat.cupy
+
+
+def is_gpu(device: str) -> bool:
+    """True for a resolved device string that names a GPU (CuPy's arrays, memory of its own)."""
+    return device.startswith("cuda")
+
+
+def has_half_precision(device: str) -> bool:
+    """True where the device's arrays have half-precision types (NumPy's and CuPy's; the Array API
+    standard, and so array-api-strict, has none)."""
+    return device == "cpu" or is_gpu(device)
+
+
+def takes_sparse(device: str) -> bool:
+    """True where the device's backend has sparse matrices (scipy.sparse, cupyx.scipy.sparse)."""
+    return device == "cpu" or is_gpu(device)
+
+
+def is_host_array(x) -> bool:
+    """True for a NumPy array (np.memmap included): host memory that NumPy reads and writes as it is."""
+    return isinstance(x, np.ndarray)
 
 
 def _is_numpy(x) -> bool:
@@ -244,6 +272,12 @@ def free_memory(device: str) -> int | None:
         return None
 
 
+def is_out_of_memory(error: BaseException) -> bool:
+    """True for an exception that says an allocation failed: MemoryError, or CuPy's OutOfMemoryError
+    (recognised by name, so that CuPy need not be imported to ask)."""
+    return isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError"
+
+
 def check_memory(host_bytes: int, device: str, device_bytes: int, what: str) -> None:
     """Raise MemoryError, before anything is allocated, when `host_bytes` cannot fit in the host's
     memory or, for a GPU device, `device_bytes` in the GPU's.
@@ -251,7 +285,7 @@ def check_memory(host_bytes: int, device: str, device_bytes: int, what: str) -> 
     Allocating more than a machine has does not always fail at once: where the operating system
     overcommits memory, filling such an array can run for a long time before the process is killed.
     """
-    places = [("host", "cpu", host_bytes)] + ([("GPU", device, device_bytes)] if device.startswith("cuda") else [])
+    places = [("host", "cpu", host_bytes)] + ([("GPU", device, device_bytes)] if is_gpu(device) else [])
     for place, where, needed in places:
         total = memory_bytes(where)
         if total is not None and needed > total:
@@ -262,7 +296,7 @@ def check_memory(host_bytes: int, device: str, device_bytes: int, what: str) -> 
 
 def device_context(device: str):
     """A context manager that makes `device` current for CuPy (a no-op elsewhere)."""
-    if device.startswith("cuda"):
+    if is_gpu(device):
         return _cupy().cuda.Device(int(device.split(":")[1]))
     return _NullContext()
 
@@ -273,6 +307,53 @@ class _NullContext:
 
     def __exit__(self, *exc):
         return False
+
+
+def sparse_csr(X, dtype: str, device: str):
+    """A scipy.sparse or cupyx.scipy.sparse X as a CSR matrix of `dtype` on `device` ("cpu" or a
+    GPU), converting only its nonzero values: X is never made dense."""
+    if device == "cpu" and type(X).__module__.startswith("cupyx"):
+        X = X.get()
+    with np.errstate(over="ignore"):
+        X = X.tocsr().astype(dtype, copy=False)
+    if is_gpu(device):
+        import cupyx.scipy.sparse
+
+        with device_context(device):
+            X = cupyx.scipy.sparse.csr_matrix(X)  # from scipy: copied to the GPU; from cupyx: kept
+    return X
+
+
+def half_dtype(device: str, half: str):
+    """The array dtype for `half` ("float16" or "bfloat16") on `device`'s backend.
+
+    Raises:
+        ImportError: bfloat16 without the ml_dtypes package.
+        RuntimeError: bfloat16 on a GPU whose CuPy has no bfloat16 arrays.
+    """
+    if half == "float16":
+        return np.float16
+    try:
+        import ml_dtypes
+    except ImportError:
+        raise ImportError("precision='mixed_bfloat16' needs bfloat16 from the ml_dtypes package "
+                          "(NumPy >= 2.1.2, CuPy >= 14): pip install ml_dtypes") from None
+    if is_gpu(device):
+        cupy = _cupy()
+        try:
+            cupy.zeros(1, dtype=ml_dtypes.bfloat16)
+        except Exception as error:  # a CuPy without bfloat16 (before 14)
+            raise RuntimeError(f"this CuPy ({cupy.__version__}) has no bfloat16 arrays ({error}); "
+                               "use mixed_float16, or CuPy >= 14") from None
+    return ml_dtypes.bfloat16
+
+
+def cupy_version() -> str:
+    """CuPy's version, or "not installed". Never raises."""
+    try:
+        return _cupy().__version__
+    except Exception:
+        return "not installed"
 
 
 def host_rng(seed=None) -> np.random.Generator:

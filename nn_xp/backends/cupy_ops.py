@@ -37,9 +37,8 @@ from importlib import resources
 
 import numpy as np
 
-from .activations import leaky_relu
-from .backend import is_sparse
-from .numpy_ops import LINEAR, RELU, SIGMOID, TANH, NumpyOps, _HalfPrecision
+from .devices import is_sparse
+from .numpy_ops import RELU, SIGMOID, TANH, NumpyOps, _HalfPrecision
 
 _log = logging.getLogger(__name__)
 
@@ -155,24 +154,15 @@ def _multiprocessors(device_id: int) -> int:
     return cupy.cuda.Device(device_id).attributes["MultiProcessorCount"]
 
 
-_BUILTIN = ((LINEAR, ACTIVATION_CODES["linear"]), (RELU, ACTIVATION_CODES["relu"]),
-            (SIGMOID, ACTIVATION_CODES["sigmoid"]), (TANH, ACTIVATION_CODES["tanh"]))
-# Every leaky_relu(slope) shares these functions' code: that, not the name, identifies one.
-_LEAKY_CODE = (leaky_relu().forward.__code__, leaky_relu().backward.__code__)
-
-
 def _fused_activation(activation):
-    """(activation code, slope) for the activations the kernels compute, None for the others and
-    while the fused kernels are off."""
-    if not (_fused_on and _compiled()):
+    """(activation code, slope) for the primitives the kernels compute (`activation.fused`), None
+    for the others and while the fused kernels are off."""
+    code = ACTIVATION_CODES.get(activation.fused)
+    if code is None or not (_fused_on and _compiled()):
         return None
-    for builtin, code in _BUILTIN:
-        if activation is builtin:
-            return code, 0.0
-    functions = (getattr(activation.forward, "__code__", None), getattr(activation.backward, "__code__", None))
-    if functions[0] is _LEAKY_CODE[0] and functions[1] is _LEAKY_CODE[1]:
-        return ACTIVATION_CODES["leaky_relu"], float(activation.params["negative_slope"])
-    return None
+    if code == ACTIVATION_CODES["leaky_relu"]:
+        return code, float(activation.params["negative_slope"])
+    return code, 0.0
 
 
 # ---- launch shapes: functions of the array shapes and the GPU's multiprocessor count alone ------------
@@ -386,10 +376,9 @@ class CupyOps(NumpyOps):
         return super().softmax_cross_entropy(Z, Y, weight, out=out)
 
     def _activation_backward(self, activation, dA, Z, A):
-        builtin = any(activation is a for a in (RELU, SIGMOID, TANH))
-        if not builtin:
+        if activation.fused not in (RELU, SIGMOID, TANH):
             return super()._activation_backward(activation, dA, Z, A)
-        _kernels()[0][activation.name](A, dA)
+        _kernels()[0][activation.fused](A, dA)
         return dA
 
     # ---- optimizer updates --------------------------------------------------------------------

@@ -1,5 +1,5 @@
 /*
- * nn_xp._native: the optimizer updates for NumPy's flat buffers, and a ReLU layer's bias and
+ * nn_xp.backends._native: the optimizer updates for NumPy's flat buffers, and a ReLU layer's bias and
  * activation passes, each in one pass.
  *
  * The NumPy fast path (optim.py) updates the flat parameter buffer with a dozen whole-array
@@ -12,7 +12,7 @@
  * to the buffer's type, as NumPy rounds a Python float next to a float32 array; and the build
  * turns off floating-point contraction (no fused multiply-add), errno-setting sqrt and
  * floating-point traps only.
- * tests/test_native.py checks the bitwise agreement. nn_xp/native.py is the Python side.
+ * tests/test_numpy_ops.py checks the bitwise agreement. numpy_ops.py is the Python side.
  *
  * Buffers come through the buffer protocol (any C-contiguous float32 or float64 buffer, NumPy
  * arrays included), so building this needs no NumPy headers.
@@ -351,7 +351,7 @@ static PyMethodDef methods[] = {
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "nn_xp._native", "Single-pass optimizer updates and ReLU layer passes for float buffers.", -1, methods,
+    PyModuleDef_HEAD_INIT, "nn_xp.backends._native", "Single-pass optimizer updates and ReLU layer passes for float buffers.", -1, methods,
 };
 
 PyMODINIT_FUNC

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 import nn_xp as nx
-from nn_xp import backend
+from nn_xp.backends import devices
 
 from .conftest import GPU_COUNT
 
@@ -28,30 +28,30 @@ def test_env_override_is_checked(monkeypatch):
 
 def test_auto_falls_back_to_cpu_without_gpu(monkeypatch):
     monkeypatch.delenv("NN_XP_DEVICE", raising=False)
-    monkeypatch.setattr(backend, "cuda_status", lambda: (0, "CuPy is not installed"))
+    monkeypatch.setattr(devices, "cuda_status", lambda: (0, "CuPy is not installed"))
     assert nx.default_device() == "cpu"
-    assert backend.resolve_device("auto") == "cpu"
+    assert devices.resolve_device("auto") == "cpu"
 
 
 @pytest.mark.parametrize("why", ["CuPy is not installed (ImportError)", "no CUDA GPU found",
                                  "the NVIDIA driver is too old for this CuPy build"])
 def test_explicit_cuda_without_gpu_says_why(monkeypatch, why):
-    monkeypatch.setattr(backend, "cuda_status", lambda: (0, why))
+    monkeypatch.setattr(devices, "cuda_status", lambda: (0, why))
     for name in ("cuda", "cuda:0"):
         with pytest.raises(RuntimeError, match=why.split(" (")[0]):
-            backend.resolve_device(name)
+            devices.resolve_device(name)
 
 
 def test_cuda_index_out_of_range(monkeypatch):
-    monkeypatch.setattr(backend, "cuda_status", lambda: (1, "ok"))
+    monkeypatch.setattr(devices, "cuda_status", lambda: (1, "ok"))
     with pytest.raises(RuntimeError, match="only 1 GPU"):
-        backend.resolve_device("cuda:3")
+        devices.resolve_device("cuda:3")
 
 
 @pytest.mark.parametrize("bad", ["gpu", "cuda:x", "cuda:-1", "", "metal"])
 def test_bad_device_names(bad):
     with pytest.raises(ValueError, match="device"):
-        backend.resolve_device(bad)
+        devices.resolve_device(bad)
     with pytest.raises(ValueError, match="device"):
         nx.MLP([2, 1], device=bad)
 
@@ -85,7 +85,7 @@ def test_to_device_and_back_keeps_values_and_dtype(device, source):
         "int": np.arange(4, dtype=np.int64),
     }[source]
     moved = nx.to_device(data, device)
-    assert backend.device_of(moved) == device
+    assert devices.device_of(moved) == device
     back = nx.to_numpy(moved)
     expected = np.asarray(data)
     assert back.dtype == expected.dtype
@@ -124,12 +124,12 @@ def test_different_seeds_differ():
 
 
 def test_tf32_is_off_unless_asked_for(monkeypatch):
-    monkeypatch.setattr(backend, "_TF32", {"enabled": None})
+    monkeypatch.setattr(devices, "_TF32", {"enabled": None})
     monkeypatch.delenv("NN_XP_TF32", raising=False)
-    assert backend.tf32_enabled() is False
+    assert devices.tf32_enabled() is False
     monkeypatch.setenv("NN_XP_TF32", "1")
-    assert backend.tf32_enabled() is True
-    backend.set_tf32(False)  # an explicit choice wins over the environment
-    assert backend.tf32_enabled() is False
+    assert devices.tf32_enabled() is True
+    devices.set_tf32(False)  # an explicit choice wins over the environment
+    assert devices.tf32_enabled() is False
     with pytest.raises(TypeError, match="enabled"):
-        backend.set_tf32("yes")
+        devices.set_tf32("yes")

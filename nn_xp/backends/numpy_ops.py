@@ -22,12 +22,11 @@ import os
 
 import numpy as np
 
-from .activations import get_activation
-from .backend import is_sparse
+from .devices import is_sparse
 from .ops import FlatList, Ops
 
 try:
-    from nn_xp import _native
+    from nn_xp.backends import _native
 except ImportError:  # built without a C compiler: the NumPy operations stand in
     _native = None
 
@@ -56,9 +55,9 @@ def set_native(flag: bool) -> bool:
     return previous
 
 
-# The built-in activations (the objects themselves: an Activation of your own that shares a name
-# keeps its own functions) whose forward can overwrite Z and whose derivative needs only A.
-RELU, LINEAR, SIGMOID, TANH = (get_activation(name) for name in ("relu", "linear", "sigmoid", "tanh"))
+# The primitives an activation may name (Activation.fused) whose forward can overwrite Z and whose
+# derivative needs only A; an activation naming none of them runs its own forward/backward pair.
+RELU, LINEAR, SIGMOID, TANH = "relu", "linear", "sigmoid", "tanh"
 
 
 def _native_call(function, *args) -> bool:
@@ -141,17 +140,17 @@ class NumpyOps(Ops):
         return self.raw.sum(A, axis=0, out=out)
 
     def bias_activate(self, activation, Z, b):
-        if activation is RELU and self.native and _native_call(_native.bias_relu, Z, b):
+        if activation.fused == RELU and self.native and _native_call(_native.bias_relu, Z, b):
             return Z, None
         Z += b
-        if activation is RELU:
+        if activation.fused == RELU:
             return self.raw.maximum(Z, 0, out=Z), None
-        if activation is LINEAR:
+        if activation.fused == LINEAR:
             return Z, None
         return activation.forward(self.xp, Z), Z
 
     def backward_bias(self, activation, dA, Z, A, db=None):
-        if (activation is RELU and db is not None and self.native
+        if (activation.fused == RELU and db is not None and self.native
                 and _native_call(_native.relu_backward_bias_grad, dA, A, db)):
             return dA, db
         dZ = self._activation_backward(activation, dA, Z, A)
@@ -159,13 +158,14 @@ class NumpyOps(Ops):
 
     def _activation_backward(self, activation, dA, Z, A):
         """dA * f'(A) in place for the activations whose derivative comes from A alone."""
-        if activation is RELU:
+        fused = activation.fused
+        if fused == RELU:
             dA *= A > 0
-        elif activation is SIGMOID:
+        elif fused == SIGMOID:
             dA *= A * (1 - A)
-        elif activation is TANH:
+        elif fused == TANH:
             dA *= 1 - A * A
-        elif activation is not LINEAR:
+        elif fused != LINEAR:
             return activation.backward(self.xp, dA, Z, A)
         return dA
 
@@ -314,7 +314,7 @@ class _HalfPrecision(NumpyOps):
         Z32 = Z.astype(np.float32)
         Z32 += b.astype(np.float32)
         A32 = activation.forward(self.xp, Z32)
-        kept = None if activation is RELU or activation is LINEAR else Z32.astype(Z.dtype)
+        kept = None if activation.fused in (RELU, LINEAR) else Z32.astype(Z.dtype)
         Z[...] = A32
         return Z, kept
 

@@ -8,7 +8,8 @@ order (thinc's `Ops`/`NumpyOps`/`CupyOps` pattern):
   `_native.c` where they are built;
 - `CupyOps` (cupy_ops.py): `NumpyOps`' in-place forms, with fused CUDA kernels in place of the
   compiled loops.
-`ops_for(xp)` is the only place that chooses; code above the ops never asks which backend it is on.
+`ops_for(xp)` (the package's `__init__`, above every ops module) is the only place that chooses;
+code above the ops never asks which backend it is on.
 
 Primitives that can write into an existing array take `out=`: the standard version ignores it and
 returns a new array, the mutable backends write into it and return it. Every primitive returns its
@@ -20,10 +21,6 @@ tests/test_ops.py checks each override against the standard version.
 """
 
 from __future__ import annotations
-
-import functools
-
-import array_api_compat
 
 
 class FlatList(list):
@@ -194,21 +191,3 @@ class Ops:
             b = b * momentum + g / d
             return p - learning_rate * b, v, g_avg, b
         return p - learning_rate * (g / d), v, g_avg, b
-
-
-@functools.cache
-def _ops_for_namespace(xp) -> Ops:
-    if array_api_compat.is_numpy_namespace(xp):
-        from .numpy_ops import NumpyOps
-
-        return NumpyOps(xp)
-    if array_api_compat.is_cupy_namespace(xp):
-        from .cupy_ops import CupyOps
-
-        return CupyOps(xp)
-    return Ops(xp)
-
-
-def ops_for(xp) -> Ops:
-    """The ops object for namespace `xp`: the one place where a backend's faster idiom is chosen."""
-    return _ops_for_namespace(xp)
