@@ -154,8 +154,7 @@ class NCCLCommunicator(MPICommunicator):
         ok, why = nccl_status()
         if not ok:
             raise RuntimeError(f"backend='nccl' cannot be used: {why}")
-        self.gpu = int(self.device().split(":")[1])
-        self.group = NcclGroup(self.size, self.rank, self.gpu, lambda uid: self.comm.bcast(uid, root=0))
+        self.group = NcclGroup(self.size, self.rank, self.device(), lambda uid: self.comm.bcast(uid, root=0))
 
     def allreduce(self, array):
         if backends.is_host_array(array):

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .devices import cuda_status
+from .devices import cuda_status, device_context
 
 
 def nccl_status() -> tuple[bool, str]:
@@ -26,18 +26,18 @@ def nccl_status() -> tuple[bool, str]:
 
 
 class NcclGroup:
-    """One rank of an NCCL communicator of `size` ranks, on GPU `gpu`.
+    """One rank of an NCCL communicator of `size` ranks, on the GPU `device` ("cuda:N").
 
     share_id: gives every rank rank 0's unique id (rank 0 passes its own, the others None), e.g.
         MPI's broadcast.
     """
 
-    def __init__(self, size: int, rank: int, gpu: int, share_id: Callable):
+    def __init__(self, size: int, rank: int, device: str, share_id: Callable):
         import cupy
         from cupy.cuda import nccl
 
         self.cupy, self.nccl = cupy, nccl
-        with cupy.cuda.Device(gpu):
+        with device_context(device):
             uid = share_id(nccl.get_unique_id() if rank == 0 else None)
             self.comm = nccl.NcclCommunicator(size, uid, rank)
 
