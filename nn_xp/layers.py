@@ -6,6 +6,13 @@ The protocol, for nn_xp's layers and for yours:
   one array); a layer reads its own with `self.get_param(name)`, a view into that buffer.
 - `initial_params(rng)`: their starting values, {name: float64 NumPy array}, drawn from the
   model's host generator (so one seed gives the same weights on every device).
+- `decayed()`: the names of the parameters an L2 penalty / weight decay applies to, declared here
+  as Keras' per-weight regularizers and optax's masks are (Dense: its W, not its b; none by default).
+- `buffer_shapes()` / `initial_buffers()`: the layer's non-trainable state (BatchNorm's running
+  statistics), {name: shape} and {name: float64 NumPy array} (zeros by default). The model keeps
+  them beside the parameters, saves, moves, copies and restores them; the layer reads one with
+  `self.get_buffer(name)` and replaces it with `self.set_buffer(name, array)`, which it may do
+  only where `ctx.update_buffers` is True (fit's training steps).
 - `output_width(width)`: the number of columns the layer gives for `width` input columns (check
   the input here; the default keeps the width).
 - `forward(ops, X, ctx) -> (Y, backprop)`: `ops` holds the backend's primitives (ops.py; `ops.xp`
@@ -50,16 +57,20 @@ def register(name: str):
 class Context:
     """What a forward pass needs besides its input.
 
-    training: dropout is active (inside `fit`, or when a training step is asked for).
+    training: dropout is active and norms use the batch's statistics (inside `fit`, or when a
+    training step is asked for). update_buffers: the layers may update their buffers (running
+    statistics): fit's training steps only, never evaluation, validation or a gradient check.
     step: the optimizer steps taken before this one; rows: the batch's rows of the training data
     (global sample indices); key: the model's dropout key. Masks are a function of these alone.
     layer: this layer's position in the model; input_grad: whether the layer below needs dX.
     """
 
-    __slots__ = ("buffer", "input_grad", "key", "layer", "ops", "rows", "step", "training", "workspace")
+    __slots__ = ("buffer", "input_grad", "key", "layer", "ops", "rows", "step", "training", "update_buffers",
+                 "workspace")
 
-    def __init__(self, ops, training=False, step=0, rows=None, key=(0, 0), workspace=None):
+    def __init__(self, ops, training=False, step=0, rows=None, key=(0, 0), workspace=None, update_buffers=False):
         self.ops, self.training, self.step, self.rows, self.key = ops, training, step, rows, key
+        self.update_buffers = bool(update_buffers)
         self.workspace = workspace
         self.layer, self.input_grad = 0, True
         if workspace is None:
@@ -82,12 +93,24 @@ class Layer:
     """Base class: no parameters, the identity; subclasses override what they need."""
 
     kind: str | None = None  # the name given to `register`
+    # False for a layer that acts on each feature of its input with parameters of the input's width
+    # (a norm): it is no layer of its own in `layer_sizes`.
+    counts_in_layer_sizes = True
 
     def param_shapes(self) -> dict:
         return {}
 
     def initial_params(self, rng: np.random.Generator) -> dict:
         return {name: np.zeros(shape) for name, shape in self.param_shapes().items()}
+
+    def decayed(self) -> tuple:
+        return ()
+
+    def buffer_shapes(self) -> dict:
+        return {}
+
+    def initial_buffers(self) -> dict:
+        return {name: np.zeros(shape) for name, shape in self.buffer_shapes().items()}
 
     def output_width(self, width: int) -> int:
         return width
@@ -102,15 +125,17 @@ class Layer:
         arguments = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
         return f"{type(self).__name__}({arguments})"
 
-    # -- the model binds each layer to its slice of the parameter and gradient lists --
+    # -- the model binds each layer to its slice of the parameter, gradient and buffer lists --
     _store = None
-    _offset = 0
     _index: dict = {}
+    _buffer_index: dict = {}
 
-    def bind(self, store, offset: int) -> None:
-        """Called by the model: this layer's parameters start at `store.params[offset]`."""
-        self._store, self._offset = store, offset
+    def bind(self, store, offset: int, buffer_offset: int = 0) -> None:
+        """Called by the model: this layer's parameters start at `store.params[offset]`, its
+        buffers at `store.buffers[buffer_offset]`."""
+        self._store = store
         self._index = {name: offset + i for i, name in enumerate(self.param_shapes())}
+        self._buffer_index = {name: buffer_offset + i for i, name in enumerate(self.buffer_shapes())}
 
     def get_param(self, name: str):
         """The live parameter array `name` (a view into the model's flat buffer)."""
@@ -123,6 +148,14 @@ class Layer:
     def set_grad(self, name: str, value) -> None:
         """Record the gradient of parameter `name` for this step."""
         self._store.grads[self._index[name]] = value
+
+    def get_buffer(self, name: str):
+        """The buffer `name` (non-trainable state, on the model's device)."""
+        return self._store.buffers[self._buffer_index[name]]
+
+    def set_buffer(self, name: str, value) -> None:
+        """Make `value` the buffer `name` (a new array: snapshots of the old one stay valid)."""
+        self._store.buffers[self._buffer_index[name]] = value
 
     def spec(self) -> dict:
         """{"kind": registered name, **config()}: what a model file stores."""
@@ -177,6 +210,9 @@ class Dense(Layer):
     def param_shapes(self) -> dict:
         return {"W": (self.n_out, self.n_in), "b": (self.n_out,)}
 
+    def decayed(self) -> tuple:
+        return ("W",)
+
     def initial_params(self, rng) -> dict:
         return {"W": INITIALIZERS[self.init](rng, self.n_in, self.n_out), "b": np.zeros(self.n_out)}
 
@@ -189,8 +225,8 @@ class Dense(Layer):
         return {"n_in": self.n_in, "n_out": self.n_out, "activation": self.activation.spec(), "init": self.init}
 
     def forward(self, ops, X, ctx: Context):
-        store, o, activation = self._store, self._offset, self.activation
-        W, b = store.params[o], store.params[o + 1]
+        activation = self.activation
+        W, b = self.get_param("W"), self.get_param("b")
         n = X.shape[0]
         if is_sparse(X):
             return self._forward_sparse(ops, X, W, b)
@@ -200,9 +236,9 @@ class Dense(Layer):
         dX_out = ctx.buffer(self, "dX", (n, self.n_in), W) if input_grad else None
 
         def backprop(dA):
-            grads = store.grads
-            dZ, grads[o + 1] = ops.backward_bias(activation, dA, Z, A, db=grads[o + 1])
-            grads[o] = ops.matmul(dZ.T, X, out=grads[o])
+            dZ, db = ops.backward_bias(activation, dA, Z, A, db=self.grad_buffer("b"))
+            self.set_grad("b", db)
+            self.set_grad("W", ops.matmul(dZ.T, X, out=self.grad_buffer("W")))
             return ops.matmul(dZ, W, out=dX_out) if input_grad else None
 
         return A, backprop
@@ -210,17 +246,18 @@ class Dense(Layer):
     def _forward_sparse(self, ops, X, W, b):
         """The first layer on a sparse (CSR) X, never made dense: Z = X @ W.T and dW = (X.T @ dZ).T,
         products of the sparse matrix with dense ones (it is the model's input: no dX)."""
-        store, o, activation = self._store, self._offset, self.activation
+        activation = self.activation
         A, Z = ops.bias_activate(activation, X @ W.T, b)
 
         def backprop(dA):
-            grads = store.grads
-            dZ, grads[o + 1] = ops.backward_bias(activation, dA, Z, A, db=grads[o + 1])
+            dZ, db = ops.backward_bias(activation, dA, Z, A, db=self.grad_buffer("b"))
+            self.set_grad("b", db)
             dW = (X.T @ dZ).T
-            if grads[o] is not None and ops.mutable:
-                grads[o][...] = dW  # the flat gradient buffer's view
+            kept = self.grad_buffer("W")
+            if kept is not None and ops.mutable:
+                kept[...] = dW  # the flat gradient buffer's view
             else:
-                grads[o] = dW
+                self.set_grad("W", dW)
             return None
 
         return A, backprop
@@ -255,3 +292,4 @@ class Dropout(Layer):
             return ops.dropout(dY, keep, scale, out=dY if ops.mutable else None)
 
         return Y, backprop
+

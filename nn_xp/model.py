@@ -35,11 +35,32 @@ from .preprocessing import Preprocessor, is_table
 
 
 class _Store:
-    """The model's parameters and the gradients of the last training step, aligned, shared by its layers."""
+    """The model's parameters and the gradients of the last training step, aligned, and its buffers
+    (non-trainable state, in layer order), shared by its layers."""
 
     def __init__(self):
         self.params = FlatList()
         self.grads = None
+        self.buffers = []
+
+
+def _bind(layers, store) -> None:
+    """Each layer to its parameters and buffers in `store`, in layer order."""
+    offset = buffer_offset = 0
+    for layer in layers:
+        layer.bind(store, offset, buffer_offset)
+        offset += len(layer.param_shapes())
+        buffer_offset += len(layer.buffer_shapes())
+
+
+def _layer_names(layers) -> list:
+    """Each layer's name: its kind and its number among the layers of that kind ("dense_1", "batch_norm_1")."""
+    counts, names = {}, []
+    for layer in layers:
+        kind = layer.kind or type(layer).__name__.lower()
+        counts[kind] = counts.get(kind, 0) + 1
+        names.append(f"{kind}_{counts[kind]}")
+    return names
 
 
 class Sequential:
@@ -86,7 +107,7 @@ class Sequential:
                 out = layer.output_width(width)
             except ValueError as error:
                 raise ValueError(f"layers[{index}]: {error}") from None
-            if out != width or layer.param_shapes():
+            if out != width or (layer.param_shapes() and layer.counts_in_layer_sizes):
                 sizes.append(out)
             width = out
         self.layer_sizes = sizes
@@ -113,10 +134,7 @@ class Sequential:
                                          f"param_shapes() says {tuple(shape)}")
                     host.append(value)
         self._store = _Store()
-        offset = 0
-        for layer in layers:
-            layer.bind(self._store, offset)
-            offset += len(layer.param_shapes())
+        _bind(layers, self._store)
         # Layers other than Dense may read the batch's rows (Dropout keys its masks by them).
         self.needs_rows = any(not isinstance(layer, Dense) for layer in layers)
         # Whether a layer's backward must give dX: only where some layer below has parameters.
@@ -127,6 +145,7 @@ class Sequential:
         for index in range(len(host)):
             host[index] = backend.to_device(host[index].astype(self.dtype, copy=False), self.device)
         self._assign(host, release=True)
+        self._store.buffers[:] = self._initial_buffers()
         self.optimizer = None
         self.history = None
         # The input pipeline (preprocessing.py): the feature columns, imputation, one-hot
@@ -200,8 +219,57 @@ class Sequential:
         return get_head(check_loss(loss or self.loss, self._output.name), self._output)
 
     def parameters(self) -> list:
-        """[W1, b1, W2, b2, ...]: every layer's parameters in order, the live arrays on `self.device`."""
+        """[W1, b1, W2, b2, ...]: every layer's parameters in order, the live arrays on `self.device`
+        (a norm's weight and bias after its layer's)."""
         return self._store.params
+
+    def named_parameters(self) -> dict:
+        """{"dense_1.W": array, "dense_1.b": ..., "batch_norm_1.weight": ...}: the arrays of
+        `parameters()`, in the same order, named by layer (its kind and number) and parameter."""
+        return {f"{layer_name}.{name}": layer.get_param(name)
+                for layer_name, layer in zip(_layer_names(self.layers), self.layers) for name in layer.param_shapes()}
+
+    def buffers(self) -> list:
+        """The layers' non-trainable state in layer order (BatchNorm: running_mean, running_var)."""
+        return list(self._store.buffers)
+
+    def named_buffers(self) -> dict:
+        """{"batch_norm_1.running_mean": array, ...}: `buffers()` named as `named_parameters()`."""
+        return {f"{layer_name}.{name}": layer.get_buffer(name)
+                for layer_name, layer in zip(_layer_names(self.layers), self.layers) for name in layer.buffer_shapes()}
+
+    def decayed(self) -> list:
+        """The positions in `parameters()` of the parameters an L2 penalty applies to, as their
+        layers declare them (`Layer.decayed()`: Dense's W, no bias, no norm parameter)."""
+        names = list(self.named_parameters())
+        wanted = {f"{layer_name}.{name}" for layer_name, layer in zip(_layer_names(self.layers), self.layers)
+                  for name in layer.decayed()}
+        return [index for index, name in enumerate(names) if name in wanted]
+
+    def _initial_buffers(self) -> list:
+        """Every layer's initial buffers, in the model's dtype on its device."""
+        arrays = []
+        for index, layer in enumerate(self.layers):
+            values = layer.initial_buffers()
+            for name, shape in layer.buffer_shapes().items():
+                value = np.asarray(values[name])
+                if value.shape != tuple(shape):
+                    raise ValueError(f"layers[{index}].initial_buffers()[{name!r}] has shape {value.shape}, "
+                                     f"buffer_shapes() says {tuple(shape)}")
+                arrays.append(backend.to_device(value.astype(self.dtype), self.device))
+        return arrays
+
+    def set_buffers(self, arrays) -> None:
+        """New values for the buffers, in `buffers()`' order (shapes must match)."""
+        arrays = list(arrays)
+        shapes = [tuple(shape) for layer in self.layers for shape in layer.buffer_shapes().values()]
+        if len(arrays) != len(shapes):
+            raise ValueError(f"arrays must hold {len(shapes)} buffers, got {len(arrays)}")
+        for index, (a, shape) in enumerate(zip(arrays, shapes)):
+            if tuple(a.shape) != shape:
+                raise ValueError(f"buffer {index} has shape {tuple(a.shape)}, the layer's {shape}")
+        self._store.buffers[:] = [backend.to_device(np.asarray(backend.to_numpy(a)).astype(self.dtype), self.device)
+                                  for a in arrays]
 
     def n_parameters(self) -> int:
         return sum(int(np.prod(p.shape)) for p in self._store.params)
@@ -248,6 +316,7 @@ class Sequential:
         """Move parameters (and optimizer state, if any) to `device`; returns self."""
         device = backend.resolve_device(device)
         self._assign([backend.to_device(p, device) for p in self._store.params])
+        self._store.buffers[:] = [backend.to_device(b, device) for b in self._store.buffers]
         if self.optimizer is not None:
             self.optimizer.to(device)
         self.device = device
@@ -261,12 +330,11 @@ class Sequential:
         clone.device = backend.resolve_device(device or self.device)
         clone.layers = [copy.copy(layer) for layer in self.layers]
         clone._store = _Store()
-        offset = 0
-        for layer in clone.layers:
-            layer.bind(clone._store, offset)
-            offset += len(layer.param_shapes())
+        _bind(clone.layers, clone._store)
         clone._assign([backend.to_device(backend.to_numpy(p).astype(clone.dtype), clone.device)
                        for p in self._store.params])
+        clone._store.buffers[:] = [backend.to_device(backend.to_numpy(b).astype(clone.dtype), clone.device)
+                                   for b in self._store.buffers]
         clone.optimizer = None
         clone.history = None
         clone.rng = copy.deepcopy(self.rng)
@@ -371,7 +439,8 @@ class Sequential:
             H = ops.xp.asarray(X, copy=True)
         return H, backprops
 
-    def train_step(self, X, Y, head, *, rows=None, step=None, training=True, reuse=True, weights=None):
+    def train_step(self, X, Y, head, *, rows=None, step=None, training=True, reuse=True, weights=None,
+                   update_buffers=False):
         """(loss as a 0-d device array, gradients aligned with `parameters()`, what the head's
         metric reads) for checked X, Y: the training hot path.
 
@@ -381,6 +450,8 @@ class Sequential:
             step before (the mutable backends), all overwritten by the next call: the fit loop uses
             them at once. Without it the gradients are new arrays.
         weights: sample weights, a column (n_samples, 1) (check_weights), or None.
+        update_buffers: the layers update their buffers (BatchNorm's running statistics): fit's
+            training steps, and no other pass.
         """
         ops = self._ops_of(X)
         store = self._store
@@ -390,7 +461,7 @@ class Sequential:
         if step is None:
             step = self.optimizer.step_count if self.optimizer is not None else 0
         ctx = Context(ops, training=training, step=step, rows=rows, key=self.dropout_key,
-                      workspace=self.workspace if reuse and ops.mutable else None)
+                      workspace=self.workspace if reuse and ops.mutable else None, update_buffers=update_buffers)
         kept = store.grads
         if reuse and ops.mutable:
             if kept is None:
@@ -735,7 +806,7 @@ class Sequential:
     def state_dict(self) -> dict:
         """Everything a model file holds, as JSON-ready values and host (NumPy) arrays.
 
-        {"architecture", "dtype", "seed", "dropout_key", "params": [arrays], "preprocessing",
+        {"architecture", "dtype", "seed", "dropout_key", "params": [arrays], "buffers": [arrays], "preprocessing",
         "loss", "l2", "schema": {feature_names, target, classes, split}, "optimizer":
         optimizer.state_dict() plus its label and learning rates, or None,
         "history": History.state_dict() or None, "rng": the host generator's state}.
@@ -753,6 +824,7 @@ class Sequential:
             "seed": seed,
             "dropout_key": list(self.dropout_key),
             "params": [backend.to_numpy(p).astype(self.dtype, copy=False) for p in self._store.params],
+            "buffers": [backend.to_numpy(b).astype(self.dtype, copy=False) for b in self._store.buffers],
             "preprocessing": self.preprocessing,
             "loss": self.loss,
             "l2": self.l2,
@@ -790,6 +862,8 @@ class Sequential:
         # Built around the stored arrays: no random weights are drawn only to be overwritten.
         model = cls.from_architecture(state["architecture"], state["dtype"], "cpu", params=params)
         del params
+        if state.get("buffers") is not None:  # files written before buffers hold none: initial ones
+            model.set_buffers([np.asarray(b) for b in state["buffers"]])
         model.seed = state.get("seed")
         if state.get("dropout_key") is not None:
             model.dropout_key = tuple(int(k) for k in state["dropout_key"])
@@ -932,6 +1006,7 @@ class MLP(Sequential):
         dropout=0.0,
     ):
         sizes = validation.layer_sizes(layer_sizes)
+
         n_hidden = len(sizes) - 2
         hidden = _hidden_activations(activation, n_hidden)
         rates = validation.rate_per_layer(dropout, "dropout", n_hidden)
@@ -950,12 +1025,13 @@ class MLP(Sequential):
         self.device = backend.resolve_device(device)
         self.init = init
         self.dropout = rates
+        self._hidden = [a.spec() for a in hidden]
         self._setup(layers, sizes[0], seed)
 
     @property
     def activation(self) -> list:
         """The hidden activations as JSON-ready specs."""
-        return [layer.activation.spec() for layer in self.layers if isinstance(layer, Dense)][:-1]
+        return list(self._hidden)
 
     def __repr__(self) -> str:
         hidden = [spec["name"] for spec in self.activation]
