@@ -28,7 +28,8 @@ from .distributed import part
 from .heads import Head, check_loss, default_loss, get_head
 from .history import History
 from .initializers import check_init
-from .layers import Context, Dense, Dropout, Layer, from_spec
+from .layers import Activation, BatchNorm, Context, Dense, Dropout, Layer, LayerNorm, from_spec
+from .layers import layer_names as _layer_names
 from .ops import FlatList, ops_for
 from .optim import get_optimizer
 from .preprocessing import Preprocessor, is_table
@@ -51,16 +52,6 @@ def _bind(layers, store) -> None:
         layer.bind(store, offset, buffer_offset)
         offset += len(layer.param_shapes())
         buffer_offset += len(layer.buffer_shapes())
-
-
-def _layer_names(layers) -> list:
-    """Each layer's name: its kind and its number among the layers of that kind ("dense_1", "batch_norm_1")."""
-    counts, names = {}, []
-    for layer in layers:
-        kind = layer.kind or type(layer).__name__.lower()
-        counts[kind] = counts.get(kind, 0) + 1
-        names.append(f"{kind}_{counts[kind]}")
-    return names
 
 
 class Sequential:
@@ -440,7 +431,7 @@ class Sequential:
         return H, backprops
 
     def train_step(self, X, Y, head, *, rows=None, step=None, training=True, reuse=True, weights=None,
-                   update_buffers=False):
+                   update_buffers=False, comm=None, grad_scale=1.0):
         """(loss as a 0-d device array, gradients aligned with `parameters()`, what the head's
         metric reads) for checked X, Y: the training hot path.
 
@@ -452,6 +443,10 @@ class Sequential:
         weights: sample weights, a column (n_samples, 1) (check_weights), or None.
         update_buffers: the layers update their buffers (BatchNorm's running statistics): fit's
             training steps, and no other pass.
+        comm, grad_scale: a distributed step of a model with a layer that couples the rows of a
+            batch (BatchNorm): the communicator the layer sums over, and this rank's share of the
+            global batch, by which dL/dZ is scaled before the backward pass (so the gradients come
+            back already weighted for the allreduce).
         """
         ops = self._ops_of(X)
         store = self._store
@@ -461,7 +456,8 @@ class Sequential:
         if step is None:
             step = self.optimizer.step_count if self.optimizer is not None else 0
         ctx = Context(ops, training=training, step=step, rows=rows, key=self.dropout_key,
-                      workspace=self.workspace if reuse and ops.mutable else None, update_buffers=update_buffers)
+                      workspace=self.workspace if reuse and ops.mutable else None, update_buffers=update_buffers,
+                      comm=comm)
         kept = store.grads
         if reuse and ops.mutable:
             if kept is None:
@@ -472,6 +468,8 @@ class Sequential:
         Z, backprops = self._logits(X, ctx)
         L, dH, out = head.loss_and_grad(ops, Z, Y, out=ctx.buffer(head, "dZ", Z.shape, Z) if head.writes_out else None,
                                         weights=weights)
+        if grad_scale != 1.0:
+            dH = dH * grad_scale
         _backward(backprops, dH)
         store.grads = kept  # the training step's buffers stay for the next one
         return L, grads, out
@@ -480,7 +478,8 @@ class Sequential:
         """`train_step` in mixed precision (precision.py): the layers compute in `half` ("float16"
         or "bfloat16") with a half copy of the parameters, the head in float32 on the logits, and
         the gradients (of the loss times `scale`) come back unscaled in float32, aligned with
-        `parameters()`. NumPy or CuPy only."""
+        `parameters()`; norms take their statistics in float32 and update their buffers (this is
+        fit's training step). NumPy or CuPy only."""
         from .precision import compute_dtype
 
         ops = self._ops_of(X)
@@ -501,7 +500,8 @@ class Sequential:
         Xh[...] = X
         if step is None:
             step = self.optimizer.step_count if self.optimizer is not None else 0
-        ctx = Context(ops, training=True, step=step, rows=rows, key=self.dropout_key, workspace=self.workspace)
+        ctx = Context(ops, training=True, step=step, rows=rows, key=self.dropout_key, workspace=self.workspace,
+                      update_buffers=True, wide=params.flat.dtype)
         kept = store.grads
         store.params, store.grads = half_params, half_grads  # the layers read and write these
         # Overflow to inf is what the loss scaler watches for: no warning from NumPy's emulation.
@@ -992,6 +992,9 @@ class MLP(Sequential):
         seed: same seed, bitwise-identical initial weights (and dropout masks) on every device.
         dropout: the fraction of each hidden layer's units dropped during `fit` (the Keras/PyTorch
             meaning), one rate or one per hidden layer; 0 (the default) adds no Dropout layers.
+        norm: None (the default), "batch" (BatchNorm) or "layer" (LayerNorm): a norm after each
+            hidden layer's product, before its activation (Dense without activation -> norm ->
+            Activation); None keeps Dense layers with their own activation.
     """
 
     def __init__(
@@ -1004,9 +1007,11 @@ class MLP(Sequential):
         device="auto",
         seed=None,
         dropout=0.0,
+        norm=None,
     ):
         sizes = validation.layer_sizes(layer_sizes)
-
+        if norm not in NORMS:
+            raise ValueError(f"norm must be one of {list(NORMS)}, got {norm!r}")
         n_hidden = len(sizes) - 2
         hidden = _hidden_activations(activation, n_hidden)
         rates = validation.rate_per_layer(dropout, "dropout", n_hidden)
@@ -1015,7 +1020,10 @@ class MLP(Sequential):
         layers = []
         for index, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
             if index < n_hidden:
-                layers.append(Dense(n_in, n_out, hidden[index], init))
+                if norm is None:
+                    layers.append(Dense(n_in, n_out, hidden[index], init))
+                else:  # Linear -> norm -> activation
+                    layers += [Dense(n_in, n_out, "linear", init), NORMS[norm](n_out), Activation(hidden[index])]
                 if any(rates):
                     layers.append(Dropout(rates[index]))
             else:
@@ -1025,6 +1033,7 @@ class MLP(Sequential):
         self.device = backend.resolve_device(device)
         self.init = init
         self.dropout = rates
+        self.norm = norm
         self._hidden = [a.spec() for a in hidden]
         self._setup(layers, sizes[0], seed)
 
@@ -1036,14 +1045,18 @@ class MLP(Sequential):
     def __repr__(self) -> str:
         hidden = [spec["name"] for spec in self.activation]
         dropout = f", dropout={self.dropout}" if any(self.dropout) else ""
+        norm = f", norm={self.norm!r}" if self.norm is not None else ""
         return (
             f"MLP(layer_sizes={list(self.layer_sizes)}, activation={hidden}, "
-            f"output_activation={self._output.name!r}, dtype={self.dtype!r}, device={self.device!r}{dropout})"
+            f"output_activation={self._output.name!r}, dtype={self.dtype!r}, device={self.device!r}{dropout}{norm})"
         )
 
     def architecture(self) -> dict:
-        return {"layer_sizes": list(self.layer_sizes), "activation": self.activation,
-                "output_activation": self._output.spec(), "init": self.init, "dropout": list(self.dropout)}
+        architecture = {"layer_sizes": list(self.layer_sizes), "activation": self.activation,
+                        "output_activation": self._output.spec(), "init": self.init, "dropout": list(self.dropout)}
+        if self.norm is not None:  # files of an MLP without norm stay as they were
+            architecture["norm"] = self.norm
+        return architecture
 
     @classmethod
     def from_architecture(cls, architecture: dict, dtype: str, device: str = "cpu", params=None):
@@ -1051,7 +1064,11 @@ class MLP(Sequential):
             return Sequential.from_architecture(architecture, dtype, device, params)
         return _with_params(MLP, params, architecture["layer_sizes"], activation=architecture["activation"],
                             output_activation=architecture["output_activation"], init=architecture.get("init", "he"),
-                            dtype=dtype, device=device, seed=0, dropout=architecture.get("dropout") or 0.0)
+                            dtype=dtype, device=device, seed=0, dropout=architecture.get("dropout") or 0.0,
+                            norm=architecture.get("norm"))
+
+
+NORMS = {None: None, "batch": BatchNorm, "layer": LayerNorm}
 
 
 def _hidden_activations(activation, n_hidden: int) -> list:

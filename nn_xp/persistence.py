@@ -353,8 +353,14 @@ def _parse_meta(raw: bytes) -> dict:
         if not isinstance(spec, (str, dict)):
             raise _Refused(f"bad activation spec {spec!r}")
     shapes = meta.get("param_shapes")
+    norm = meta.get("norm")
+    if norm not in (None, "batch", "layer"):
+        raise _Refused(f"norm must be null, 'batch' or 'layer', got {norm!r}")
     if not sequential:  # [W1, b1, ...] from the layer sizes (format 1 stores nothing else)
         derived = [shape for n_in, n_out in zip(sizes[:-1], sizes[1:]) for shape in ([n_out, n_in], [n_out])]
+        if norm is not None:  # each hidden layer's W, b, then its norm's weight and bias
+            derived = [shape for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:]))
+                       for shape in ([n_out, n_in], [n_out]) + (([n_out], [n_out]) if i < len(sizes) - 2 else ())]
         if shapes is not None and shapes != derived:
             raise _Refused(f"param_shapes {shapes!r} do not match layer_sizes {sizes}")
         shapes = derived
@@ -476,6 +482,8 @@ def _state(meta, params, opt_state) -> dict:
     else:
         architecture = {key: meta[key] for key in ("layer_sizes", "activation", "output_activation", "init")}
         architecture["dropout"] = meta.get("dropout") or 0.0
+        if meta.get("norm") is not None:
+            architecture["norm"] = meta["norm"]
     optimizer = meta["optimizer"]
     if optimizer is not None:
         optimizer = dict(optimizer, state=opt_state)

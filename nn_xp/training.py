@@ -308,6 +308,8 @@ class Epoch:
             W_stats = None if weights is None else self.xp.take(weights, train_rows, axis=0)
         self.comm = comm if comm is not None and comm.size > 1 else None
         self.running = _RunningMetrics(self.xp, head, Y_stats, self.comm, W_stats)
+        # A layer that couples the rows of a batch (BatchNorm) takes its statistics over every rank's part.
+        self.coupled = any(layer.couples_rows for layer in model.layers)
 
     def run(self, epoch: int, order=None, interrupt=None) -> dict:
         """Train on every batch once, in `order` (positions in the training rows; None: as stored).
@@ -416,17 +418,21 @@ class Epoch:
         """
         model, comm = self.model, self.comm
         n_local = Xb.shape[0]
-        if n_local:
-            L, grads, out = model.train_step(Xb, Yb, self.head, rows=rows, step=model.optimizer.step_count,
-                                             weights=Wb, update_buffers=True)
-        else:  # a batch smaller than the number of ranks: this one adds nothing
-            L, out = 0.0, None
-            grads = model.zero_grads()
         if Wb is None:
             weight = n_local / m
         else:
             total = float(total_weight)
             weight = float(self.xp.sum(Wb)) / total if n_local and total > 0 else 0.0
+        coupled = self.coupled
+        if n_local:
+            L, grads, out = model.train_step(Xb, Yb, self.head, rows=rows, step=model.optimizer.step_count,
+                                             weights=Wb, update_buffers=True, comm=comm if coupled else None,
+                                             grad_scale=weight if coupled else 1.0)
+        else:  # a batch smaller than the number of ranks: this one adds nothing
+            L, out = 0.0, None
+            grads = model.zero_grads()
+        if coupled:
+            weight = 1  # the gradients came back weighted (train_step's grad_scale)
         if isinstance(grads, FlatList) and grads.is_packed():
             if weight != 1:
                 grads.flat *= weight
@@ -771,6 +777,13 @@ def fit(
                 f"batch_size={batch_size} is smaller than the number of ranks ({comm.size}): batch_size is "
                 "the global batch, split across the ranks"
             )
+        n_train = X.shape[0] - math.floor(X.shape[0] * validation_split)
+        last = n_train % batch_size if batch_size is not None else 0
+        if any(layer.couples_rows for layer in model.layers) and 0 < last < comm.size:
+            # A rank without rows would leave the others waiting in BatchNorm's allreduce.
+            raise ValueError(f"BatchNorm under distributed training needs every global batch to give each of the "
+                             f"{comm.size} ranks a row, but the last batch of {n_train} training samples in batches "
+                             f"of {batch_size} has {last}: choose batch_size so that it has at least {comm.size}")
         distributed_.check_same_data(comm, "X and y", X, Y)
         if X_val is not None:
             distributed_.check_same_data(comm, "validation_data", X_val, Y_val)
