@@ -276,12 +276,14 @@ def check_same_settings(comm, settings: dict, what: str = "options", spell=lambd
 
 
 def broadcast_training_state(model, comm) -> None:
-    """Rank 0's parameters, optimizer state, generator state and dropout key on every rank."""
+    """Rank 0's parameters, buffers, optimizer state, generator state and dropout key on every rank."""
     params = model.parameters()
     if getattr(params, "flat", None) is not None and params.is_packed():
         comm.broadcast(params.flat)
     else:
         model.set_parameters([comm.broadcast(np.ascontiguousarray(backends.to_numpy(p))) for p in params])
+    if model.buffers():  # through host copies: the layers replace their buffers, so new arrays do
+        model.set_buffers([comm.broadcast(np.ascontiguousarray(backends.to_numpy(b))) for b in model.buffers()])
     opt = model.optimizer
     steps, names = comm.broadcast_object((opt.step_count, sorted(opt.state)))
     if sorted(opt.state) != names:

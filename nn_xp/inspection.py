@@ -12,7 +12,7 @@ import numpy as np
 
 from . import backends
 from .history import log_order
-from .layers import Dense, Dropout
+from .layers import Activation, Dense, Dropout, layer_names
 from .preprocessing import host_labels
 
 
@@ -126,14 +126,12 @@ def facts(model) -> dict:
 
 
 def _layer_rows(model) -> list:
-    rows, counts, width = [], {}, model.layer_sizes[0]
-    for layer in model.layers:
-        kind = layer.kind or type(layer).__name__.lower()
-        counts[kind] = counts.get(kind, 0) + 1
+    rows, width = [], model.layer_sizes[0]
+    for name, layer in zip(layer_names(model.layers), model.layers):
         width = layer.output_width(width)
-        row = {"name": f"{kind}_{counts[kind]}", "type": type(layer).__name__, "output_shape": [None, int(width)],
+        row = {"name": name, "type": type(layer).__name__, "output_shape": [None, int(width)],
                "params": sum(int(np.prod(shape)) for shape in layer.param_shapes().values())}
-        if isinstance(layer, Dense):
+        if isinstance(layer, (Dense, Activation)):
             row["activation"] = layer.activation.name
         if isinstance(layer, Dropout):
             row["rate"] = float(layer.rate)

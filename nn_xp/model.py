@@ -30,17 +30,29 @@ from .distributed import part
 from .heads import Head, check_loss, default_loss, get_head
 from .history import History
 from .initializers import check_init
-from .layers import Context, Dense, Dropout, Layer, from_spec
+from .layers import Activation, BatchNorm, Context, Dense, Dropout, Layer, LayerNorm, from_spec
+from .layers import layer_names as _layer_names
 from .optim import get_optimizer
 from .preprocessing import Preprocessor, is_table
 
 
 class _Store:
-    """The model's parameters and the gradients of the last training step, aligned, shared by its layers."""
+    """The model's parameters and the gradients of the last training step, aligned, and its buffers
+    (non-trainable state, in layer order), shared by its layers."""
 
     def __init__(self):
         self.params = FlatList()
         self.grads = None
+        self.buffers = []
+
+
+def _bind(layers, store) -> None:
+    """Each layer to its parameters and buffers in `store`, in layer order."""
+    offset = buffer_offset = 0
+    for layer in layers:
+        layer.bind(store, offset, buffer_offset)
+        offset += len(layer.param_shapes())
+        buffer_offset += len(layer.buffer_shapes())
 
 
 class Sequential:
@@ -87,7 +99,7 @@ class Sequential:
                 out = layer.output_width(width)
             except ValueError as error:
                 raise ValueError(f"layers[{index}]: {error}") from None
-            if out != width or layer.param_shapes():
+            if out != width or (layer.param_shapes() and layer.counts_in_layer_sizes):
                 sizes.append(out)
             width = out
         self.layer_sizes = sizes
@@ -114,10 +126,7 @@ class Sequential:
                                          f"param_shapes() says {tuple(shape)}")
                     host.append(value)
         self._store = _Store()
-        offset = 0
-        for layer in layers:
-            layer.bind(self._store, offset)
-            offset += len(layer.param_shapes())
+        _bind(layers, self._store)
         # Layers other than Dense may read the batch's rows (Dropout keys its masks by them).
         self.needs_rows = any(not isinstance(layer, Dense) for layer in layers)
         # Whether a layer's backward must give dX: only where some layer below has parameters.
@@ -128,6 +137,7 @@ class Sequential:
         for index in range(len(host)):
             host[index] = backend.to_device(host[index].astype(self.dtype, copy=False), self.device)
         self._assign(host, release=True)
+        self._store.buffers[:] = self._initial_buffers()
         self.optimizer = None
         self.history = None
         # The input pipeline (preprocessing.py): the feature columns, imputation, one-hot
@@ -201,8 +211,57 @@ class Sequential:
         return get_head(check_loss(loss or self.loss, self._output.name), self._output)
 
     def parameters(self) -> list:
-        """[W1, b1, W2, b2, ...]: every layer's parameters in order, the live arrays on `self.device`."""
+        """[W1, b1, W2, b2, ...]: every layer's parameters in order, the live arrays on `self.device`
+        (a norm's weight and bias after its layer's)."""
         return self._store.params
+
+    def named_parameters(self) -> dict:
+        """{"dense_1.W": array, "dense_1.b": ..., "batch_norm_1.weight": ...}: the arrays of
+        `parameters()`, in the same order, named by layer (its kind and number) and parameter."""
+        return {f"{layer_name}.{name}": layer.get_param(name)
+                for layer_name, layer in zip(_layer_names(self.layers), self.layers) for name in layer.param_shapes()}
+
+    def buffers(self) -> list:
+        """The layers' non-trainable state in layer order (BatchNorm: running_mean, running_var)."""
+        return list(self._store.buffers)
+
+    def named_buffers(self) -> dict:
+        """{"batch_norm_1.running_mean": array, ...}: `buffers()` named as `named_parameters()`."""
+        return {f"{layer_name}.{name}": layer.get_buffer(name)
+                for layer_name, layer in zip(_layer_names(self.layers), self.layers) for name in layer.buffer_shapes()}
+
+    def decayed(self) -> list:
+        """The positions in `parameters()` of the parameters an L2 penalty applies to, as their
+        layers declare them (`Layer.decayed()`: Dense's W, no bias, no norm parameter)."""
+        names = list(self.named_parameters())
+        wanted = {f"{layer_name}.{name}" for layer_name, layer in zip(_layer_names(self.layers), self.layers)
+                  for name in layer.decayed()}
+        return [index for index, name in enumerate(names) if name in wanted]
+
+    def _initial_buffers(self) -> list:
+        """Every layer's initial buffers, in the model's dtype on its device."""
+        arrays = []
+        for index, layer in enumerate(self.layers):
+            values = layer.initial_buffers()
+            for name, shape in layer.buffer_shapes().items():
+                value = np.asarray(values[name])
+                if value.shape != tuple(shape):
+                    raise ValueError(f"layers[{index}].initial_buffers()[{name!r}] has shape {value.shape}, "
+                                     f"buffer_shapes() says {tuple(shape)}")
+                arrays.append(backend.to_device(value.astype(self.dtype), self.device))
+        return arrays
+
+    def set_buffers(self, arrays) -> None:
+        """New values for the buffers, in `buffers()`' order (shapes must match)."""
+        arrays = list(arrays)
+        shapes = [tuple(shape) for layer in self.layers for shape in layer.buffer_shapes().values()]
+        if len(arrays) != len(shapes):
+            raise ValueError(f"arrays must hold {len(shapes)} buffers, got {len(arrays)}")
+        for index, (a, shape) in enumerate(zip(arrays, shapes)):
+            if tuple(a.shape) != shape:
+                raise ValueError(f"buffer {index} has shape {tuple(a.shape)}, the layer's {shape}")
+        self._store.buffers[:] = [backend.to_device(np.asarray(backend.to_numpy(a)).astype(self.dtype), self.device)
+                                  for a in arrays]
 
     def n_parameters(self) -> int:
         return sum(int(np.prod(p.shape)) for p in self._store.params)
@@ -249,6 +308,7 @@ class Sequential:
         """Move parameters (and optimizer state, if any) to `device`; returns self."""
         device = backend.resolve_device(device)
         self._assign([backend.to_device(p, device) for p in self._store.params])
+        self._store.buffers[:] = [backend.to_device(b, device) for b in self._store.buffers]
         if self.optimizer is not None:
             self.optimizer.to(device)
         self.device = device
@@ -262,12 +322,11 @@ class Sequential:
         clone.device = backend.resolve_device(device or self.device)
         clone.layers = [copy.copy(layer) for layer in self.layers]
         clone._store = _Store()
-        offset = 0
-        for layer in clone.layers:
-            layer.bind(clone._store, offset)
-            offset += len(layer.param_shapes())
+        _bind(clone.layers, clone._store)
         clone._assign([backend.to_device(backend.to_numpy(p).astype(clone.dtype), clone.device)
                        for p in self._store.params])
+        clone._store.buffers[:] = [backend.to_device(backend.to_numpy(b).astype(clone.dtype), clone.device)
+                                   for b in self._store.buffers]
         clone.optimizer = None
         clone.history = None
         clone.rng = copy.deepcopy(self.rng)
@@ -372,7 +431,8 @@ class Sequential:
             H = ops.xp.asarray(X, copy=True)
         return H, backprops
 
-    def train_step(self, X, Y, head, *, rows=None, step=None, training=True, reuse=True, weights=None):
+    def train_step(self, X, Y, head, *, rows=None, step=None, training=True, reuse=True, weights=None,
+                   update_buffers=False, comm=None, grad_scale=1.0):
         """(loss as a 0-d device array, gradients aligned with `parameters()`, what the head's
         metric reads) for checked X, Y: the training hot path.
 
@@ -382,6 +442,12 @@ class Sequential:
             step before (the mutable backends), all overwritten by the next call: the fit loop uses
             them at once. Without it the gradients are new arrays.
         weights: sample weights, a column (n_samples, 1) (check_weights), or None.
+        update_buffers: the layers update their buffers (BatchNorm's running statistics): fit's
+            training steps, and no other pass.
+        comm, grad_scale: a distributed step of a model with a layer that couples the rows of a
+            batch (BatchNorm): the communicator the layer sums over, and this rank's share of the
+            global batch, by which dL/dZ is scaled before the backward pass (so the gradients come
+            back already weighted for the allreduce).
         """
         ops = self._ops_of(X)
         store = self._store
@@ -391,7 +457,8 @@ class Sequential:
         if step is None:
             step = self.optimizer.step_count if self.optimizer is not None else 0
         ctx = Context(ops, training=training, step=step, rows=rows, key=self.dropout_key,
-                      workspace=self.workspace if reuse and ops.mutable else None)
+                      workspace=self.workspace if reuse and ops.mutable else None, update_buffers=update_buffers,
+                      comm=comm)
         kept = store.grads
         if reuse and ops.mutable:
             if kept is None:
@@ -402,6 +469,8 @@ class Sequential:
         Z, backprops = self._logits(X, ctx)
         L, dH, out = head.loss_and_grad(ops, Z, Y, out=ctx.buffer(head, "dZ", Z.shape, Z) if head.writes_out else None,
                                         weights=weights)
+        if grad_scale != 1.0:
+            dH = dH * grad_scale
         _backward(backprops, dH)
         store.grads = kept  # the training step's buffers stay for the next one
         return L, grads, out
@@ -410,7 +479,8 @@ class Sequential:
         """`train_step` in mixed precision (precision.py): the layers compute in `half` ("float16"
         or "bfloat16") with a half copy of the parameters, the head in float32 on the logits, and
         the gradients (of the loss times `scale`) come back unscaled in float32, aligned with
-        `parameters()`. NumPy or CuPy only."""
+        `parameters()`; norms take their statistics in float32 and update their buffers (this is
+        fit's training step). NumPy or CuPy only."""
         from .precision import compute_dtype
 
         ops = self._ops_of(X)
@@ -431,7 +501,8 @@ class Sequential:
         Xh[...] = X
         if step is None:
             step = self.optimizer.step_count if self.optimizer is not None else 0
-        ctx = Context(ops, training=True, step=step, rows=rows, key=self.dropout_key, workspace=self.workspace)
+        ctx = Context(ops, training=True, step=step, rows=rows, key=self.dropout_key, workspace=self.workspace,
+                      update_buffers=True, wide=params.flat.dtype)
         kept = store.grads
         store.params, store.grads = half_params, half_grads  # the layers read and write these
         # Overflow to inf is what the loss scaler watches for: no warning from NumPy's emulation.
@@ -736,7 +807,7 @@ class Sequential:
     def state_dict(self) -> dict:
         """Everything a model file holds, as JSON-ready values and host (NumPy) arrays.
 
-        {"architecture", "dtype", "seed", "dropout_key", "params": [arrays], "preprocessing",
+        {"architecture", "dtype", "seed", "dropout_key", "params": [arrays], "buffers": [arrays], "preprocessing",
         "loss", "l2", "schema": {feature_names, target, classes, split}, "optimizer":
         optimizer.state_dict() plus its label and learning rates, or None,
         "history": History.state_dict() or None, "rng": the host generator's state}.
@@ -754,6 +825,7 @@ class Sequential:
             "seed": seed,
             "dropout_key": list(self.dropout_key),
             "params": [backend.to_numpy(p).astype(self.dtype, copy=False) for p in self._store.params],
+            "buffers": [backend.to_numpy(b).astype(self.dtype, copy=False) for b in self._store.buffers],
             "preprocessing": self.preprocessing,
             "loss": self.loss,
             "l2": self.l2,
@@ -791,6 +863,8 @@ class Sequential:
         # Built around the stored arrays: no random weights are drawn only to be overwritten.
         model = cls.from_architecture(state["architecture"], state["dtype"], "cpu", params=params)
         del params
+        if state.get("buffers") is not None:  # files written before buffers hold none: initial ones
+            model.set_buffers([np.asarray(b) for b in state["buffers"]])
         model.seed = state.get("seed")
         if state.get("dropout_key") is not None:
             model.dropout_key = tuple(int(k) for k in state["dropout_key"])
@@ -919,6 +993,9 @@ class MLP(Sequential):
         seed: same seed, bitwise-identical initial weights (and dropout masks) on every device.
         dropout: the fraction of each hidden layer's units dropped during `fit` (the Keras/PyTorch
             meaning), one rate or one per hidden layer; 0 (the default) adds no Dropout layers.
+        norm: None (the default), "batch" (BatchNorm) or "layer" (LayerNorm): a norm after each
+            hidden layer's product, before its activation (Dense without activation -> norm ->
+            Activation); None keeps Dense layers with their own activation.
     """
 
     def __init__(
@@ -931,8 +1008,11 @@ class MLP(Sequential):
         device="auto",
         seed=None,
         dropout=0.0,
+        norm=None,
     ):
         sizes = validation.layer_sizes(layer_sizes)
+        if norm not in NORMS:
+            raise ValueError(f"norm must be one of {list(NORMS)}, got {norm!r}")
         n_hidden = len(sizes) - 2
         hidden = _hidden_activations(activation, n_hidden)
         rates = validation.rate_per_layer(dropout, "dropout", n_hidden)
@@ -941,7 +1021,10 @@ class MLP(Sequential):
         layers = []
         for index, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
             if index < n_hidden:
-                layers.append(Dense(n_in, n_out, hidden[index], init))
+                if norm is None:
+                    layers.append(Dense(n_in, n_out, hidden[index], init))
+                else:  # Linear -> norm -> activation
+                    layers += [Dense(n_in, n_out, "linear", init), NORMS[norm](n_out), Activation(hidden[index])]
                 if any(rates):
                     layers.append(Dropout(rates[index]))
             else:
@@ -951,24 +1034,30 @@ class MLP(Sequential):
         self.device = backend.resolve_device(device)
         self.init = init
         self.dropout = rates
+        self.norm = norm
+        self._hidden = [a.spec() for a in hidden]
         self._setup(layers, sizes[0], seed)
 
     @property
     def activation(self) -> list:
         """The hidden activations as JSON-ready specs."""
-        return [layer.activation.spec() for layer in self.layers if isinstance(layer, Dense)][:-1]
+        return list(self._hidden)
 
     def __repr__(self) -> str:
         hidden = [spec["name"] for spec in self.activation]
         dropout = f", dropout={self.dropout}" if any(self.dropout) else ""
+        norm = f", norm={self.norm!r}" if self.norm is not None else ""
         return (
             f"MLP(layer_sizes={list(self.layer_sizes)}, activation={hidden}, "
-            f"output_activation={self._output.name!r}, dtype={self.dtype!r}, device={self.device!r}{dropout})"
+            f"output_activation={self._output.name!r}, dtype={self.dtype!r}, device={self.device!r}{dropout}{norm})"
         )
 
     def architecture(self) -> dict:
-        return {"layer_sizes": list(self.layer_sizes), "activation": self.activation,
-                "output_activation": self._output.spec(), "init": self.init, "dropout": list(self.dropout)}
+        architecture = {"layer_sizes": list(self.layer_sizes), "activation": self.activation,
+                        "output_activation": self._output.spec(), "init": self.init, "dropout": list(self.dropout)}
+        if self.norm is not None:  # files of an MLP without norm stay as they were
+            architecture["norm"] = self.norm
+        return architecture
 
     @classmethod
     def from_architecture(cls, architecture: dict, dtype: str, device: str = "cpu", params=None):
@@ -976,7 +1065,11 @@ class MLP(Sequential):
             return Sequential.from_architecture(architecture, dtype, device, params)
         return _with_params(MLP, params, architecture["layer_sizes"], activation=architecture["activation"],
                             output_activation=architecture["output_activation"], init=architecture.get("init", "he"),
-                            dtype=dtype, device=device, seed=0, dropout=architecture.get("dropout") or 0.0)
+                            dtype=dtype, device=device, seed=0, dropout=architecture.get("dropout") or 0.0,
+                            norm=architecture.get("norm"))
+
+
+NORMS = {None: None, "batch": BatchNorm, "layer": LayerNorm}
 
 
 def _hidden_activations(activation, n_hidden: int) -> list:

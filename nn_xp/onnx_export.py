@@ -7,7 +7,9 @@ A model trained on plain arrays: the graph takes X (batch, n_features) in the mo
     X -> missing numbers (NaN) -> the stored fill value   (when trained with impute mean/median)
       -> (X - mean) / std          (when the model holds the training statistics)
       -> Gemm(A, W, b, transB=1)   per Dense layer (nn_xp's W is (n_out, n_in), used as it is),
-         then the layer's activation; Dropout layers are the identity at inference
+         then the layer's activation; Dropout layers are the identity at inference;
+         BatchNorm -> BatchNormalization with the running statistics (inference mode),
+         LayerNorm -> LayerNormalization over the last axis (opset >= 17), Activation as the above
       -> the output activation (softmax over axis 1)
 
 A model trained from a table (`model.feature_names` is not None) takes one input per feature
@@ -54,7 +56,7 @@ import numpy as np
 
 from . import __version__
 from .backends import to_numpy
-from .layers import Dense, Dropout
+from .layers import Activation, BatchNorm, Dense, Dropout, LayerNorm
 
 DEFAULT_OPSET = 20  # the first opset with Gelu; onnxruntime has run it since 1.17
 MIN_OPSET = 13  # Softmax over one axis, Squeeze's axes as an input
@@ -236,20 +238,38 @@ def _table_inputs(g, model, elem):
     return H, inputs
 
 
+LAYER_NORM_OPSET = 17  # the first opset with LayerNormalization
+
+
 def _network(g, model, H) -> str:
     """The layers and the output activation, from the first layer's input H."""
     for index, layer in enumerate(model.layers):
-        if type(layer) is Dropout:
+        kind = type(layer)
+        if kind is Dropout:
             continue
-        if type(layer) is not Dense:
+        if kind is Dense:
+            W = to_numpy(layer.get_param("W"))
+            b = to_numpy(layer.get_param("b"))
+            H = g.node("Gemm", H, g.const(W, f"W{index}"), g.const(b, f"b{index}"), transB=1)
+            H = _activation(g, H, layer.activation)
+        elif kind is Activation:
+            H = _activation(g, H, layer.activation)
+        elif kind is BatchNorm:  # inference: the running statistics
+            weight, bias = (g.const(to_numpy(layer.get_param(n)), f"{n}{index}") for n in ("weight", "bias"))
+            mean, var = (g.const(to_numpy(layer.get_buffer(n)), f"{n}{index}") for n in ("running_mean",
+                                                                                          "running_var"))
+            H = g.node("BatchNormalization", H, weight, bias, mean, var, epsilon=float(layer.eps))
+        elif kind is LayerNorm:
+            if g.opset < LAYER_NORM_OPSET:
+                raise ValueError(f"layers[{index}] is a LayerNorm, whose ONNX form (LayerNormalization) needs "
+                                 f"opset >= {LAYER_NORM_OPSET}; got opset={g.opset}")
+            weight, bias = (g.const(to_numpy(layer.get_param(n)), f"{n}{index}") for n in ("weight", "bias"))
+            H = g.node("LayerNormalization", H, weight, bias, axis=-1, epsilon=float(layer.eps))
+        else:
             raise ValueError(
                 f"layers[{index}] is a {type(layer).__name__}, which has no ONNX form: to_onnx exports "
-                "Dense and Dropout layers only"
+                "Dense, Dropout, Activation, BatchNorm and LayerNorm layers only"
             )
-        W = to_numpy(layer.get_param("W"))
-        b = to_numpy(layer.get_param("b"))
-        H = g.node("Gemm", H, g.const(W, f"W{index}"), g.const(b, f"b{index}"), transB=1)
-        H = _activation(g, H, layer.activation)
     return _activation(g, H, model.head().activation)
 
 

@@ -2,6 +2,8 @@
 
 The file is a NumPy .npz archive (a zip of .npy members) holding
     param_0 ... param_{k-1}   the parameters [W1, b1, W2, b2, ...] in the model's dtype;
+    buffer_0 ...              the layers' buffers (BatchNorm's running statistics), in layer order
+                              (files written before buffers have none: the layers' initial ones);
     opt_<key>_<i>             the optimizer's state arrays (e.g. opt_m_0, opt_v_3);
     meta                      UTF-8 JSON text as a 1-D uint8 array: the architecture, dtype, seed,
                               preprocessing, optimizer hyperparameters and step count, the training
@@ -64,6 +66,7 @@ def save(model, path) -> str:
     path = _check_path(path)
     state = model.state_dict()
     arrays = {f"param_{i}": p for i, p in enumerate(state["params"])}
+    arrays.update({f"buffer_{i}": b for i, b in enumerate(state["buffers"])})
     optimizer = state["optimizer"]
     if optimizer is not None:
         counts = {}
@@ -85,6 +88,7 @@ def save(model, path) -> str:
         "nn_xp_version": __version__,
         **architecture,
         "param_shapes": [list(p.shape) for p in state["params"]],
+        "buffer_shapes": [list(b.shape) for b in state["buffers"]],
         "dtype": state["dtype"],
         "seed": state["seed"],
         "dropout_key": state["dropout_key"],
@@ -233,22 +237,23 @@ def _checked_members(archive, file_size: int):
     meta = _parse_meta(bytes(archive["meta"]))
     sizes = meta["layer_sizes"]
     expected = {f"param_{i}": tuple(shape) for i, shape in enumerate(meta["param_shapes"])}
+    buffer_names = {f"buffer_{i}": tuple(shape) for i, shape in enumerate(meta["buffer_shapes"])}
     state_names = {}
     if meta["optimizer"] is not None:
         for key, count in meta["optimizer"]["state"].items():
             for i in range(count):
                 state_names[f"opt_{key}_{i}"] = expected.get(f"param_{i}")
-    unexpected = sorted(set(infos) - {"meta"} - set(expected) - set(state_names))
+    unexpected = sorted(set(infos) - {"meta"} - set(expected) - set(state_names) - set(buffer_names))
     if unexpected:
         shown = ", ".join(_short(name) for name in unexpected[:5]) + (", ..." if len(unexpected) > 5 else "")
         raise _Refused(f"unexpected members [{shown}] (not written by nn_xp.save)")
-    missing = sorted((set(expected) | set(state_names)) - set(infos))
+    missing = sorted((set(expected) | set(state_names) | set(buffer_names)) - set(infos))
     if missing:
         raise _Refused(f"missing members {missing} for layer_sizes {sizes}")
     dtype = np.dtype(meta["dtype"])
-    for name in list(expected) + list(state_names):
+    for name in list(expected) + list(state_names) + list(buffer_names):
         shape, stored = _header(archive.zip, infos[name], name)
-        want = expected.get(name, state_names.get(name))
+        want = expected.get(name, state_names.get(name, buffer_names.get(name)))
         if shape != want:
             raise _Refused(f"member {name!r} has shape {shape}, but layer_sizes {sizes} needs {want}")
         if stored.kind != "f" or stored.newbyteorder("=") != dtype:
@@ -257,12 +262,17 @@ def _checked_members(archive, file_size: int):
     for name, p in zip(expected, params):
         if not np.all(np.isfinite(p)):  # such a model predicts nonsense (NaN probabilities, class 0)
             raise _Refused(f"member {name!r} holds NaN or infinite weights; the model cannot predict")
+    buffers = [np.ascontiguousarray(archive[name], dtype=dtype) for name in buffer_names]
+    for name, b in zip(buffer_names, buffers):
+        if not np.all(np.isfinite(b)):
+            raise _Refused(f"member {name!r} holds NaN or infinite values; the model cannot predict")
     opt_state = None
     if meta["optimizer"] is not None:
         opt_state = {
             key: [np.ascontiguousarray(archive[f"opt_{key}_{i}"], dtype=dtype) for i in range(count)]
             for key, count in meta["optimizer"]["state"].items()
         }
+    meta["buffers"] = buffers
     return meta, params, opt_state
 
 
@@ -344,8 +354,14 @@ def _parse_meta(raw: bytes) -> dict:
         if not isinstance(spec, (str, dict)):
             raise _Refused(f"bad activation spec {spec!r}")
     shapes = meta.get("param_shapes")
+    norm = meta.get("norm")
+    if norm not in (None, "batch", "layer"):
+        raise _Refused(f"norm must be null, 'batch' or 'layer', got {norm!r}")
     if not sequential:  # [W1, b1, ...] from the layer sizes (format 1 stores nothing else)
         derived = [shape for n_in, n_out in zip(sizes[:-1], sizes[1:]) for shape in ([n_out, n_in], [n_out])]
+        if norm is not None:  # each hidden layer's W, b, then its norm's weight and bias
+            derived = [shape for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:]))
+                       for shape in ([n_out, n_in], [n_out]) + (([n_out], [n_out]) if i < len(sizes) - 2 else ())]
         if shapes is not None and shapes != derived:
             raise _Refused(f"param_shapes {shapes!r} do not match layer_sizes {sizes}")
         shapes = derived
@@ -355,6 +371,13 @@ def _parse_meta(raw: bytes) -> dict:
     ):
         raise _Refused(f"param_shapes must be a list of shapes (lists of positive integers), got {shapes!r}")
     meta["param_shapes"] = shapes
+    buffer_shapes = meta.get("buffer_shapes", [])
+    if not isinstance(buffer_shapes, list) or not all(
+        isinstance(shape, list) and all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in shape)
+        for shape in buffer_shapes
+    ):
+        raise _Refused(f"buffer_shapes must be a list of shapes (lists of positive integers), got {buffer_shapes!r}")
+    meta["buffer_shapes"] = buffer_shapes
     key = meta.get("dropout_key")
     if key is not None and (
         not isinstance(key, list) or len(key) != 2
@@ -460,6 +483,8 @@ def _state(meta, params, opt_state) -> dict:
     else:
         architecture = {key: meta[key] for key in ("layer_sizes", "activation", "output_activation", "init")}
         architecture["dropout"] = meta.get("dropout") or 0.0
+        if meta.get("norm") is not None:
+            architecture["norm"] = meta["norm"]
     optimizer = meta["optimizer"]
     if optimizer is not None:
         optimizer = dict(optimizer, state=opt_state)
@@ -469,6 +494,7 @@ def _state(meta, params, opt_state) -> dict:
         "seed": meta.get("seed"),
         "dropout_key": meta.get("dropout_key"),
         "params": params,
+        "buffers": meta.get("buffers") or [],
         "preprocessing": meta.get("preprocessing"),
         "loss": meta.get("loss"),
         "l2": meta.get("l2"),

@@ -3,7 +3,9 @@
 `fit(..., precision="mixed_float16" | "mixed_bfloat16")` (Keras' names) trains a float32 model so:
 - the parameters and the optimizer state stay float32, in their flat buffers;
 - once per step the flat parameter buffer is cast into a half-precision copy, whose views the
-  layers compute with: the matrix products and activations run in float16 or bfloat16;
+  layers compute with: the matrix products and activations run in float16 or bfloat16, while
+  BatchNorm and LayerNorm take their statistics, normalise and reduce their gradients in float32
+  (the running statistics are float32 buffers), as torch.autocast runs its norms in float32;
 - the logits are cast back to float32: the softmax, the loss and its gradient, the reductions of
   the metrics and the optimizer's update are float32;
 - the gradients are written into a flat half-precision buffer, then unscaled and cast into the

@@ -126,6 +126,7 @@ from .backends import (
     to_device,
     to_numpy,
 )
+from .layers import Dense
 from .model import MLP
 from .optim import SGD, Adam
 from .training import Epoch, Interrupt, l2_penalty
@@ -696,7 +697,7 @@ class _BaseMLP(CallbackSupportMixin, BaseEstimator):
         X_device = model.check_input(X)
         Y_device = model.check_target(Y, X.shape[0], head)
         scale = self._gradient_scale()
-        weights = [i for i, p in enumerate(model.parameters()) if p.ndim > 1]
+        weights = model.decayed()  # alpha's parameters, as the layers declare them (the weights)
         l2 = settings["alpha"] / scale
         W = model.check_weights(sample_weight, X.shape[0])
         n = X.shape[0] if sample_weight is None else float(np.sum(sample_weight))
@@ -936,31 +937,30 @@ class _BaseMLP(CallbackSupportMixin, BaseEstimator):
     @property
     def coefs_(self) -> list:
         """Weight matrices in scikit-learn's layout: coefs_[i] is (n_in, n_out) = W_i.T (host copies)."""
-        params = self._fitted_params()
-        return [np.ascontiguousarray(to_numpy(W).T) for W in params[0::2]]
+        return [np.ascontiguousarray(to_numpy(W).T) for W in self._fitted_params("W")]
 
     @coefs_.setter
     def coefs_(self, coefs) -> None:
-        self._set_params_from_host(coefs, 0, transpose=True)
+        self._set_params_from_host(coefs, "W", transpose=True)
 
     @property
     def intercepts_(self) -> list:
         """Bias vectors, intercepts_[i] of shape (n_out,) (host copies)."""
-        return [to_numpy(b) for b in self._fitted_params()[1::2]]
+        return [to_numpy(b) for b in self._fitted_params("b")]
 
     @intercepts_.setter
     def intercepts_(self, intercepts) -> None:
-        self._set_params_from_host(intercepts, 1, transpose=False)
+        self._set_params_from_host(intercepts, "b", transpose=False)
 
-    def _fitted_params(self):
+    def _fitted_params(self, name: str) -> list:
+        """The parameter `name` ("W" or "b") of each Dense layer, by name, in layer order."""
         model = self.__dict__.get("model_")
         if model is None:
             raise AttributeError(f"this {type(self).__name__} is not fitted yet")
-        return model.parameters()
+        return [layer.get_param(name) for layer in model.layers if isinstance(layer, Dense)]
 
-    def _set_params_from_host(self, arrays, offset, transpose):
-        params = self._fitted_params()
-        targets = params[offset::2]
+    def _set_params_from_host(self, arrays, name, transpose):
+        targets = self._fitted_params(name)
         arrays = list(arrays)
         if len(arrays) != len(targets):
             raise ValueError(f"expected {len(targets)} arrays, got {len(arrays)}")

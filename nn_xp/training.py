@@ -123,6 +123,7 @@ class _Rollback:
         self.stop_reason = None if model.history is None else model.history.stop_reason
         self.loss = model.loss
         self.rng_state = model.rng.bit_generator.state
+        self.buffers = model.buffers()  # the layers replace buffers, never write into them
         self.steps = None
 
     def start(self):
@@ -145,6 +146,7 @@ class _Rollback:
                 self.history.stop_reason = self.stop_reason
             model.loss = self.loss
             model.rng.bit_generator.state = self.rng_state
+            model._store.buffers[:] = self.buffers
         if backend.is_out_of_memory(error):
             where = "GPU memory" if backend.is_gpu(model.device) else "memory"
             batch = self.batch_size if self.batch_size is not None else "None, the full batch"
@@ -219,17 +221,19 @@ def _all_finite(xp, arrays) -> bool:
 
 
 def _snapshot(model):
-    """Copies of the parameters and the optimizer state to fall back on, made on the model's device:
-    no transfer to the host and no synchronisation, so taking one every epoch costs a copy."""
+    """Copies of the parameters and the optimizer state to fall back on, made on the model's device,
+    and the buffers (which the layers replace, never write into): no transfer to the host and no
+    synchronisation, so taking one every epoch costs a copy."""
     ops = ops_for(backend.get_namespace(*model.parameters()))
     opt = model.optimizer
     state = {key: ops.copy_arrays(arrays) for key, arrays in opt.state.items()}
-    return ops.copy_arrays(model.parameters()), state, opt.step_count
+    return ops.copy_arrays(model.parameters()), state, opt.step_count, model.buffers()
 
 
 def _restore(model, snapshot):
-    params, state, step_count = snapshot
+    params, state, step_count, buffers = snapshot
     model.set_parameters(params)
+    model._store.buffers[:] = buffers
     opt = model.optimizer
     opt.state = state  # the snapshot's copies become the state; the learning rate did not change since
     opt.step_count = step_count
@@ -295,7 +299,7 @@ class Epoch:
         self.step = self.n if batch_size is None else min(batch_size, self.n)
         self.source = HostBatches(X, model.device, self.step) if streaming else None
         self.l2, self.clip_norm, self.clip_value, self.callbacks = l2, clip_norm, clip_value, callbacks
-        self.weights = [i for i, p in enumerate(model.parameters()) if p.ndim > 1]
+        self.weights = model.decayed()  # the parameters the L2 penalty applies to, as the layers declare
         self.W = weights
         self.half = half
         Y_stats, W_stats = Y, weights
@@ -304,6 +308,8 @@ class Epoch:
             W_stats = None if weights is None else self.xp.take(weights, train_rows, axis=0)
         self.comm = comm if comm is not None and comm.size > 1 else None
         self.running = _RunningMetrics(self.xp, head, Y_stats, self.comm, W_stats)
+        # A layer that couples the rows of a batch (BatchNorm) takes its statistics over every rank's part.
+        self.coupled = any(layer.couples_rows for layer in model.layers)
 
     def run(self, epoch: int, order=None, interrupt=None) -> dict:
         """Train on every batch once, in `order` (positions in the training rows; None: as stored).
@@ -365,7 +371,8 @@ class Epoch:
                     L, grads, out = model.mixed_step(Xb, Yb, self.head, self.half, scaler.scale if scaler else 1.0,
                                                      rows=rows, step=opt.step_count, weights=Wb)
                 elif comm is None:
-                    L, grads, out = model.train_step(Xb, Yb, self.head, rows=rows, step=opt.step_count, weights=Wb)
+                    L, grads, out = model.train_step(Xb, Yb, self.head, rows=rows, step=opt.step_count, weights=Wb,
+                                                     update_buffers=True)
                 else:
                     L, grads, out = self._distributed_step(Xb, Yb, rows, m, Wb, total_weight)
                 if source is not None:  # the step that reads this batch is issued: fetch the next one meanwhile
@@ -411,17 +418,21 @@ class Epoch:
         """
         model, comm = self.model, self.comm
         n_local = Xb.shape[0]
-        if n_local:
-            L, grads, out = model.train_step(Xb, Yb, self.head, rows=rows, step=model.optimizer.step_count,
-                                             weights=Wb)
-        else:  # a batch smaller than the number of ranks: this one adds nothing
-            L, out = 0.0, None
-            grads = model.zero_grads()
         if Wb is None:
             weight = n_local / m
         else:
             total = float(total_weight)
             weight = float(self.xp.sum(Wb)) / total if n_local and total > 0 else 0.0
+        coupled = self.coupled
+        if n_local:
+            L, grads, out = model.train_step(Xb, Yb, self.head, rows=rows, step=model.optimizer.step_count,
+                                             weights=Wb, update_buffers=True, comm=comm if coupled else None,
+                                             grad_scale=weight if coupled else 1.0)
+        else:  # a batch smaller than the number of ranks: this one adds nothing
+            L, out = 0.0, None
+            grads = model.zero_grads()
+        if coupled:
+            weight = 1  # the gradients came back weighted (train_step's grad_scale)
         if isinstance(grads, FlatList) and grads.is_packed():
             if weight != 1:
                 grads.flat *= weight
@@ -440,7 +451,8 @@ class Epoch:
         # once, where NumPy would print a line per operation.
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             logs = self.run(epoch, order, interrupt)
-        if math.isfinite(logs["loss"]) and _all_finite(self.xp, model.parameters()):
+        if math.isfinite(logs["loss"]) and _all_finite(self.xp, model.parameters()) and _all_finite(
+                self.xp, model.buffers()):
             return logs, None
         if interrupt is not None:
             interrupt.hold()
@@ -451,7 +463,7 @@ class Epoch:
         done = history is not None and history.epoch
         restored = f"the end of epoch {epoch - 1}" if done else "its state before this fit"
         what = (f"the training loss became {logs['loss']}" if not math.isfinite(logs["loss"])
-                else f"the parameters became NaN or infinite (training loss {logs['loss']})")
+                else f"the parameters or buffers became NaN or infinite (training loss {logs['loss']})")
         warnings.warn(f"{what} in epoch {epoch}; training stopped and the model was restored to {restored}",
                       NonFiniteLossWarning, stacklevel=stacklevel)
         return logs, "non-finite loss"
@@ -562,7 +574,10 @@ class FullBatchEpoch(Epoch):
         first = []
 
         def closure():
-            L, grads, out = model.train_step(X, Y, head, rows=rows, step=opt.step_count, weights=W)
+            # The running statistics move once per epoch, with the first evaluation (the line
+            # search's further evaluations are trial points, not training batches).
+            L, grads, out = model.train_step(X, Y, head, rows=rows, step=opt.step_count, weights=W,
+                                             update_buffers=not first)
             penalty = None
             if self.l2:
                 penalty = l2_penalty(ops, model.parameters(), grads, self.weights, self.l2, m)
@@ -762,6 +777,13 @@ def fit(
                 f"batch_size={batch_size} is smaller than the number of ranks ({comm.size}): batch_size is "
                 "the global batch, split across the ranks"
             )
+        n_train = X.shape[0] - math.floor(X.shape[0] * validation_split)
+        last = n_train % batch_size if batch_size is not None else 0
+        if any(layer.couples_rows for layer in model.layers) and 0 < last < comm.size:
+            # A rank without rows would leave the others waiting in BatchNorm's allreduce.
+            raise ValueError(f"BatchNorm under distributed training needs every global batch to give each of the "
+                             f"{comm.size} ranks a row, but the last batch of {n_train} training samples in batches "
+                             f"of {batch_size} has {last}: choose batch_size so that it has at least {comm.size}")
         distributed_.check_same_data(comm, "X and y", X, Y)
         if X_val is not None:
             distributed_.check_same_data(comm, "validation_data", X_val, Y_val)

@@ -60,7 +60,7 @@ def data(spec):
 
 def model_for(spec, device="cpu"):
     return nx.MLP(spec["layers"], output_activation="softmax", dtype=spec["dtype"], device=device,
-                  seed=spec["seed"], dropout=spec.get("dropout", 0.0))
+                  seed=spec["seed"], dropout=spec.get("dropout", 0.0), norm=spec.get("norm"))
 
 
 def fit_kwargs(spec):
@@ -102,7 +102,8 @@ def main(spec_path, out):
     except ValueError as error:
         (out / f"rank{comm.rank}.error").write_text(str(error))
         return 3
-    np.savez(out / f"rank{comm.rank}.npz", *[nx.to_numpy(p) for p in model.parameters()],
+    # The parameters, then the buffers (a norm's running statistics).
+    np.savez(out / f"rank{comm.rank}.npz", *[nx.to_numpy(p) for p in model.parameters() + model.buffers()],
              history=np.frombuffer(json.dumps(history.history).encode(), dtype=np.uint8),
              size=np.array(comm.size), stop_reason=np.array(str(history.stop_reason)),
              step_count=np.array(model.optimizer.step_count))

@@ -48,7 +48,7 @@ def _one_process(spec):
     X, y = data(spec)
     model = model_for(spec)
     history = model.fit(X, y, **fit_kwargs(spec))
-    return [np.asarray(p) for p in model.parameters()], history.history
+    return [np.asarray(p) for p in model.parameters() + model.buffers()], history.history
 
 
 def _ranks(out, n_ranks):
@@ -86,6 +86,45 @@ def test_ranks_train_as_one_process_with_the_global_batch(n_ranks, dtype, tolera
     assert difference <= tolerance
     for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
         np.testing.assert_allclose(ranks[0][1][key], history[key], rtol=tolerance * 10)
+
+
+@needs_mpi
+@pytest.mark.parametrize("norm, n_ranks, weighted", [("batch", 2, False), ("batch", 3, True), ("layer", 2, False)])
+def test_norm_layers_train_as_one_process_with_the_global_batch_statistics(norm, n_ranks, weighted, tmp_path):
+    """BatchNorm takes the global batch's statistics (SyncBatchNorm's rule: one allreduce of the
+    per-rank sums), so the parameters and the running statistics equal one process's to rounding;
+    with 3 ranks the parts are uneven (16 rows: 5, 5, 6) and with sample weights they weigh apart."""
+    # 80 training rows: 5 batches of 16. SGD: the biases before a BatchNorm have a gradient of 0 up
+    # to rounding, which Adam would scale up to steps of 1e-11 that the running means take in.
+    spec = dict(SPEC, norm=norm, n=100, validation_split=0.2, weighted=weighted, optimizer="sgd")
+    result, out = launch(n_ranks, spec, tmp_path)
+    assert result.returncode == 0, result.stderr
+    ranks = _ranks(out, n_ranks)
+    reference, history = _one_process(spec)
+    assert len(ranks[0][0]) == len(reference) == {"batch": 14, "layer": 10}[norm]
+    for params, _, _ in ranks[1:]:
+        for a, b in zip(params, ranks[0][0]):
+            np.testing.assert_array_equal(a, b)
+    if norm == "batch":
+        # The biases of the Dense layers before a BatchNorm have no effect (the batch mean takes
+        # them out): they hold rounding only, which has no relative precision.
+        noise = {1, 5}  # dense_1.b, dense_2.b
+        ranks[0] = ([p for i, p in enumerate(ranks[0][0]) if i not in noise], *ranks[0][1:])
+        reference = [p for i, p in enumerate(reference) if i not in noise]
+    difference = _largest_difference(ranks[0][0], reference)
+    print(f"norm={norm}, {n_ranks} ranks: largest relative difference from one process {difference:.2e}")
+    assert difference <= 1e-12
+    np.testing.assert_allclose(ranks[0][1]["val_loss"], history["val_loss"], rtol=1e-12)
+
+
+@needs_mpi
+def test_batch_norm_refuses_a_last_batch_that_leaves_a_rank_without_rows(tmp_path):
+    spec = dict(SPEC, norm="batch", n=82, validation_split=0.0)  # 82 = 5 * 16 + 2: the last batch has 2 rows
+    result, out = launch(3, spec, tmp_path)
+    assert result.returncode != 0
+    messages = {(out / f"rank{r}.error").read_text() for r in range(3)}
+    assert len(messages) == 1
+    assert "needs every global batch to give each of the 3 ranks a row" in messages.pop()
 
 
 @needs_mpi

@@ -320,3 +320,65 @@ def test_bad_sparse_input_is_refused_naming_x():
         model.fit(X, y, epochs=1, verbose=0, validation_data=(X[:0], y[:0]))
     with pytest.raises(ValueError, match="X is sparse, which the 'array_api_strict' device does not take"):
         nx.MLP([30, 4, 3], device="array_api_strict").predict(sparse.csr_matrix(X))
+
+
+# ---- state by name: named parameters, L2 as declared, buffers ------------------------------------------
+@register("test_running_max")
+class RunningMax(Layer):
+    """The identity, keeping the largest |x| per unit seen in fit's training steps as a buffer."""
+
+    def __init__(self, n):
+        self.n = n
+
+    def buffer_shapes(self):
+        return {"peak": (self.n,)}
+
+    def config(self):
+        return {"n": self.n}
+
+    def forward(self, ops, X, ctx):
+        if ctx.update_buffers:
+            xp = ops.xp
+            self.set_buffer("peak", xp.maximum(self.get_buffer("peak"), xp.max(xp.abs(X), axis=0)))
+        return X, lambda dY: dY
+
+
+def test_parameters_and_buffers_by_name_and_l2_as_the_layers_declare(tmp_path):
+    X, y = _classes()
+    model = nx.Sequential([Dense(4, 6, "tanh"), Scale(6), RunningMax(6), Dense(6, 3)], output_activation="softmax",
+                          dtype="float64", seed=0)
+    assert model.layer_sizes == [4, 6, 6, 3]
+    named = model.named_parameters()
+    assert list(named) == ["dense_1.W", "dense_1.b", "test_scale_1.s", "dense_2.W", "dense_2.b"]
+    assert all(a is b for a, b in zip(named.values(), model.parameters()))
+    assert model.decayed() == [0, 3]  # Dense's W; Scale declares none
+    assert list(model.named_buffers()) == ["test_running_max_1.peak"]
+    np.testing.assert_array_equal(nx.to_numpy(model.buffers()[0]), np.zeros(6))
+    model.loss_and_grads(X, y, training_step=0)
+    model.evaluate(X, y)
+    np.testing.assert_array_equal(nx.to_numpy(model.buffers()[0]), np.zeros(6))  # outside fit: untouched
+    model.fit(X, y, epochs=2, batch_size=10, l2=0.1, verbose=0, validation_data=(10 * X, y))
+    peak = nx.to_numpy(model.buffers()[0])
+    assert np.all(peak > 0) and np.all(peak <= 1.0)  # tanh's range, whatever the validation inputs gave
+    loaded = nx.load(model.save(tmp_path / "peak.npz"))
+    np.testing.assert_array_equal(nx.to_numpy(loaded.buffers()[0]), peak)
+    np.testing.assert_array_equal(nx.to_numpy(model.copy().buffers()[0]), peak)
+    with pytest.raises(ValueError, match="arrays must hold 1 buffers, got 0"):
+        model.set_buffers([])
+
+
+def test_the_l2_penalty_follows_the_declaration_not_the_shapes():
+    class DecayedScale(Scale):
+        def decayed(self):
+            return ("s",)
+
+    X, y = _classes()
+    after = {}
+    for layer in (Scale, DecayedScale):
+        model = _custom(layer=layer)
+        model.fit(X, y, epochs=1, batch_size=40, optimizer="sgd", learning_rate=1.0, l2=0.0, verbose=0)
+        plain = nx.to_numpy(model.parameters()[2]).copy()
+        model = _custom(layer=layer)
+        model.fit(X, y, epochs=1, batch_size=40, optimizer="sgd", learning_rate=1.0, l2=5.0, verbose=0)
+        after[layer] = np.array_equal(nx.to_numpy(model.parameters()[2]), plain)
+    assert after == {Scale: True, DecayedScale: False}
