@@ -156,8 +156,8 @@ def test_progress_bar_draws_alone_and_propagated():
 
 def test_set_callbacks_without_sklearn_callback_names_the_version(monkeypatch):
     monkeypatch.setitem(sys.modules, "sklearn.callback", None)  # import sklearn.callback fails
-    path = nn_xp.__path__[0] + "/_sklearn_callbacks.py"
-    spec = importlib.util.spec_from_file_location("nn_xp._sklearn_callbacks_without", path)
+    path = nn_xp.__path__[0] + "/sklearn/_callbacks.py"
+    spec = importlib.util.spec_from_file_location("nn_xp.sklearn._callbacks_without", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert not module.HAS_CALLBACKS
