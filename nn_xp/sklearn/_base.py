@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.metrics import check_scoring
@@ -14,25 +12,13 @@ from ..backends import (
     get_namespace,
     is_host,
     is_sparse,
-    resolve_dtype,
     to_device,
     to_numpy,
 )
 from ..layers import Dense
 from ._callbacks import CallbackSupportMixin, FitTasks, with_callbacks
 from ._fitting import _Fitting
-from ._params import (
-    HIDDEN_ACTIVATIONS,
-    LEARNING_RATES,
-    SKLEARN_ACTIVATIONS,
-    SOLVERS,
-    _check_bool,
-    _check_choice,
-    _check_hidden_layer_sizes,
-    _check_int,
-    _check_real,
-    _is_int,
-)
+from ._params import fit_settings
 from ._pickling import _model_from_state, _model_state
 
 _PREDICT_CHUNK = 65536  # rows per forward pass at prediction time: bounds device memory
@@ -114,38 +100,7 @@ class _BaseMLP(_Fitting, CallbackSupportMixin, BaseEstimator):
     # -- checks --
     def _check_params(self) -> dict:
         """Every constructor parameter checked, with the derived settings; raises before any work."""
-        batch_size = self.batch_size
-        if not (batch_size == "auto" or (_is_int(batch_size) and batch_size >= 1)):
-            raise ValueError(f"batch_size must be 'auto' or an integer >= 1, got {self.batch_size!r}")
-        n_iter_no_change = self.n_iter_no_change
-        if not (isinstance(n_iter_no_change, float) and n_iter_no_change == np.inf):
-            n_iter_no_change = _check_int(n_iter_no_change, "n_iter_no_change", 1)
-        if not (isinstance(self.verbose, (numbers.Integral, np.bool_)) and self.verbose >= 0):
-            raise ValueError(f"verbose must be a bool or an integer >= 0, got {self.verbose!r}")
-        activation = _check_choice(self.activation, "activation", HIDDEN_ACTIVATIONS)
-        return dict(
-            hidden=_check_hidden_layer_sizes(self.hidden_layer_sizes),
-            activation=SKLEARN_ACTIVATIONS.get(activation, activation),
-            solver=_check_choice(self.solver, "solver", SOLVERS),
-            alpha=_check_real(self.alpha, "alpha", 0.0),
-            learning_rate=_check_choice(self.learning_rate, "learning_rate", LEARNING_RATES),
-            learning_rate_init=_check_real(self.learning_rate_init, "learning_rate_init", 0.0, low_open=True),
-            power_t=_check_real(self.power_t, "power_t", 0.0),
-            max_iter=_check_int(self.max_iter, "max_iter", 1),
-            shuffle=_check_bool(self.shuffle, "shuffle"),
-            tol=_check_real(self.tol, "tol", 0.0),
-            warm_start=_check_bool(self.warm_start, "warm_start"),
-            momentum=_check_real(self.momentum, "momentum", 0.0, 1.0),
-            nesterovs_momentum=_check_bool(self.nesterovs_momentum, "nesterovs_momentum"),
-            early_stopping=_check_bool(self.early_stopping, "early_stopping"),
-            validation_fraction=_check_real(self.validation_fraction, "validation_fraction", 0.0, 1.0, high_open=True),
-            beta_1=_check_real(self.beta_1, "beta_1", 0.0, 1.0, high_open=True),
-            beta_2=_check_real(self.beta_2, "beta_2", 0.0, 1.0, high_open=True),
-            epsilon=_check_real(self.epsilon, "epsilon", 0.0, low_open=True),
-            n_iter_no_change=n_iter_no_change,
-            max_fun=_check_int(self.max_fun, "max_fun", 1),
-            dtype=None if self.dtype is None else np.dtype(resolve_dtype(self.dtype)),
-        )
+        return fit_settings(self)
 
     # -- fitting --
     @with_callbacks

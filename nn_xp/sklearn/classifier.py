@@ -12,7 +12,7 @@ from sklearn.utils.multiclass import check_classification_targets, type_of_targe
 from sklearn.utils.validation import check_array, column_or_1d, validate_data
 
 from ._base import _FLOATS, _SPARSE, _BaseMLP, _host
-from ._params import _check_real
+from ._params import CLASSIFIER_PARAMETERS, check_estimator_params
 
 
 class MLPClassifier(ClassifierMixin, _BaseMLP):
@@ -72,7 +72,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         self.label_smoothing = label_smoothing
 
     def _check_params(self) -> dict:
-        _check_real(self.label_smoothing, "label_smoothing", 0.0, 1.0, high_open=True)
+        check_estimator_params(self, CLASSIFIER_PARAMETERS)
         return super()._check_params()
 
     def _loss_spec(self):

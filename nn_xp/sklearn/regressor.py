@@ -9,7 +9,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_array, column_or_1d, validate_data
 
 from ._base import _FLOATS, _SPARSE, _BaseMLP, _host
-from ._params import LOSSES, _check_choice, _check_real
+from ._params import REGRESSOR_PARAMETERS, check_estimator_params
 
 
 class MLPRegressor(RegressorMixin, _BaseMLP):
@@ -72,9 +72,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         self.huber_delta = huber_delta
 
     def _check_params(self) -> dict:
-        _check_choice(self.loss, "loss", LOSSES)
-        _check_real(self.quantile, "quantile", 0.0, 1.0, low_open=True, high_open=True)
-        _check_real(self.huber_delta, "huber_delta", 0.0, low_open=True)
+        check_estimator_params(self, REGRESSOR_PARAMETERS)
         return super()._check_params()
 
     def _loss_spec(self):
