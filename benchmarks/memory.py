@@ -187,7 +187,9 @@ def run_cases(code_root: str, folder: Path) -> dict:
 
 
 def _knows_targets(code_root: str) -> bool:
-    return "--targets" in Path(code_root, "nn_xp", "cli.py").read_text()
+    """True where the checkout's command line has --targets (nn_xp/cli.py, or the nn_xp/cli/ package)."""
+    sources = [Path(code_root, "nn_xp", "cli.py"), *sorted(Path(code_root, "nn_xp", "cli").glob("*.py"))]
+    return any("--targets" in path.read_text() for path in sources if path.is_file())
 
 
 def _mb(value) -> str:
