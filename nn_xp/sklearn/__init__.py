@@ -76,8 +76,12 @@ Differences from scikit-learn, on purpose:
 
 Training checks the data once per `fit`, then runs nn_xp's epoch of batches (`training.Epoch`)
 once per epoch with the estimator's optimizer object, kept between calls; the stopping rule
-(tol / n_iter_no_change on the training loss, or
-on the validation score with early stopping) is applied here, between epochs, as in scikit-learn.
+(tol / n_iter_no_change on the training loss, or on the validation score with early stopping)
+is applied between epochs, as in scikit-learn (`_fitting.py`).
+
+Modules: `classifier.py` and `regressor.py` (the estimators), `_base.py` (what they share),
+`_fitting.py` (the fit loops), `_params.py` (parameter checks), `_optimizers.py`,
+`_pickling.py`, `_callbacks.py`.
 """
 
 from __future__ import annotations

@@ -33,7 +33,8 @@ def _host(data):
 
 # ---- the shared estimator ---------------------------------------------------------------------
 class _BaseMLP(_Fitting, CallbackSupportMixin, BaseEstimator):
-    """What MLPClassifier and MLPRegressor share: parameters, the training loop and the layout."""
+    """What MLPClassifier and MLPRegressor share: parameters, fit, prediction and the layout (the
+    training loops come from `_Fitting`)."""
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
