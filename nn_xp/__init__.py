@@ -2,7 +2,7 @@
 
 __version__ = "0.1.0"
 
-from . import callbacks, datasets, layers, optim, schedules
+from . import callbacks, datasets, layers, optim
 from .backends import (
     available_devices,
     default_device,
@@ -13,6 +13,7 @@ from .backends import (
 )
 from .gradcheck import gradcheck
 from .model import MLP, Sequential, load
+from .optim import schedules
 from .parity import parity_report
 from .preprocessing import Preprocessor
 

@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .heads import LOSSES
     from .initializers import INIT_NAMES
     from .optim import OPTIMIZERS
-    from .schedules import SCHEDULES
+    from .optim.schedules import SCHEDULES
 
     parser = _Parser(
         prog="nn-xp",
@@ -315,7 +315,7 @@ def _optimizer(args, params):
 
 
 def _schedule(args):
-    from .schedules import get_schedule
+    from .optim.schedules import get_schedule
 
     uses = {"gamma": ("step", "exponential"), "step_size": ("step",), "warmup_epochs": ("cosine",)}
     for key, schedules in uses.items():

@@ -23,13 +23,13 @@ from . import backends as backend
 from . import distributed as distributed_
 from .backends import FlatList, ops_for
 from .callbacks import Callback, check_callbacks
-from .clipping import clip_grad_norm, clip_grad_value
 from .distributed import part
 from .history import History
 from .metrics import get_metric
 from .optim import LBFGS, get_optimizer
+from .optim.clipping import clip_grad_norm, clip_grad_value
+from .optim.schedules import get_schedule
 from .precision import LossScaler, check_precision
-from .schedules import get_schedule
 from .streaming import HostBatches, check_streaming, use_streaming
 from .validation import Real, optional_positive, positive_int
 
