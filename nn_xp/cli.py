@@ -342,8 +342,8 @@ def _format_metrics(metrics: dict) -> str:
 def cmd_train(args) -> int:
     import nn_xp as nx
 
-    from .callbacks import CSVLogger, EarlyStopping
     from .training import NonFiniteLossWarning
+    from .training.callbacks import CSVLogger, EarlyStopping
 
     for name, value in (("--test-size", args.test_size), ("--validation-split", args.validation_split)):
         if not 0 <= value < 1:
@@ -901,7 +901,7 @@ def cmd_info(args) -> int:
     print(f"default device: {backends.default_device()}")
     print(f"CUDA: {'usable, ' + str(count) + ' GPU(s)' if count else 'not usable: ' + why}")
     from .backends.numpy_ops import native_available, native_enabled
-    from .distributed import mpi_status, nccl_status
+    from .training.distributed import mpi_status, nccl_status
 
     state = "built, in use" if native_enabled() else ("built, turned off (NN_XP_NATIVE=0)" if native_available()
                                                        else "not built (no C compiler at install)")

@@ -26,14 +26,14 @@ from . import backends as backend
 from . import persistence, philox, training, validation
 from .activations import get_activation
 from .backends import FlatList, ops_for
-from .distributed import part
 from .heads import Head, check_loss, default_loss, get_head
-from .history import History
 from .initializers import check_init
 from .layers import Activation, BatchNorm, Context, Dense, Dropout, Layer, LayerNorm, from_spec
 from .layers import layer_names as _layer_names
 from .optim import get_optimizer
 from .preprocessing import Preprocessor, is_table
+from .training.distributed import part
+from .training.history import History
 
 
 class _Store:
@@ -148,7 +148,7 @@ class Sequential:
         self.loss = None  # the loss fit trained with; None until then (inferred from the output)
         self.l2 = 0.0  # the L2 penalty fit trained with
         self.split = None  # how the command line drew the train/validation/test split of a table
-        self.loss_scaler = None  # mixed_float16's dynamic loss scale (precision.py), once used
+        self.loss_scaler = None  # mixed_float16's dynamic loss scale (training/precision.py), once used
 
     # ---- description -------------------------------------------------------------------------
     @property
@@ -336,9 +336,9 @@ class Sequential:
     # ---- input checks (run before any work) -------------------------------------------------
     def check_input(self, X, parameter: str = "X", comm=None, host: bool = False):
         """X as an array of the model's dtype on the model's device (with `host`, a NumPy array of
-        the model's dtype left in host memory, for streaming.py); raises on bad input.
+        the model's dtype left in host memory, for training/streaming.py); raises on bad input.
 
-        With a communicator (distributed.py) each rank checks its share of the rows for NaN/inf
+        With a communicator (training/distributed.py) each rank checks its share of the rows for NaN/inf
         and the answers are combined, so no rank reads every row. A scipy.sparse X
         (cupyx.scipy.sparse on a GPU) stays sparse, as CSR: the first layer, which must be a Dense
         one, multiplies it as it is."""
@@ -476,12 +476,12 @@ class Sequential:
         return L, grads, out
 
     def mixed_step(self, X, Y, head, half: str, scale: float = 1.0, *, rows=None, step=None, weights=None):
-        """`train_step` in mixed precision (precision.py): the layers compute in `half` ("float16"
+        """`train_step` in mixed precision (training/precision.py): the layers compute in `half` ("float16"
         or "bfloat16") with a half copy of the parameters, the head in float32 on the logits, and
         the gradients (of the loss times `scale`) come back unscaled in float32, aligned with
         `parameters()`; norms take their statistics in float32 and update their buffers (this is
         fit's training step). NumPy or CuPy only."""
-        from .precision import compute_dtype
+        from .training.precision import compute_dtype
 
         ops = self._ops_of(X)
         store = self._store
@@ -590,7 +590,7 @@ class Sequential:
                                       reuse=False)
         return float(L), list(grads)
 
-    # ---- training and inference (training.py holds the loop) --------------------------------
+    # ---- training and inference (training/ holds the loop) --------------------------------
     def fit(self, X, y, *, columns=None, drop=(), impute=None, one_hot=None, standardize=False, preprocessor=None,
             **kwargs):
         """Train with mini-batch gradient descent; see `nn_xp.training.fit` for the arguments.
@@ -900,7 +900,7 @@ class Sequential:
         if state.get("history") is not None:
             model.history = History.from_state_dict(state["history"])
         if state.get("loss_scaler") is not None:
-            from .precision import LossScaler
+            from .training.precision import LossScaler
 
             model.loss_scaler = LossScaler.from_state_dict(state["loss_scaler"])
         # Already on the host: moving there again would pack a second copy of the parameters.

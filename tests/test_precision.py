@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import nn_xp as nx
-from nn_xp.precision import LossScaler
+from nn_xp.training.precision import LossScaler
 
 from .conftest import GPU_COUNT
 

@@ -9,8 +9,8 @@ import numbers
 import numpy as np
 
 from .. import backends as backend
-from ..callbacks import Callback
 from ..validation import Real
+from .callbacks import Callback
 
 
 def check_validation_split(validation_split, n: int) -> None:

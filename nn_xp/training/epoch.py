@@ -13,10 +13,10 @@ import numpy as np
 
 from .. import backends as backend
 from ..backends import FlatList, ops_for
-from ..distributed import part
 from ..optim.clipping import clip_grad_norm, clip_grad_value
-from ..streaming import HostBatches
+from .distributed import part
 from .guards import NonFiniteLossWarning, device_finite, restore_snapshot, take_snapshot
+from .streaming import HostBatches
 
 
 class _RunningMetrics:

@@ -11,20 +11,20 @@ import time
 import numpy as np
 
 from .. import backends as backend
-from .. import distributed as distributed_
 from ..backends import ops_for
-from ..callbacks import check_callbacks
-from ..distributed import part
-from ..history import History
 from ..metrics import get_metric
 from ..optim import LBFGS, get_optimizer
 from ..optim.schedules import get_schedule
-from ..precision import LossScaler, check_precision
-from ..streaming import check_streaming, use_streaming
 from ..validation import Real, optional_positive, positive_int
+from . import distributed as distributed_
+from .callbacks import check_callbacks
 from .checks import check_full_batch, check_validation_split, class_weights
+from .distributed import part
 from .epoch import Epoch, FullBatchEpoch
 from .guards import Interrupt, Rollback
+from .history import History
+from .precision import LossScaler, check_precision
+from .streaming import check_streaming, use_streaming
 
 
 def _split_validation(model, X, Y, validation_split, streamed=False):
