@@ -189,8 +189,9 @@ class Epoch:
                         Xb = source.batch(slot, k)
                 scaler = model.loss_scaler if self.half == "float16" else None
                 if self.half is not None:
-                    L, grads, out = model.mixed_step(Xb, Yb, self.head, self.half, scaler.scale if scaler else 1.0,
-                                                     rows=rows, step=opt.step_count, weights=Wb)
+                    L, grads, out = model.train_step(Xb, Yb, self.head, rows=rows, step=opt.step_count, weights=Wb,
+                                                     update_buffers=True, half=self.half,
+                                                     scale=scaler.scale if scaler else 1.0)
                 elif comm is None:
                     L, grads, out = model.train_step(Xb, Yb, self.head, rows=rows, step=opt.step_count, weights=Wb,
                                                      update_buffers=True)
