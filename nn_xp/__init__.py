@@ -2,7 +2,7 @@
 
 __version__ = "0.1.0"
 
-from . import callbacks, datasets, layers, optim, schedules
+from . import datasets, layers, optim
 from .backends import (
     available_devices,
     default_device,
@@ -13,8 +13,10 @@ from .backends import (
 )
 from .gradcheck import gradcheck
 from .model import MLP, Sequential, load
+from .optim import schedules
 from .parity import parity_report
 from .preprocessing import Preprocessor
+from .training import callbacks, distributed
 
 __all__ = [
     "MLP",

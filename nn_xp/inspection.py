@@ -11,9 +11,9 @@ import warnings
 import numpy as np
 
 from . import backends
-from .history import log_order
 from .layers import Activation, Dense, Dropout, layer_names
 from .preprocessing import host_labels
+from .training.history import log_order
 
 
 # ---- score ------------------------------------------------------------------------------------

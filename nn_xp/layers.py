@@ -64,10 +64,10 @@ class Context:
     (global sample indices); key: the model's dropout key. Masks are a function of these alone.
     layer: this layer's position in the model; input_grad: whether the layer below needs dX.
     comm: under distributed training, the communicator of the ranks whose parts make up the global
-    batch (distributed.py), else None: a layer whose output depends on the whole batch (BatchNorm)
+    batch (training/distributed.py), else None: a layer whose output depends on the whole batch (BatchNorm)
     sums its statistics over the ranks with it. The gradient reaching the layers is then already the
     global batch's (each rank's part weighted by its share), so such sums need no rescaling.
-    wide: under mixed precision (precision.py), the master weights' dtype (float32), in which a norm
+    wide: under mixed precision (training/precision.py), the master weights' dtype (float32), in which a norm
     takes its statistics and normalises while the other layers compute in half precision; else None.
     """
 

@@ -26,14 +26,14 @@ from . import backends as backend
 from . import persistence, philox, training, validation
 from .activations import get_activation
 from .backends import FlatList, ops_for
-from .distributed import part
 from .heads import Head, check_loss, default_loss, get_head
-from .history import History
 from .initializers import check_init
 from .layers import Activation, BatchNorm, Context, Dense, Dropout, Layer, LayerNorm, from_spec
 from .layers import layer_names as _layer_names
 from .optim import get_optimizer
 from .preprocessing import Preprocessor, is_table
+from .training.distributed import part
+from .training.history import History
 
 
 class _Store:
@@ -148,7 +148,7 @@ class Sequential:
         self.loss = None  # the loss fit trained with; None until then (inferred from the output)
         self.l2 = 0.0  # the L2 penalty fit trained with
         self.split = None  # how the command line drew the train/validation/test split of a table
-        self.loss_scaler = None  # mixed_float16's dynamic loss scale (precision.py), once used
+        self.loss_scaler = None  # mixed_float16's dynamic loss scale (training/precision.py), once used
 
     # ---- description -------------------------------------------------------------------------
     @property
@@ -336,9 +336,9 @@ class Sequential:
     # ---- input checks (run before any work) -------------------------------------------------
     def check_input(self, X, parameter: str = "X", comm=None, host: bool = False):
         """X as an array of the model's dtype on the model's device (with `host`, a NumPy array of
-        the model's dtype left in host memory, for streaming.py); raises on bad input.
+        the model's dtype left in host memory, for training/streaming.py); raises on bad input.
 
-        With a communicator (distributed.py) each rank checks its share of the rows for NaN/inf
+        With a communicator (training/distributed.py) each rank checks its share of the rows for NaN/inf
         and the answers are combined, so no rank reads every row. A scipy.sparse X
         (cupyx.scipy.sparse on a GPU) stays sparse, as CSR: the first layer, which must be a Dense
         one, multiplies it as it is."""
@@ -432,9 +432,9 @@ class Sequential:
         return H, backprops
 
     def train_step(self, X, Y, head, *, rows=None, step=None, training=True, reuse=True, weights=None,
-                   update_buffers=False, comm=None, grad_scale=1.0):
+                   update_buffers=False, comm=None, grad_scale=1.0, half=None, scale=1.0):
         """(loss as a 0-d device array, gradients aligned with `parameters()`, what the head's
-        metric reads) for checked X, Y: the training hot path.
+        metric reads) for checked X, Y: the training hot path, in full or mixed precision.
 
         rows: the batch's rows of the training data (dropout keys its masks by them; None: 0..n-1).
         step: the optimizer step the masks belong to (None: the optimizer's step count).
@@ -448,46 +448,61 @@ class Sequential:
             batch (BatchNorm): the communicator the layer sums over, and this rank's share of the
             global batch, by which dL/dZ is scaled before the backward pass (so the gradients come
             back already weighted for the allreduce).
+        half, scale: mixed precision (training/precision.py; NumPy or CuPy only, always reusing
+            the kept arrays): the layers compute in `half` ("float16" or "bfloat16") with a half
+            copy of the parameters, the head in the parameters' dtype on the logits, and the
+            gradients of the loss times `scale` come back unscaled in the parameters' dtype; norms
+            take their statistics in that dtype.
         """
         ops = self._ops_of(X)
         store = self._store
         params = store.params
-        if ops.mutable and not params.is_packed():
+        if (ops.mutable or half is not None) and not params.is_packed():
             self._assign(list(params))
         if step is None:
             step = self.optimizer.step_count if self.optimizer is not None else 0
-        ctx = Context(ops, training=training, step=step, rows=rows, key=self.dropout_key,
-                      workspace=self.workspace if reuse and ops.mutable else None, update_buffers=update_buffers,
-                      comm=comm)
         kept = store.grads
-        if reuse and ops.mutable:
+        if half is not None:
+            ops, X, grads, half_grads = self._enter_half(ops, X, half)  # the layers read and write half copies
+        elif reuse and ops.mutable:
             if kept is None:
                 kept = store.grads = ops.empty_like_packed(params)
+            grads = kept
         else:
-            store.grads = [None] * len(params)
-        grads = store.grads
-        Z, backprops = self._logits(X, ctx)
-        L, dH, out = head.loss_and_grad(ops, Z, Y, out=ctx.buffer(head, "dZ", Z.shape, Z) if head.writes_out else None,
-                                        weights=weights)
-        if grad_scale != 1.0:
-            dH = dH * grad_scale
-        _backward(backprops, dH)
-        store.grads = kept  # the training step's buffers stay for the next one
+            grads = store.grads = [None] * len(params)
+        ctx = Context(ops, training=training, step=step, rows=rows, key=self.dropout_key,
+                      workspace=self.workspace if reuse and ops.mutable else None, update_buffers=update_buffers,
+                      comm=comm, wide=None if half is None else params.flat.dtype)
+        try:
+            if half is None:
+                Z, backprops = self._logits(X, ctx)
+                L, dH, out = head.loss_and_grad(ops, Z, Y, weights=weights,
+                                                out=ctx.buffer(head, "dZ", Z.shape, Z) if head.writes_out else None)
+                if grad_scale != 1.0:
+                    dH = dH * grad_scale
+                _backward(backprops, dH)
+            else:
+                # Overflow to inf is what the loss scaler watches for: no warning from NumPy's emulation.
+                with np.errstate(over="ignore", invalid="ignore"):
+                    Z, backprops = self._logits(X, ctx)
+                    L, dZ, out = head.loss_and_grad(ops, ops.xp.astype(Z, params.flat.dtype), Y, weights=weights)
+                    if scale != 1.0:
+                        dZ = dZ * scale
+                    _backward(backprops, ops.xp.astype(dZ, half_grads.flat.dtype))
+        finally:
+            store.params, store.grads = params, kept  # the training step's buffers stay for the next one
+        if half is not None:
+            ops.unscale_into(half_grads.flat, grads.flat, 1.0 / scale)  # unscaled and cast in one pass
         return L, grads, out
 
-    def mixed_step(self, X, Y, head, half: str, scale: float = 1.0, *, rows=None, step=None, weights=None):
-        """`train_step` in mixed precision (precision.py): the layers compute in `half` ("float16"
-        or "bfloat16") with a half copy of the parameters, the head in float32 on the logits, and
-        the gradients (of the loss times `scale`) come back unscaled in float32, aligned with
-        `parameters()`; norms take their statistics in float32 and update their buffers (this is
-        fit's training step). NumPy or CuPy only."""
-        from .precision import compute_dtype
+    def _enter_half(self, ops, X, half: str):
+        """Mixed precision's side of `train_step`: the half ops, X cast into a kept half buffer, the
+        float32 gradients to return and the half gradients; the store's parameters and gradients
+        become half copies (one cast of the flat buffer), which `train_step` puts back."""
+        from .training.precision import compute_dtype
 
-        ops = self._ops_of(X)
         store = self._store
         params = store.params
-        if not params.is_packed():
-            self._assign(list(params))
         dtype = compute_dtype(self.device, half)
         ops = ops.half()
         mixed = self._mixed if getattr(self, "_mixed", None) and self._mixed[0] == dtype else None
@@ -496,27 +511,11 @@ class Sequential:
             mixed = self._mixed = (dtype, half_params, ops.empty_like_packed(half_params),
                                    ops.empty_like_packed(params))
         _, half_params, half_grads, grads = mixed
-        half_params.flat[...] = params.flat  # one cast of the flat buffer per step
+        half_params.flat[...] = params.flat
         Xh = ops.buffer(self.workspace, "mixed_X", tuple(X.shape), half_params.flat)
         Xh[...] = X
-        if step is None:
-            step = self.optimizer.step_count if self.optimizer is not None else 0
-        ctx = Context(ops, training=True, step=step, rows=rows, key=self.dropout_key, workspace=self.workspace,
-                      update_buffers=True, wide=params.flat.dtype)
-        kept = store.grads
-        store.params, store.grads = half_params, half_grads  # the layers read and write these
-        # Overflow to inf is what the loss scaler watches for: no warning from NumPy's emulation.
-        with np.errstate(over="ignore", invalid="ignore"):
-            try:
-                Z, backprops = self._logits(Xh, ctx)
-                L, dZ, out = head.loss_and_grad(ops, ops.xp.astype(Z, params.flat.dtype), Y, weights=weights)
-                if scale != 1.0:
-                    dZ = dZ * scale
-                _backward(backprops, ops.xp.astype(dZ, half_params.flat.dtype))
-            finally:
-                store.params, store.grads = params, kept
-        ops.unscale_into(half_grads.flat, grads.flat, 1.0 / scale)  # unscaled and cast in one pass
-        return L, grads, out
+        store.params, store.grads = half_params, half_grads
+        return ops, Xh, grads, half_grads
 
     _ops_key = None
 
@@ -590,7 +589,7 @@ class Sequential:
                                       reuse=False)
         return float(L), list(grads)
 
-    # ---- training and inference (training.py holds the loop) --------------------------------
+    # ---- training and inference (training/ holds the loop) --------------------------------
     def fit(self, X, y, *, columns=None, drop=(), impute=None, one_hot=None, standardize=False, preprocessor=None,
             **kwargs):
         """Train with mini-batch gradient descent; see `nn_xp.training.fit` for the arguments.
@@ -900,7 +899,7 @@ class Sequential:
         if state.get("history") is not None:
             model.history = History.from_state_dict(state["history"])
         if state.get("loss_scaler") is not None:
-            from .precision import LossScaler
+            from .training.precision import LossScaler
 
             model.loss_scaler = LossScaler.from_state_dict(state["loss_scaler"])
         # Already on the host: moving there again would pack a second copy of the parameters.

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 import nn_xp as nx
-from nn_xp.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from nn_xp.optim import SGD, Adam, AdamW, RMSprop
-from nn_xp.schedules import CosineWithWarmup, ExponentialDecay, ReduceOnPlateau, StepDecay, get_schedule
+from nn_xp.optim.schedules import CosineWithWarmup, ExponentialDecay, ReduceOnPlateau, StepDecay, get_schedule
+from nn_xp.training.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
 X3 = np.random.default_rng(0).normal(size=(6, 3))
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from nn_xp import backends
-from nn_xp.clipping import clip_grad_norm, clip_grad_value
+from nn_xp.optim.clipping import clip_grad_norm, clip_grad_value
 
 from .conftest import PARITY_RTOL, relative_difference
 

@@ -17,14 +17,14 @@ import numpy as np
 import pytest
 
 import nn_xp as nx
-from nn_xp.callbacks import EarlyStopping
+from nn_xp.training.callbacks import EarlyStopping
 
 SCRIPT = textwrap.dedent(
     """
     import json, sys
     import numpy as np
     import nn_xp as nx
-    from nn_xp.callbacks import EarlyStopping
+    from nn_xp.training.callbacks import EarlyStopping
 
     rng = np.random.default_rng(7)
     y = rng.integers(0, 3, size=300)

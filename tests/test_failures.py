@@ -35,8 +35,8 @@ from hypothesis import strategies as st
 
 import nn_xp as nx
 from nn_xp import persistence
-from nn_xp.callbacks import Callback, ModelCheckpoint
-from nn_xp.schedules import Schedule
+from nn_xp.optim.schedules import Schedule
+from nn_xp.training.callbacks import Callback, ModelCheckpoint
 
 from .test_properties import examples
 

@@ -106,7 +106,7 @@ def test_every_writer_keeps_the_old_file_when_the_disk_fills(writer, trained, tm
         if writer == "model":
             model.save(target)
         elif writer == "checkpoint":
-            from nn_xp.callbacks import ModelCheckpoint
+            from nn_xp.training.callbacks import ModelCheckpoint
 
             data = load_dataset("iris")
             nx.MLP([4, 8, 3], output_activation="softmax", device="cpu").fit(

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import nn_xp as nx
-from nn_xp.callbacks import CSVLogger
+from nn_xp.training.callbacks import CSVLogger
 
 metrics = pytest.importorskip("sklearn.metrics")
 

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from nn_xp.line_search import cubic_interpolate, strong_wolfe
+from nn_xp.optim.line_search import cubic_interpolate, strong_wolfe
 
 
 def test_cubic_interpolate_finds_a_cubics_minimum():

@@ -580,8 +580,8 @@ def run_torch_lbfgs(torch, problem, hyperparameters):
 
 def run_reference_lbfgs(problem, hyperparameters):
     """torch.optim.LBFGS.step transcribed in plain NumPy on one flat vector (the strong-Wolfe search
-    is nn_xp.line_search's, checked against torch's own in tests/test_line_search.py)."""
-    from nn_xp.line_search import strong_wolfe
+    is nn_xp.optim.line_search's, checked against torch's own in tests/test_line_search.py)."""
+    from nn_xp.optim.line_search import strong_wolfe
 
     initial, value_and_grad = LBFGS_PROBLEMS[problem]()
     hp = dict(dict(learning_rate=1.0, max_iter=20, tolerance_grad=1e-7, tolerance_change=1e-9, history_size=100,

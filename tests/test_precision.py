@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import nn_xp as nx
-from nn_xp.precision import LossScaler
+from nn_xp.training.precision import LossScaler
 
 from .conftest import GPU_COUNT
 
@@ -33,7 +33,7 @@ def test_one_mixed_step_gives_float32s_gradients_to_half_precision(device, half,
     Xd, Y = model.check_input(X), model.check_target(y, 64, head)
     L, reference, _ = model.train_step(Xd, Y, head, reuse=False)
     reference = [nx.to_numpy(g).astype(np.float64) for g in reference]
-    L_half, grads, _ = model.mixed_step(Xd, Y, head, half, scale=1024.0)
+    L_half, grads, _ = model.train_step(Xd, Y, head, update_buffers=True, half=half, scale=1024.0)
     assert abs(float(L_half) - float(L)) <= tolerance * abs(float(L))
     for g, r in zip(grads, reference):
         assert str(g.dtype) == "float32"
@@ -44,7 +44,7 @@ def test_an_overflow_skips_the_step_halves_the_scale_and_the_scale_grows_back():
     X, y = _batch(40)
     model = nx.MLP([20, 8, 5], output_activation="softmax", seed=0)
     model.loss_scaler = LossScaler(init_scale=8.0, growth_interval=3)
-    original = model.mixed_step
+    original = model.train_step
     calls = {"n": 0}
     taken = []
 
@@ -56,7 +56,7 @@ def test_an_overflow_skips_the_step_halves_the_scale_and_the_scale_grows_back():
         taken.append(model.optimizer.step_count)
         return L, grads, out
 
-    model.mixed_step = poisoned
+    model.train_step = poisoned
     model.fit(X, y, epochs=1, batch_size=10, shuffle=False, precision="mixed_float16", verbose=0)
     # 4 batches: the 2nd overflowed and was skipped, so 3 steps were taken.
     assert model.optimizer.step_count == 3 and taken == [0, 1, 1, 2]

@@ -5,8 +5,8 @@ import math
 
 import pytest
 
-from nn_xp import schedules
-from nn_xp.schedules import CosineWithWarmup, ExponentialDecay, ReduceOnPlateau, StepDecay
+from nn_xp.optim import schedules
+from nn_xp.optim.schedules import CosineWithWarmup, ExponentialDecay, ReduceOnPlateau, StepDecay
 
 EPOCHS = 30
 BASE = 0.1

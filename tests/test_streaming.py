@@ -6,7 +6,7 @@ import pytest
 
 import nn_xp as nx
 from nn_xp import backends
-from nn_xp.streaming import HostBatches, needs_streaming, use_streaming
+from nn_xp.training.streaming import HostBatches, needs_streaming, use_streaming
 
 from .conftest import GPU_COUNT
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import nn_xp as nx
-from nn_xp.callbacks import Callback, EarlyStopping, TerminateOnNaN
+from nn_xp.training.callbacks import Callback, EarlyStopping, TerminateOnNaN
 
 from .conftest import relative_difference
 

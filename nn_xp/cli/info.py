@@ -22,7 +22,7 @@ def cmd_info(args) -> int:
     print(f"default device: {backends.default_device()}")
     print(f"CUDA: {'usable, ' + str(count) + ' GPU(s)' if count else 'not usable: ' + why}")
     from ..backends.numpy_ops import native_available, native_enabled
-    from ..distributed import mpi_status, nccl_status
+    from ..training.distributed import mpi_status, nccl_status
 
     state = "built, in use" if native_enabled() else ("built, turned off (NN_XP_NATIVE=0)" if native_available()
                                                        else "not built (no C compiler at install)")

@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     from ..heads import LOSSES
     from ..initializers import INIT_NAMES
     from ..optim import OPTIMIZERS
-    from ..schedules import SCHEDULES
+    from ..optim.schedules import SCHEDULES
 
     parser = _Parser(
         prog="nn-xp",

@@ -36,7 +36,7 @@ def _optimizer(args, params):
 
 
 def _schedule(args):
-    from ..schedules import get_schedule
+    from ..optim.schedules import get_schedule
 
     uses = {"gamma": ("step", "exponential"), "step_size": ("step",), "warmup_epochs": ("cosine",)}
     for key, schedules in uses.items():
@@ -59,8 +59,8 @@ def _schedule(args):
 def cmd_train(args) -> int:
     import nn_xp as nx
 
-    from ..callbacks import CSVLogger, EarlyStopping
     from ..training import NonFiniteLossWarning
+    from ..training.callbacks import CSVLogger, EarlyStopping
 
     for name, value in (("--test-size", args.test_size), ("--validation-split", args.validation_split)):
         if not 0 <= value < 1:

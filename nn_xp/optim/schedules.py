@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-from .validation import Integer, Real
+from ..validation import Integer, Real
 
 SCHEDULES = ("step", "exponential", "cosine", "plateau")
 

@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import math
 
-from . import backends
-from .validation import Integer, Options, Real
+from .. import backends
+from ..validation import Integer, Options, Real
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 

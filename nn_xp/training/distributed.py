@@ -28,8 +28,8 @@ import sys
 
 import numpy as np
 
-from . import backends
-from .backends.nccl import NcclGroup, nccl_status
+from .. import backends
+from ..backends.nccl import NcclGroup, nccl_status
 
 BACKENDS = ("auto", "mpi", "nccl", "single")
 # Variables that MPICH's Hydra, Open MPI, Intel MPI and Slurm's PMI set in every rank they start.

@@ -14,8 +14,8 @@ import math
 import numbers
 import os
 
-from . import backends
-from .metrics import GREATER_IS_BETTER
+from .. import backends
+from ..metrics import GREATER_IS_BETTER
 
 
 class Callback:
@@ -203,7 +203,7 @@ class CSVLogger(Callback):
         self.rows.append({"epoch": int(epoch), **logs})
 
     def on_train_end(self, logs):
-        from .files import atomic_write
+        from ..files import atomic_write
         from .history import log_order
 
         columns, rows = ["epoch"], []

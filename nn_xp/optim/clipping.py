@@ -5,8 +5,8 @@ Both take the gradient list of `MLP.loss_and_grads` and return new arrays (the i
 
 from __future__ import annotations
 
-from . import backends
-from .validation import Real
+from .. import backends
+from ..validation import Real
 
 _POSITIVE = Real(0.0, None, closed="neither")
 

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import backends
-from .backends.host_batches import HostBatches
+from .. import backends
+from ..backends.host_batches import HostBatches
 
 __all__ = ["HostBatches", "check_streaming", "needs_streaming", "use_streaming"]
 
