@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .files import check_readable
+from .io.files import check_readable
 from .validation import all_finite, positive_int
 
 BUILTIN = ("sine", "spirals", "moons", "xor", "synthetic")

@@ -23,11 +23,12 @@ import os
 import numpy as np
 
 from . import backends as backend
-from . import persistence, philox, training, validation
+from . import philox, training, validation
 from .activations import get_activation
 from .backends import FlatList, ops_for
 from .heads import Head, check_loss, default_loss, get_head
 from .initializers import check_init
+from .io import persistence
 from .layers import Activation, BatchNorm, Context, Dense, Dropout, Layer, LayerNorm, from_spec
 from .layers import layer_names as _layer_names
 from .optim import get_optimizer
@@ -912,8 +913,8 @@ class Sequential:
     def to_onnx(self, path, opset=None):
         """Write an ONNX graph of the model's predictions to `path` (the `onnx` extra); returns the
         onnx.ModelProto. Classifiers output "probabilities" and "label", regressors "predictions";
-        see `nn_xp.onnx_export`. opset: None for onnx_export.DEFAULT_OPSET."""
-        from .onnx_export import export
+        see `nn_xp.io.onnx_export`. opset: None for onnx_export.DEFAULT_OPSET."""
+        from .io.onnx_export import export
 
         return export(self, path, opset=opset)
 

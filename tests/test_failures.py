@@ -34,7 +34,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import nn_xp as nx
-from nn_xp import persistence
+from nn_xp.io import persistence
 from nn_xp.optim.schedules import Schedule
 from nn_xp.training.callbacks import Callback, ModelCheckpoint
 

@@ -204,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="versions, devices and why CUDA is or is not usable")
     info.add_argument("--debug", action="store_true")
 
-    from ..onnx_export import DEFAULT_OPSET  # no onnx import: the module imports it when exporting
+    from ..io.onnx_export import DEFAULT_OPSET  # no onnx import: the module imports it when exporting
 
     export = sub.add_parser("export", help="write a saved model as an ONNX graph (the onnx extra)",
                             description="Write a saved model's predictions as an ONNX graph: classifiers "

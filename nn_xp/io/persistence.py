@@ -35,7 +35,7 @@ import zlib
 
 import numpy as np
 
-from . import backends as backend
+from .. import backends as backend
 from . import files
 
 # 1: an MLP (layer_sizes, activation, init); 2 adds dropout and Sequential models (layers, param_shapes).
@@ -77,7 +77,7 @@ def save(model, path) -> str:
             for i, value in enumerate(values):
                 arrays[f"opt_{key}_{i}"] = np.asarray(value)
         optimizer = dict(optimizer, state=counts)
-    from . import __version__
+    from .. import __version__
 
     architecture = dict(state["architecture"])
     output = architecture["output_activation"]
