@@ -33,7 +33,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pyarrow  # noqa: E402
 
-from nn_xp.datasets import load_file  # noqa: E402
+from nn_xp.data.datasets import load_file  # noqa: E402
 
 N_FEATURES = 50
 TIME_TARGET = 2.0
@@ -41,7 +41,7 @@ MEMORY_TARGET = 2.0
 
 # name -> the statement a fresh process runs on `path` (memory) and the call timed here.
 READERS = {
-    "nn_xp load_file": "from nn_xp.datasets import load_file; data = load_file(path, target='label')",
+    "nn_xp load_file": "from nn_xp.data.datasets import load_file; data = load_file(path, target='label')",
     "pandas.read_csv (C engine)": "import pandas; frame = pandas.read_csv(path)",
     "pandas.read_csv (pyarrow engine)": "import pandas; frame = pandas.read_csv(path, engine='pyarrow')",
 }
@@ -90,7 +90,7 @@ def time_readers(path, repeats: int) -> dict:
 
 def peak_memory(path, name: str) -> dict:
     # Libraries are imported before the measurement: their code is not the data's cost.
-    imports = "import numpy, pandas, pyarrow, pyarrow.csv, pyarrow.compute\nimport nn_xp.datasets"
+    imports = "import numpy, pandas, pyarrow, pyarrow.csv, pyarrow.compute\nimport nn_xp.data.datasets"
     code = PROBE.format(imports=imports, statement=READERS[name])
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, env=env,

@@ -49,7 +49,7 @@ TRAIN_OPTIONS = ["--layers", str(N_FEATURES), "32", "2", "--epochs", "1", "--bat
 PROBE = """
 import sys, json
 import numpy, pandas, pyarrow, pyarrow.csv
-import nn_xp, nn_xp.cli, nn_xp.datasets, nn_xp.training
+import nn_xp, nn_xp.cli, nn_xp.data.datasets, nn_xp.training
 numpy.ones((512, 512), numpy.float32) @ numpy.ones((512, 512), numpy.float32)  # BLAS's buffers
 def kib(key):
     with open("/proc/self/status") as handle:
@@ -113,7 +113,7 @@ def write_files(folder: Path, mb: float, csv_mb: float) -> dict:
     import pandas as pd
 
     import nn_xp as nx
-    from nn_xp.layers import Dense
+    from nn_xp.nn.layers import Dense
 
     rng = np.random.default_rng(0)
     rows = int(mb * 2**20 / (N_FEATURES * 4))

@@ -19,7 +19,7 @@ from dataclasses import replace
 import numpy as np
 
 import nn_xp as nx
-from nn_xp.datasets import load_dataset
+from nn_xp.data.datasets import load_dataset
 from nn_xp.parity import batch_rows, largest_differences
 
 from .systems import TorchSystem

@@ -2,7 +2,7 @@
 
 __version__ = "0.1.0"
 
-from . import datasets, layers, optim
+from . import optim
 from .backends import (
     available_devices,
     default_device,
@@ -11,11 +11,14 @@ from .backends import (
     to_device,
     to_numpy,
 )
-from .gradcheck import gradcheck
-from .model import MLP, Sequential, load
+from .data import datasets
+from .data.preprocessing import Preprocessor
+from .nn import layers
+from .nn.gradcheck import gradcheck
+from .nn.mlp import MLP, load
+from .nn.sequential import Sequential
 from .optim import schedules
 from .parity import parity_report
-from .preprocessing import Preprocessor
 from .training import callbacks, distributed
 
 __all__ = [

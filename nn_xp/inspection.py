@@ -11,8 +11,8 @@ import warnings
 import numpy as np
 
 from . import backends
-from .layers import Activation, Dense, Dropout, layer_names
-from .preprocessing import host_labels
+from .data.preprocessing import host_labels
+from .nn.layers import Activation, Dense, Dropout, layer_names
 from .training.history import log_order
 
 

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 import nn_xp as nx
-from nn_xp import activations
 from nn_xp.backends import Ops, cupy_ops, ops_for
+from nn_xp.nn import activations
 
 from . import cuda_on_cpu
 from .conftest import GPU_COUNT, GPU_WHY, relative_difference

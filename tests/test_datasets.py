@@ -7,15 +7,8 @@ import sys
 import numpy as np
 import pytest
 
-from nn_xp import datasets
-from nn_xp.datasets import (
-    DATASETS,
-    fit_standardizer,
-    load_dataset,
-    load_file,
-    standardize,
-    train_test_split,
-)
+from nn_xp.data import datasets
+from nn_xp.data.datasets import DATASETS, fit_standardizer, load_dataset, load_file, standardize, train_test_split
 
 # name -> (n_samples, n_features, n_classes or None) with default options
 SHAPES = {

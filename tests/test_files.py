@@ -10,7 +10,7 @@ import pytest
 
 import nn_xp as nx
 from nn_xp import cli
-from nn_xp.datasets import load_dataset, load_file
+from nn_xp.data.datasets import load_dataset, load_file
 from nn_xp.io import files
 
 
@@ -171,7 +171,7 @@ def test_the_library_refuses_what_is_not_a_regular_file_at_once(kind, specials, 
     code = """
 import sys
 import nn_xp as nx
-from nn_xp.datasets import load_file, read_table
+from nn_xp.data.datasets import load_file, read_table
 path = sys.argv[1]
 for read in (lambda: nx.load(path, device="cpu"), lambda: load_file(path, target="y"), lambda: read_table(path)):
     try:

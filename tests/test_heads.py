@@ -5,7 +5,7 @@ import pytest
 
 import nn_xp as nx
 from nn_xp.backends import Ops, ops_for
-from nn_xp.heads import get_head
+from nn_xp.nn.heads import get_head
 
 OUTPUT_FOR = {"cross_entropy": "softmax", "binary_cross_entropy": "sigmoid", "mse": "linear", "poisson": "exp"}
 

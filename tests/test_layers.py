@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 import nn_xp as nx
-from nn_xp import philox
 from nn_xp.backends import ops_for
-from nn_xp.layers import Context, Dense, Dropout, Layer, register
+from nn_xp.nn import philox
+from nn_xp.nn.layers import Context, Dense, Dropout, Layer, register
 
 from .conftest import PARITY_RTOL, relative_difference
 
@@ -86,7 +86,7 @@ def test_an_unregistered_layer_is_refused_at_save_and_an_unknown_kind_at_load(tm
         model.save(tmp_path / "x.npz")
     assert not (tmp_path / "x.npz").exists()
     path = _custom().save(tmp_path / "scale.npz")
-    from nn_xp import layers
+    from nn_xp.nn import layers
 
     saved = layers.LAYERS.pop("test_scale")
     try:

@@ -11,7 +11,7 @@ import pytest
 import nn_xp as nx
 from nn_xp import backends
 from nn_xp.backends import Ops, ops_for
-from nn_xp.heads import check_loss, get_head
+from nn_xp.nn.heads import check_loss, get_head
 from nn_xp.sklearn import MLPClassifier, MLPRegressor
 
 SPECS = [
@@ -200,7 +200,7 @@ def test_network_gradients_match_central_differences(spec):
 
 def test_a_wrong_gradient_is_caught():
     """The check above can fail: a head whose slope is off by a factor is seen."""
-    from nn_xp.heads import Huber
+    from nn_xp.nn.heads import Huber
 
     class Wrong(Huber):
         def _slope(self, xp, D):

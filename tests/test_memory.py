@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import nn_xp as nx
-from nn_xp.layers import Dense
+from nn_xp.nn.layers import Dense
 
 
 def _peak(function):
@@ -119,7 +119,7 @@ def test_loaded_model_predicts_and_trains_like_the_saved_one(tmp_path):
 # memory-mapped file counts once its pages are read, a copy of it counts again.
 _CHILD = """
 import sys
-import nn_xp, nn_xp.datasets, nn_xp.training  # imported before the baseline: their size is no data's
+import nn_xp, nn_xp.data.datasets, nn_xp.training  # imported before the baseline: their size is no data's
 from nn_xp.cli import main
 
 def kib(key):
@@ -205,7 +205,7 @@ def test_targets_with_other_rows_are_named(tmp_path, capsys):
 
 
 def test_npz_members_are_mapped_or_read_in_their_own_dtype(tmp_path):
-    from nn_xp.datasets import load_file
+    from nn_xp.data.datasets import load_file
 
     X = np.arange(60, dtype=np.float32).reshape(20, 3)
     y = np.arange(20) % 2
@@ -230,7 +230,7 @@ def test_one_hot_columns_are_written_straight_into_X(tmp_path):
     block is gone, so the arrays traced stay near X's own size."""
     pytest.importorskip("pandas")
     pytest.importorskip("pyarrow")
-    from nn_xp.datasets import load_file
+    from nn_xp.data.datasets import load_file
 
     rng = np.random.default_rng(0)
     n = 100_000

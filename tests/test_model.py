@@ -1,4 +1,4 @@
-"""The model's forward and backward passes (model.py) with every activation and head, checked
+"""The model's forward and backward passes (nn/sequential.py) with every activation and head, checked
 against central differences, hand-worked numbers and the other backends of the matrix."""
 
 import math
@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import nn_xp as nx
-from nn_xp import activations, backends, heads
+from nn_xp import backends
+from nn_xp.nn import activations, heads
 
 from .conftest import PARITY_RTOL, relative_difference
 

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 import nn_xp as nx
-from nn_xp.activations import get_activation
 from nn_xp.backends import NumpyOps, Ops, numpy_ops
+from nn_xp.nn.activations import get_activation
 
 OPS = NumpyOps(nx.namespace("cpu"))
 built = pytest.mark.skipif(not numpy_ops.native_available(),

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import nn_xp as nx
-from nn_xp.datasets import fit_standardizer
-from nn_xp.layers import Dense, Layer
+from nn_xp.data.datasets import fit_standardizer
+from nn_xp.nn.layers import Dense, Layer
 
 HAVE_ONNX = importlib.util.find_spec("onnx") is not None
 HAVE_ORT = importlib.util.find_spec("onnxruntime") is not None

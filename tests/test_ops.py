@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import nn_xp as nx
-from nn_xp.activations import ACTIVATIONS, get_activation
 from nn_xp.backends import FlatList, Ops, ops_for
+from nn_xp.nn.activations import ACTIVATIONS, get_activation
 
 from .conftest import GPU_COUNT, PARITY_RTOL, relative_difference
 
@@ -355,7 +355,7 @@ def test_the_ops_read_the_primitive_an_activation_names_not_its_functions_or_nam
     where it names none, whatever it is called: the ops never inspect activation objects."""
     import dataclasses
 
-    from nn_xp.activations import Activation
+    from nn_xp.nn.activations import Activation
 
     ops = ops_for(nx.namespace(device))
     doubled = Activation("relu", lambda xp, Z: 2 * Z, lambda xp, dA, Z, A: 2 * dA)

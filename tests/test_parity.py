@@ -58,7 +58,7 @@ def test_the_report_detects_a_difference(monkeypatch):
 
 
 def _workload_a_on_the_gpu(dtype):
-    from nn_xp.datasets import load_dataset
+    from nn_xp.data.datasets import load_dataset
 
     data = load_dataset("synthetic", n_samples=4000)
     return nx.parity_report([784, 512, 256, 10], data.X, data.y, devices=("cpu", BACKEND_DEVICES["cupy"]),

@@ -12,7 +12,7 @@ import pytest
 
 import nn_xp as nx
 from nn_xp import backends
-from nn_xp.datasets import load_dataset
+from nn_xp.data.datasets import load_dataset
 from nn_xp.io import files, persistence
 
 from .conftest import PARITY_RTOL, relative_difference

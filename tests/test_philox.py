@@ -1,4 +1,4 @@
-"""Philox4x32-10 (nn_xp.philox): known answers, a scalar reference, backend parity, dropout masks."""
+"""Philox4x32-10 (nn_xp.nn.philox): known answers, a scalar reference, backend parity, dropout masks."""
 
 import array_api_compat.numpy as xnp
 import array_api_strict as xst
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from nn_xp import backends
-from nn_xp.philox import dropout_mask, key_from_seed, philox4x32, uniform_bits
+from nn_xp.nn.philox import dropout_mask, key_from_seed, philox4x32, uniform_bits
 
 HOST = [pytest.param(xnp, id="numpy"), pytest.param(xst, id="array_api_strict")]
 GPU_COUNT, GPU_WHY = backends.cuda_status()
@@ -33,7 +33,7 @@ KAT = [
 
 
 def reference(counter, key, rounds=10):
-    """Philox4x32 on plain Python ints, written independently of nn_xp.philox."""
+    """Philox4x32 on plain Python ints, written independently of nn_xp.nn.philox."""
     x0, x1, x2, x3 = counter
     k0, k1 = key
     for r in range(rounds):

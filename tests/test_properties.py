@@ -21,8 +21,8 @@ from hypothesis.extra import numpy as hnp
 
 import nn_xp as nx
 from nn_xp import backends
-from nn_xp.activations import ACTIVATIONS
-from nn_xp.initializers import INIT_NAMES
+from nn_xp.nn.activations import ACTIVATIONS
+from nn_xp.nn.initializers import INIT_NAMES
 
 from .conftest import PARITY_RTOL, relative_difference
 

@@ -29,7 +29,7 @@ def test_the_custom_layer_example_runs_as_written(tmp_path, monkeypatch):
     rng = np.random.default_rng(0)
     X = rng.normal(size=(60, 4))
     y = (X[:, 0] > 0).astype(int) + (X[:, 1] > 0).astype(int)
-    from nn_xp import layers
+    from nn_xp.nn import layers
 
     namespace = {"X": X, "y": y}
     try:

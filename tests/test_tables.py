@@ -320,7 +320,7 @@ def test_resume_refuses_to_drop_a_column_the_model_reads(penguin_model, files, t
 
 # ---- 7. imputation from the training rows only -------------------------------------------------------
 def test_imputed_values_come_from_the_training_rows_only(penguin_model):
-    from nn_xp.tabular import split_rows
+    from nn_xp.data.tabular import split_rows
 
     model_path, _ = penguin_model
     model = nx.load(model_path, device="cpu")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import nn_xp as nx
-from nn_xp import metrics
+from nn_xp.training import metrics
 
 sk_metrics = pytest.importorskip("sklearn.metrics")
 

@@ -6,8 +6,8 @@ import os
 import sys
 import warnings
 
-from .. import tabular
-from ..preprocessing import Preprocessor
+from ..data import tabular
+from ..data.preprocessing import Preprocessor
 
 
 def _is_file(name: str) -> bool:
@@ -15,7 +15,7 @@ def _is_file(name: str) -> bool:
 
 
 def _load_data(name: str, target=None, n_samples=None, seed=0, **table_options):
-    from ..datasets import load_dataset, load_file
+    from ..data.datasets import load_dataset, load_file
 
     if _is_file(name):
         return load_file(name, target=target, progress=True, **table_options)
@@ -50,8 +50,8 @@ def _format_metrics(metrics: dict) -> str:
 
 def _read_table(path, delimiter=None):
     """A table file (.csv, .tsv, .parquet) as a pandas DataFrame, read as training reads it."""
-    from ..datasets import read_table
-    from ..preprocessing import as_frame
+    from ..data.datasets import read_table
+    from ..data.preprocessing import as_frame
 
     return as_frame(read_table(path, delimiter=delimiter, progress=True), path)
 

@@ -6,7 +6,7 @@ import argparse
 
 import numpy as np
 
-from ..preprocessing import MAX_CATEGORIES, MAX_INFERRED_CLASSES
+from ..data.preprocessing import MAX_CATEGORIES, MAX_INFERRED_CLASSES
 
 DEFAULT_EPOCHS = {"sine": 1000}
 
@@ -46,10 +46,10 @@ def _positive_float(text):
 
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
-    from ..activations import ACTIVATIONS
-    from ..datasets import DATASETS
-    from ..heads import LOSSES
-    from ..initializers import INIT_NAMES
+    from ..data.datasets import DATASETS
+    from ..nn.activations import ACTIVATIONS
+    from ..nn.heads import LOSSES
+    from ..nn.initializers import INIT_NAMES
     from ..optim import OPTIMIZERS
     from ..optim.schedules import SCHEDULES
 

@@ -7,8 +7,8 @@ import sys
 import time
 import warnings
 
-from .. import tabular
-from ..preprocessing import Preprocessor
+from ..data import tabular
+from ..data.preprocessing import Preprocessor
 from ._common import _check_table_options, _format_metrics, _stored_drop
 from .parser import DEFAULT_EPOCHS
 
@@ -325,7 +325,7 @@ def _check_resumed(args, model, n_in: int) -> None:
     if args.output_activation is not None and args.output_activation != model.output_activation:
         raise ValueError(f"--output-activation {args.output_activation} differs from the resumed model's "
                          f"{model.output_activation}")
-    from ..heads import loss_name
+    from ..nn.heads import loss_name
 
     if args.loss is not None and model.loss is not None and args.loss != loss_name(model.loss):
         raise ValueError(f"--loss {args.loss} differs from the resumed model's {model.loss}")

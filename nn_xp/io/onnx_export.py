@@ -56,7 +56,7 @@ import numpy as np
 
 from .. import __version__
 from ..backends import to_numpy
-from ..layers import Activation, BatchNorm, Dense, Dropout, LayerNorm
+from ..nn.layers import Activation, BatchNorm, Dense, Dropout, LayerNorm
 
 DEFAULT_OPSET = 20  # the first opset with Gelu; onnxruntime has run it since 1.17
 MIN_OPSET = 13  # Softmax over one axis, Squeeze's axes as an input

@@ -15,7 +15,7 @@ from ..backends import (
     to_device,
     to_numpy,
 )
-from ..layers import Dense
+from ..nn.layers import Dense
 from ._callbacks import CallbackSupportMixin, FitTasks, with_callbacks
 from ._fitting import _Fitting
 from ._params import fit_settings

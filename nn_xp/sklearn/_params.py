@@ -11,8 +11,8 @@ import numbers
 
 import numpy as np
 
-from ..activations import ACTIVATIONS
 from ..backends import resolve_dtype
+from ..nn.activations import ACTIVATIONS
 from ..validation import Boolean, Integer, Options, Real, check_params
 
 # scikit-learn's activation names -> nn_xp's; nn_xp's own names are accepted as they are.

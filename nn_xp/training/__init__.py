@@ -6,7 +6,8 @@ each epoch draws one shuffle order from the model's host generator, and each bat
 the device by those indices. The loss stays on the device and reaches the host once per epoch.
 
 The package: loop.py (`fit` and the loop over epochs), epoch.py (one epoch of batches),
-guards.py (interrupts, rollback, non-finite losses), checks.py (fit's argument checks).
+guards.py (interrupts, rollback, non-finite losses), checks.py (fit's argument checks),
+metrics.py (the named validation metrics).
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ import numbers
 import os
 
 from .. import backends
-from ..metrics import GREATER_IS_BETTER
+from .metrics import GREATER_IS_BETTER
 
 
 class Callback:
@@ -49,7 +49,7 @@ class Callback:
 
 def _mode_for(monitor: str, mode: str = "auto") -> str:
     """"min" or "max": `mode` itself, or for "auto" "max" where the figure is a score (accuracy, r2,
-    and the other greater-is-better names of nn_xp.metrics), else "min"."""
+    and the other greater-is-better names of nn_xp.training.metrics), else "min"."""
     if mode not in ("auto", "min", "max"):
         raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
     if mode != "auto":
@@ -77,7 +77,7 @@ class EarlyStopping(Callback):
 
     With `restore_best_weights`, the parameters of the best epoch are put back when training stops
     (also when it runs to the last epoch), as in Keras. `mode`: "min", "max", or "auto" ("max" for
-    accuracy, r2 and nn_xp.metrics' other scores, such as "val_f1_macro" from
+    accuracy, r2 and nn_xp.training.metrics' other scores, such as "val_f1_macro" from
     `fit(..., validation_metric="f1_macro")`; "min" for anything else, a callable's included).
     """
 

@@ -12,7 +12,6 @@ import numpy as np
 
 from .. import backends as backend
 from ..backends import ops_for
-from ..metrics import get_metric
 from ..optim import LBFGS, get_optimizer
 from ..optim.schedules import get_schedule
 from ..validation import Real, optional_positive, positive_int
@@ -23,6 +22,7 @@ from .distributed import part
 from .epoch import Epoch, FullBatchEpoch
 from .guards import Interrupt, Rollback
 from .history import History
+from .metrics import get_metric
 from .precision import LossScaler, check_precision
 from .streaming import check_streaming, use_streaming
 
@@ -144,7 +144,7 @@ def fit(
             fraction in [0, 1) held out at random (with its rows' sample weights).
         validation_metric: one more validation figure, logged per epoch as "val_<name>" (in the
             history, to callbacks: `EarlyStopping(monitor="val_f1_macro")`): a name of
-            `nn_xp.metrics.METRICS` ("accuracy", "balanced_accuracy", "f1_macro", "r2", "mse",
+            `nn_xp.training.metrics.METRICS` ("accuracy", "balanced_accuracy", "f1_macro", "r2", "mse",
             "rmse", "mae"), or a callable(y_true, y_pred) -> float such as scikit-learn's
             `matthews_corrcoef`, named "val_<its __name__>" (and given sample_weight= where the
             validation data has weights). y_true and y_pred are the labels (classification, as

@@ -32,8 +32,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..validation import Real
 from .activations import Activation, get_activation, sigmoid
-from .validation import Real
 
 LOSSES = ("mse", "binary_cross_entropy", "cross_entropy", "poisson", "absolute_error", "huber", "quantile")
 # The output activation each loss needs; the regression losses work after any but softmax.

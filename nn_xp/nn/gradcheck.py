@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import backends
+from .. import backends
 
 
 def gradcheck(model, X, y, loss=None, epsilon: float = 1e-6, training_step=None) -> float:

@@ -249,7 +249,7 @@ class Preprocessor:
                 frame = self._numbers_with_commas(frame, self.feature_names)
                 X, _ = encode_frame(frame, self.feature_names, encoding, where)
         elif self.feature_names is not None:
-            from .backends import is_host_array, to_numpy
+            from ..backends import is_host_array, to_numpy
 
             X = np.asarray(X) if not hasattr(X, "__array_namespace__") or is_host_array(X) else X
             X = to_numpy(X)
@@ -554,7 +554,7 @@ def _statistic(values, impute, where) -> float:
 
 
 def _numeric_matrix(X, where) -> np.ndarray:
-    from .backends import is_host_array, to_numpy
+    from ..backends import is_host_array, to_numpy
 
     X = to_numpy(X) if not is_host_array(X) else X
     if X.ndim == 1:
@@ -566,7 +566,7 @@ def _numeric_matrix(X, where) -> np.ndarray:
 
 def _labels(y, where) -> np.ndarray:
     """y as a NumPy array: numbers, booleans, or labels as objects (strings stay strings)."""
-    from .backends import is_host_array, to_numpy
+    from ..backends import is_host_array, to_numpy
 
     if hasattr(y, "to_numpy") and not is_host_array(y):  # pandas Series / DataFrame
         y = y.to_numpy()
@@ -597,7 +597,7 @@ def take_rows(data, rows):
         return data.take(rows)
     if hasattr(data, "iloc"):
         return data.iloc[rows]
-    from .backends import get_namespace, is_host_array
+    from ..backends import get_namespace, is_host_array
 
     if is_host_array(data):
         return data[rows]

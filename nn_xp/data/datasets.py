@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .io.files import check_readable
-from .validation import all_finite, positive_int
+from ..io.files import check_readable
+from ..validation import all_finite, positive_int
 
 BUILTIN = ("sine", "spirals", "moons", "xor", "synthetic")
 SKLEARN = ("digits", "iris", "breast_cancer", "wine")
@@ -755,7 +755,7 @@ def standardize(X, stats: dict) -> np.ndarray:
 
 
 def _as_matrix(X, parameter: str) -> np.ndarray:
-    from .backends import to_numpy
+    from ..backends import to_numpy
 
     X = to_numpy(X)
     if X.ndim != 2:

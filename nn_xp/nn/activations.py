@@ -14,7 +14,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .validation import Real
+from ..validation import Real
 
 
 @dataclass(frozen=True)

@@ -30,11 +30,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..backends import device_of, is_sparse, to_device, to_numpy
+from ..validation import Real, positive_int
 from . import philox
 from .activations import get_activation
-from .backends import device_of, is_sparse, to_device, to_numpy
 from .initializers import INITIALIZERS, check_init
-from .validation import Real, positive_int
 
 LAYERS: dict[str, type] = {}
 

@@ -1,4 +1,4 @@
-"""Models: a stack of layers (layers.py) with an output head (heads.py), and the MLP built from them.
+"""Sequential: a stack of layers (layers.py) with an output head (heads.py); mlp.py builds the MLP on it.
 
 A forward pass runs the layers in order, each returning its output and a backward closure; the
 head turns the last output (the logits Z) into the loss and dL/dZ; the closures then run in
@@ -18,23 +18,22 @@ from __future__ import annotations
 import copy
 import inspect
 import numbers
-import os
 
 import numpy as np
 
-from . import backends as backend
-from . import philox, training, validation
+from .. import backends as backend
+from .. import training, validation
+from ..backends import FlatList, ops_for
+from ..data.preprocessing import Preprocessor, is_table
+from ..io import persistence
+from ..optim import get_optimizer
+from ..training.distributed import part
+from ..training.history import History
+from . import philox
 from .activations import get_activation
-from .backends import FlatList, ops_for
 from .heads import Head, check_loss, default_loss, get_head
-from .initializers import check_init
-from .io import persistence
-from .layers import Activation, BatchNorm, Context, Dense, Dropout, Layer, LayerNorm, from_spec
+from .layers import Context, Dense, Layer, from_spec
 from .layers import layer_names as _layer_names
-from .optim import get_optimizer
-from .preprocessing import Preprocessor, is_table
-from .training.distributed import part
-from .training.history import History
 
 
 class _Store:
@@ -500,7 +499,7 @@ class Sequential:
         """Mixed precision's side of `train_step`: the half ops, X cast into a kept half buffer, the
         float32 gradients to return and the half gradients; the store's parameters and gradients
         become half copies (one cast of the flat buffer), which `train_step` puts back."""
-        from .training.precision import compute_dtype
+        from ..training.precision import compute_dtype
 
         store = self._store
         params = store.params
@@ -651,7 +650,7 @@ class Sequential:
             return X, y, kwargs
         import math
 
-        from .preprocessing import as_frame, take_rows
+        from ..data.preprocessing import as_frame, take_rows
 
         n = len(as_frame(X)) if is_table(X) else len(X)
         n_val = math.floor(n * fraction)
@@ -687,7 +686,7 @@ class Sequential:
     def _targets(self, y, where: str = "y", learn: bool = False, loss=None):
         """y as the head reads it: a classifier's labels as class indices. Integer labels 0..k-1 are
         the indices themselves; with `learn` (fit), other labels make the model's classes."""
-        from .preprocessing import host_labels
+        from ..data.preprocessing import host_labels
 
         if not self.head(loss).classifier:
             return host_labels(y, where, numeric=True) if not hasattr(y, "__array_namespace__") else y
@@ -787,7 +786,7 @@ class Sequential:
         """scikit-learn's estimator score: a classifier's mean accuracy (of `predict` against the
         labels), a regressor's R^2 (uniform average over the outputs, as `r2_score`); weighted means
         with `sample_weight` (n_samples,). X, y raw, as for `predict` and `fit`."""
-        from .inspection import score
+        from ..inspection import score
 
         return score(self, X, y, sample_weight)
 
@@ -795,7 +794,7 @@ class Sequential:
         """The layers (output shapes, parameter counts), the input pipeline and the training
         options, as text: `print(model.summary())`. `nn_xp.inspection.facts(model)` gives the same
         as a dict."""
-        from .inspection import summary
+        from ..inspection import summary
 
         return summary(self)
 
@@ -900,7 +899,7 @@ class Sequential:
         if state.get("history") is not None:
             model.history = History.from_state_dict(state["history"])
         if state.get("loss_scaler") is not None:
-            from .training.precision import LossScaler
+            from ..training.precision import LossScaler
 
             model.loss_scaler = LossScaler.from_state_dict(state["loss_scaler"])
         # Already on the host: moving there again would pack a second copy of the parameters.
@@ -914,7 +913,7 @@ class Sequential:
         """Write an ONNX graph of the model's predictions to `path` (the `onnx` extra); returns the
         onnx.ModelProto. Classifiers output "probabilities" and "label", regressors "predictions";
         see `nn_xp.io.onnx_export`. opset: None for onnx_export.DEFAULT_OPSET."""
-        from .io.onnx_export import export
+        from ..io.onnx_export import export
 
         return export(self, path, opset=opset)
 
@@ -978,126 +977,3 @@ def _generator(state: dict) -> np.random.Generator:
     bit_generator = getattr(np.random, state["bit_generator"])()
     bit_generator.state = state
     return np.random.Generator(bit_generator)
-
-
-class MLP(Sequential):
-    """A fully connected network: Dense layers with their activations (and Dropout after each hidden one).
-
-    Args:
-        layer_sizes: [n_features, hidden..., n_outputs], at least two positive integers.
-        activation: hidden activation, a name or a list with one name per hidden layer.
-        output_activation: "linear", "sigmoid", "softmax", "tanh", ...
-        init: weight initializer ("he", "xavier", "random", ...); biases start at zero.
-        dtype: "float32" (default) or "float64", kept end to end.
-        device: "auto", "cpu", "cuda" or "cuda:N".
-        seed: same seed, bitwise-identical initial weights (and dropout masks) on every device.
-        dropout: the fraction of each hidden layer's units dropped during `fit` (the Keras/PyTorch
-            meaning), one rate or one per hidden layer; 0 (the default) adds no Dropout layers.
-        norm: None (the default), "batch" (BatchNorm) or "layer" (LayerNorm): a norm after each
-            hidden layer's product, before its activation (Dense without activation -> norm ->
-            Activation); None keeps Dense layers with their own activation.
-    """
-
-    def __init__(
-        self,
-        layer_sizes,
-        activation="relu",
-        output_activation="linear",
-        init="he",
-        dtype="float32",
-        device="auto",
-        seed=None,
-        dropout=0.0,
-        norm=None,
-    ):
-        sizes = validation.layer_sizes(layer_sizes)
-        if norm not in NORMS:
-            raise ValueError(f"norm must be one of {list(NORMS)}, got {norm!r}")
-        n_hidden = len(sizes) - 2
-        hidden = _hidden_activations(activation, n_hidden)
-        rates = validation.rate_per_layer(dropout, "dropout", n_hidden)
-        init = check_init(init)
-        output = get_activation(output_activation, "output_activation")
-        layers = []
-        for index, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-            if index < n_hidden:
-                if norm is None:
-                    layers.append(Dense(n_in, n_out, hidden[index], init))
-                else:  # Linear -> norm -> activation
-                    layers += [Dense(n_in, n_out, "linear", init), NORMS[norm](n_out), Activation(hidden[index])]
-                if any(rates):
-                    layers.append(Dropout(rates[index]))
-            else:
-                layers.append(Dense(n_in, n_out, "linear", init))
-        self._output = output
-        self.dtype = backend.resolve_dtype(dtype)
-        self.device = backend.resolve_device(device)
-        self.init = init
-        self.dropout = rates
-        self.norm = norm
-        self._hidden = [a.spec() for a in hidden]
-        self._setup(layers, sizes[0], seed)
-
-    @property
-    def activation(self) -> list:
-        """The hidden activations as JSON-ready specs."""
-        return list(self._hidden)
-
-    def __repr__(self) -> str:
-        hidden = [spec["name"] for spec in self.activation]
-        dropout = f", dropout={self.dropout}" if any(self.dropout) else ""
-        norm = f", norm={self.norm!r}" if self.norm is not None else ""
-        return (
-            f"MLP(layer_sizes={list(self.layer_sizes)}, activation={hidden}, "
-            f"output_activation={self._output.name!r}, dtype={self.dtype!r}, device={self.device!r}{dropout}{norm})"
-        )
-
-    def architecture(self) -> dict:
-        architecture = {"layer_sizes": list(self.layer_sizes), "activation": self.activation,
-                        "output_activation": self._output.spec(), "init": self.init, "dropout": list(self.dropout)}
-        if self.norm is not None:  # files of an MLP without norm stay as they were
-            architecture["norm"] = self.norm
-        return architecture
-
-    @classmethod
-    def from_architecture(cls, architecture: dict, dtype: str, device: str = "cpu", params=None):
-        if "layers" in architecture:
-            return Sequential.from_architecture(architecture, dtype, device, params)
-        return _with_params(MLP, params, architecture["layer_sizes"], activation=architecture["activation"],
-                            output_activation=architecture["output_activation"], init=architecture.get("init", "he"),
-                            dtype=dtype, device=device, seed=0, dropout=architecture.get("dropout") or 0.0,
-                            norm=architecture.get("norm"))
-
-
-NORMS = {None: None, "batch": BatchNorm, "layer": LayerNorm}
-
-
-def _hidden_activations(activation, n_hidden: int) -> list:
-    if isinstance(activation, (list, tuple)):
-        if len(activation) != n_hidden:
-            raise ValueError(
-                f"activation lists one activation per hidden layer: expected {n_hidden}, got {len(activation)}"
-            )
-        return [get_activation(a, f"activation[{i}]") for i, a in enumerate(activation)]
-    return [get_activation(activation, "activation")] * n_hidden
-
-
-def load(path, device=None) -> Sequential:
-    """Read a model written by `save` onto `device` (None: `nn_xp.default_device()`).
-
-    Restores the parameters, preprocessing, optimizer (state, step count, label), training history,
-    the host random generator and the dropout key, so `fit` continues exactly where it stopped.
-    Files of format 1 (nn_xp before layers) load as the MLP they describe.
-
-    Raises:
-        FileNotFoundError: no such file.
-        ValueError (message starting with the path): not an nn_xp model file, written by a newer
-            nn_xp, or inconsistent (shapes, dtypes, names, sizes); nothing is built from it.
-    """
-    device = backend.resolve_device("auto" if device is None else device)
-    state = persistence.read(path)
-    params = _Handover(state.pop("params"))  # the model frees each array read once it is copied
-    try:
-        return MLP._from_state(state, device, params)
-    except (ValueError, TypeError) as error:
-        raise ValueError(f"{os.fspath(path)}: {error}") from None
