@@ -25,6 +25,7 @@ import numpy as np
 
 from ..io.files import check_readable
 from ..validation import all_finite, positive_int
+from .preprocessing import Preprocessor, _first_row, _is_text, _plain, _to_numbers, encode_frame
 
 BUILTIN = ("sine", "spirals", "moons", "xor", "synthetic")
 SKLEARN = ("digits", "iris", "breast_cancer", "wine")
@@ -477,8 +478,6 @@ def _sniff_delimiter(path) -> str:
 
 def _from_frame(frame, path, target, task, impute, one_hot) -> Dataset:
     """A table read by `load_file`, encoded by the one engine the models use (preprocessing.py)."""
-    from .preprocessing import Preprocessor
-
     if target is not None and target not in frame.columns:
         raise ValueError(f"{path}: no target column {target!r}; the columns are {list(frame.columns)}")
     if len(frame) == 0:
@@ -505,21 +504,7 @@ def _from_frame(frame, path, target, task, impute, one_hot) -> Dataset:
     return data
 
 
-def _is_text(column) -> bool:
-    from pandas.api.types import is_bool_dtype, is_numeric_dtype
 
-    return not (is_numeric_dtype(column.dtype) or is_bool_dtype(column.dtype))
-
-
-def _first_row(mask) -> int:
-    """The 1-based data row (after the header) of the first True in mask."""
-    return int(np.flatnonzero(np.asarray(mask))[0]) + 1
-
-
-def _to_numbers(column):
-    import pandas as pd
-
-    return pd.to_numeric(column.astype(object).where(column.notna(), None), errors="coerce")
 
 
 def _target_values(column, path, target):
@@ -576,8 +561,6 @@ def encode(source, encoding: dict, *, target: str | None = None, task: str | Non
                          f"the columns are {list(frame.columns)}")
     if len(frame) == 0:
         raise ValueError(f"{path}: no data rows after the header")
-    from .preprocessing import encode_frame
-
     X, names = encode_frame(frame, columns, encoding, path)
     data = Dataset(X, None, None, None, names, f"read from {path}", os.path.basename(str(path)))
     data.feature_dtypes = {c: str(frame[c].dtype) for c in columns}
@@ -717,11 +700,6 @@ def _set_target(data: Dataset, y: np.ndarray, task, text_labels: bool, path) -> 
     data.y, data.task, data.n_classes = labels.astype(np.int64).reshape(-1), "classification", int(classes.size)
     data.class_names = [str(c) if text_labels else _plain(c) for c in classes]
 
-
-def _plain(value):
-    """A NumPy number as an int when integral, else a float (JSON-ready class names)."""
-    value = float(value)
-    return int(value) if value.is_integer() else value
 
 
 # ---- standardisation -----------------------------------------------------------------------
