@@ -144,15 +144,16 @@ class Optimizer:
 
     def _apply(self, ops, grads, state, params, step, learning_rate, work):
         """The rule over every parameter in turn: (new_params, new_state), one list per field."""
-        names = tuple(state_arrays(state))
-        new_params, new_fields = [], {key: [] for key in names}
+        make = type(state)._make
+        used = [index for index, field in enumerate(state) if field is not None]
+        new_params, new_fields = [], [None if field is None else [] for field in state]
         for i, (p, g) in enumerate(zip(params, grads)):
-            at_i = type(state)(*(None if field is None else field[i] for field in state))
+            at_i = make([None if field is None else field[i] for field in state])
             p, new = self._update(ops, p, g, at_i, step=step, learning_rate=learning_rate, work=work)
             new_params.append(p)
-            for key in names:
-                new_fields[key].append(getattr(new, key))
-        return new_params, state._replace(**new_fields)
+            for index in used:
+                new_fields[index].append(new[index])
+        return new_params, make(new_fields)
 
     def _update(self, ops, p, g, state, *, step, learning_rate, work):
         """The update rule for one array `p`, its gradient and its state: (p, state).
@@ -187,6 +188,7 @@ class Optimizer:
 
     _checked_views = None
     _namespace_key = None
+    _flat_state = None  # (the state, its flat buffers as a State) of the last packed step
 
     def step(self, grads) -> None:
         """Update every parameter from `grads`, one array per parameter, in order.
@@ -212,10 +214,14 @@ class Optimizer:
             return
         if packed:
             # Parameters, gradients and state are views of flat buffers: one update does all.
-            self.state = state = map_state(
-                state, lambda arrays: arrays if isinstance(arrays, FlatList) and arrays.flat is not None
-                else ops.pack(arrays))
-            flat = type(state)(*(None if field is None else field.flat for field in state))
+            cached = self._flat_state
+            if cached is None or cached[0] is not state:  # a state new since the last step: packed once
+                self.state = state = map_state(
+                    state, lambda arrays: arrays if isinstance(arrays, FlatList) and arrays.flat is not None
+                    else ops.pack(arrays))
+                cached = self._flat_state = (state, type(state)._make(
+                    [None if field is None else field.flat for field in state]))
+            flat = cached[1]
             p, new = self._update(ops, params.flat, grads.flat, flat, step=step, learning_rate=learning_rate,
                                   work=self._work)
             _write_back(params.flat, p)
@@ -244,7 +250,7 @@ class Optimizer:
         """Move the state arrays to `device` (the model moves the parameters); returns self."""
         device = backends.resolve_device(device)
         self.state = map_state(self.state, lambda arrays: [backends.to_device(a, device) for a in arrays])
-        self._work = {}
+        self._work, self._flat_state = {}, None  # nothing kept on the old device
         return self
 
     def state_dict(self) -> dict:
@@ -291,7 +297,7 @@ class Optimizer:
             )
         host = _host_state(saved_state, self.params)
         # Every check passed: commit.
-        self.state = None
+        self.state, self._flat_state = None, None
         if step_count > 0:
             self.state = self.State(**{key: [_like(a, p) for a, p in zip(arrays, self.params)]
                                        for key, arrays in host.items()})
@@ -335,18 +341,26 @@ def _scalar_argument(value, name: str, check, expected: str):
     return value
 
 
+def is_number(value) -> bool:
+    """True for a Python (or NumPy scalar) number, False for an array (a 0-d one included)."""
+    return type(value) in _PLAIN_NUMBERS or isinstance(value, numbers.Number)
+
+
+_PLAIN_NUMBERS = (float, int, bool)
+
+
 def scalar_like(ops, value, like):
     """A step's constant as the update uses it against `like`: a Python number as it is (NumPy
     and the Array API cast it to like's dtype), a 0-d array cast to like's dtype (the same rounding,
     done explicitly: a float64 learning rate must not make float32 parameters float64)."""
-    if isinstance(value, numbers.Number):
+    if is_number(value):
         return value
     return ops.xp.astype(value, like.dtype)
 
 
 def floating_step(ops, step, like):
     """A 0-d step array as a floating one (an integer step takes like's dtype); numbers as they are."""
-    if isinstance(step, numbers.Number) or ops.xp.isdtype(step.dtype, "real floating"):
+    if is_number(step) or ops.xp.isdtype(step.dtype, "real floating"):
         return step
     return ops.xp.astype(step, like.dtype)
 

@@ -9,11 +9,10 @@ updates every parameter.
 
 from __future__ import annotations
 
-import numbers
 from typing import NamedTuple
 
 from ..validation import Boolean, Real
-from .base import Optimizer, floating_step, scalar_like
+from .base import Optimizer, floating_step, is_number, scalar_like
 
 
 # ---- the optimizers --------------------------------------------------------------------------
@@ -72,7 +71,7 @@ class SGD(Optimizer):
             return ops.sgd(p, g, learning_rate, work), state
         # The first step copies the gradient into the buffer: a bool for a step number, a 0-d
         # boolean array (which the ops select with) for a step array.
-        first = step == 1 if not isinstance(step, numbers.Number) else bool(step == 1)
+        first = step == 1 if not is_number(step) else bool(step == 1)
         p, b = ops.sgd_momentum(p, g, state.momentum_buffer, learning_rate=learning_rate,
                                 momentum=self.momentum, dampening=self.dampening, first=first,
                                 nesterov=self.nesterov, work=work)
@@ -168,7 +167,7 @@ class Adam(Optimizer):
 
     def _update(self, ops, p, g, state, *, step, learning_rate, work):
         b1, b2 = self.beta1, self.beta2
-        if isinstance(step, numbers.Number):
+        if is_number(step):
             bias_correction1 = 1 - b1**step
             bias_correction2_sqrt = (1 - b2**step) ** 0.5
         else:  # a 0-d step array (traced under jax.jit): the same formulas in xp
