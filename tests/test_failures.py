@@ -183,14 +183,14 @@ def test_a_second_ctrl_c_during_a_step_is_raised_when_the_step_is_done():
     update = optimizer._update
     calls = {"n": 0}
 
-    def interrupted_update(ops, p, g, state, first):
+    def interrupted_update(ops, p, g, state, **kwargs):
         calls["n"] += 1
         if calls["n"] == 6:  # epoch 1, batch 1
             os.kill(os.getpid(), signal.SIGINT)  # the first Ctrl-C: stop after this step
             # The second: stop now, but not half way. Called directly, because two signals sent
             # before Python runs the handler would be seen as one.
             signal.getsignal(signal.SIGINT)(signal.SIGINT, None)
-        return update(ops, p, g, state, first)
+        return update(ops, p, g, state, **kwargs)
 
     optimizer._update = interrupted_update
     with pytest.raises(KeyboardInterrupt):

@@ -15,6 +15,7 @@ import pytest
 import nn_xp as nx
 from nn_xp.backends import NumpyOps, Ops, numpy_ops
 from nn_xp.nn.activations import get_activation
+from nn_xp.optim.base import state_arrays
 
 OPS = NumpyOps(nx.namespace("cpu"))
 built = pytest.mark.skipif(not numpy_ops.native_available(),
@@ -68,7 +69,7 @@ def _optimizer_run(make, dtype, steps=6):
         grads = OPS.pack([rng.normal(size=s).astype(dtype) for s in shapes])
         grads.flat[::7] = 0  # zeros, so that v and the momentum buffer hold exact zeros too
         opt.step(grads)
-    return params.flat.copy(), {key: arrays.flat.copy() for key, arrays in opt.state.items()}
+    return params.flat.copy(), {key: arrays.flat.copy() for key, arrays in state_arrays(opt.state).items()}
 
 
 OPTIMIZERS = {

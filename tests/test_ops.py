@@ -202,9 +202,13 @@ def test_flat_optimizer_step_is_bitwise_the_per_parameter_step(optimizer):
     assert packed.is_packed()
     for a, b in zip(packed, plain):
         np.testing.assert_array_equal(a, b)
-    for key in opt_plain.state:
-        assert isinstance(opt_packed.state[key], FlatList) and opt_packed.state[key].is_packed()
-        for a, b in zip(opt_packed.state[key], opt_plain.state[key]):
+    assert opt_packed.state._fields == opt_plain.state._fields
+    for packed_arrays, plain_arrays in zip(opt_packed.state, opt_plain.state):
+        if plain_arrays is None:
+            assert packed_arrays is None
+            continue
+        assert isinstance(packed_arrays, FlatList) and packed_arrays.is_packed()
+        for a, b in zip(packed_arrays, plain_arrays):
             np.testing.assert_array_equal(a, b)
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from nn_xp import backends, optim
+from nn_xp.optim.base import state_arrays
 
 from .conftest import PARITY_RTOL, relative_difference
 
@@ -200,7 +201,7 @@ def test_sgd_momentum_two_steps_by_hand():
     assert p[0] == pytest.approx(0.8, abs=1e-15)
     opt.step([np.array([4.0])])
     assert p[0] == pytest.approx(0.42, abs=1e-15)
-    assert opt.state["momentum_buffer"][0][0] == pytest.approx(3.8, abs=1e-15)
+    assert opt.state.momentum_buffer[0][0] == pytest.approx(3.8, abs=1e-15)
 
 
 def test_nesterov_first_step_by_hand():
@@ -247,8 +248,8 @@ def test_backends_update_and_agree(device, dtype, kind, hyperparameters):
     for p in params:
         assert backends.device_of(p) == device
         assert str(p.dtype).endswith(dtype)
-    assert opt.state  # every case keeps state
-    for arrays_of_state in opt.state.values():
+    assert isinstance(opt.state, type(opt).State) and state_arrays(opt.state)  # every case keeps state
+    for arrays_of_state in state_arrays(opt.state).values():
         for s, p in zip(arrays_of_state, params):
             assert backends.device_of(s) == device and s.dtype == p.dtype and s.shape == p.shape
     expected, _, _ = _run_on("cpu", dtype, kind, hyperparameters)
@@ -262,7 +263,7 @@ def test_to_moves_state_with_the_parameters():
     opt.step([n.copy() for n in NOISE[0]])
     params[:] = [backends.to_device(p, backends.STRICT) for p in params]  # what model.to() does
     assert opt.to(backends.STRICT) is opt
-    assert all(backends.device_of(m) == backends.STRICT for m in opt.state["m"])
+    assert all(backends.device_of(m) == backends.STRICT for m in opt.state.m)
     opt.step([backends.to_device(n, backends.STRICT) for n in NOISE[1]])
     reference = [p.copy() for p in INITIAL]
     other = optim.Adam(reference, learning_rate=0.01)
@@ -337,7 +338,8 @@ def test_state_dict_round_trip_is_bitwise(kind, hyperparameters):
     strict = [backends.to_device(p.copy(), backends.STRICT) for p in params]  # to_device may share memory
     on_strict = cls(strict)
     on_strict.load_state_dict(saved)
-    assert all(backends.device_of(a) == backends.STRICT for arrays in on_strict.state.values() for a in arrays)
+    assert all(backends.device_of(a) == backends.STRICT for arrays in state_arrays(on_strict.state).values()
+               for a in arrays)
     for t in range(10, 20):
         opt.step(gradient(t, params))
         fresh.step(gradient(t, copies))
@@ -378,7 +380,7 @@ def test_load_state_dict_refuses_mismatches():
     untouched = optim.Adam(target, learning_rate=0.02)
     with pytest.raises(ValueError):
         untouched.load_state_dict({**saved, "hyperparameters": {**saved["hyperparameters"], "beta1": 1.5}})
-    assert untouched.learning_rate == 0.02 and untouched.step_count == 0 and untouched.state == {}
+    assert untouched.learning_rate == 0.02 and untouched.step_count == 0 and untouched.state is None
 
 
 # ---- argument checks --------------------------------------------------------------------------

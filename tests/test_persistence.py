@@ -78,7 +78,7 @@ def test_round_trip_is_exact(device, dtype, tmp_path):
     for key in theirs["state"]:
         for a, b in zip(mine["state"][key], theirs["state"][key]):
             assert np.array_equal(a, b)
-    assert backends.device_of(loaded.optimizer.state["m"][0]) == device
+    assert backends.device_of(loaded.optimizer.state.m[0]) == device
     assert loaded.rng.bit_generator.state == model.rng.bit_generator.state
     assert np.array_equal(backends.to_numpy(loaded.predict(X)), backends.to_numpy(model.predict(X)))
 

@@ -154,8 +154,15 @@ class Ops:
         return p - learning_rate * g
 
     def sgd_momentum(self, p, g, b, *, learning_rate, momentum, dampening, first, nesterov, work):
-        """torch.optim.SGD with momentum: returns (p, b). See optim.SGD for the rule."""
-        b = g if first else b * momentum + (1 - dampening) * g
+        """torch.optim.SGD with momentum: returns (p, b). See optim.SGD for the rule.
+
+        first: True at the first step (b becomes a copy of g); a 0-d boolean array selects the
+        same way (a step number traced by jax.jit is not a Python bool).
+        """
+        if isinstance(first, bool):
+            b = g if first else b * momentum + (1 - dampening) * g
+        else:
+            b = self.xp.where(first, g, b * momentum + (1 - dampening) * g)
         step = g + momentum * b if nesterov else b
         return p - learning_rate * step, b
 

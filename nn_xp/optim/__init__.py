@@ -7,9 +7,14 @@ ops (ops.py): the standard version returns new arrays, NumPy's and CuPy's update
 compiled pass or one fused kernel where they can). Where the parameters, the gradients and the
 state are views of flat buffers, one update over the buffers updates every parameter.
 
-State (moments, momentum buffers) is made with `xp.zeros_like(p)` at the first step, so it lives
-where the parameters live; `to(device)` moves it when the model moves. Nothing here reaches the
-host: hyperparameters and bias corrections are Python floats, which keep float32 arrays float32.
+State (moments, momentum buffers) is data, optax-style: `opt.init(params)` makes the zero state
+(a NamedTuple, the class's `State`) and `opt.update(grads, state, params, step=t)` returns
+(new_params, new_state) as a pure function of arrays, so a training step written with it can be
+compiled whole (jax.jit); `step(grads)` is the stateful form training calls, which keeps the state
+in `opt.state`. State is made with `xp.zeros_like(p)`, so it lives where the parameters live;
+`to(device)` moves it when the model moves. Nothing here reaches the host: hyperparameters and
+bias corrections are Python floats (or xp ops on a 0-d step), which keep float32 arrays float32.
+L-BFGS, driven by a closure, keeps `step(closure)` alone.
 
 The package: base.py (the Optimizer base class), first_order.py (SGD, RMSprop, Adam, AdamW),
 lbfgs.py (L-BFGS, with line_search.py), schedules.py (learning-rate schedules), clipping.py

@@ -1,9 +1,19 @@
-"""The optimizers' base class: the parameter list, the step count, state bookkeeping and
+"""The optimizers' base class: the update protocol (`init`, `update`, `step`), the step count,
 (de)serialisation, and the helpers its subclasses share (first_order.py, lbfgs.py).
 
-State (moments, momentum buffers) is made with `xp.zeros_like(p)` at the first step, so it lives
-where the parameters live; `to(device)` moves it when the model moves. Nothing here reaches the
-host: hyperparameters and bias corrections are Python floats, which keep float32 arrays float32.
+Optimizer state is data, optax-style: `init(params)` makes the zero state, a NamedTuple of the
+class's `State` type (one list of arrays per field, one array per parameter; None for the fields
+these hyperparameters do not use), and `update(grads, state, params, step=t)` is a pure function
+of arrays that returns the new parameters and the new state. A training step written with it is a
+pure function of arrays, which a compiler (jax.jit) can take whole. `step(grads)` is the stateful
+form that training calls: it keeps the state on the object (`self.state`), counts the steps and
+updates the live parameter list, in place on NumPy and CuPy (one update over flat buffers where the
+parameters are views of one), with the same rule.
+
+State is made with `xp.zeros_like(p)`, so it lives where the parameters live; `to(device)` moves
+it when the model moves. Nothing here reaches the host: hyperparameters and bias corrections are
+Python floats, which keep float32 arrays float32; a step or learning rate given as a 0-d array
+stays an array (computed with xp ops) and is cast to the parameters' dtype where it meets them.
 """
 
 from __future__ import annotations
@@ -12,19 +22,22 @@ import numbers
 
 from .. import backends
 from ..backends import FlatList, ops_for
-from ..validation import Real, check_params
+from ..validation import Integer, Real, check_params
 
 _LEARNING_RATE = Real(0.0, None, closed="neither")
 _RATE_OR_ZERO = Real(0.0, None)  # a schedule may end exactly at min_learning_rate=0.0
+_STEP = Integer(1)
 
 
 class Optimizer:
-    """Base class: the parameter list, the step count, state bookkeeping and (de)serialisation.
+    """Base class: the update protocol, the step count, state bookkeeping and (de)serialisation.
 
     Subclasses set `name`, declare their hyperparameters in `constraints` (validation.py), their
     state as a NamedTuple class `State` (one field per state array, None where unused) with
-    `_state_names`, and write the update rule in `_update(ops, p, g, state, first)`, which returns
-    the new (p, state). `learning_rate` is checked when reassigned (schedules do).
+    `_state_names`, and write the update rule once, in
+    `_update(ops, p, g, state, *, step, learning_rate, work)`, which returns the new (p, state) of
+    one array (a parameter, or the flat buffer of all of them). `learning_rate` is checked when
+    reassigned (schedules do).
     """
 
     name = "optimizer"
@@ -44,7 +57,7 @@ class Optimizer:
         self.__dict__.update(checked)
         self.params = params  # the live list itself: model.to() swaps its elements
         self.step_count = 0
-        self.state: dict[str, list] = {}  # name -> one array per parameter, made at the first step
+        self.state = None  # a `State`, made by init() at the first step
         self._work = {}  # scratch arrays the backend's ops keep between steps
 
     @property
@@ -73,15 +86,93 @@ class Optimizer:
         arguments = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters.items())
         return f"{type(self).__name__}({arguments})"
 
-    # -- stepping --
-    def _check_grads(self, grads) -> None:
+    # -- the pure protocol --
+    def init(self, params):
+        """The zero state for `params`: a `State` whose fields in use hold one `xp.zeros_like(p)`
+        per parameter (so each lives on its parameter's device), the others None.
+
+        Args:
+            params: a list or tuple of arrays, the parameters the state is for.
+        """
+        _check_arrays(params, "params")
+        xp = backends.get_namespace(params[0])
+        names = self._state_names(self.hyperparameters)
+        return self.State(**{key: [xp.zeros_like(p) for p in params] for key in names})
+
+    def update(self, grads, state, params, *, step, learning_rate=None):
+        """One update as a pure function of arrays: returns (new_params, new_state).
+
+        The inputs are left as they were (on NumPy and CuPy the in-place rules run on copies), so
+        a training step written with this is a pure function, which jax.jit can compile.
+
+        Args:
+            grads: one array per parameter, shaped like it.
+            state: this optimizer's `State`, from `init(params)` or the previous update.
+            params: a list or tuple of arrays.
+            step: the number of this step, 1 for the first: an integer >= 1, or a 0-d array
+                (a traced one under jax.jit).
+            learning_rate: a number >= 0 or a 0-d array; None uses `self.learning_rate`. The other
+                hyperparameters are the object's.
+
+        Returns:
+            new_params: a list, one array per parameter.
+            new_state: a `State` of the same fields, one list each.
+        """
+        _check_arrays(params, "params")
+        self._check_grads(grads, params)
+        if not isinstance(state, self.State):
+            raise TypeError(
+                f"state must be this optimizer's State ({self.State.__name__}), as made by init(params); "
+                f"got {type(state).__name__}"
+            )
+        expected = set(self._state_names(self.hyperparameters))
+        held = set(state_arrays(state))
+        if held != expected:
+            raise ValueError(f"state must hold {sorted(expected)} with these hyperparameters, got {sorted(held)}")
+        for key, arrays in state_arrays(state).items():
+            if len(arrays) != len(params):
+                raise ValueError(f"state.{key} holds {len(arrays)} arrays for {len(params)} parameters")
+        step = _scalar_argument(step, "step", _STEP, "an integer >= 1")
+        if learning_rate is None:
+            learning_rate = self.learning_rate
+        learning_rate = _scalar_argument(learning_rate, "learning_rate", _RATE_OR_ZERO, "a number >= 0")
+        ops = ops_for(backends.get_namespace(params[0], grads[0]))
+        if ops.mutable:  # the in-place rules write into copies, never into the caller's arrays
+            params = ops.copy_arrays(params)
+            state = map_state(state, ops.copy_arrays)
+        return self._apply(ops, grads, state, params, step, learning_rate, {})
+
+    def _apply(self, ops, grads, state, params, step, learning_rate, work):
+        """The rule over every parameter in turn: (new_params, new_state), one list per field."""
+        make = type(state)._make
+        used = [index for index, field in enumerate(state) if field is not None]
+        new_params, new_fields = [], [None if field is None else [] for field in state]
+        for i, (p, g) in enumerate(zip(params, grads)):
+            at_i = make([None if field is None else field[i] for field in state])
+            p, new = self._update(ops, p, g, at_i, step=step, learning_rate=learning_rate, work=work)
+            new_params.append(p)
+            for index in used:
+                new_fields[index].append(new[index])
+        return new_params, make(new_fields)
+
+    def _update(self, ops, p, g, state, *, step, learning_rate, work):
+        """The update rule for one array `p`, its gradient and its state: (p, state).
+
+        step, learning_rate: Python numbers or 0-d arrays. work: the dict where the backend's ops
+        keep scratch arrays (mutable ops only).
+        """
+        raise NotImplementedError
+
+    # -- stepping: the stateful form --
+    def _check_grads(self, grads, params=None) -> None:
+        params = self.params if params is None else params
         if not isinstance(grads, (list, tuple)):
             raise TypeError(f"grads must be a list of arrays (one per parameter), got {type(grads).__name__}")
-        if len(grads) != len(self.params):
+        if len(grads) != len(params):
             raise ValueError(
-                f"grads must hold one array per parameter: expected {len(self.params)}, got {len(grads)}"
+                f"grads must hold one array per parameter: expected {len(params)}, got {len(grads)}"
             )
-        for index, (g, p) in enumerate(zip(grads, self.params)):
+        for index, (g, p) in enumerate(zip(grads, params)):
             shape = tuple(g.shape) if hasattr(g, "shape") else type(g).__name__
             if shape != tuple(p.shape):
                 raise ValueError(
@@ -97,9 +188,15 @@ class Optimizer:
 
     _checked_views = None
     _namespace_key = None
+    _flat_state = None  # (the state, its flat buffers as a State) of the last packed step
 
     def step(self, grads) -> None:
-        """Update every parameter from `grads`, one array per parameter, in order."""
+        """Update every parameter from `grads`, one array per parameter, in order.
+
+        The stateful form of `update`: the state is `self.state` (made at the first step), the step
+        number `self.step_count`, and the live parameter list is updated (in place where the ops
+        are mutable; its elements replaced by new arrays elsewhere).
+        """
         params = self.params
         packed = _packed(params, grads)
         checked = self._checked_views
@@ -109,33 +206,36 @@ class Optimizer:
                 self._checked_views = (grads.views, params.views)
         ops = self._ops(grads)
         self.step_count += 1
-        first = self._init_state(ops.xp)
-        names = tuple(self.state)
-        if packed and ops.mutable:
-            # Parameters, gradients and state are views of flat buffers: one update does all.
-            for key, arrays in self.state.items():
-                if not (isinstance(arrays, FlatList) and arrays.flat is not None):
-                    self.state[key] = ops.pack(arrays)
-            state = self._state_of({key: self.state[key].flat for key in names})
-            p, new = self._update(ops, params.flat, grads.flat, state, first)
-            _write_back(params.flat, p)
-            for key in names:
-                _write_back(self.state[key].flat, getattr(new, key))
+        if self.state is None:
+            self.state = self.init(params)
+        state, step, learning_rate = self.state, self.step_count, self.learning_rate
+        if not ops.mutable:  # new arrays replace the list's and the state's
+            params[:], self.state = self._apply(ops, grads, state, params, step, learning_rate, self._work)
             return
-        for i, (p, g) in enumerate(zip(params, grads)):
-            state = self._state_of({key: self.state[key][i] for key in names})
-            p, new = self._update(ops, p, g, state, first)
-            if ops.mutable:  # in place where the ops were; copied where a rule made new arrays
-                _write_back(params[i], p)
-                for key in names:
-                    _write_back(self.state[key][i], getattr(new, key))
-            else:
-                params[i] = p
-                for key in names:
-                    self.state[key][i] = getattr(new, key)
-
-    def _state_of(self, arrays: dict):
-        return self.State(**arrays) if self.State is not None else None
+        if packed:
+            # Parameters, gradients and state are views of flat buffers: one update does all.
+            cached = self._flat_state
+            if cached is None or cached[0] is not state:  # a state new since the last step: packed once
+                self.state = state = map_state(
+                    state, lambda arrays: arrays if isinstance(arrays, FlatList) and arrays.flat is not None
+                    else ops.pack(arrays))
+                cached = self._flat_state = (state, type(state)._make(
+                    [None if field is None else field.flat for field in state]))
+            flat = cached[1]
+            p, new = self._update(ops, params.flat, grads.flat, flat, step=step, learning_rate=learning_rate,
+                                  work=self._work)
+            _write_back(params.flat, p)
+            for target, value in zip(flat, new):
+                if target is not None:
+                    _write_back(target, value)
+            return
+        new_params, new_state = self._apply(ops, grads, state, params, step, learning_rate, self._work)
+        # In place where the ops were; copied where a rule made new arrays.
+        for target, value in zip(params, new_params):
+            _write_back(target, value)
+        for targets, values in zip(state, new_state):
+            for target, value in zip(targets or (), values or ()):
+                _write_back(target, value)
 
     def _ops(self, grads):
         """The arrays' ops, looked up once per pair of array types (a namespace lookup costs ~20 us)."""
@@ -145,25 +245,12 @@ class Optimizer:
             self._namespace_key = key
         return self._ops_cached
 
-    def _update(self, ops, p, g, state, first: bool):
-        """The update rule for one parameter array `p`, its gradient and its state: (p, state)."""
-        raise NotImplementedError
-
-    def _init_state(self, xp) -> bool:
-        """Make the zero state at the first step, on the parameters' device; True if made now."""
-        if self.state or self.step_count > 1:
-            return False
-        names = self._state_names(self.hyperparameters)
-        self.state = {key: [xp.zeros_like(p) for p in self.params] for key in names}
-        return True
-
     # -- devices and serialisation --
     def to(self, device):
         """Move the state arrays to `device` (the model moves the parameters); returns self."""
         device = backends.resolve_device(device)
-        for arrays in self.state.values():
-            arrays[:] = [backends.to_device(a, device) for a in arrays]
-        self._work = {}
+        self.state = map_state(self.state, lambda arrays: [backends.to_device(a, device) for a in arrays])
+        self._work, self._flat_state = {}, None  # nothing kept on the old device
         return self
 
     def state_dict(self) -> dict:
@@ -175,7 +262,7 @@ class Optimizer:
             "name": self.name,
             "hyperparameters": self.hyperparameters,
             "step_count": self.step_count,
-            "state": {key: [backends.to_numpy(a) for a in arrays] for key, arrays in self.state.items()},
+            "state": {key: [backends.to_numpy(a) for a in arrays] for key, arrays in state_arrays(self.state).items()},
         }
 
     def load_state_dict(self, state_dict: dict) -> None:
@@ -210,10 +297,72 @@ class Optimizer:
             )
         host = _host_state(saved_state, self.params)
         # Every check passed: commit.
-        self.state = {key: [_like(a, p) for a, p in zip(arrays, self.params)] for key, arrays in host.items()}
+        self.state, self._flat_state = None, None
+        if step_count > 0:
+            self.state = self.State(**{key: [_like(a, p) for a, p in zip(arrays, self.params)]
+                                       for key, arrays in host.items()})
         self.__dict__.update(hyperparameters)
         self.learning_rate = learning_rate
         self.step_count = int(step_count)
+
+
+def state_arrays(state) -> dict:
+    """{name: one array per parameter} for the fields of `state` in use (a `State`, L-BFGS's
+    dict or None)."""
+    if state is None:
+        return {}
+    if isinstance(state, dict):
+        return dict(state)
+    return {key: arrays for key, arrays in state._asdict().items() if arrays is not None}
+
+
+def map_state(state, function):
+    """`state` of the same kind (a `State`, L-BFGS's dict or None) with `function` applied to each
+    of its lists of arrays."""
+    if state is None:
+        return None
+    if isinstance(state, dict):
+        return {key: function(arrays) for key, arrays in state.items()}
+    return type(state)(*(None if arrays is None else function(arrays) for arrays in state))
+
+
+def _check_arrays(arrays, name: str) -> None:
+    if not isinstance(arrays, (list, tuple)) or not arrays:
+        raise TypeError(f"{name} must be a non-empty list or tuple of arrays, got {type(arrays).__name__}")
+
+
+def _scalar_argument(value, name: str, check, expected: str):
+    """A Python number, checked, or a 0-d array, taken as it is (its value may be traced)."""
+    if isinstance(value, numbers.Number):
+        return check(value, name)
+    if tuple(getattr(value, "shape", (None,))) != ():
+        raise TypeError(f"{name} must be {expected} or a 0-d array, got {type(value).__name__}"
+                        f"{' of shape ' + str(tuple(value.shape)) if hasattr(value, 'shape') else ''}")
+    return value
+
+
+def is_number(value) -> bool:
+    """True for a Python (or NumPy scalar) number, False for an array (a 0-d one included)."""
+    return type(value) in _PLAIN_NUMBERS or isinstance(value, numbers.Number)
+
+
+_PLAIN_NUMBERS = (float, int, bool)
+
+
+def scalar_like(ops, value, like):
+    """A step's constant as the update uses it against `like`: a Python number as it is (NumPy
+    and the Array API cast it to like's dtype), a 0-d array cast to like's dtype (the same rounding,
+    done explicitly: a float64 learning rate must not make float32 parameters float64)."""
+    if is_number(value):
+        return value
+    return ops.xp.astype(value, like.dtype)
+
+
+def floating_step(ops, step, like):
+    """A 0-d step array as a floating one (an integer step takes like's dtype); numbers as they are."""
+    if is_number(step) or ops.xp.isdtype(step.dtype, "real floating"):
+        return step
+    return ops.xp.astype(step, like.dtype)
 
 
 def _packed(params, grads) -> bool:

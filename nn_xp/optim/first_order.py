@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from ..validation import Boolean, Real
-from .base import Optimizer
+from .base import Optimizer, floating_step, is_number, scalar_like
 
 
 # ---- the optimizers --------------------------------------------------------------------------
@@ -63,14 +63,18 @@ class SGD(Optimizer):
     def _state_names(cls, hyperparameters) -> tuple:
         return ("momentum_buffer",) if hyperparameters["momentum"] > 0 else ()
 
-    def _update(self, ops, p, g, state, first):
+    def _update(self, ops, p, g, state, *, step, learning_rate, work):
         if self.weight_decay != 0:
             g = g + self.weight_decay * p
+        learning_rate = scalar_like(ops, learning_rate, p)
         if self.momentum == 0:
-            return ops.sgd(p, g, self.learning_rate, self._work), state
-        p, b = ops.sgd_momentum(p, g, state.momentum_buffer, learning_rate=self.learning_rate,
+            return ops.sgd(p, g, learning_rate, work), state
+        # The first step copies the gradient into the buffer: a bool for a step number, a 0-d
+        # boolean array (which the ops select with) for a step array.
+        first = step == 1 if not is_number(step) else bool(step == 1)
+        p, b = ops.sgd_momentum(p, g, state.momentum_buffer, learning_rate=learning_rate,
                                 momentum=self.momentum, dampening=self.dampening, first=first,
-                                nesterov=self.nesterov, work=self._work)
+                                nesterov=self.nesterov, work=work)
         return p, SGDState(b)
 
 
@@ -111,12 +115,12 @@ class RMSprop(Optimizer):
         centered, momentum = hyperparameters["centered"], hyperparameters["momentum"]
         return ("v",) + (("g_avg",) if centered else ()) + (("momentum_buffer",) if momentum > 0 else ())
 
-    def _update(self, ops, p, g, state, first):
+    def _update(self, ops, p, g, state, *, step, learning_rate, work):
         if self.weight_decay != 0:
             g = g + self.weight_decay * p
         p, v, g_avg, b = ops.rmsprop(p, g, state.v, state.g_avg, state.momentum_buffer,
-                                     learning_rate=self.learning_rate, rho=self.rho, eps=self.eps,
-                                     momentum=self.momentum, work=self._work)
+                                     learning_rate=scalar_like(ops, learning_rate, p), rho=self.rho,
+                                     eps=self.eps, momentum=self.momentum, work=work)
         return p, RMSpropState(v, g_avg, b)
 
 
@@ -157,25 +161,30 @@ class Adam(Optimizer):
     def _state_names(cls, hyperparameters) -> tuple:
         return ("m", "v") + (("v_max",) if hyperparameters["amsgrad"] else ())
 
-    def _decay(self, ops, p, g):
+    def _decay(self, ops, p, g, learning_rate):
         """L2 weight decay: added to the gradient (AdamW overrides this). Returns (p, g)."""
         return p, g + self.weight_decay * p
 
-    def _update(self, ops, p, g, state, first):
-        b1, b2, t = self.beta1, self.beta2, self.step_count
-        bias_correction2_sqrt = (1 - b2**t) ** 0.5
+    def _update(self, ops, p, g, state, *, step, learning_rate, work):
+        b1, b2 = self.beta1, self.beta2
+        if is_number(step):
+            bias_correction1 = 1 - b1**step
+            bias_correction2_sqrt = (1 - b2**step) ** 0.5
+        else:  # a 0-d step array (traced under jax.jit): the same formulas in xp
+            t = floating_step(ops, step, p)
+            bias_correction1 = 1 - b1**t
+            bias_correction2_sqrt = ops.xp.sqrt(1 - b2**t)
         # torch's step_size * m / (sqrt(v) / c + eps), with c = sqrt(1 - beta2^t) moved into the
         # constants: the same value, one pass over the arrays fewer.
-        step_c = (self.learning_rate / (1 - b1**t)) * bias_correction2_sqrt
-        eps_c = self.eps * bias_correction2_sqrt
+        step_c = scalar_like(ops, (learning_rate / bias_correction1) * bias_correction2_sqrt, p)
+        eps_c = scalar_like(ops, self.eps * bias_correction2_sqrt, p)
         if self.weight_decay != 0:
-            p, g = self._decay(ops, p, g)
+            p, g = self._decay(ops, p, g, learning_rate)
         if self.amsgrad:
             p, m, v, v_max = ops.amsgrad(p, g, state.m, state.v, state.v_max, beta1=b1, beta2=b2, eps_c=eps_c,
-                                         step_c=step_c, work=self._work)
+                                         step_c=step_c, work=work)
             return p, AdamState(m, v, v_max)
-        p, m, v = ops.adam(p, g, state.m, state.v, beta1=b1, beta2=b2, eps_c=eps_c, step_c=step_c,
-                           work=self._work)
+        p, m, v = ops.adam(p, g, state.m, state.v, beta1=b1, beta2=b2, eps_c=eps_c, step_c=step_c, work=work)
         return p, AdamState(m, v)
 
 
@@ -198,5 +207,5 @@ class AdamW(Adam):
     ):
         super().__init__(params, learning_rate, beta1, beta2, eps, weight_decay, amsgrad)
 
-    def _decay(self, ops, p, g):
-        return ops.scale(p, 1 - self.learning_rate * self.weight_decay), g
+    def _decay(self, ops, p, g, learning_rate):
+        return ops.scale(p, scalar_like(ops, 1 - learning_rate * self.weight_decay, p)), g

@@ -54,6 +54,11 @@ class LBFGS(Optimizer):
     ("d", "prev_flat_grad", "old_dirs", "old_stps"), `scalars` the rest, `last_step` what the last
     step did (an LBFGSStep).
 
+    L-BFGS is outside the `init` / `update` protocol of the other optimizers: a step evaluates the
+    loss as often as its line search and stopping tests need, and decides on the host what to do
+    next, so it cannot be a pure function of (gradients, state, parameters). `init` and `update`
+    raise TypeError; `step(closure)` is its interface, and its `state` stays a dict of flat vectors.
+
     Args:
         params: the model's live parameter list.
         learning_rate: > 0 (torch's lr). max_iter: iterations per step, >= 1.
@@ -75,8 +80,15 @@ class LBFGS(Optimizer):
         super().__init__(params, learning_rate=learning_rate, max_iter=max_iter, max_eval=max_eval,
                          tolerance_grad=tolerance_grad, tolerance_change=tolerance_change,
                          history_size=history_size, line_search_fn=line_search_fn)
+        self.state = {}
         self.scalars = _LBFGS_START.copy()
         self.last_step = None
+
+    def init(self, params):
+        raise TypeError(_OUTSIDE_PROTOCOL)
+
+    def update(self, grads, state, params, *, step, learning_rate=None):
+        raise TypeError(_OUTSIDE_PROTOCOL)
 
     # -- the flat vector --
     def _flat(self, xp, arrays):
@@ -281,6 +293,11 @@ class LBFGS(Optimizer):
         self.learning_rate = learning_rate
         self.step_count = int(step_count)
 
+
+_OUTSIDE_PROTOCOL = (
+    "LBFGS has no pure init/update: each step evaluates the loss as often as it needs, through a "
+    "closure; call step(closure), with closure() -> (loss, grads)"
+)
 
 # L-BFGS's scalar state before its first step (torch keeps the same in its state dict).
 _LBFGS_START = {"func_evals": 0, "n_iter": 0, "t": None, "ro": [], "H_diag": None, "prev_loss": None}

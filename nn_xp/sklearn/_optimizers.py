@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import math
 
-from ..backends import (
-    FlatList,
-)
+from ..backends import FlatList, ops_of
 from ..optim import SGD, Adam
 
 
@@ -59,9 +57,12 @@ def _set_learning_rate(optimizer, learning_rate: float) -> None:
     """
     old = optimizer.learning_rate
     optimizer.learning_rate = learning_rate
-    buffers = optimizer.state.get("momentum_buffer") if isinstance(optimizer, SGD) else None
+    buffers = getattr(optimizer.state, "momentum_buffer", None) if isinstance(optimizer, SGD) else None
     if buffers and old != learning_rate and learning_rate > 0:
         ratio = old / learning_rate
-        for b in buffers:
-            b *= ratio
+        if ops_of(buffers[0]).mutable:  # in place: a packed state stays packed
+            for b in buffers:
+                b *= ratio
+        else:
+            optimizer.state = optimizer.state._replace(momentum_buffer=[b * ratio for b in buffers])
 

@@ -30,6 +30,7 @@ import numpy as np
 
 from .. import backends
 from ..backends.nccl import NcclGroup, nccl_status
+from ..optim.base import map_state, state_arrays
 
 BACKENDS = ("auto", "mpi", "nccl", "single")
 # Variables that MPICH's Hydra, Open MPI, Intel MPI and Slurm's PMI set in every rank they start.
@@ -285,16 +286,21 @@ def broadcast_training_state(model, comm) -> None:
     if model.buffers():  # through host copies: the layers replace their buffers, so new arrays do
         model.set_buffers([comm.broadcast(np.ascontiguousarray(backends.to_numpy(b))) for b in model.buffers()])
     opt = model.optimizer
-    steps, names = comm.broadcast_object((opt.step_count, sorted(opt.state)))
-    if sorted(opt.state) != names:
-        raise RuntimeError(f"rank {comm.rank}: optimizer state {sorted(opt.state)} differs from rank 0's {names}")
+    mine = sorted(state_arrays(opt.state))
+    steps, names = comm.broadcast_object((opt.step_count, mine))
+    if mine != names:
+        raise RuntimeError(f"rank {comm.rank}: optimizer state {mine} differs from rank 0's {names}")
     opt.step_count = steps
-    for arrays in opt.state.values():
-        for index, array in enumerate(arrays):
-            if backends.ops_of(array).mutable:
+
+    def from_rank_0(arrays):
+        if all(backends.ops_of(array).mutable for array in arrays):
+            for array in arrays:
                 comm.broadcast(array)
-            else:  # an immutable backend's array: replaced by a copy of rank 0's
-                host = comm.broadcast(np.ascontiguousarray(backends.to_numpy(array)))
-                arrays[index] = backends.to_device(host, backends.device_of(array))
+            return arrays  # written in place: a packed state stays packed
+        # An immutable backend's arrays: replaced by copies of rank 0's.
+        return [backends.to_device(comm.broadcast(np.ascontiguousarray(backends.to_numpy(array))),
+                                   backends.device_of(array)) for array in arrays]
+
+    opt.state = map_state(opt.state, from_rank_0)
     model.rng.bit_generator.state = comm.broadcast_object(model.rng.bit_generator.state)
     model.dropout_key = comm.broadcast_object(model.dropout_key)

@@ -11,6 +11,7 @@ import numpy as np
 
 from .. import backends as backend
 from ..backends import FlatList, ops_for
+from ..optim.base import map_state
 
 
 class NonFiniteLossWarning(RuntimeWarning):
@@ -125,7 +126,7 @@ def take_snapshot(model):
     synchronisation, so taking one every epoch costs a copy."""
     ops = ops_for(backend.get_namespace(*model.parameters()))
     opt = model.optimizer
-    state = {key: ops.copy_arrays(arrays) for key, arrays in opt.state.items()}
+    state = map_state(opt.state, ops.copy_arrays)
     return ops.copy_arrays(model.parameters()), state, opt.step_count, model.buffers()
 
 
