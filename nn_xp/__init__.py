@@ -13,10 +13,10 @@ from .backends import (
 )
 from .data import datasets
 from .data.preprocessing import Preprocessor
+from .models.mlp import MLP, load
+from .models.sequential import Sequential
 from .nn import layers
 from .nn.gradcheck import gradcheck
-from .nn.mlp import MLP, load
-from .nn.sequential import Sequential
 from .optim import schedules
 from .parity import parity_report
 from .training import callbacks, distributed

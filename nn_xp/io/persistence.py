@@ -163,7 +163,7 @@ class _Refused(ValueError):
 def read(path) -> dict:
     """The state a model file holds, checked, as `Sequential.from_state_dict` takes it.
 
-    `nn_xp.load` builds the model from it (nn/mlp.py); this module reads and writes arrays and
+    `nn_xp.load` builds the model from it (models/mlp.py); this module reads and writes arrays and
     metadata only, and knows no model class.
 
     Raises:
