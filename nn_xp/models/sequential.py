@@ -16,7 +16,9 @@ import numpy as np
 
 from .. import backends as backend
 from .. import inspection, training, validation
-from ..data.preprocessing import Preprocessor, as_frame, host_labels, is_table, take_rows
+from ..data.columns import as_frame, is_table, take_rows
+from ..data.labels import host_labels
+from ..data.preprocessing import Preprocessor
 from ..io import onnx_export, persistence
 from ..nn.heads import check_loss
 from ..nn.layers import from_spec
