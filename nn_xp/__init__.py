@@ -1,8 +1,7 @@
 """nn_xp: multilayer perceptrons from scratch, one code path for NumPy (CPU) and CuPy (CUDA GPUs)."""
 
-__version__ = "0.1.0"
-
 from . import optim
+from ._version import __version__
 from .backends import (
     available_devices,
     default_device,

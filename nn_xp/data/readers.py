@@ -13,7 +13,7 @@ import zipfile
 
 import numpy as np
 
-from ..io.files import check_readable
+from ..files import check_readable
 from ..validation import all_finite
 from .columns import IMPUTE, encode_frame, first_row, is_text, to_numbers
 from .dataset import Dataset
