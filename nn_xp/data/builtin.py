@@ -22,7 +22,6 @@ def _noise(value, parameter: str = "noise") -> float:
     return float(value)
 
 
-
 def _split_counts(n: int, k: int) -> list[int]:
     """n points over k classes, as evenly as possible."""
     return [n // k + (1 if c < n % k else 0) for c in range(k)]
@@ -138,7 +137,6 @@ def sklearn_set(name: str) -> Dataset:
         name,
         [str(t) for t in bunch.target_names],
     )
-
 
 
 # The generators by name: each takes (n_samples or None for its default, a Generator, **options).

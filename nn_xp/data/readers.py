@@ -270,9 +270,6 @@ def _from_frame(frame, path, target, task, impute, one_hot) -> Dataset:
     return data
 
 
-
-
-
 def _target_values(column, path, target):
     """(y, text_labels): numbers as a NumPy array, or class names as strings."""
     missing = column.isna().to_numpy()

@@ -410,7 +410,6 @@ class Sequential(Network):
         return onnx_export.export(self, path, opset=opset)
 
 
-
 def _fit_signature():
     """`Sequential.fit`'s signature as `help()` shows it: training.fit's, with self for the model and
     the input pipeline's options."""

@@ -52,7 +52,8 @@ def _bind(layers, store) -> None:
 
 
 class Network:
-    """A network that is a stack of layers, trained with their hand-written backward passes.
+    """A network that is a stack of layers, trained with their hand-written backward passes: the
+    math alone (`nn_xp.Sequential` adds the input pipeline, fit, predict and files).
 
     Args:
         layers: `nn_xp.layers.Layer` objects; the first one states its input width as `n_in`.
