@@ -83,8 +83,8 @@ def import_nn_xp(attempts: int = 4, wait_s: float = 60.0):
     for attempt in range(1, attempts + 1):
         try:
             nx = importlib.import_module("nn_xp")
-            for module in ("nn.sequential", "nn.mlp", "nn.layers", "backends", "nn.heads", "training", "optim",
-                           "nn.activations"):
+            for module in ("nn.network", "models.sequential", "models.mlp", "nn.layers", "backends", "nn.heads",
+                           "training", "optim", "nn.activations"):
                 importlib.import_module(f"nn_xp.{module}")
             smoke = nx.MLP([3, 4, 2], output_activation="softmax", device="cpu", seed=0)
             smoke.fit(np.zeros((4, 3), np.float32), np.array([0, 1, 0, 1]), epochs=1, batch_size=2, verbose=0)

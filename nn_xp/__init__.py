@@ -1,8 +1,7 @@
 """nn_xp: multilayer perceptrons from scratch, one code path for NumPy (CPU) and CuPy (CUDA GPUs)."""
 
-__version__ = "0.1.0"
-
 from . import optim
+from ._version import __version__
 from .backends import (
     available_devices,
     default_device,
@@ -13,10 +12,10 @@ from .backends import (
 )
 from .data import datasets
 from .data.preprocessing import Preprocessor
+from .models.mlp import MLP, load
+from .models.sequential import Sequential
 from .nn import layers
 from .nn.gradcheck import gradcheck
-from .nn.mlp import MLP, load
-from .nn.sequential import Sequential
 from .optim import schedules
 from .parity import parity_report
 from .training import callbacks, distributed

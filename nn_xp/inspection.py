@@ -11,7 +11,7 @@ import warnings
 import numpy as np
 
 from . import backends
-from .data.preprocessing import host_labels
+from .data.labels import host_labels
 from .nn.layers import Activation, Dense, Dropout, layer_names
 from .training.history import log_order
 

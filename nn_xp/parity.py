@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import backends
-from .nn.mlp import MLP
+from .models.mlp import MLP
 from .optim import get_optimizer
 
 # After 100 Adam steps on workload (a): what two correct backends must agree to.

@@ -158,7 +158,7 @@ def training_figure(model, X, y, path=None, class_names=None, on_training_data=F
         right.set_title(right.get_title() + " - on the training data")
     figure.tight_layout()
     if path is not None:
-        from .io.files import atomic_write
+        from .files import atomic_write
 
         try:
             # Through an open file, so the format comes from the target's suffix, not the temporary name's.

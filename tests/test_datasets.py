@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from nn_xp.data import datasets
+from nn_xp.data import datasets, readers
 from nn_xp.data.datasets import DATASETS, fit_standardizer, load_dataset, load_file, standardize, train_test_split
 
 # name -> (n_samples, n_features, n_classes or None) with default options
@@ -338,7 +338,7 @@ def test_tables_without_pandas_name_the_extra(tmp_path, monkeypatch):
 
 def test_large_files_are_announced(tmp_path, monkeypatch, capsys):
     (tmp_path / "data.csv").write_text("a,y\n1,0\n")
-    monkeypatch.setattr(datasets, "LARGE_FILE_BYTES", 4)
+    monkeypatch.setattr(readers, "LARGE_FILE_BYTES", 4)
     load_file(tmp_path / "data.csv", target="y")
     assert capsys.readouterr().err == ""
     load_file(tmp_path / "data.csv", target="y", progress=True)

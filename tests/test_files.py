@@ -1,4 +1,4 @@
-"""nn_xp/io/files.py: every file nn_xp writes is replaced atomically; what is not a regular file is never read."""
+"""nn_xp/files.py: every file nn_xp writes is replaced atomically; what is not a regular file is never read."""
 
 import errno
 import os
@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 
 import nn_xp as nx
-from nn_xp import cli
+from nn_xp import cli, files
 from nn_xp.data.datasets import load_dataset, load_file
-from nn_xp.io import files
 
 
 @pytest.fixture(scope="module")

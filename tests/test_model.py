@@ -1,4 +1,4 @@
-"""The model's forward and backward passes (nn/sequential.py) with every activation and head, checked
+"""The model's forward and backward passes (nn/network.py) with every activation and head, checked
 against central differences, hand-worked numbers and the other backends of the matrix."""
 
 import math

@@ -1,4 +1,4 @@
-"""BatchNorm and LayerNorm (layers.py), parameters and buffers by name (nn/sequential.py): gradients against
+"""BatchNorm and LayerNorm (layers.py), parameters and buffers by name (nn/network.py): gradients against
 central differences, training against PyTorch's BatchNorm1d / LayerNorm, the buffers through files,
 resume, to(), copy() and the fit rollback, and the ONNX graphs."""
 
@@ -11,7 +11,7 @@ import pytest
 import nn_xp as nx
 from nn_xp.backends import ops_for
 from nn_xp.nn.layers import Activation, BatchNorm, Context, Dense, LayerNorm
-from nn_xp.nn.sequential import _Store
+from nn_xp.nn.network import _Store
 
 TORCH_TOL = 1e-10  # float64, the same batches, the same initial weights
 

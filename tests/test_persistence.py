@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 import nn_xp as nx
-from nn_xp import backends
+from nn_xp import backends, files
 from nn_xp.data.datasets import load_dataset
-from nn_xp.io import files, persistence
+from nn_xp.io import persistence
 
 from .conftest import PARITY_RTOL, relative_difference
 

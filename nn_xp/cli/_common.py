@@ -50,8 +50,8 @@ def _format_metrics(metrics: dict) -> str:
 
 def _read_table(path, delimiter=None):
     """A table file (.csv, .tsv, .parquet) as a pandas DataFrame, read as training reads it."""
-    from ..data.datasets import read_table
-    from ..data.preprocessing import as_frame
+    from ..data.columns import as_frame
+    from ..data.readers import read_table
 
     return as_frame(read_table(path, delimiter=delimiter, progress=True), path)
 

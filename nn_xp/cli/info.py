@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from ..io.files import atomic_write
+from ..files import atomic_write
 from ._common import _load_data
 
 

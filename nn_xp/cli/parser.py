@@ -6,7 +6,8 @@ import argparse
 
 import numpy as np
 
-from ..data.preprocessing import MAX_CATEGORIES, MAX_INFERRED_CLASSES
+from ..data.columns import MAX_CATEGORIES
+from ..data.labels import MAX_INFERRED_CLASSES
 
 DEFAULT_EPOCHS = {"sine": 1000}
 

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 
 from ..data import tabular
-from ..io.files import atomic_write
+from ..files import atomic_write
 from ._common import _array_input, _format_metrics, _model_input, _predicting, _read_table, _stored_drop
 
 # Rows that `nn-xp predict` sends through the model at a time.

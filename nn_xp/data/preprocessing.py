@@ -15,43 +15,25 @@ given (the training rows: callers split first), and `transform` only applies the
 
 from __future__ import annotations
 
-import math
-import re
-import warnings
-
 import numpy as np
 
+from .columns import (
+    IMPUTE,
+    MAX_CATEGORIES,
+    as_frame,
+    check_unique,
+    encode_frame,
+    encoded_names,
+    is_table,
+    is_text,
+    numeric_matrix,
+    refuse_numbers_or_dates,
+    statistic,
+    take_rows,
+)
+from .labels import MAX_INFERRED_CLASSES, label_array, label_key, missing_labels, numeric_labels, plain
+
 TASKS = ("classification", "regression")
-IMPUTE = (None, "mean", "median", "drop")
-# A numeric target with at most this many distinct integer values is read as class labels.
-MAX_INFERRED_CLASSES = 20
-# A text column with more categories than this is refused (one-hot would make that many features).
-MAX_CATEGORIES = 100
-_DECIMAL_COMMA = re.compile(r"^\s*[-+]?\d{1,3}(\.\d{3})*,\d+\s*$|^\s*[-+]?\d+,\d+\s*$")
-_DATE = re.compile(r"^\s*(\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{4})"
-                   r"([ T]\d{1,2}:\d{2}(:\d{2})?.*)?\s*$")
-
-
-def is_table(X) -> bool:
-    """A pandas DataFrame or a pyarrow Table (without importing either)."""
-    module = type(X).__module__
-    return (module.startswith("pandas") and type(X).__name__ == "DataFrame") or (
-        module.startswith("pyarrow") and type(X).__name__ == "Table")
-
-
-def as_frame(X, where: str = "X"):
-    """A DataFrame of a DataFrame or pyarrow Table, column names as strings; duplicates refused."""
-    if type(X).__module__.startswith("pyarrow"):
-        X = X.to_pandas()
-    names = [str(c).strip() for c in X.columns]
-    seen = set()
-    for name in names:
-        if name in seen:
-            raise ValueError(f"{where}: the column name {name!r} appears more than once; names must be unique")
-        seen.add(name)
-    if names != list(X.columns):
-        X = X.set_axis(names, axis=1)
-    return X
 
 
 class Preprocessor:
@@ -145,7 +127,7 @@ class Preprocessor:
             if self.impute == "drop":
                 keep = frame[columns].notna().all(axis=1).to_numpy()
                 if y is not None:
-                    keep &= ~_missing(y)
+                    keep &= ~missing_labels(y)
                 if not keep.any():
                     raise ValueError(f"{where}: every row has a missing value; impute='drop' leaves nothing")
                 if not keep.all():
@@ -166,17 +148,17 @@ class Preprocessor:
                 if getattr(X, "ndim", 2) != 2:
                     raise ValueError(f"{where} must be 2-D (n_samples, n_features), got shape {X.shape}")
                 return X, None if y is None else self.fit_target(y, where="y" if where == "X" else f"{where}: target")
-            X = _numeric_matrix(X, where)
+            X = numeric_matrix(X, where)
             if self.impute == "drop":
                 keep = ~np.isnan(X).any(axis=1)
                 if y is not None:
-                    keep &= ~_missing(y)
+                    keep &= ~missing_labels(y)
                 if not keep.all():
                     X, y, self.kept = X[keep], None if y is None else take_rows(y, np.flatnonzero(keep)), keep
             if self.impute in ("mean", "median"):
                 self.encoding = {"columns": None, "strategy": self.impute, "impute": {}, "one_hot": {}}
                 for j in range(X.shape[1]):
-                    self.encoding["impute"][str(j)] = _statistic(X[:, j], self.impute, f"{where}[:, {j}]")
+                    self.encoding["impute"][str(j)] = statistic(X[:, j], self.impute, f"{where}[:, {j}]")
                 X = self._impute_array(X, where)
         if self.standardize:
             std = X.std(axis=0)
@@ -188,7 +170,7 @@ class Preprocessor:
 
     def fit_target(self, y, where: str = "y"):
         """Learn the task and the classes from y; returns y encoded (indices or floats)."""
-        labels = _labels(y, where)
+        labels = label_array(y, where)
         if labels.ndim != 1:
             self.task = self.task or "regression"
             if self.task == "classification":
@@ -212,9 +194,9 @@ class Preprocessor:
                              f"(such as {labels[np.mod(labels, 1) != 0][0]!r}); give task 'regression'")
         classes = np.unique(labels.astype(str) if labels.dtype.kind == "O" else labels)
         if classes.size < 2:
-            raise ValueError(f"{where}: the target holds one class only ({_plain(classes[0])!r}); a classifier "
+            raise ValueError(f"{where}: the target holds one class only ({plain(classes[0])!r}); a classifier "
                              "needs at least two")
-        self.classes = [_plain(c) for c in classes]
+        self.classes = [plain(c) for c in classes]
         return self.encode_target(labels, where)
 
     def _infer_task(self, labels, text, where) -> str:
@@ -240,7 +222,7 @@ class Preprocessor:
         if is_table(X):
             frame = as_frame(X, where)
             if self.feature_names is None:  # trained on plain numbers: the columns in order
-                X = _numeric_matrix(frame.to_numpy(), where)
+                X = numeric_matrix(frame.to_numpy(), where)
             else:
                 absent = [c for c in self.feature_names if c not in frame.columns]
                 if absent:
@@ -263,7 +245,7 @@ class Preprocessor:
             frame = self._numbers_with_commas(frame, self.feature_names)
             X, _ = encode_frame(frame, self.feature_names, encoding, where)
         else:
-            X = _numeric_matrix(X, where)
+            X = numeric_matrix(X, where)
             if encoding is not None:
                 X = self._impute_array(X, where)
         if self.stats is not None:
@@ -275,14 +257,14 @@ class Preprocessor:
 
     def encode_target(self, y, where: str = "y") -> np.ndarray:
         """Labels as class indices int64 (classification) or y as float64 (regression)."""
-        labels = _labels(y, where)
+        labels = label_array(y, where)
         if self.classes is None or labels.ndim != 1:
-            return labels.astype(np.float64) if labels.dtype.kind != "O" else _numeric_labels(labels, where)
+            return labels.astype(np.float64) if labels.dtype.kind != "O" else numeric_labels(labels, where)
         if (labels.dtype.kind in "iuf" and all(isinstance(c, str) for c in self.classes) and labels.size
                 and np.all(np.mod(labels, 1) == 0) and labels.min() >= 0 and labels.max() < len(self.classes)):
             return labels.astype(np.int64)  # indices into text classes: no label can be mistaken for one
-        index = {_key(c): i for i, c in enumerate(self.classes)}
-        codes = np.fromiter((index.get(_key(v), -1) for v in labels.tolist()), dtype=np.int64, count=labels.size)
+        index = {label_key(c): i for i, c in enumerate(self.classes)}
+        codes = np.fromiter((index.get(label_key(v), -1) for v in labels.tolist()), dtype=np.int64, count=labels.size)
         if (codes < 0).any():
             unknown = sorted({repr(v) for v, c in zip(labels.tolist(), codes) if c < 0})
             raise ValueError(f"{where}: labels {', '.join(unknown[:5])} are not among the model's classes "
@@ -303,7 +285,7 @@ class Preprocessor:
         """The encoded features' names (one-hot columns as "color=red"), or None for arrays."""
         if self.feature_names is None:
             return None
-        return _encoded_names(self.feature_names, self.encoding)
+        return encoded_names(self.feature_names, self.encoding)
 
     # ---- the model file -----------------------------------------------------------------------
     def to_dict(self) -> dict | None:
@@ -342,10 +324,10 @@ class Preprocessor:
             feature_names = encoding["columns"] if encoding["columns"] is not None else feature_names
         pre.feature_names = None if feature_names is None else [str(n) for n in feature_names]
         if pre.encoding is not None and pre.encoding["columns"] is not None and pre.feature_names is not None:
-            _check_unique(pre.feature_names_out, "feature")
+            check_unique(pre.feature_names_out, "feature")
         pre.classes, pre.task, pre.target = classes, task, target
         if classes is not None:
-            _check_unique([_key(c) for c in classes], "class")
+            check_unique([label_key(c) for c in classes], "class")
         return pre
 
     # ---- helpers ------------------------------------------------------------------------------
@@ -380,7 +362,7 @@ class Preprocessor:
         changed = {}
         for name in columns:
             column = frame[name]
-            if not _is_text(column):
+            if not is_text(column):
                 continue
             text = column.astype("string").str.strip()
             converted = pd.to_numeric(text.str.replace(".", "", regex=False).str.replace(",", ".", regex=False),
@@ -391,14 +373,14 @@ class Preprocessor:
 
     def _fit_encoding(self, frame, columns, where) -> dict:
         encoding = {"columns": list(columns), "strategy": self.impute, "impute": {}, "one_hot": {}}
-        text = [c for c in columns if _is_text(frame[c])]
+        text = [c for c in columns if is_text(frame[c])]
         wanted = text if self.one_hot is True else list(self.one_hot or [])
         absent = [c for c in wanted if c not in columns]
         if absent:
             raise ValueError(f"{where}: one_hot names the column {absent[0]!r}, which is not a feature column "
                              f"(the features: {columns})")
         for name in text:
-            _refuse_numbers_or_dates(frame[name], name, where, self.decimal)
+            refuse_numbers_or_dates(frame[name], name, where, self.decimal)
         counts = []
         for name in columns:
             column = frame[name]
@@ -411,13 +393,13 @@ class Preprocessor:
                         f"{self.max_categories}; drop it (--drop {name}) or raise the limit (--max-categories)")
                 encoding["one_hot"][name] = categories
                 counts.append(f"{name} ({len(categories)})")
-            elif self.impute in ("mean", "median") and not _is_text(column):
+            elif self.impute in ("mean", "median") and not is_text(column):
                 values = column.to_numpy(dtype=np.float64, na_value=np.nan)
-                encoding["impute"][name] = _statistic(values, self.impute, f"{where}: column {name!r}")
+                encoding["impute"][name] = statistic(values, self.impute, f"{where}: column {name!r}")
         if self.one_hot is True and counts:
             self.notes.append(f"one-hot encoding {len(counts)} text column{'s' if len(counts) > 1 else ''} "
                               f"(categories): {', '.join(counts)}")
-        _check_unique(_encoded_names(columns, encoding), "feature", where)
+        check_unique(encoded_names(columns, encoding), "feature", where)
         return encoding
 
     def _impute_array(self, X, where):
@@ -429,220 +411,3 @@ class Preprocessor:
             fill = np.asarray([values[str(j)] for j in range(X.shape[1])])
             X = np.where(missing, fill, X)
         return X
-
-
-# ---- the encoding engine (one implementation for the library, the CLI and the estimators) ---------
-def encode_frame(frame, columns, encoding, where):
-    """X float64 (n_samples, n_encoded_features) and its column names, one column (or one-hot
-    block) at a time into one preallocated array, so a large table costs X and the frame only."""
-    imputed = (encoding or {}).get("impute", {})
-    categories = (encoding or {}).get("one_hot", {})
-    strategy = (encoding or {}).get("strategy")
-    names = _encoded_names(columns, encoding)
-    X = np.empty((len(frame), len(names)), dtype=np.float64)
-    at = 0
-    for name in columns:
-        column = frame[name]
-        if name in categories:
-            known = categories[name]
-            index = {c: i for i, c in enumerate(known)}
-            present = column.notna().to_numpy()
-            codes = np.full(len(frame), -2, dtype=np.int64)
-            if present.any():
-                text = column[present].astype(str)
-                codes[present] = text.map(index).fillna(-1).to_numpy(dtype=np.int64)
-            unseen = codes == -1
-            if unseen.any():
-                row = _first_row(unseen)
-                seen = sorted(set(column[unseen].astype(str).tolist()))
-                warnings.warn(
-                    f"{where}: column {name!r} has categories not seen in training {seen[:5]} (first at row {row}); "
-                    "their one-hot columns are all zeros", UserWarning, stacklevel=3)
-            if (codes == -2).any() and strategy in (None, "drop"):
-                raise ValueError(
-                    f"{where}: row {_first_row(codes == -2)}, column {name!r}: a missing value; give --impute "
-                    "mean|median (impute=) to leave missing categories all zeros, or drop (training only)")
-            block = X[:, at : at + len(known)]
-            block[...] = 0.0
-            rows = np.flatnonzero(codes >= 0)
-            block[rows, codes[rows]] = 1.0
-            at += len(known)
-            continue
-        if _is_text(column):
-            numbers = _to_numbers(column)
-            bad = (numbers.isna() & column.notna()).to_numpy()
-            if bad.any():
-                row = _first_row(bad)
-                raise ValueError(
-                    f"{where}: row {row}, column {name!r}: cannot read {column.iloc[row - 1]!r} as a number; the "
-                    "column holds text: give --one-hot (one_hot=) to encode it as categories, or leave it out "
-                    "(--drop, drop=)")
-            column = numbers
-        values = column.to_numpy(dtype=np.float64, na_value=np.nan)
-        missing = np.isnan(values)
-        if missing.any():
-            if name in imputed:
-                values = np.where(missing, imputed[name], values)
-            elif strategy == "drop":
-                raise ValueError(
-                    f"{where}: row {_first_row(missing)}, column {name!r}: a missing value; the model was trained "
-                    "with impute='drop', and rows cannot be dropped from predictions: fill them in")
-            else:
-                raise ValueError(
-                    f"{where}: row {_first_row(missing)}, column {name!r}: a missing value "
-                    f"({int(missing.sum())} in the column); give --impute mean|median|drop "
-                    "(impute='mean', 'median' or 'drop') to fill or drop them")
-        if not np.all(np.isfinite(values)):
-            raise ValueError(f"{where}: row {_first_row(~np.isfinite(values))}, column {name!r}: an infinite value")
-        X[:, at] = values
-        at += 1
-    return X, names
-
-
-def _encoded_names(columns, encoding) -> list:
-    categories = (encoding or {}).get("one_hot", {})
-    names = []
-    for name in columns:
-        names.extend(f"{name}={c}" for c in categories[name]) if name in categories else names.append(name)
-    return names
-
-
-def _check_unique(names, what: str, where: str | None = None) -> None:
-    seen = set()
-    for name in names:
-        if name in seen:
-            prefix = f"{where}: " if where else ""
-            hint = " (a one-hot column clashes with a column of that name: rename one)" if what == "feature" else ""
-            raise ValueError(f"{prefix}the {what} name {name!r} appears more than once{hint}")
-        seen.add(name)
-
-
-def _refuse_numbers_or_dates(column, name, where, decimal) -> None:
-    sample = column.dropna().astype(str).head(1000)
-    if sample.empty:
-        return
-    if decimal == "." and sample.str.match(_DECIMAL_COMMA).mean() > 0.9:
-        raise ValueError(f"{where}: column {name!r} looks like numbers with a decimal comma ({sample.iloc[0]!r}): "
-                         "give --decimal , (decimal=',') to read them as numbers")
-    if sample.str.match(_DATE).mean() > 0.9:
-        raise ValueError(f"{where}: column {name!r} looks like dates ({sample.iloc[0]!r}), which are neither numbers "
-                         f"nor categories: leave it out (--drop {name}, drop=[...]) or turn it into numbers first")
-
-
-def _is_text(column) -> bool:
-    from pandas.api.types import is_bool_dtype, is_numeric_dtype
-
-    return not (is_numeric_dtype(column.dtype) or is_bool_dtype(column.dtype))
-
-
-def _to_numbers(column):
-    import pandas as pd
-
-    return pd.to_numeric(column.astype(object).where(column.notna(), None), errors="coerce")
-
-
-def _first_row(mask) -> int:
-    """The 1-based data row (after the header) of the first True in mask."""
-    return int(np.flatnonzero(np.asarray(mask))[0]) + 1
-
-
-def _statistic(values, impute, where) -> float:
-    finite = values[np.isfinite(values)]
-    if finite.size == 0:
-        raise ValueError(f"{where} has no values to take a {impute} of")
-    return float(np.mean(finite) if impute == "mean" else np.median(finite))
-
-
-def _numeric_matrix(X, where) -> np.ndarray:
-    from ..backends import is_host_array, to_numpy
-
-    X = to_numpy(X) if not is_host_array(X) else X
-    if X.ndim == 1:
-        raise ValueError(f"{where} must be 2-D (n_samples, n_features), got shape {X.shape}")
-    if X.dtype.kind not in "biuf":
-        raise TypeError(f"{where} must be numeric, got dtype {X.dtype}; give a DataFrame to encode text columns")
-    return X.astype(np.float64)
-
-
-def _labels(y, where) -> np.ndarray:
-    """y as a NumPy array: numbers, booleans, or labels as objects (strings stay strings)."""
-    from ..backends import is_host_array, to_numpy
-
-    if hasattr(y, "to_numpy") and not is_host_array(y):  # pandas Series / DataFrame
-        y = y.to_numpy()
-    elif type(y).__module__.startswith("pyarrow"):
-        y = y.to_numpy(zero_copy_only=False)
-    if not is_host_array(y):
-        try:
-            y = to_numpy(y)
-        except (TypeError, ValueError):
-            y = np.asarray(y, dtype=object)
-    if y.dtype.kind in "US":
-        y = y.astype(object)
-    if y.dtype.kind == "O":
-        if any(v is None or (isinstance(v, float) and math.isnan(v)) for v in y.ravel().tolist()):
-            raise ValueError(f"{where}: a label is missing (impute='drop', --impute drop, drops such rows)")
-        values = y.ravel().tolist()
-        if all(isinstance(v, (bool, np.bool_)) for v in values):
-            return y.astype(bool)
-        if all(isinstance(v, (int, float, np.number)) and not isinstance(v, bool) for v in values):
-            return y.astype(np.float64) if any(isinstance(v, (float, np.floating)) for v in values) else y.astype(
-                np.int64)
-    return y
-
-
-def take_rows(data, rows):
-    """The given rows of a DataFrame, pyarrow Table, Series or array."""
-    if type(data).__module__.startswith("pyarrow"):
-        return data.take(rows)
-    if hasattr(data, "iloc"):
-        return data.iloc[rows]
-    from ..backends import get_namespace, is_host_array
-
-    if is_host_array(data):
-        return data[rows]
-    if isinstance(data, (list, tuple)):
-        return np.asarray(data, dtype=object if any(isinstance(v, str) for v in data) else None)[rows]
-    xp = get_namespace(data)
-    return xp.take(data, xp.asarray(rows), axis=0)
-
-
-def host_labels(y, where: str = "y", numeric: bool = False) -> np.ndarray:
-    """Labels as a host NumPy array (text as objects); with `numeric`, numbers as floats."""
-    labels = _labels(y, where)
-    return _numeric_labels(labels, where) if numeric and labels.dtype.kind in "OUSb" else labels
-
-
-def _numeric_labels(labels, where) -> np.ndarray:
-    try:
-        return labels.astype(np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(f"{where} holds text, which a regression model cannot take") from None
-
-
-def _missing(y) -> np.ndarray:
-    import pandas as pd
-
-    return pd.isna(pd.Series(np.asarray(y, dtype=object) if not hasattr(y, "to_numpy") else y.to_numpy())).to_numpy()
-
-
-def _is_text_array(y) -> bool:
-    return np.asarray(y).dtype.kind in "OUS"
-
-
-def _key(value):
-    """A class label as a dictionary key: 1, 1.0 and True stay apart from "1"."""
-    if isinstance(value, np.generic):
-        value = value.item()
-    return (type(value).__name__ if isinstance(value, str) else "n", value if isinstance(value, str) else float(value))
-
-
-def _plain(value):
-    """A NumPy label as a JSON-ready Python value: text stays text, integral numbers int."""
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, bool) or isinstance(value, str):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value

@@ -13,8 +13,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .datasets import TABLE_SUFFIXES, load_dataset, load_file, read_table, train_test_split
-from .preprocessing import Preprocessor, as_frame, host_labels
+from .columns import as_frame
+from .datasets import load_dataset
+from .labels import host_labels
+from .preprocessing import Preprocessor
+from .readers import TABLE_SUFFIXES, load_file, read_table
+from .splitting import train_test_split
 
 _HASH_BLOCK_BYTES = 4 * 2**20
 

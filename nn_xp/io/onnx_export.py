@@ -54,7 +54,7 @@ import os
 
 import numpy as np
 
-from .. import __version__
+from .._version import __version__
 from ..backends import to_numpy
 from ..nn.layers import Activation, BatchNorm, Dense, Dropout, LayerNorm
 
@@ -359,7 +359,7 @@ def build(model, opset=None):
 
 def export(model, path, opset=None):
     """Write `model`'s ONNX graph to `path`; returns the onnx.ModelProto."""
-    from .files import atomic_write
+    from ..files import atomic_write
 
     proto = build(model, opset)
     with atomic_write(os.fspath(path), what="ONNX file") as handle:

@@ -36,7 +36,7 @@ import zlib
 import numpy as np
 
 from .. import backends as backend
-from . import files
+from .. import files
 
 # 1: an MLP (layer_sizes, activation, init); 2 adds dropout and Sequential models (layers, param_shapes).
 FORMAT_VERSION = 2
@@ -77,7 +77,7 @@ def save(model, path) -> str:
             for i, value in enumerate(values):
                 arrays[f"opt_{key}_{i}"] = np.asarray(value)
         optimizer = dict(optimizer, state=counts)
-    from .. import __version__
+    from .._version import __version__
 
     architecture = dict(state["architecture"])
     output = architecture["output_activation"]
@@ -163,7 +163,7 @@ class _Refused(ValueError):
 def read(path) -> dict:
     """The state a model file holds, checked, as `Sequential.from_state_dict` takes it.
 
-    `nn_xp.load` builds the model from it (nn/mlp.py); this module reads and writes arrays and
+    `nn_xp.load` builds the model from it (models/mlp.py); this module reads and writes arrays and
     metadata only, and knows no model class.
 
     Raises:

@@ -17,7 +17,7 @@ from ..backends import (
     to_device,
     to_numpy,
 )
-from ..nn.mlp import MLP
+from ..models.mlp import MLP
 from ..training import Epoch, Interrupt, l2_penalty
 from ._optimizers import _has_momentum, _set_learning_rate, _SklearnAdam, _SklearnObjective, _SklearnSGD
 

@@ -11,7 +11,7 @@ from ..backends import (
     resolve_device,
     to_device,
 )
-from ..nn.mlp import MLP
+from ..models.mlp import MLP
 from ._optimizers import _SklearnAdam, _SklearnSGD
 
 

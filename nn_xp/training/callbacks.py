@@ -203,7 +203,7 @@ class CSVLogger(Callback):
         self.rows.append({"epoch": int(epoch), **logs})
 
     def on_train_end(self, logs):
-        from ..io.files import atomic_write
+        from ..files import atomic_write
         from .history import log_order
 
         columns, rows = ["epoch"], []

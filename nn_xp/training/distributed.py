@@ -66,6 +66,10 @@ class Communicator:
     def __repr__(self) -> str:
         return f"{type(self).__name__}(rank={self.rank}, size={self.size})"
 
+    def share(self, n: int) -> tuple[int, int]:
+        """[start, stop) of this rank's share of n items (`part`)."""
+        return part(n, self.rank, self.size)
+
     def allreduce(self, array):
         """Sum `array` over the ranks, in place (NumPy or CuPy, contiguous); returns it."""
         return array

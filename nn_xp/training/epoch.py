@@ -70,7 +70,7 @@ class _RunningMetrics:
         return {"loss": loss, "mse": data, "mae": metric_sum / count, "r2": r2}
 
 
-def l2_penalty(ops, params, grads, weights, l2: float, n: int):
+def l2_penalty(ops, params, grads, decayed, l2: float, n: int):
     """The L2 penalty of a batch of n samples on the weights (not the biases), added to their gradients:
 
         L += l2 / (2 n) * sum_l ||W_l||^2,      dW_l += l2 / n * W_l
@@ -78,10 +78,12 @@ def l2_penalty(ops, params, grads, weights, l2: float, n: int):
     (the notebooks' lambda / (2m) and scikit-learn's alpha, m the batch size, or with sample
     weights the batch's total weight, as scikit-learn's MLP and repeated rows have it). Returns the penalty
     as a 0-d device array; the gradients are updated in place where the backend allows it.
+
+    decayed: the positions in `params` of the parameters the penalty applies to (`model.decayed()`).
     """
     xp = ops.xp
     penalty = 0.0
-    for i in weights:
+    for i in decayed:
         W = params[i]
         flat = xp.reshape(W, (-1,))
         penalty = penalty + xp.vecdot(flat, flat)

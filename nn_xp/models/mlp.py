@@ -9,10 +9,11 @@ import os
 from .. import backends as backend
 from .. import validation
 from ..io import persistence
-from .activations import get_activation
-from .initializers import check_init
-from .layers import Activation, BatchNorm, Dense, Dropout, LayerNorm
-from .sequential import Sequential, _Handover, _with_params
+from ..nn.activations import get_activation
+from ..nn.initializers import check_init
+from ..nn.layers import Activation, BatchNorm, Dense, Dropout, LayerNorm
+from ..nn.network import _Handover, _with_params
+from .sequential import Sequential
 
 
 class MLP(Sequential):
