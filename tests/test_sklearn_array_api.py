@@ -241,3 +241,25 @@ def test_the_training_device_is_x_s():
     else:
         with pytest.raises(ValueError, match=NO_TORCH_DEVICE):
             training_device(torch.zeros((2, 2)))
+
+
+@pytest.mark.parametrize("estimator", [MLPClassifier, MLPRegressor])
+def test_torch_x_gets_torch_arrays_of_its_dtype_back(dispatch, monkeypatch, estimator):
+    """The conversions at the estimators' edge for torch tensors. Until nn_xp has a torch device,
+    the network trains on the CPU in its place (the one thing patched here)."""
+    torch = pytest.importorskip("torch")
+    if not TORCH_TRAINS:
+        import nn_xp.sklearn._base as base
+
+        monkeypatch.setattr(base, "training_device", lambda X: "cpu")
+    X, y = _data("float32")
+    Xt = torch.asarray(X)
+    fitted = estimator(**SETTINGS).fit(Xt, torch.asarray(y))
+    for array in fitted.coefs_ + fitted.intercepts_:
+        assert isinstance(array, torch.Tensor) and array.dtype == torch.float32
+    methods = ["predict_proba", "predict_log_proba"] if estimator is MLPClassifier else ["predict"]
+    for method in methods:
+        output = getattr(fitted, method)(Xt)
+        assert isinstance(output, torch.Tensor) and output.dtype == torch.float32 and output.device == Xt.device
+    if estimator is MLPClassifier:
+        assert fitted.predict(Xt).dtype == torch.int64

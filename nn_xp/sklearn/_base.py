@@ -57,9 +57,9 @@ def follows_input(method):
             return method(self, X, *args, **kwargs)
         check_is_fitted(self)
         check_same_space(self, X, name)
-        space = input_space(X)
+        space, X = input_space(X), _host(X)  # to NumPy while dispatch is on: every namespace's arrays
         with host_work():
-            result = method(self, _host(X), *args, **kwargs)
+            result = method(self, X, *args, **kwargs)
         return to_space(result, space)
 
     return wrapper
