@@ -263,3 +263,15 @@ def test_torch_x_gets_torch_arrays_of_its_dtype_back(dispatch, monkeypatch, esti
         assert isinstance(output, torch.Tensor) and output.dtype == torch.float32 and output.device == Xt.device
     if estimator is MLPClassifier:
         assert fitted.predict(Xt).dtype == torch.int64
+
+
+@pytest.mark.parametrize("estimator", [MLPClassifier, MLPRegressor])
+def test_a_device_without_float64_trains_and_scores_in_float32(dispatch, estimator):
+    X, y = _data("float32")
+    Xs, ys = _strict(X, "no_float64"), _strict(y.astype(np.int32), "no_float64")
+    fitted = estimator(**SETTINGS).fit(Xs, ys)
+    assert fitted.coefs_[0].dtype == array_api_strict.float32 and fitted.coefs_[0].device == Xs.device
+    with sklearn.config_context(array_api_dispatch=False):
+        expected = estimator(**SETTINGS, device="cpu").fit(X, y.astype(np.int32)).score(X, y.astype(np.int32))
+    score = fitted.score(Xs, ys)
+    assert type(score) is float and score == pytest.approx(expected, rel=1e-5)

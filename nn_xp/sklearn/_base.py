@@ -313,6 +313,18 @@ class _BaseMLP(_Fitting, CallbackSupportMixin, BaseEstimator):
         X = validate_data(self, _host(X), reset=False, dtype=_FLOATS, accept_sparse=_SPARSE)
         return self._forward(X).astype(X.dtype, copy=False)
 
+    def _host_score(self, score, X, y, sample_weight):
+        """The mixin's `score` (accuracy, R^2); under array API dispatch on NumPy copies, so that it
+        is the same float wherever X lives (scikit-learn's metrics need float64, which some
+        devices lack)."""
+        if not dispatching():
+            return score(X, y, sample_weight=sample_weight)
+        check_is_fitted(self)
+        check_same_space(self, X, "score")
+        X, y, sample_weight = _host(X), _host(y), _host(sample_weight)
+        with host_work():
+            return float(score(X, y, sample_weight=sample_weight))
+
     # -- pickling: the network as plain arrays, not nn_xp's internal objects --
     def __getstate__(self):
         state = dict(super().__getstate__())

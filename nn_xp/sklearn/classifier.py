@@ -211,6 +211,10 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         """log(predict_proba(X))."""
         return np.log(self.predict_proba(X))
 
+    def score(self, X, y, sample_weight=None) -> float:
+        """Mean accuracy of predict(X) against y (weighted by sample_weight), as a Python float."""
+        return self._host_score(super().score, X, y, sample_weight)
+
     def _score_output(self, output, Y, sample_weight=None) -> float:
         if self.n_outputs_ == 1:
             output = output.ravel()

@@ -139,6 +139,10 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         output = self._output(X)
         return output.ravel() if output.shape[1] == 1 else output
 
+    def score(self, X, y, sample_weight=None) -> float:
+        """R^2 of predict(X) against y (weighted by sample_weight), as a Python float."""
+        return self._host_score(super().score, X, y, sample_weight)
+
     def _score_output(self, output, Y, sample_weight=None) -> float:
         if Y.shape[1] == 1:
             output, Y = output.ravel(), Y.ravel()
