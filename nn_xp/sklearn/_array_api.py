@@ -24,7 +24,7 @@ import array_api_compat
 import numpy as np
 import sklearn
 
-from ..backends import device_of, get_namespace, is_sparse, namespace, to_device
+from ..backends import device_of, get_namespace, is_sparse, to_device
 
 
 def dispatching() -> bool:
@@ -63,6 +63,7 @@ def training_device(X) -> str:
 
     Raises:
         ValueError: X's library is one nn_xp cannot train on.
+        RuntimeError: X is on a GPU that nn_xp cannot use (the message says why).
     """
     if not _is_foreign_array(X):
         return "cpu"
@@ -74,7 +75,6 @@ def training_device(X) -> str:
             "lists them); pass X as one of their arrays, or turn array_api_dispatch off to train on a "
             "NumPy copy"
         )
-    namespace(device)  # a GPU that cannot be used raises here, saying why
     return device
 
 
