@@ -5,7 +5,10 @@ Drop-in replacements for `sklearn.neural_network.MLPClassifier` / `MLPRegressor`
 "absolute_error", "huber" and "quantile") that train with nn_xp's
 forward and backward passes, on the CPU or a CUDA GPU (`device=`). They pass scikit-learn's
 estimator checks and work in Pipeline, GridSearchCV and cross_val_score. Inputs and outputs are
-NumPy arrays; the data goes to the device once per fit.
+NumPy arrays; the data goes to the device once per fit. With scikit-learn's
+`set_config(array_api_dispatch=True)` they follow X instead (tag `array_api_support=True`): the
+network trains on the nn_xp device of X's arrays and `coefs_`, `intercepts_` and the predictions
+come back in X's namespace, on X's device (`_array_api.py`).
 
 They optimise scikit-learn's objective, step for step, and not nn_xp's own loss convention:
 
@@ -81,7 +84,7 @@ is applied between epochs, as in scikit-learn (`_fitting.py`).
 
 Modules: `classifier.py` and `regressor.py` (the estimators), `_base.py` (what they share),
 `_fitting.py` (the fit loops), `_params.py` (parameter checks), `_optimizers.py`,
-`_pickling.py`, `_callbacks.py`.
+`_pickling.py`, `_callbacks.py`, `_array_api.py` (scikit-learn's array API dispatch).
 """
 
 from __future__ import annotations

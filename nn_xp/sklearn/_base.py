@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.metrics import check_scoring
@@ -12,10 +14,22 @@ from ..backends import (
     get_namespace,
     is_host,
     is_sparse,
+    resolve_device,
     to_device,
     to_numpy,
 )
 from ..nn.layers import Dense
+from ._array_api import (
+    check_same_space,
+    dispatching,
+    host_work,
+    input_space,
+    reference,
+    space_of,
+    to_host,
+    to_space,
+    training_device,
+)
 from ._callbacks import CallbackSupportMixin, FitTasks, with_callbacks
 from ._fitting import _Fitting
 from ._params import fit_settings
@@ -28,7 +42,27 @@ _SPARSE = ("csr", "csc")  # scipy.sparse X, as scikit-learn's MLP takes it: the 
 
 def _host(data):
     """CuPy (and other Array API) arrays to NumPy: inputs are validated on the host, as any other."""
+    data = to_host(data) if dispatching() else data
     return data if is_host(data) else to_numpy(data)
+
+
+def follows_input(method):
+    """A prediction method under scikit-learn's array API dispatch: X checked against fit's
+    namespace and device, the work done on the host as without dispatch, the result in X's space."""
+    name = method.__name__
+
+    @functools.wraps(method)
+    def wrapper(self, X, *args, **kwargs):
+        if not dispatching():
+            return method(self, X, *args, **kwargs)
+        check_is_fitted(self)
+        check_same_space(self, X, name)
+        space, X = input_space(X), _host(X)  # to NumPy while dispatch is on: every namespace's arrays
+        with host_work():
+            result = method(self, X, *args, **kwargs)
+        return to_space(result, space)
+
+    return wrapper
 
 
 # ---- the shared estimator ---------------------------------------------------------------------
@@ -36,9 +70,13 @@ class _BaseMLP(_Fitting, CallbackSupportMixin, BaseEstimator):
     """What MLPClassifier and MLPRegressor share: parameters, fit, prediction and the layout (the
     training loops come from `_Fitting`)."""
 
+    # An empty array in fit's X namespace and on its device under array API dispatch; None: NumPy.
+    _fit_reference = None
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True
+        tags.array_api_support = True
         return tags
 
     def __init__(
@@ -129,6 +167,31 @@ class _BaseMLP(_Fitting, CallbackSupportMixin, BaseEstimator):
 
     def _fit(self, X, y, incremental, sample_weight=None, validation=(None, None, None)):
         settings = self._check_params()
+        settings["device"] = self.device
+        if not dispatching():
+            return self._fit_host(X, y, incremental, settings, sample_weight, validation)
+        # scikit-learn's array API dispatch: train on X's device; attributes in X's namespace.
+        device = training_device(X)
+        if self.device != "auto" and resolve_device(self.device) != device:
+            raise ValueError(
+                f"device={self.device!r} but X lives on nn_xp's device {device!r}: with array_api_dispatch "
+                "the network trains where X is; leave device='auto' or move X there"
+            )
+        refitted = getattr(self, "model_", None) is not None and (settings["warm_start"] or incremental)
+        if refitted:
+            check_same_space(self, X, "partial_fit" if incremental else "fit")
+        settings["device"] = device
+        space = input_space(X)
+        X, y, sample_weight = _host(X), _host(y), _host(sample_weight)
+        validation = tuple(_host(part) for part in validation)
+        with host_work():
+            self._fit_host(X, y, incremental, settings, sample_weight, validation)
+        self._fit_reference = reference(space)
+        return self
+
+    def _fit_host(self, X, y, incremental, settings, sample_weight, validation):
+        """fit on host data (NumPy, sparse, DataFrames, lists; CuPy and array-api-strict arrays are
+        copied to NumPy), the network on settings["device"]."""
         if incremental and settings["early_stopping"]:
             raise ValueError("partial_fit does not support early_stopping=True")
         X_val, y_val, sample_weight_val = validation
@@ -180,6 +243,8 @@ class _BaseMLP(_Fitting, CallbackSupportMixin, BaseEstimator):
             optimizer = self._prepare_optimizer(settings, incremental)
             self._train(X, Y, settings, optimizer, random_state, incremental, sample_weight, tasks, val, scorer)
         self._describe_model()
+        if first_pass:
+            self._fit_reference = None  # NumPy; a fit under dispatch sets X's namespace and device
         if tasks is not None:
             tasks.close()
         return self
@@ -248,6 +313,18 @@ class _BaseMLP(_Fitting, CallbackSupportMixin, BaseEstimator):
         X = validate_data(self, _host(X), reset=False, dtype=_FLOATS, accept_sparse=_SPARSE)
         return self._forward(X).astype(X.dtype, copy=False)
 
+    def _host_score(self, score, X, y, sample_weight):
+        """The mixin's `score` (accuracy, R^2); under array API dispatch on NumPy copies, so that it
+        is the same float wherever X lives (scikit-learn's metrics need float64, which some
+        devices lack)."""
+        if not dispatching():
+            return score(X, y, sample_weight=sample_weight)
+        check_is_fitted(self)
+        check_same_space(self, X, "score")
+        X, y, sample_weight = _host(X), _host(y), _host(sample_weight)
+        with host_work():
+            return float(score(X, y, sample_weight=sample_weight))
+
     # -- pickling: the network as plain arrays, not nn_xp's internal objects --
     def __getstate__(self):
         state = dict(super().__getstate__())
@@ -267,10 +344,19 @@ class _BaseMLP(_Fitting, CallbackSupportMixin, BaseEstimator):
         super().__setstate__(state)
 
     # -- sklearn's layout --
+    def _in_fit_space(self, arrays: list) -> list:
+        """Host arrays in fit's namespace and device (fit under array API dispatch), else NumPy."""
+        reference_array = self.__dict__.get("_fit_reference")
+        if reference_array is None:
+            return arrays
+        space = space_of(reference_array)
+        return [to_space(a, space) for a in arrays]
+
     @property
     def coefs_(self) -> list:
-        """Weight matrices in scikit-learn's layout: coefs_[i] is (n_in, n_out) = W_i.T (host copies)."""
-        return [np.ascontiguousarray(to_numpy(W).T) for W in self._fitted_params("W")]
+        """Weight matrices in scikit-learn's layout: coefs_[i] is (n_in, n_out) = W_i.T (copies, in
+        the namespace and on the device of fit's X under array API dispatch; NumPy otherwise)."""
+        return self._in_fit_space([np.ascontiguousarray(to_numpy(W).T) for W in self._fitted_params("W")])
 
     @coefs_.setter
     def coefs_(self, coefs) -> None:
@@ -278,8 +364,8 @@ class _BaseMLP(_Fitting, CallbackSupportMixin, BaseEstimator):
 
     @property
     def intercepts_(self) -> list:
-        """Bias vectors, intercepts_[i] of shape (n_out,) (host copies)."""
-        return [to_numpy(b) for b in self._fitted_params("b")]
+        """Bias vectors, intercepts_[i] of shape (n_out,) (copies, in fit's space as coefs_)."""
+        return self._in_fit_space([to_numpy(b) for b in self._fitted_params("b")])
 
     @intercepts_.setter
     def intercepts_(self, intercepts) -> None:
@@ -298,10 +384,11 @@ class _BaseMLP(_Fitting, CallbackSupportMixin, BaseEstimator):
         if len(arrays) != len(targets):
             raise ValueError(f"expected {len(targets)} arrays, got {len(arrays)}")
         for index, (array, target) in enumerate(zip(arrays, targets)):
-            array = np.asarray(array)
+            array = np.asarray(to_host(array))
             array = array.T if transpose else array
             if array.shape != tuple(target.shape):
                 expected = tuple(target.shape)[::-1] if transpose else tuple(target.shape)
-                raise ValueError(f"array {index} must have shape {expected}, got {np.asarray(arrays[index]).shape}")
+                given = np.asarray(to_host(arrays[index])).shape
+                raise ValueError(f"array {index} must have shape {expected}, got {given}")
             target[...] = to_device(np.ascontiguousarray(array, dtype=self.model_.dtype), self.model_.device)
 

@@ -51,7 +51,7 @@ class _Fitting:
             activation=settings["activation"],
             output_activation=self._output_activation(),
             dtype=settings["dtype"],
-            device=self.device,
+            device=settings["device"],
             seed=0,  # unused: weights and every shuffle come from random_state below
         )
         factor = 2.0 if settings["activation"] == "sigmoid" else 6.0

@@ -11,7 +11,8 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets, type_of_target, unique_labels
 from sklearn.utils.validation import check_array, column_or_1d, validate_data
 
-from ._base import _FLOATS, _SPARSE, _BaseMLP, _host
+from ._array_api import dispatching, to_host
+from ._base import _FLOATS, _SPARSE, _BaseMLP, _host, follows_input
 from ._params import CLASSIFIER_PARAMETERS, check_estimator_params
 
 
@@ -170,6 +171,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         Returns:
             self.
         """
+        if dispatching():  # labels are read on the host, whatever X's namespace
+            y, classes = to_host(y), to_host(classes)
         first_call = getattr(self, "classes_", None) is None
         if first_call and classes is None:
             raise ValueError("classes must be passed on the first call to partial_fit.")
@@ -186,6 +189,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             self.classes_ = self._label_binarizer.classes_
         return self._fit(X, y, incremental=True, sample_weight=sample_weight)
 
+    @follows_input
     def predict(self, X):
         """Class labels (n_samples,), or a 0/1 indicator matrix (n_samples, n_classes) for multi-label."""
         output = self._output(X)
@@ -193,6 +197,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             output = output.ravel()
         return self._label_binarizer.inverse_transform(output)
 
+    @follows_input
     def predict_proba(self, X):
         """Class probabilities (n_samples, n_classes), columns in the order of `classes_`."""
         output = self._output(X)
@@ -201,9 +206,14 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             return np.vstack([1 - output, output]).T
         return output
 
+    @follows_input
     def predict_log_proba(self, X):
         """log(predict_proba(X))."""
         return np.log(self.predict_proba(X))
+
+    def score(self, X, y, sample_weight=None) -> float:
+        """Mean accuracy of predict(X) against y (weighted by sample_weight), as a Python float."""
+        return self._host_score(super().score, X, y, sample_weight)
 
     def _score_output(self, output, Y, sample_weight=None) -> float:
         if self.n_outputs_ == 1:

@@ -8,7 +8,7 @@ from sklearn.metrics import r2_score
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_array, column_or_1d, validate_data
 
-from ._base import _FLOATS, _SPARSE, _BaseMLP, _host
+from ._base import _FLOATS, _SPARSE, _BaseMLP, _host, follows_input
 from ._params import REGRESSOR_PARAMETERS, check_estimator_params
 
 
@@ -133,10 +133,15 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         """One epoch over (X, y), continuing from the current weights and optimizer state."""
         return self._fit(X, y, incremental=True, sample_weight=sample_weight)
 
+    @follows_input
     def predict(self, X):
         """Predictions (n_samples,), or (n_samples, n_outputs) for several targets."""
         output = self._output(X)
         return output.ravel() if output.shape[1] == 1 else output
+
+    def score(self, X, y, sample_weight=None) -> float:
+        """R^2 of predict(X) against y (weighted by sample_weight), as a Python float."""
+        return self._host_score(super().score, X, y, sample_weight)
 
     def _score_output(self, output, Y, sample_weight=None) -> float:
         if Y.shape[1] == 1:
