@@ -178,8 +178,10 @@ def test_mixed_rows_on_a_gpu_share_the_weights_and_batches(monkeypatch):
             def is_available():
                 return True
 
+    from benchmarks import lineup
+
     for name in ("NnxpSystem", "TorchSystem", "TorchAmpSystem"):
-        monkeypatch.setattr(run, name, type(name, (Fake,), {}))
+        monkeypatch.setattr(lineup, name, type(name, (Fake,), {}))
     workload, (X, y) = _tiny_workload()
     systems, skipped = run.build_systems(None, FakeTorch, ["nn_xp", "torch"], workload, X, y, use_cuda=True,
                                          cpu=False, mixed=True)
