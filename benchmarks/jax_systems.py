@@ -194,20 +194,20 @@ class JaxJitSystem(_JaxSystem):
         order = self._identity_order()
         self.shuffle = self._compile(self._shuffle, (self.X, self.y, order), donate=False)
         Xs, ys = self.shuffle(self.X, self.y, order)
-        start, total = np.int32(0), jax.device_put(np.zeros((), self.dtype), self.device)
-        self.steps = {size: self._compile(sliced_step, (self.params, self.state, Xs, ys, start, total), (size,))
+        # each batch's start on the device once, not copied there at every step
+        self.starts = [(jax.device_put(np.int32(first), self.device), min(B, n - first)) for first in range(0, n, B)]
+        total = jax.device_put(np.zeros((), self.dtype), self.device)
+        self.steps = {size: self._compile(sliced_step, (self.params, self.state, Xs, ys, self.starts[0][0], total),
+                                          (size,))
                       for size in sorted({min(B, n), n % B} - {0})}
 
     def train(self, epochs: int) -> None:
-        n, B = self.X.shape[0], self.workload.batch_size
         for _ in range(epochs):
             Xs, ys = self.shuffle(self.X, self.y, self._order())
             total = self.jax.device_put(np.zeros((), self.dtype), self.device)
-            for start in range(0, n, B):
-                size = min(B, n - start)
-                self.params, self.state, total = self.steps[size](self.params, self.state, Xs, ys,
-                                                                  np.int32(start), total)
-            self._loss = float(total) / n  # the one host read per epoch
+            for start, size in self.starts:
+                self.params, self.state, total = self.steps[size](self.params, self.state, Xs, ys, start, total)
+            self._loss = float(total) / self.X.shape[0]  # the one host read per epoch
 
 
 class JaxScanSystem(_JaxSystem):

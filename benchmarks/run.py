@@ -1,7 +1,8 @@
-"""Time training of the same networks in nn_xp, PyTorch eager and scikit-learn, in one run.
+"""Time training of the same networks in nn_xp (on NumPy, PyTorch and JAX arrays), PyTorch eager and
+torch.compile, hand-written JAX and scikit-learn, in one run.
 
-    python -m benchmarks.run                       # full run (about 5 minutes on 2 CPU cores)
-    python -m benchmarks.run --quick               # smoke run, a few seconds
+    python -m benchmarks.run                       # full run (several minutes on 2 CPU cores)
+    python -m benchmarks.run --quick               # smoke run (a minute or two, mostly compiling)
     python -m benchmarks.run --workloads a,c --repeats 7 --device cuda --out benchmarks/results
 
 Writes <out>/<device>-latest.json (every number, machine information) and <out>/<device>-latest.md
@@ -517,10 +518,11 @@ def scaling(nx, torch, wanted, repeats, quick_run, timer) -> dict:
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.run",
-        description="Time training in nn_xp, PyTorch eager and scikit-learn on the same networks, data, "
-        "initial weights, batch order and optimizer settings.",
+        description="Time training in nn_xp, PyTorch (eager, torch.compile), JAX and scikit-learn on the same "
+        "networks, data, initial weights, batch order and optimizer settings.",
     )
-    parser.add_argument("--quick", action="store_true", help="smoke run: tiny data, 2 repeats (a few seconds)")
+    parser.add_argument("--quick", action="store_true", help="smoke run: tiny data, 1 repeat, no memory or scaling "
+                        "(a minute or two, mostly compiling)")
     parser.add_argument("--repeats", type=int, default=None, help="timed calls per system (default 5; --quick 2)")
     parser.add_argument("--workloads", default="a,b,c,d", help="comma-separated subset of a,b,c,d (default all)")
     parser.add_argument("--systems", default=",".join(SYSTEMS),
@@ -547,7 +549,7 @@ def parse_args(argv=None):
     parser.add_argument("--wait-budget", type=float, default=120.0,
                         help="seconds the whole run may spend waiting for other processes and retaking calls")
     parser.add_argument("--gpu-only", action="store_true",
-                        help="with a GPU: time only nn_xp on CuPy, torch on CUDA and the GPU floor")
+                        help="with a GPU: time only the systems on the GPU and the GPU floor")
     parser.add_argument("--epochs", default="",
                         help="epochs per timed call for some workloads, e.g. a=10,b=20 (default: the "
                         "workload's own; on a GPU one epoch of (a) or (b) is milliseconds, too short "
