@@ -155,16 +155,22 @@ def markdown(results: dict) -> str:
                 f"{_cell(row['vs_sklearn'], '{:.2f}')} | {_cell(row['percent_of_floor'], '{:.0f}%')} | "
                 f"{_cell(row['other_load'], '{:.2f}')} |"
             )
+    skips = {}  # the same reason in several workloads (a library nn_xp lacks) is said once
     for key, result in results["workloads"].items():
         for name, message in result.get("skipped", {}).items():
-            lines.append(f"\n({key}) {LABELS.get(name, name)} skipped: {message}")
+            skips.setdefault((name, message), []).append(key)
+    for (name, message), keys in skips.items():
+        where = "every workload" if len(keys) > 1 and len(keys) == len(results["workloads"]) else \
+            " ".join(f"({key})" for key in keys)
+        lines.append(f"\n{where}: {LABELS.get(name, name)} skipped: {message}" if len(keys) > 1 else
+                     f"\n({keys[0]}) {LABELS.get(name, name)} skipped: {message}")
     lines += [
         "",
         "Notes: all systems train float32 (but for the mixed-precision rows, see below) with Adam (learning "
         "rate 1e-3, betas (0.9, 0.999), eps 1e-8) at "
-        "the batch size shown; ms / epoch is the same median per epoch. nn_xp and PyTorch start from the "
-        "same weights and see the same batches "
-        "in the same order. scikit-learn is timed only: it uses its own initialisation and shuffling, "
+        "the batch size shown; ms / epoch is the same median per epoch. nn_xp (on every array library), PyTorch "
+        "(eager and compiled) and JAX start from the same weights and see the same batches in the same order. "
+        "scikit-learn is timed only: it uses its own initialisation and shuffling, "
         "alpha=0 (no L2), restarts Adam's moments at each warm-started `fit` call, computes its loss on "
         "the host every batch, and for (c) its MLPRegressor has a linear output (no sigmoid). "
         "Epochs per timed call: "

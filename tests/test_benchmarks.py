@@ -829,3 +829,25 @@ def test_nn_xp_on_jax_cpu_trains_as_torch_eager_does():
         system.train(2)
         system.sync()
     assert _relative_distance(ours.parameters(), theirs.parameters(), reference.initial_parameters) < 1e-4
+
+
+def test_the_report_says_a_reason_shared_by_every_workload_once():
+    from benchmarks.report import markdown
+
+    workload = {"title": "tiny", "n_samples": 100, "epochs_per_call": 1}
+
+    def result(skipped):
+        return {"workload": workload, "systems": {"torch-cpu": _record(100.0)}, "flops_per_epoch": {"total": 1e9},
+                "skipped": skipped}
+
+    lacks = "nx.available_devices() lacks 'jax:cpu'"
+    results = {
+        "machine": {"date": "today", "cpu_model": "cpu", "logical_cores": 2, "blas": {}, "loadavg_start": [0.0],
+                    "threads": {"numpy_blas": 1, "source": "test"}, "versions": {}, "python": "3"},
+        "config": {"device": "cpu", "quick": True, "repeats": 1},
+        "workloads": {"a": result({"nn_xp_jax-cpu": lacks}),
+                      "b": result({"nn_xp_jax-cpu": lacks, "torch_amp-cpu": "left out"})},
+    }
+    text = markdown(results)
+    assert text.count(lacks) == 1 and f"every workload: nn_xp (jax:cpu) skipped: {lacks}" in text
+    assert "(b) torch_amp-cpu skipped: left out" in text
