@@ -125,8 +125,6 @@ def make_functions(jax, workload: Workload):
 class _JaxSystem:
     """What both forms share: data, parameters and Adam's state on the JAX device."""
 
-    label = "JAX"
-
     def __init__(self, jax, workload: Workload, X, y, device: str = "cpu", dtype: str = "float32",
                  initial_parameters=None, shuffle_rng=None):
         if dtype == "float64" and not jax.config.jax_enable_x64:
