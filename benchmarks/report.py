@@ -124,7 +124,8 @@ def markdown(results: dict) -> str:
         f"{m.get('loadavg_end', [float('nan')])[0]:.2f} at end",
         "",
         f"numpy {m['versions'].get('numpy')} · torch {m['versions'].get('torch')} · scikit-learn "
-        f"{m['versions'].get('sklearn')} · nn_xp {m['versions'].get('nn_xp')} (source sha256 "
+        f"{m['versions'].get('sklearn')}" + (f" · jax {m['versions']['jax']}" if m["versions"].get("jax") else "")
+        + f" · nn_xp {m['versions'].get('nn_xp')} (source sha256 "
         f"{m.get('nn_xp_source_sha256', '?')[:12]}) · Python {m['python']}"
         + (f" · GPU {m['gpu']}" if m.get("gpu") else ""),
         "",
