@@ -189,12 +189,12 @@ step_bench() {
   needs_gpu || return
   # (a) and (b) carry every target, the mixed rows and the GPU memory: first, into $OUT.
   # shellcheck disable=SC2086  # BENCH_ARGS is a list of options
-  t "$PY" -m benchmarks.run --device cuda --gpu-only --systems nn_xp,torch --workloads a,b --repeats 5 \
+  t "$PY" -m benchmarks.run --device cuda --gpu-only --systems nn_xp,torch --libraries numpy --workloads a,b --repeats 5 \
     --epochs a=3,b=20 --no-scaling --out "$out" ${BENCH_ARGS:-}
   local rc=$?
   if (( $(left) > 25 )); then  # (c) and (d) with what is left, printed only (the 8-file limit)
-    t "$PY" -m benchmarks.run --device cuda --gpu-only --systems nn_xp,torch --workloads c,d --repeats 5 \
-      --epochs c=10,d=1 --no-scaling --no-memory --mixed "" --out /tmp/gpu-bench-cd | sed -n '/^# nn_xp training benchmark/,/^## Do nn_xp/p'
+    t "$PY" -m benchmarks.run --device cuda --gpu-only --systems nn_xp,torch --libraries numpy --workloads c,d --repeats 5 \
+      --epochs c=10,d=1 --no-scaling --no-memory --mixed "" --out /tmp/gpu-bench-cd | sed -n '/^# nn_xp training benchmark/,/^## Do the systems/p'
   else
     echo "  (c) and (d): not enough time left"
   fi

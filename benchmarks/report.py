@@ -8,8 +8,18 @@ LABELS = {
     "nn_xp-cpu": "nn_xp (NumPy)",
     "nn_xp-cuda": "nn_xp (CuPy)",
     "nn_xp_mixed-cuda": "nn_xp mixed_float16 (CuPy)",
+    "nn_xp_torch-cpu": "nn_xp (torch:cpu)",
+    "nn_xp_torch-cuda": "nn_xp (torch:cuda)",
+    "nn_xp_jax-cpu": "nn_xp (jax:cpu)",
+    "nn_xp_jax-cuda": "nn_xp (jax:gpu)",
     "torch-cpu": "PyTorch eager (CPU)",
     "torch-cuda": "PyTorch eager (CUDA)",
+    "torch_compile-cpu": "PyTorch torch.compile (CPU)",
+    "torch_compile-cuda": "PyTorch torch.compile (CUDA)",
+    "jax_jit-cpu": "JAX, jit step (CPU)",
+    "jax_jit-cuda": "JAX, jit step (GPU)",
+    "jax_scan-cpu": "JAX, jit + scan epoch (CPU)",
+    "jax_scan-cuda": "JAX, jit + scan epoch (GPU)",
     "torch_amp-cuda": "PyTorch AMP float16 (CUDA)",
     "sklearn-cpu": "scikit-learn MLP",
     "floor-cpu": "matmul floor (CPU)",
@@ -114,7 +124,8 @@ def markdown(results: dict) -> str:
         f"{m.get('loadavg_end', [float('nan')])[0]:.2f} at end",
         "",
         f"numpy {m['versions'].get('numpy')} · torch {m['versions'].get('torch')} · scikit-learn "
-        f"{m['versions'].get('sklearn')} · nn_xp {m['versions'].get('nn_xp')} (source sha256 "
+        f"{m['versions'].get('sklearn')}" + (f" · jax {m['versions']['jax']}" if m["versions"].get("jax") else "")
+        + f" · nn_xp {m['versions'].get('nn_xp')} (source sha256 "
         f"{m.get('nn_xp_source_sha256', '?')[:12]}) · Python {m['python']}"
         + (f" · GPU {m['gpu']}" if m.get("gpu") else ""),
         "",
@@ -145,16 +156,22 @@ def markdown(results: dict) -> str:
                 f"{_cell(row['vs_sklearn'], '{:.2f}')} | {_cell(row['percent_of_floor'], '{:.0f}%')} | "
                 f"{_cell(row['other_load'], '{:.2f}')} |"
             )
+    skips = {}  # the same reason in several workloads (a library nn_xp lacks) is said once
     for key, result in results["workloads"].items():
         for name, message in result.get("skipped", {}).items():
-            lines.append(f"\n({key}) {LABELS.get(name, name)} skipped: {message}")
+            skips.setdefault((name, message), []).append(key)
+    for (name, message), keys in skips.items():
+        where = "every workload" if len(keys) > 1 and len(keys) == len(results["workloads"]) else \
+            " ".join(f"({key})" for key in keys)
+        lines.append(f"\n{where}: {LABELS.get(name, name)} skipped: {message}" if len(keys) > 1 else
+                     f"\n({keys[0]}) {LABELS.get(name, name)} skipped: {message}")
     lines += [
         "",
         "Notes: all systems train float32 (but for the mixed-precision rows, see below) with Adam (learning "
         "rate 1e-3, betas (0.9, 0.999), eps 1e-8) at "
-        "the batch size shown; ms / epoch is the same median per epoch. nn_xp and PyTorch start from the "
-        "same weights and see the same batches "
-        "in the same order. scikit-learn is timed only: it uses its own initialisation and shuffling, "
+        "the batch size shown; ms / epoch is the same median per epoch. nn_xp (on every array library), PyTorch "
+        "(eager and compiled) and JAX start from the same weights and see the same batches in the same order. "
+        "scikit-learn is timed only: it uses its own initialisation and shuffling, "
         "alpha=0 (no L2), restarts Adam's moments at each warm-started `fit` call, computes its loss on "
         "the host every batch, and for (c) its MLPRegressor has a linear output (no sigmoid). "
         "Epochs per timed call: "
@@ -163,27 +180,8 @@ def markdown(results: dict) -> str:
         "",
     ]
     lines += mixed_section(results)
-    lines += [
-        "## Do nn_xp and PyTorch compute the same thing?",
-        "",
-        "float64, the same initial weights, 3 Adam steps on the same shuffled batches; largest relative "
-        "parameter difference max|a-b|/max|b| over all parameters (expect ~1e-12), and the largest "
-        "difference as a fraction of how far the parameters moved (max|a-b|/max|a-a0|; so a small "
-        "difference cannot mean that nothing happened).",
-        "",
-        "| workload | devices | max relative difference | difference / update | loss nn_xp | loss torch |",
-        "| --- | --- | ---: | ---: | ---: | ---: |",
-    ]
-    for key, result in results["workloads"].items():
-        for kind, p in result.get("parity", {}).items():
-            if "error" in p:
-                lines.append(f"| ({key}) | {kind} | failed: {p['error'][:80]} | | | |")
-                continue
-            lines.append(
-                f"| ({key}) | {p['nnxp_device']} / {p['torch_device']} | "
-                f"{p['max_relative_parameter_difference']:.1e} | "
-                f"{p['max_difference_over_update']:.1e} | {p['loss_nn_xp']:.6f} | {p['loss_torch']:.6f} |"
-            )
+    lines += compile_section(results)
+    lines += parity_section(results)
     lines += ["", "## Matmul context", "",
               "| workload | GFLOP / epoch | floor ms / epoch | floor GFLOP/s | PyTorch's BLAS floor GFLOP/s "
               "| nn_xp GFLOP/s | torch GFLOP/s |",
@@ -306,4 +304,59 @@ def memory_section(memory) -> list:
             lines.append(f"\n{LABELS[ours]} / {LABELS[theirs]}: GPU peak {a['gpu_peak_mb'] / b['gpu_peak_mb']:.2f}, "
                          f"GPU held {_ratio(a.get('gpu_held_mb'), b.get('gpu_held_mb'))} "
                          "(target: no more than PyTorch's, <= 1).")
+    return lines
+
+
+def compile_section(results: dict) -> list:
+    """The compiled systems' compile seconds, which the timed calls leave out."""
+    rows = [(key, name, record) for key, result in results["workloads"].items()
+            for name, record in result["systems"].items() if record.get("compile_s") is not None]
+    if not rows:
+        return []
+    lines = [
+        "## Compilation (not in the timed calls)", "",
+        "JAX: `jax.jit(...).lower(...).compile()` of the step (one per batch shape: the full batches' and the "
+        "last partial one's) or of the whole epoch, timed ahead of the first call. torch.compile: the first "
+        "call of the compiled step for each batch shape (compiling, and that one step). The warm-up call (one "
+        "timed call's work, run once before the timed calls) comes after the JAX compilation and includes "
+        "torch.compile's.", "",
+        "| workload | system | compile s | warm-up call s | median timed call s |",
+        "| --- | --- | ---: | ---: | ---: |",
+    ]
+    for key, name, r in rows:
+        lines.append(f"| ({key}) | {LABELS.get(name, name)} | {r['compile_s']:.2f} | "
+                     f"{_cell(r.get('warmup_s'), '{:.3f}')} | {_cell(r.get('median_s'), '{:.3f}')} |")
+    return lines + [""]
+
+
+def parity_section(results: dict) -> list:
+    """Each system against PyTorch eager from the same weights on the same batches."""
+    lines = [
+        "## Do the systems compute the same thing as PyTorch eager?",
+        "",
+        "Each system against PyTorch eager on its kind of device, from the same initial weights, 3 Adam steps "
+        "on the same shuffled batches, in float64 (the systems on JAX in float32, unless JAX's process-wide "
+        "x64 switch is on; float32 rounding, which Adam turns into differences of up to the learning rate in "
+        "parameters whose gradient is near zero, puts their figures far above float64's); largest relative "
+        "parameter difference max|a-b|/max|b| over all parameters (float64: expect ~1e-12), the largest "
+        "difference as a fraction of how far PyTorch's parameters moved (max|a-b|/max|b-b0|; so a small difference "
+        "cannot mean that nothing happened), and the mean training loss of those steps.",
+        "",
+        "| workload | system | dtype | same initial weights | max relative difference | difference / update "
+        "| loss | loss torch |",
+        "| --- | --- | --- | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for key, result in results["workloads"].items():
+        for name, p in result.get("parity", {}).items():
+            if "error" in p:
+                lines.append(f"| ({key}) | {LABELS.get(name, name)} | {p.get('dtype', '')} | failed: "
+                             f"{p['error'][:80]} | | | | |")
+                continue
+            loss = p.get("loss", p.get("loss_nn_xp"))  # results before 2026-12-05 named it loss_nn_xp
+            same = {True: "yes", False: "NO"}.get(p.get("same_initial_weights"), "–")
+            lines.append(
+                f"| ({key}) | {LABELS.get(name, name)} | {p.get('dtype', 'float64')} | {same} | "
+                f"{p['max_relative_parameter_difference']:.1e} | {p['max_difference_over_update']:.1e} | "
+                f"{loss:.6f} | {p['loss_torch']:.6f} |"
+            )
     return lines

@@ -1,7 +1,8 @@
-"""Time training of the same networks in nn_xp, PyTorch eager and scikit-learn, in one run.
+"""Time training of the same networks in nn_xp (on NumPy, PyTorch and JAX arrays), PyTorch eager and
+torch.compile, hand-written JAX and scikit-learn, in one run.
 
-    python -m benchmarks.run                       # full run (about 5 minutes on 2 CPU cores)
-    python -m benchmarks.run --quick               # smoke run, a few seconds
+    python -m benchmarks.run                       # full run (several minutes on 2 CPU cores)
+    python -m benchmarks.run --quick               # smoke run (a minute or two, mostly compiling)
     python -m benchmarks.run --workloads a,c --repeats 7 --device cuda --out benchmarks/results
 
 Writes <out>/<device>-latest.json (every number, machine information) and <out>/<device>-latest.md
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import copy
 import datetime
 import gc
 import hashlib
@@ -36,14 +36,12 @@ import numpy as np  # noqa: E402
 
 from benchmarks import floor as floors  # noqa: E402
 from benchmarks.gpu_memory import CupyPeak, cupy_memory, torch_memory  # noqa: E402
+from benchmarks.lineup import LIBRARIES, MIXED_PRECISION, SYSTEMS, _error, build_systems, parity_checks  # noqa: E402
 from benchmarks.report import LABELS, markdown, mixed_summary  # noqa: E402
-from benchmarks.systems import NnxpSystem, SklearnSystem, TorchAmpSystem, TorchSystem, parity_check  # noqa: E402
+from benchmarks.systems import NnxpSystem, SklearnSystem, TorchAmpSystem, TorchSystem  # noqa: E402
 from benchmarks.workloads import WORKLOADS, flops_per_epoch, make_data, quick  # noqa: E402
 
-SYSTEMS = ("nn_xp", "torch", "sklearn")
-MIXED_PRECISION = "mixed_float16"  # nn_xp's mixed rows; PyTorch AMP with float16 and a GradScaler beside them
-MIXED_ON_CPU = ("nn_xp's float16 on NumPy is an emulation for tests (no BLAS for float16): mixed precision "
-                "is benchmarked on a GPU only, and PyTorch AMP with it")
+MEMORY_SYSTEMS = ("nn_xp", "torch", "sklearn")  # measured in fresh processes (memory_child)
 SCALING_SAMPLES = (5_000, 10_000, 20_000)
 SCALING_WIDTHS = (128, 256, 512, 1024)
 SCALING_WIDTH_SAMPLES = 10_000
@@ -107,6 +105,18 @@ def import_torch(threads: int):
         return None
     torch.set_num_threads(threads)
     return torch
+
+
+def import_jax():
+    """JAX, or None (with a line saying why). It must not take most of a GPU's memory at its first
+    use, as it does by default: CuPy and PyTorch share the GPU with it in one run."""
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    try:
+        import jax
+    except Exception as error:
+        log(f"JAX is not importable ({type(error).__name__}: {error}): skipping the JAX systems")
+        return None
+    return jax
 
 
 def import_sklearn():
@@ -253,70 +263,6 @@ class Timer:
         return seconds, load, attempt
 
 
-def _error(error: BaseException) -> str:
-    return f"{type(error).__name__}: {error}"
-
-
-def build_systems(nx, torch, wanted, workload, X, y, use_cuda, cpu=True, mixed=False) -> tuple[dict, dict]:
-    """{name: system} in a fixed order, and {name: why it is missing}. nn_xp goes first: torch copies
-    its initial weights and its shuffle generator. cpu=False leaves out the CPU systems. mixed=True
-    adds, on the GPU, nn_xp in mixed_float16 ("nn_xp_mixed-cuda") and PyTorch AMP ("torch_amp-cuda"),
-    from the same weights on the same batches."""
-    systems, skipped = {}, {}
-    reference = None  # the first nn_xp system: its initial weights and shuffle generator
-    nnxp_devices = (["cpu"] if cpu else []) + (["cuda:0"] if use_cuda else [])
-    if "nn_xp" in wanted:
-        for device in nnxp_devices:
-            name = f"nn_xp-{device.split(':')[0]}"
-            try:
-                systems[name] = NnxpSystem(nx, workload, X, y, device)
-                reference = reference or systems[name]
-            except Exception as error:
-                skipped[name] = _error(error)
-        if mixed and use_cuda:
-            try:
-                systems["nn_xp_mixed-cuda"] = NnxpSystem(nx, workload, X, y, "cuda:0", precision=MIXED_PRECISION)
-                reference = reference or systems["nn_xp_mixed-cuda"]
-            except Exception as error:
-                skipped["nn_xp_mixed-cuda"] = _error(error)
-    if mixed and not use_cuda:
-        skipped["nn_xp_mixed-cpu"] = MIXED_ON_CPU
-        skipped["torch_amp-cpu"] = "left out with nn_xp's mixed precision on the CPU (above)"
-    if "torch" in wanted:
-        if torch is None:
-            skipped["torch-cpu"] = "PyTorch is not importable"
-        else:
-            torch_devices = ["cpu"] if cpu else []
-            if use_cuda:
-                if torch.cuda.is_available():
-                    torch_devices.append("cuda")
-                else:
-                    skipped["torch-cuda"] = "this torch build has no CUDA"
-            # Without an nn_xp system (left out, or failed), torch still runs, from its own weights.
-            initial = reference.initial_parameters if reference else None
-            rng = reference.shuffle_rng if reference else np.random.default_rng(workload.seed)
-            for device in torch_devices:
-                name = f"torch-{device}"
-                try:
-                    systems[name] = TorchSystem(torch, workload, X, y, device, initial_parameters=initial,
-                                                shuffle_rng=copy.deepcopy(rng))
-                except Exception as error:
-                    skipped[name] = _error(error)
-            if mixed and "cuda" in torch_devices:
-                try:
-                    systems["torch_amp-cuda"] = TorchAmpSystem(torch, workload, X, y, "cuda", half="float16",
-                                                               initial_parameters=initial,
-                                                               shuffle_rng=copy.deepcopy(rng))
-                except Exception as error:
-                    skipped["torch_amp-cuda"] = _error(error)
-    if "sklearn" in wanted and cpu:
-        try:
-            systems["sklearn-cpu"] = SklearnSystem(workload, X, y)
-        except Exception as error:
-            skipped["sklearn-cpu"] = _error(error)
-    return systems, skipped
-
-
 def time_systems(systems: dict, epochs: int, repeats: int, timer: Timer) -> tuple[dict, list]:
     """One warm-up call each, then `repeats` rounds in which every system runs once, in an order
     rotated by one each round. A system that raises is dropped and its error recorded."""
@@ -362,13 +308,17 @@ def time_systems(systems: dict, epochs: int, repeats: int, timer: Timer) -> tupl
                 record["last_loss"] = systems[name].last_loss()
             except Exception:
                 record["last_loss"] = None
+        if getattr(systems[name], "compile_s", None) is not None:  # compiled systems: kept out of the times
+            record["compile_s"] = systems[name].compile_s
     return records, orders
 
 
 def bench_workload(nx, torch, wanted, workload, repeats, use_cuda, timer, *, with_floor=True, with_parity=True,
-                   cpu=True, mixed=False) -> dict:
+                   cpu=True, mixed=False, jax=None, libraries=("numpy",), refused=None) -> dict:
     X, y = make_data(workload)
-    systems, skipped = build_systems(nx, torch, wanted, workload, X, y, use_cuda, cpu, mixed)
+    refused = {} if refused is None else refused
+    systems, skipped = build_systems(nx, torch, wanted, workload, X, y, use_cuda, cpu, mixed, jax=jax,
+                                     libraries=libraries, refused=refused)
     if with_floor:
         for device in (["cpu"] if cpu else []) + (["cuda:0"] if use_cuda else []):
             kind = device.split(":")[0]
@@ -401,16 +351,12 @@ def bench_workload(nx, torch, wanted, workload, repeats, use_cuda, timer, *, wit
         result["mixed"] = mixed_summary(records)
     del systems
     gc.collect()
-    if with_parity and torch is not None and "nn_xp" in wanted and "torch" in wanted:
-        result["parity"] = {}
-        pairs = [("cpu", "cpu", "cpu")] if cpu else []
-        if use_cuda and torch.cuda.is_available():
-            pairs.append(("cuda", "cuda:0", "cuda"))
-        for kind, nnxp_device, torch_device in pairs:
-            try:
-                result["parity"][kind] = parity_check(nx, torch, workload, X, y, nnxp_device, torch_device)
-            except Exception as error:
-                result["parity"][kind] = {"error": _error(error)}
+    if with_parity and torch is not None:
+        try:
+            result["parity"] = parity_checks(nx, torch, wanted, workload, X, y, use_cuda, cpu, jax=jax,
+                                             libraries=libraries, refused=refused)
+        except Exception as error:
+            result["parity"] = {"all": {"error": _error(error)}}
     return result
 
 
@@ -421,12 +367,17 @@ def print_workload(key: str, result: dict) -> None:
                 f"(times {', '.join(f'{t:.3f}' for t in record['times_s'])}; other processes "
                 f"{', '.join(f'{x:.2f}' for x in record['other_load'])} cores; {record['retakes']} retakes; "
                 f"median of {record['median_of']})")
-    for kind, parity in result.get("parity", {}).items():
+    for name, record in result["systems"].items():
+        if record.get("compile_s") is not None:
+            log(f"    {name:16s} compiled in {record['compile_s']:.2f} s (not timed; warm-up call "
+                f"{record.get('warmup_s', float('nan')):.2f} s)")
+    for name, parity in result.get("parity", {}).items():
         if "error" in parity:
-            log(f"    parity ({kind}) failed: {parity['error']}")
+            log(f"    parity {name} failed: {parity['error']}")
         else:
-            log(f"    parity ({kind}, float64, {parity['steps']} steps): max relative parameter difference "
-                f"{parity['max_relative_parameter_difference']:.2e}")
+            log(f"    parity {name} vs {parity['reference']} ({parity['dtype']}, {parity['steps']} steps): "
+                f"max relative parameter difference {parity['max_relative_parameter_difference']:.2e}, "
+                f"loss {parity['loss']:.6f} vs {parity['loss_torch']:.6f}")
 
 
 # ---- memory: one fresh process per system ------------------------------------------------------
@@ -567,13 +518,20 @@ def scaling(nx, torch, wanted, repeats, quick_run, timer) -> dict:
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.run",
-        description="Time training in nn_xp, PyTorch eager and scikit-learn on the same networks, data, "
-        "initial weights, batch order and optimizer settings.",
+        description="Time training in nn_xp, PyTorch (eager, torch.compile), JAX and scikit-learn on the same "
+        "networks, data, initial weights, batch order and optimizer settings.",
     )
-    parser.add_argument("--quick", action="store_true", help="smoke run: tiny data, 2 repeats (a few seconds)")
+    parser.add_argument("--quick", action="store_true", help="smoke run: tiny data, 1 repeat, no memory or scaling "
+                        "(a minute or two, mostly compiling)")
     parser.add_argument("--repeats", type=int, default=None, help="timed calls per system (default 5; --quick 2)")
     parser.add_argument("--workloads", default="a,b,c,d", help="comma-separated subset of a,b,c,d (default all)")
-    parser.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated subset of nn_xp,torch,sklearn")
+    parser.add_argument("--systems", default=",".join(SYSTEMS),
+                        help=f"comma-separated subset of {','.join(SYSTEMS)} (default all; jax: the hand-written "
+                        "JAX reference, its jit-step and jit+scan forms)")
+    parser.add_argument("--libraries", default=",".join(LIBRARIES),
+                        help=f"the array libraries nn_xp runs on, a subset of {','.join(LIBRARIES)} (default all: "
+                        "each one whose device nx.available_devices() lists; the others are skipped with a line "
+                        "saying why)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                         help="cpu: CPU systems only; cuda: also nn_xp on CuPy and torch on CUDA "
                         "(auto: cuda when nn_xp sees a GPU)")
@@ -591,7 +549,7 @@ def parse_args(argv=None):
     parser.add_argument("--wait-budget", type=float, default=120.0,
                         help="seconds the whole run may spend waiting for other processes and retaking calls")
     parser.add_argument("--gpu-only", action="store_true",
-                        help="with a GPU: time only nn_xp on CuPy, torch on CUDA and the GPU floor")
+                        help="with a GPU: time only the systems on the GPU and the GPU floor")
     parser.add_argument("--epochs", default="",
                         help="epochs per timed call for some workloads, e.g. a=10,b=20 (default: the "
                         "workload's own; on a GPU one epoch of (a) or (b) is milliseconds, too short "
@@ -609,6 +567,9 @@ def parse_args(argv=None):
     systems = [s.strip() for s in args.systems.split(",") if s.strip()]
     if not systems or any(s not in SYSTEMS for s in systems):
         parser.error(f"--systems must list some of {list(SYSTEMS)}, got {args.systems!r}")
+    args.libraries = [s.strip() for s in args.libraries.split(",") if s.strip()]
+    if not args.libraries or any(s not in LIBRARIES for s in args.libraries):
+        parser.error(f"--libraries must list some of {list(LIBRARIES)}, got {','.join(args.libraries)!r}")
     if args.repeats is not None and args.repeats < 1:
         parser.error("--repeats must be >= 1")
     if args.threads is not None and args.threads < 1:
@@ -651,19 +612,26 @@ def main(argv=None) -> int:
         return 2
     cpu = not args.gpu_only
     device = "cuda" if use_cuda else "cpu"
-    torch = import_torch(threads) if "torch" in args.system_names else None
+    # torch's threads are set for nn_xp on torch:cpu as for PyTorch itself
+    uses_torch = {"torch", "torch_compile"} & set(args.system_names) or "torch" in args.libraries
+    torch = import_torch(threads) if uses_torch else None
+    jax = import_jax() if "jax" in args.system_names or "jax" in args.libraries else None
     sklearn = import_sklearn() if "sklearn" in args.system_names else None
-    wanted = [s for s in args.system_names if (s != "torch" or torch) and (s != "sklearn" or sklearn)]
-    if "torch" in args.system_names and torch is None:
+    missing = {"torch": torch is None, "torch_compile": torch is None, "jax": jax is None, "sklearn": sklearn is None}
+    wanted = [s for s in args.system_names if not missing.get(s)]
+    if {"torch", "torch_compile"} & set(args.system_names) and torch is None:
         log("(PyTorch systems skipped: not importable)")
     info = machine_info(nx, torch, sklearn, threads, source, blas, use_cuda)
+    info["versions"]["jax"] = jax.__version__ if jax else None
+    refused = {}  # nn_xp devices found unusable: each is reported once, then skipped
     log(f"nn_xp benchmark on {device}: {info['cpu_model']}, {info['logical_cores']} cores, "
         f"BLAS threads {threads} ({source}), torch threads {info['threads']['torch']}, "
         f"repeats {args.repeats}{', quick' if args.quick else ''}")
     results = {
         "machine": info,
         "config": {"device": device, "quick": args.quick, "repeats": args.repeats, "workloads": args.workload_keys,
-                   "systems": wanted, "gpu_only": args.gpu_only, "epochs_per_call": args.epochs_per_call,
+                   "systems": wanted, "libraries": args.libraries, "gpu_only": args.gpu_only,
+                   "epochs_per_call": args.epochs_per_call,
                    "command": " ".join([Path(sys.executable).name] + sys.argv)},
         "workloads": {},
     }
@@ -688,7 +656,7 @@ def main(argv=None) -> int:
             f"{workload.epochs_per_call} epoch(s) per call ...")
         mixed = key in args.mixed_keys and "nn_xp" in wanted
         results["workloads"][key] = bench_workload(nx, torch, wanted, workload, args.repeats, use_cuda, timer, cpu=cpu,
-                                                   mixed=mixed)
+                                                   mixed=mixed, jax=jax, libraries=args.libraries, refused=refused)
         print_workload(key, results["workloads"][key])
         # Written after every workload, so a run stopped by a time limit keeps what it measured.
         results["partial"] = True
@@ -697,7 +665,7 @@ def main(argv=None) -> int:
 
     if not args.no_memory:
         log("peak memory, workload (a), one fresh process per system ...")
-        names = [f"{s}-cpu" for s in wanted] if cpu else []
+        names = [f"{s}-cpu" for s in wanted if s in MEMORY_SYSTEMS] if cpu else []
         if use_cuda:
             names += [f"{s}-cuda" for s in wanted if s in ("nn_xp", "torch")]
         systems = measure_memory(names, args.threads, args.quick)

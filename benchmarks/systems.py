@@ -13,6 +13,9 @@ workloads.py) in mini-batches; a timed call is `sync(); train(k); sync()`.
   `torch.autocast(device, dtype)`, float32 master weights, and for float16 a
   `torch.amp.GradScaler` (defaults: scale 2^16, doubled after 2000 good steps, halved and the step
   skipped on inf/NaN; nn_xp's LossScaler copies this rule).
+- TorchCompileSystem: TorchSystem's module, loss and optimizer, its step function under
+  `torch.compile`; the seconds its first step of each batch shape took (compiling) are kept apart.
+- The hand-written JAX systems are in jax_systems.py.
 - SklearnSystem: MLPClassifier / MLPRegressor with solver="adam", alpha=0, the same batch size and
   learning rate, `max_iter=k` and `warm_start=True`. It uses its own initialisation and shuffles,
   and its regressor has a linear output: it is timed, not compared.
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import copy
 import sys
+import time
 import warnings
 
 import numpy as np
@@ -30,7 +34,8 @@ from .workloads import BETAS, EPS, LEARNING_RATE, Workload, one_hot
 
 
 class NnxpSystem:
-    """nn_xp on NumPy (device "cpu") or CuPy ("cuda:N")."""
+    """nn_xp on any of its array libraries: NumPy ("cpu"), CuPy ("cuda:N"), PyTorch ("torch:cpu",
+    "torch:cuda:N") or JAX ("jax:cpu", "jax:gpu:N")."""
 
     def __init__(self, nx, workload: Workload, X, y, device: str, dtype: str = "float32",
                  precision: str = "float32"):
@@ -65,10 +70,19 @@ class NnxpSystem:
         )
 
     def sync(self) -> None:
+        """Wait for the device: CuPy's and torch's CUDA streams, JAX's asynchronous dispatch."""
         if self.device.startswith("cuda"):
             import cupy
 
             cupy.cuda.Device().synchronize()
+        elif self.device.startswith("torch:cuda"):
+            import torch
+
+            torch.cuda.synchronize()
+        elif self.device.startswith("jax:"):
+            import jax
+
+            jax.block_until_ready(self.model.parameters())
 
     def parameters(self) -> list:
         return [self.nx.to_numpy(p) for p in self.model.parameters()]
@@ -170,6 +184,40 @@ class TorchAmpSystem(TorchSystem):
         self.scaler.step(self.optimizer)  # unscales; skips the step when a gradient is inf/NaN
         self.scaler.update()
         return loss.detach()
+
+
+class TorchCompileSystem(TorchSystem):
+    """TorchSystem with its step function (zero_grad, forward, loss, backward, Adam) under
+    `torch.compile` (default mode, `dynamic=False`: one compiled version for the full batches'
+    shape and one for the last partial batch's). Dynamo breaks the graph at `loss.backward()`: the
+    forward and loss are one graph, whose backward AOTAutograd compiles too, and Adam's update
+    another.
+
+    Compiling happens in a system's first call of each batch shape (in the harness's warm-up,
+    which is not timed); `compile_s` keeps the seconds of those calls (compile and that one step).
+    """
+
+    def __init__(self, torch, workload: Workload, X, y, device: str, dtype: str = "float32",
+                 initial_parameters=None, shuffle_rng=None):
+        super().__init__(torch, workload, X, y, device, dtype, initial_parameters, shuffle_rng)
+        # Dynamo keeps compiled code per code object (this class's `step`) and falls back to eager
+        # once a code object has been recompiled `recompile_limit` times (8): every instance, each
+        # workload's and each parity check's, would count. Start each instance's count afresh.
+        torch._dynamo.reset()
+        self._compiled_step = torch.compile(super().step, dynamic=False)
+        self._shapes = set()
+        self.compile_s = 0.0
+
+    def step(self, Xb, yb):
+        if Xb.shape in self._shapes:
+            return self._compiled_step(Xb, yb)
+        self.sync()
+        start = time.perf_counter()
+        loss = self._compiled_step(Xb, yb)
+        self.sync()
+        self.compile_s += time.perf_counter() - start
+        self._shapes.add(Xb.shape)
+        return loss
 
 
 class SklearnSystem:

@@ -178,8 +178,10 @@ def test_mixed_rows_on_a_gpu_share_the_weights_and_batches(monkeypatch):
             def is_available():
                 return True
 
+    from benchmarks import lineup
+
     for name in ("NnxpSystem", "TorchSystem", "TorchAmpSystem"):
-        monkeypatch.setattr(run, name, type(name, (Fake,), {}))
+        monkeypatch.setattr(lineup, name, type(name, (Fake,), {}))
     workload, (X, y) = _tiny_workload()
     systems, skipped = run.build_systems(None, FakeTorch, ["nn_xp", "torch"], workload, X, y, use_cuda=True,
                                          cpu=False, mixed=True)
@@ -548,3 +550,304 @@ def test_a_cpu_memory_table_keeps_its_columns():
     text = "\n".join(memory_section({"workload": "a", "systems": {"nn_xp-cpu": cpu, "torch-cpu": {"error": "x"}}}))
     assert "| nn_xp (NumPy) | 100 | 150 | 50 |\n" in text + "\n" and "GPU" not in text
     assert "| PyTorch eager (CPU) | failed: x | | |" in text
+
+
+# ---- the other array libraries and compilers in the benchmark ------------------------------------------
+def _partial_workload(key="b", n_samples=28):
+    """A tiny workload whose epoch ends with a partial batch (28 = 3 x 8 + 4)."""
+    from dataclasses import replace
+
+    from benchmarks.workloads import WORKLOADS, make_data
+
+    sizes = (20, 16, 8, 4) if key == "b" else WORKLOADS[key].layer_sizes
+    workload = replace(WORKLOADS[key], layer_sizes=sizes, batch_size=8, n_samples=n_samples)
+    return workload, make_data(workload)
+
+
+def _from_the_same_start(cls, library, workload, X, y, dtype="float32"):
+    """(nn_xp NumPy reference, torch eager, the system under test), all from the reference's weights
+    and copies of its shuffle generator."""
+    import copy
+
+    import nn_xp as nx
+    from benchmarks.systems import NnxpSystem, TorchSystem
+
+    torch = pytest.importorskip("torch")
+    reference = NnxpSystem(nx, workload, X, y, "cpu", dtype=dtype)
+    same = {"initial_parameters": reference.initial_parameters}
+    theirs = TorchSystem(torch, workload, X, y, "cpu", dtype=dtype, shuffle_rng=copy.deepcopy(reference.shuffle_rng),
+                         **same)
+    system = cls(library, workload, X, y, "cpu", dtype=dtype, shuffle_rng=copy.deepcopy(reference.shuffle_rng), **same)
+    return reference, theirs, system
+
+
+@pytest.mark.parametrize("key", ["b", "c"])
+@pytest.mark.parametrize("form", ["JaxJitSystem", "JaxScanSystem"])
+def test_hand_written_jax_trains_as_torch_does_partial_batch_included(form, key):
+    """Two epochs of 3 full batches and one of 4 samples, classification and the sigmoid + MSE
+    regression: JAX ends where PyTorch eager does, to float32 rounding (a dropped or mis-weighted
+    last batch would be a quarter of the update off), and reports the same mean loss."""
+    jax = pytest.importorskip("jax")
+    from benchmarks import jax_systems
+
+    workload, (X, y) = _partial_workload(key)
+    reference, theirs, ours = _from_the_same_start(getattr(jax_systems, form), jax, workload, X, y)
+    assert all(np.array_equal(a, b) for a, b in zip(ours.parameters(), reference.initial_parameters))
+    for system in (theirs, ours):
+        system.train(2)
+        system.sync()
+    assert _relative_distance(ours.parameters(), theirs.parameters(), reference.initial_parameters) < 1e-4
+    assert ours.last_loss() == pytest.approx(theirs.last_loss(), rel=1e-5)
+    assert ours.compile_s > 0
+
+
+def test_the_jit_step_form_compiles_one_step_per_batch_shape():
+    jax = pytest.importorskip("jax")
+    from benchmarks.jax_systems import JaxJitSystem
+
+    workload, (X, y) = _partial_workload()
+    _, _, ours = _from_the_same_start(JaxJitSystem, jax, workload, X, y)
+    assert sorted(ours.steps) == [4, 8]
+    workload, (X, y) = _partial_workload(n_samples=24)  # no partial batch: one shape
+    _, _, ours = _from_the_same_start(JaxJitSystem, jax, workload, X, y)
+    assert sorted(ours.steps) == [8]
+
+
+def test_hand_written_jax_in_float64_is_torch_to_the_last_bits():
+    """float64 needs JAX's process-wide x64 switch: a process of its own. Both forms against PyTorch
+    eager, 2 epochs with a partial batch: the same arithmetic, differences at float64 rounding."""
+    pytest.importorskip("jax")
+    pytest.importorskip("torch")
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = """
+import copy, jax, torch, numpy as np
+jax.config.update("jax_enable_x64", True)
+import nn_xp as nx
+from dataclasses import replace
+from benchmarks.workloads import WORKLOADS, make_data
+from benchmarks.systems import NnxpSystem, TorchSystem, relative_difference
+from benchmarks.jax_systems import JaxJitSystem, JaxScanSystem
+workload = replace(WORKLOADS["a"], layer_sizes=(20, 16, 8, 4), batch_size=8, n_samples=28)
+X, y = make_data(workload)
+reference = NnxpSystem(nx, workload, X, y, "cpu", dtype="float64")
+systems = [cls(*lib, workload, X, y, "cpu", dtype="float64", initial_parameters=reference.initial_parameters,
+               shuffle_rng=copy.deepcopy(reference.shuffle_rng))
+           for cls, lib in ((TorchSystem, (torch,)), (JaxJitSystem, (jax,)), (JaxScanSystem, (jax,)))]
+for system in systems:
+    system.train(2)
+    system.sync()
+base = systems[0].parameters()
+print(max(max(relative_difference(a, b) for a, b in zip(s.parameters(), base)) for s in systems[1:]))
+"""
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=root,
+                          env={**__import__("os").environ, "PYTHONPATH": str(root)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert float(done.stdout.split()[-1]) < 1e-12
+
+
+def test_hand_written_jax_refuses_what_it_cannot_do():
+    jax = pytest.importorskip("jax")
+    from benchmarks.jax_systems import JaxJitSystem
+
+    workload, (X, y) = _partial_workload()
+    if not jax.config.jax_enable_x64:
+        with pytest.raises(ValueError, match="x64"):
+            JaxJitSystem(jax, workload, X, y, "cpu", dtype="float64", initial_parameters=[np.zeros(1)])
+    with pytest.raises(ValueError, match="initial_parameters"):
+        JaxJitSystem(jax, workload, X, y, "cpu")
+
+
+def test_torch_compile_trains_as_eager_and_keeps_its_compile_time_apart():
+    """The compiled step (compiled once for the full batches, once for the partial one) ends where
+    the eager loop does, to float32 rounding; the first call of each shape is counted as compiling."""
+    torch = pytest.importorskip("torch")
+    from benchmarks.systems import TorchCompileSystem
+
+    workload, (X, y) = _partial_workload(n_samples=12)
+    reference, eager, compiled = _from_the_same_start(TorchCompileSystem, torch, workload, X, y)
+    try:
+        compiled.train(1)
+    except Exception as error:  # torch.compile needs a working C++ compiler on the CPU
+        pytest.skip(f"torch.compile does not run here: {type(error).__name__}: {error}")
+    eager.train(1)
+    assert compiled._shapes == {(8, 20), (4, 20)} and compiled.compile_s > 0
+    first = compiled.compile_s
+    compiled.train(1)
+    eager.train(1)
+    assert compiled.compile_s == first  # nothing new to compile
+    assert _relative_distance(compiled.parameters(), eager.parameters(), reference.initial_parameters) < 1e-4
+
+
+@pytest.mark.parametrize(("device", "listed", "expected"), [
+    ("torch:cpu", ["cpu", "torch:cpu"], True), ("torch:cpu", ["cpu"], False),
+    ("torch:cuda:0", ["torch:cuda"], True), ("jax:cpu", ["jax:cpu:0"], True),
+    ("jax:gpu:0", ["jax:gpu:1"], False), ("jax:gpu:0", ["cuda:0"], False),
+])
+def test_a_device_is_listed_with_or_without_its_index_0(device, listed, expected):
+    from benchmarks.lineup import is_listed
+
+    assert is_listed(device, listed) is expected
+
+
+def test_an_nn_xp_library_without_its_device_is_skipped_with_one_line(monkeypatch, capsys):
+    """Unlisted: skipped, saying so once for the whole run; listed but refused by the model: skipped
+    with the model's error; neither stops NumPy's row."""
+    import nn_xp as nx
+    from benchmarks import lineup
+
+    original = lineup.NnxpSystem
+
+    def refusing(nx_, workload, X, y, device, **kwargs):
+        if device != "cpu":
+            raise ValueError(f"device must be one of 'cpu', ..., got {device!r}")
+        return original(nx_, workload, X, y, device, **kwargs)
+
+    monkeypatch.setattr(lineup, "NnxpSystem", refusing)
+    monkeypatch.setattr(nx, "available_devices", lambda: ["cpu", "jax:cpu"])
+    workload, (X, y) = _tiny_workload()
+    refused = {}
+    for call in range(2):
+        systems, skipped = lineup.build_systems(nx, None, ["nn_xp"], workload, X, y, use_cuda=False,
+                                                libraries=("numpy", "torch", "jax"), refused=refused)
+        assert list(systems) == ["nn_xp-cpu"]
+        assert "lacks 'torch:cpu'" in skipped["nn_xp_torch-cpu"]
+        assert "refused device 'jax:cpu'" in skipped["nn_xp_jax-cpu"] and "got 'jax:cpu'" in skipped["nn_xp_jax-cpu"]
+        printed = capsys.readouterr().out
+        assert printed.count("skipped") == (2 if call == 0 else 0)
+
+
+def test_the_systems_share_the_weights_of_an_untimed_nn_xp_model_when_nn_xp_is_left_out():
+    torch = pytest.importorskip("torch")
+    import nn_xp as nx
+    from benchmarks import lineup
+
+    workload, (X, y) = _tiny_workload()
+    systems, _ = lineup.build_systems(nx, torch, ["torch"], workload, X, y, use_cuda=False)
+    weights = nx.MLP(list(workload.layer_sizes), output_activation="softmax", init="he", device="cpu",
+                     seed=workload.seed).parameters()
+    assert list(systems) == ["torch-cpu"]
+    assert all(np.array_equal(a, b) for a, b in zip(systems["torch-cpu"].parameters(), weights))
+
+
+def test_parity_checks_every_system_against_torch_eager():
+    pytest.importorskip("torch")
+    jax = pytest.importorskip("jax")
+    import torch
+
+    import nn_xp as nx
+    from benchmarks import lineup
+
+    workload, (X, y) = _partial_workload(n_samples=40)
+    out = lineup.parity_checks(nx, torch, ["nn_xp", "torch", "jax"], workload, X, y, use_cuda=False, jax=jax,
+                               refused={})
+    assert set(out) == {"nn_xp-cpu", "jax_jit-cpu", "jax_scan-cpu"}
+    assert out["nn_xp-cpu"]["dtype"] == "float64" and out["nn_xp-cpu"]["max_relative_parameter_difference"] < 1e-12
+    for name in ("jax_jit-cpu", "jax_scan-cpu"):
+        assert out[name]["dtype"] == ("float64" if jax.config.jax_enable_x64 else "float32")
+        assert out[name]["max_difference_over_update"] < 1e-3
+    for record in out.values():
+        assert record["same_initial_weights"] and record["steps"] == 3 and record["n_samples"] == 24
+        assert record["reference"] == "torch-cpu" and record["max_update"] > 0
+        assert record["loss"] == pytest.approx(record["loss_torch"], rel=1e-5)
+
+
+def test_libraries_option():
+    assert run.parse_args([]).libraries == ["numpy", "torch", "jax"]
+    assert run.parse_args(["--libraries", "numpy,jax"]).libraries == ["numpy", "jax"]
+    assert "torch_compile" in run.parse_args([]).system_names and "jax" in run.parse_args([]).system_names
+
+
+@pytest.mark.parametrize("value", ["cupy", "", "numpy,tensorflow"])
+def test_bad_libraries_are_refused_naming_the_option(value, capsys):
+    with pytest.raises(SystemExit) as info:
+        run.parse_args(["--libraries", value])
+    assert info.value.code == 2 and "--libraries" in capsys.readouterr().err
+
+
+def test_the_report_shows_the_new_rows_their_compile_time_and_parity():
+    from benchmarks.report import markdown, workload_rows
+
+    systems = {"torch-cpu": _record(100.0), "jax_scan-cpu": {**_record(300.0), "compile_s": 1.5, "warmup_s": 0.2},
+               "torch_compile-cpu": {**_record(150.0), "compile_s": 20.0, "warmup_s": 21.0},
+               "nn_xp_jax-cpu": _record(50.0)}
+    workload = {"title": "tiny", "n_samples": 100, "epochs_per_call": 1}
+    parity = {"jax_scan-cpu": {"dtype": "float32", "same_initial_weights": True,
+                               "max_relative_parameter_difference": 2e-7, "max_difference_over_update": 1e-4,
+                               "loss": 0.5, "loss_torch": 0.5}}
+    results = {
+        "machine": {"date": "today", "cpu_model": "cpu", "logical_cores": 2, "blas": {}, "loadavg_start": [0.0],
+                    "threads": {"numpy_blas": 1, "source": "test"}, "versions": {}, "python": "3"},
+        "config": {"device": "cpu", "quick": True, "repeats": 1},
+        "workloads": {"a": {"workload": workload, "systems": systems, "flops_per_epoch": {"total": 1e9},
+                            "parity": parity}},
+    }
+    rows = {row["system"]: row for row in workload_rows(results["workloads"]["a"])}
+    assert rows["jax_scan-cpu"]["vs_torch"] == pytest.approx(3.0)
+    assert rows["torch_compile-cpu"]["vs_torch"] == pytest.approx(1.5)
+    assert rows["nn_xp_jax-cpu"]["vs_torch"] == pytest.approx(0.5)
+    text = markdown(results)
+    assert "| (a) | JAX, jit + scan epoch (CPU) | 300 | 3.3 | 3.00 |" in text
+    assert "| (a) | PyTorch torch.compile (CPU) | 20.00 | 21.000 | 0.007 |" in text
+    assert "| (a) | JAX, jit + scan epoch (CPU) | float32 | yes | 2.0e-07 | 1.0e-04 | 0.500000 | 0.500000 |" in text
+    assert "nn_xp (jax:cpu)" in text
+
+
+def _nnxp_on(device):
+    """An NnxpSystem on `device`, made as the other systems are (its own seed gives the same weights
+    and batch order)."""
+    import nn_xp as nx
+    from benchmarks.systems import NnxpSystem
+
+    def make(_library, workload, X, y, _device, dtype, shuffle_rng, initial_parameters):
+        return NnxpSystem(nx, workload, X, y, device, dtype=dtype)
+
+    return make
+
+
+@pytest.mark.skipif("torch:cpu" not in __import__("nn_xp").available_devices(),
+                    reason="nn_xp has no torch:cpu device here")
+def test_nn_xp_on_torch_cpu_trains_as_torch_eager_does():
+    workload, (X, y) = _partial_workload()
+    reference, theirs, ours = _from_the_same_start(_nnxp_on("torch:cpu"), None, workload, X, y)
+    assert all(np.array_equal(a, b) for a, b in zip(ours.parameters(), reference.initial_parameters))
+    for system in (theirs, ours):
+        system.train(2)
+        system.sync()
+    assert _relative_distance(ours.parameters(), theirs.parameters(), reference.initial_parameters) < 1e-4
+
+
+@pytest.mark.skipif("jax:cpu" not in __import__("nn_xp").available_devices(), reason="nn_xp has no jax:cpu device here")
+def test_nn_xp_on_jax_cpu_trains_as_torch_eager_does():
+    workload, (X, y) = _partial_workload()
+    reference, theirs, ours = _from_the_same_start(_nnxp_on("jax:cpu"), None, workload, X, y)
+    assert all(np.array_equal(a, b) for a, b in zip(ours.parameters(), reference.initial_parameters))
+    for system in (theirs, ours):
+        system.train(2)
+        system.sync()
+    assert _relative_distance(ours.parameters(), theirs.parameters(), reference.initial_parameters) < 1e-4
+
+
+def test_the_report_says_a_reason_shared_by_every_workload_once():
+    from benchmarks.report import markdown
+
+    workload = {"title": "tiny", "n_samples": 100, "epochs_per_call": 1}
+
+    def result(skipped):
+        return {"workload": workload, "systems": {"torch-cpu": _record(100.0)}, "flops_per_epoch": {"total": 1e9},
+                "skipped": skipped}
+
+    lacks = "nx.available_devices() lacks 'jax:cpu'"
+    results = {
+        "machine": {"date": "today", "cpu_model": "cpu", "logical_cores": 2, "blas": {}, "loadavg_start": [0.0],
+                    "threads": {"numpy_blas": 1, "source": "test"}, "versions": {}, "python": "3"},
+        "config": {"device": "cpu", "quick": True, "repeats": 1},
+        "workloads": {"a": result({"nn_xp_jax-cpu": lacks}),
+                      "b": result({"nn_xp_jax-cpu": lacks, "torch_amp-cpu": "left out"})},
+    }
+    text = markdown(results)
+    assert text.count(lacks) == 1 and f"every workload: nn_xp (jax:cpu) skipped: {lacks}" in text
+    assert "(b) torch_amp-cpu skipped: left out" in text

@@ -93,3 +93,120 @@ def test_cli_parity_writes_a_report(tmp_path):
     assert code == 0
     saved = json.loads(out.read_text())
     assert saved["passed"] and saved["steps"] == 5 and len(saved["parameters"]) == 5
+
+
+# ---- several devices: the first is the reference ------------------------------------------------------
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_several_devices_are_each_compared_with_the_first(dtype):
+    """cpu, then array_api_strict and cpu again: the standard-only path passes within the tolerance,
+    and the reference against a second run of itself differs by nothing at all."""
+    X, y = _data()
+    report = nx.parity_report([12, 32, 16, 4], X, y, devices=("cpu", "array_api_strict", "cpu"), steps=30,
+                              batch_size=32, dtype=dtype)
+    assert report.devices == ("cpu", "array_api_strict", "cpu")
+    assert [c.device for c in report.comparisons] == ["array_api_strict", "cpu"]
+    strict, itself = report.comparisons
+    assert strict.passed(report.tolerance) and max(strict.parameters) <= TOLERANCE[dtype]
+    for figures in (itself.loss, itself.gradients, itself.parameters, itself.parameters_elementwise):
+        assert len(figures) == 30 and max(figures) == 0.0
+    assert report.passed and report.same_predictions
+    # the two-device form's figures are the first comparison's
+    assert report.parameters == strict.parameters and report.loss == strict.loss
+    lines = report.summary().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("parity cpu vs array_api_strict")
+    assert lines[1].startswith("parity cpu vs cpu") and all("PASS" in line for line in lines)
+    text = report.to_markdown(every=10)
+    assert "# Parity: cpu vs array_api_strict, cpu" in text
+    assert "## cpu vs array_api_strict" in text and "## cpu vs cpu" in text and text.count("| 30 |") == 2
+
+
+def test_a_failing_device_fails_the_report_and_only_its_comparison(monkeypatch):
+    X, y = _data()
+    original = nx.MLP.train_step
+
+    def skewed(self, X, Y, head, **kwargs):
+        L, grads, out = original(self, X, Y, head, **kwargs)
+        if self.device == "array_api_strict":
+            grads = [g * 1.01 for g in grads]
+        return L, grads, out
+
+    monkeypatch.setattr(nx.MLP, "train_step", skewed)
+    report = nx.parity_report([12, 16, 4], X, y, devices=("cpu", "cpu", "array_api_strict"), steps=20, batch_size=32)
+    assert not report.passed
+    same, skewed_device = report.comparisons
+    assert same.passed(report.tolerance) and not skewed_device.passed(report.tolerance)
+    assert report.comparison("array_api_strict") is skewed_device
+    assert max(skewed_device.gradients) == pytest.approx(0.01, rel=1e-6)
+    verdicts = [line.split(": ")[1].split(";")[0] for line in report.summary().splitlines()]
+    assert verdicts == ["PASS", "FAIL"]
+    saved = report.to_dict()
+    assert [(c["device"], c["passed"]) for c in saved["comparisons"]] == [("cpu", True), ("array_api_strict", False)]
+    assert not saved["passed"] and saved["parameters"] == same.parameters
+
+
+@pytest.mark.parametrize(("device", "error"), [("not_a_device", ValueError), ("cuda:99", RuntimeError)])
+def test_an_unknown_or_unusable_device_is_refused_by_name_before_any_training(device, error, monkeypatch):
+    def no_model(*args, **kwargs):
+        raise AssertionError("a model was made before every device was checked")
+
+    monkeypatch.setattr("nn_xp.parity.MLP", no_model)
+    X, y = _data()
+    with pytest.raises(error, match=f"devices={device!r}" if error is RuntimeError else repr(device)):
+        nx.parity_report([12, 16, 4], X, y, devices=("cpu", "array_api_strict", device), steps=2)
+
+
+@pytest.mark.parametrize("devices", [("cpu",), "cpu", ()])
+def test_fewer_than_two_devices_are_refused(devices):
+    X, y = _data()
+    with pytest.raises(ValueError, match="two or more devices"):
+        nx.parity_report([12, 16, 4], X, y, devices=devices, steps=2)
+
+
+def test_cli_parity_compares_several_devices(tmp_path, capsys):
+    from nn_xp.cli import main
+
+    out = tmp_path / "parity.json"
+    code = main(["parity", "--devices", "cpu", "array_api_strict", "cpu", "--steps", "4", "--n-samples", "200",
+                 "--layers", "784", "16", "10", "--output", str(out)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "parity cpu vs array_api_strict" in printed and "parity cpu vs cpu" in printed
+    saved = json.loads(out.read_text())
+    assert saved["devices"] == ["cpu", "array_api_strict", "cpu"]
+    assert [c["device"] for c in saved["comparisons"]] == ["array_api_strict", "cpu"]
+    assert all(c["passed"] and len(c["parameters"]) == 4 for c in saved["comparisons"])
+    assert max(saved["comparisons"][1]["parameters"]) == 0.0
+
+
+@pytest.mark.parametrize("devices", [["cpu"], ["cpu", "array_api_strict", "not_a_device"]])
+def test_cli_parity_refuses_bad_devices_before_reading_data(devices, monkeypatch, capsys):
+    from nn_xp.cli import info, main
+
+    def no_data(*args, **kwargs):
+        raise AssertionError("the data was read before the devices were checked")
+
+    monkeypatch.setattr(info, "_load_data", no_data)
+    assert main(["parity", "--devices", *devices, "--steps", "2"]) == 2
+    error = capsys.readouterr().err
+    assert "--devices" in error and ("not_a_device" in error if len(devices) > 1 else "two or more" in error)
+
+
+# ---- the other array libraries, once nn_xp has them ------------------------------------------------------
+@pytest.mark.skipif("torch:cpu" not in nx.available_devices(), reason="nn_xp has no torch:cpu device here")
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_torch_cpu_trains_as_numpy_does(dtype):
+    X, y = _data()
+    report = nx.parity_report([12, 32, 16, 4], X, y, devices=("cpu", "torch:cpu", "array_api_strict"), steps=40,
+                              batch_size=32, dtype=dtype)
+    assert report.passed, report.summary()
+    assert report.comparison("torch:cpu").parameters[-1] <= TOLERANCE[dtype]
+
+
+@pytest.mark.skipif("jax:cpu" not in nx.available_devices(), reason="nn_xp has no jax:cpu device here")
+def test_jax_cpu_trains_as_numpy_does():
+    """float32 only: JAX computes in float64 only with its process-wide x64 switch on."""
+    X, y = _data()
+    devices = ("cpu", "jax:cpu") + (("torch:cpu",) if "torch:cpu" in nx.available_devices() else ())
+    report = nx.parity_report([12, 32, 16, 4], X, y, devices=devices, steps=40, batch_size=32, dtype="float32")
+    assert report.passed, report.summary()
+    assert report.comparison("jax:cpu").parameters[-1] <= TOLERANCE["float32"]

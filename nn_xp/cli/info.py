@@ -1,4 +1,4 @@
-"""`nn-xp info` (versions, devices, what is compiled in) and `nn-xp parity` (devices against each other)."""
+"""`nn-xp info` (versions, devices, what is compiled in) and `nn-xp parity` (devices against the first)."""
 
 from __future__ import annotations
 
@@ -51,6 +51,10 @@ def cmd_parity(args) -> int:
     from .. import backends
     from ..parity import parity_report
 
+    if len(args.devices) < 2:
+        raise ValueError(f"--devices must name two or more devices (the reference first), got {args.devices}")
+    for device in args.devices:  # an unknown or unusable device is refused before the data is read
+        backends.resolve_device(device, "--devices")
     data = _load_data(args.dataset, args.target, args.n_samples, args.seed)
     if data.y is None:
         raise ValueError(f"{args.dataset}: no targets found")

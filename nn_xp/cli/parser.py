@@ -183,11 +183,14 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--debug", action="store_true")
 
     parity = sub.add_parser(
-        "parity", help="train one model on two devices and compare them step by step",
-        description="Train the same model from the same seed on two devices and report, per step, the "
-        "largest relative difference of loss, gradients and parameters (default: workload (a) of the "
-        "benchmarks, 784-512-256-10 on synthetic data, 100 Adam steps, cpu against cuda).")
-    parity.add_argument("--devices", nargs=2, default=["cpu", "cuda"], metavar=("REFERENCE", "OTHER"))
+        "parity", help="train one model on several devices and compare them step by step",
+        description="Train the same model from the same seed on several devices and report, per step, the "
+        "largest relative difference of loss, gradients and parameters of each device against the first "
+        "(default: workload (a) of the benchmarks, 784-512-256-10 on synthetic data, 100 Adam steps, cpu "
+        "against cuda).")
+    parity.add_argument("--devices", nargs="+", default=["cpu", "cuda"], metavar="DEVICE",
+                        help="the reference device, then one or more to compare with it, e.g. "
+                        "cpu torch:cpu jax:cpu array_api_strict (default: cpu cuda)")
     parity.add_argument("--dataset", default="synthetic", help="a dataset name or file (default synthetic)")
     parity.add_argument("--target", help="CSV column holding the targets")
     _add(parity, "--n-samples", type=_positive_int, default=2000, help="samples to draw (default 2000)")
