@@ -564,6 +564,14 @@ def half_dtype(device: str, half: str):
     return ml_dtypes.bfloat16
 
 
+def library_version(library: str) -> str:
+    """The version of "torch" or "jax", or "not installed". Never raises."""
+    try:
+        return (_torch() if library == "torch" else _jax()).__version__
+    except Exception:
+        return "not installed"
+
+
 def cupy_version() -> str:
     """CuPy's version, or "not installed". Never raises."""
     try:
