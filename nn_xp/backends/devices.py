@@ -165,11 +165,13 @@ def default_device() -> str:
 
 
 def resolve_device(device: str = "auto", parameter: str = "device") -> str:
-    """Check a device string and make it concrete: "cpu", "cuda:N" or "array_api_strict".
+    """Check a device string and make it concrete: "cpu", "cuda:N", "array_api_strict",
+    "torch:cpu", "torch:cuda:N", "torch:mps", "jax:cpu" or "jax:gpu:N".
 
     Raises:
-        ValueError: not a device string.
-        RuntimeError: a GPU was asked for and cannot be had; the message says why.
+        ValueError: not a device string; the message lists the installed libraries and their devices.
+        RuntimeError: a GPU was asked for and cannot be had, a library is not installed (the message
+            names its extra) or does not see the device (the message gives the library's reason).
     """
     if not isinstance(device, str):
         raise TypeError(
