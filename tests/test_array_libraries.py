@@ -13,7 +13,7 @@ import nn_xp as nx
 from nn_xp import backends
 from nn_xp.backends import devices
 from nn_xp.nn import layers as L
-from nn_xp.nn.philox import dropout_mask, philox4x32
+from nn_xp.nn.philox import _mulhilo_halves, dropout_mask, philox4x32
 
 from .conftest import PARITY_RTOL, relative_difference
 from .test_philox import KAT
@@ -153,6 +153,18 @@ def test_philox_known_answers_on_each_library(library_device):
         assert tuple(int(nx.to_numpy(o)[0]) for o in out) == expected
         assert all(str(o.dtype).endswith("uint32") for o in out)
         assert tuple(int(nx.to_numpy(o)) for o in philox4x32(xp, counter, key, rounds=rounds)) == expected
+
+
+@pytest.mark.parametrize("word", ["uint32", "int64"])
+def test_the_product_on_16_bit_halves_equals_the_whole_64_bit_product(word):
+    """philox._mulhilo_halves (PyTorch, JAX) against Python's exact integers, edge words included."""
+    rng = np.random.default_rng(3)
+    x = np.concatenate([[0, 1, 0xFFFF, 0x10000, 0xFFFFFFFF, 0xFFFF0000], rng.integers(0, 2**32, 200)])
+    for m in (0xD2511F53, 0xCD9E8D57, 0xFFFFFFFF, 1):
+        high, low = _mulhilo_halves(m, x.astype(word))
+        products = [int(v) * m for v in x]
+        assert [int(v) for v in high] == [p >> 32 for p in products]
+        assert [int(v) for v in low] == [p & 0xFFFFFFFF for p in products]
 
 
 def test_dropout_masks_are_bitwise_numpys(library_device):

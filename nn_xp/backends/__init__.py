@@ -57,6 +57,7 @@ from .devices import (
     tf32_enabled,
     to_device,
     to_numpy,
+    wide_words,
     word_dtype,
 )
 from .numpy_ops import NumpyOps
@@ -123,5 +124,6 @@ __all__ = [
     "tf32_enabled",
     "to_device",
     "to_numpy",
+    "wide_words",
     "word_dtype",
 ]

@@ -286,6 +286,13 @@ def word_dtype(xp):
     return xp.int64 if array_api_compat.is_torch_namespace(xp) else xp.uint32
 
 
+def wide_words(xp) -> bool:
+    """True where `xp` multiplies and shifts uint64 arrays whatever its settings (NumPy, CuPy,
+    array-api-strict), so a 64-bit product of two words can be taken whole; PyTorch's uint64 has
+    no shifts on the CPU, and JAX has no uint64 without x64."""
+    return not (array_api_compat.is_torch_namespace(xp) or array_api_compat.is_jax_namespace(xp))
+
+
 def is_gpu(device: str) -> bool:
     """True for a resolved device string that names a GPU (CuPy's arrays, memory of its own)."""
     return device.startswith("cuda")
