@@ -349,3 +349,13 @@ def test_nn_xp_info_lists_the_libraries_and_their_devices(capsys):
         installed = bool(backends.library_status(library)[0])
         assert (device in devices_line) == installed
         assert any(line.startswith(f"{library} ") for line in out.splitlines())
+
+
+def test_the_scikit_learn_estimators_train_on_a_library_device_as_on_numpy(library_device):
+    from nn_xp.sklearn import MLPClassifier
+
+    X, y = data()
+    settings = dict(hidden_layer_sizes=(5,), max_iter=3, random_state=0, batch_size=16)
+    reference = MLPClassifier(**settings, device="cpu").fit(X, y)
+    estimator = MLPClassifier(**settings, device=library_device).fit(X, y)  # writes its parameters in
+    assert relative_difference(estimator.predict_proba(X), reference.predict_proba(X)) <= PARITY_RTOL["float32"]

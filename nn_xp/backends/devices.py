@@ -433,6 +433,9 @@ def _host_array(x) -> np.ndarray:
 def _to_torch(x, device: str):
     torch = _torch()
     target = torch.device(device.split(":", 1)[1])
+    if device == "torch:mps" and str(getattr(x, "dtype", "")).endswith("float64"):
+        raise TypeError("torch:mps has no float64 (Apple's GPUs compute in float32 at most); use "
+                        "dtype='float32' there, or 'torch:cpu' for float64")
     if array_api_compat.is_torch_array(x):
         return x.detach().to(target)
     if (array_api_compat.is_jax_array(x) or array_api_compat.is_cupy_array(x)) and _same_memory(device_of(x), device):
