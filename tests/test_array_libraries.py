@@ -3,6 +3,8 @@ Philox masks, and whole models checked against NumPy's. A library's tests are sk
 does not import. Its GPU devices are checked where one answers."""
 
 import functools
+import subprocess
+import sys
 
 import array_api_compat
 import numpy as np
@@ -114,6 +116,16 @@ def test_devices_a_library_cannot_see_are_refused_with_its_reason():
     if not gpus:
         with pytest.raises(RuntimeError, match="jax:gpu.* cannot be used: JAX sees no GPU"):
             backends.resolve_device("jax:gpu")
+
+
+def test_the_libraries_are_imported_only_when_asked_for():
+    code = ("import sys, numpy as np, nn_xp as nx\n"
+            "m = nx.MLP([3, 4, 2], output_activation='softmax', device='numpy', seed=0)\n"
+            "m.fit(np.ones((8, 3)), np.arange(8) % 2, epochs=1, verbose=0)\n"
+            "print(sorted(name for name in ('torch', 'jax') if name in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
 
 
 # ---- transfers -------------------------------------------------------------------------------------
