@@ -363,6 +363,7 @@ def test_nn_xp_info_lists_the_libraries_and_their_devices(capsys):
         assert any(line.startswith(f"{library} ") for line in out.splitlines())
 
 
+@pytest.mark.filterwarnings("ignore:Stochastic Optimizer")  # 3 iterations on purpose
 def test_the_scikit_learn_estimators_train_on_a_library_device_as_on_numpy(library_device):
     from nn_xp.sklearn import MLPClassifier
 
