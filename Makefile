@@ -11,8 +11,9 @@ CUDA_EXTRA := $(strip $(if $(CUDA_MAJOR),$(if $(filter 12,$(CUDA_MAJOR)),cuda12,
 TRAIN_EXTRAS ?= plot,sklearn,data$(if $(CUDA_EXTRA),$(comma)$(CUDA_EXTRA))
 # Add "bench" (the CPU build of PyTorch) to also run the tests that compare against torch.optim.
 # "mpi" brings mpi4py and MPICH, so the suite runs its mpiexec -n 2 and -n 3 tests; "data" brings
-# pandas and pyarrow, which read CSV, TSV and parquet files.
-TEST_EXTRAS ?= dev,mpi,data
+# pandas and pyarrow, which read CSV, TSV and parquet files; "torch" and "jax" run the tests of
+# those libraries as nn_xp's arrays (tests/test_array_libraries.py).
+TEST_EXTRAS ?= dev,mpi,data,torch,jax
 
 .PHONY: train test lint bench fuzz clean
 

@@ -187,7 +187,8 @@ def sparse_on(X, n_features: int, dtype: str, device: str, parameter: str):
     if np.dtype(str(X.dtype)).kind not in "iuf":
         raise TypeError(f"{parameter} must be numeric (integer or float), got dtype {X.dtype}")
     if not backends.takes_sparse(device):
-        raise ValueError(f"{parameter} is sparse, which the {device!r} device does not take; use 'cpu' or 'cuda'")
+        raise ValueError(f"{parameter} is sparse, which the {device!r} device does not take: sparse input needs "
+                         "'cpu' (scipy.sparse) or 'cuda' (cupyx.scipy.sparse); or pass it dense (X.toarray())")
     narrowed = narrows(X.dtype, dtype)
     X = backends.sparse_csr(X, dtype, device)
     xp = backends.get_namespace(X)
@@ -207,7 +208,9 @@ def narrows(source_dtype, dtype: str) -> bool:
     return source.kind == "f" and source.itemsize > np.dtype(dtype).itemsize
 
 def array_on(x, device: str, parameter: str):
-    """Host data becomes a numeric NumPy array; an array on the model's device stays as it is."""
+    """Host data becomes a numeric NumPy array; an array on the model's device stays as it is; an
+    array of another library where PyTorch or JAX is one of the two (a NumPy model given a torch
+    tensor, a jax:cpu model given NumPy or torch arrays) is moved onto the model's device."""
     if x is None:
         raise TypeError(f"{parameter} must be an array, got None")
     if backends.is_host(x):
@@ -219,6 +222,10 @@ def array_on(x, device: str, parameter: str):
             raise TypeError(f"{parameter} must be numeric (integer or float), got dtype {x.dtype}")
         return x
     where = backends.device_of(x)
+    libraries = {backends.library_of(where), backends.library_of(device)}
+    if where != device and len(libraries) == 2 and libraries & {"torch", "jax"}:
+        x = backends.to_device(x, device)
+        where = device
     if where != device:
         raise ValueError(
             f"{parameter} is on device {where!r} but the model is on {device!r}; "

@@ -329,6 +329,21 @@ def test_two_ranks_sharing_one_gpu_through_the_host(tmp_path):
 
 
 @needs_mpi
+@pytest.mark.parametrize("device", ["torch:cpu", "jax:cpu"])
+def test_two_ranks_on_a_library_device_through_host_staged_collectives(device, tmp_path):
+    """PyTorch's and JAX's arrays go through host copies to MPI, and train as one NumPy process."""
+    pytest.importorskip(device.split(":")[0])
+    spec = dict(SPEC, device=device, n=64, epochs=1, validation_split=0.0)  # one batch shape: few compilations
+    result, out = launch(2, spec, tmp_path)
+    assert result.returncode == 0, result.stderr
+    ranks = _ranks(out, 2)
+    for a, b in zip(ranks[1][0], ranks[0][0]):
+        np.testing.assert_array_equal(a, b)
+    reference, _ = _one_process(dict(spec, device="cpu"))
+    assert _largest_difference(ranks[0][0], reference) <= 1e-12
+
+
+@needs_mpi
 @pytest.mark.skipif(nx.backends.cuda_status()[0] < 2, reason="NCCL needs at least two GPUs")
 def test_nccl_between_two_gpus(tmp_path):
     result, out = launch(2, dict(SPEC, backend="nccl", device="rank"), tmp_path)

@@ -12,7 +12,7 @@
 Code outside this package asks the functions below or an ops object (`ops_for(xp)`), never an
 array's type. The package imports nothing else of nn_xp, and this module sits above the ops
 modules, which import only their siblings, so no import runs in a circle. CuPy is imported only
-when a GPU is asked for.
+when a GPU is asked for; PyTorch and JAX only when one of their devices is.
 """
 
 from __future__ import annotations
@@ -43,6 +43,9 @@ from .devices import (
     is_host_array,
     is_out_of_memory,
     is_sparse,
+    library_of,
+    library_status,
+    library_version,
     memory_bytes,
     namespace,
     rank_device,
@@ -54,6 +57,8 @@ from .devices import (
     tf32_enabled,
     to_device,
     to_numpy,
+    wide_words,
+    word_dtype,
 )
 from .numpy_ops import NumpyOps
 from .ops import FlatList, Ops
@@ -103,6 +108,9 @@ __all__ = [
     "is_host_array",
     "is_out_of_memory",
     "is_sparse",
+    "library_of",
+    "library_status",
+    "library_version",
     "memory_bytes",
     "namespace",
     "ops_for",
@@ -116,4 +124,6 @@ __all__ = [
     "tf32_enabled",
     "to_device",
     "to_numpy",
+    "wide_words",
+    "word_dtype",
 ]

@@ -18,6 +18,9 @@ def cmd_info(args) -> int:
     print(f"nn_xp {__version__}")
     print(f"numpy {numpy.__version__}")
     print(f"cupy {cupy_version}")
+    for library in ("torch", "jax"):
+        found, why = backends.library_status(library)
+        print(f"{library} {backends.library_version(library)}" + ("" if found else f" ({why})"))
     print(f"devices: {', '.join(backends.available_devices())}")
     print(f"default device: {backends.default_device()}")
     print(f"CUDA: {'usable, ' + str(count) + ' GPU(s)' if count else 'not usable: ' + why}")

@@ -101,7 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add(net, "--label-smoothing", type=float,
          help="cross_entropy against (1 - s) one-hot + s / classes, s in [0, 1) (default 0)")
     net.add_argument("--dtype", choices=["float32", "float64"], help="default float32")
-    net.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    net.add_argument("--device", default="auto",
+                     help="auto, cpu, cuda, cuda:N, or a library's device: torch:cpu, torch:cuda[:N], "
+                     "torch:mps, jax:cpu, jax:gpu[:N] (default auto)")
     net.add_argument("--seed", type=int, default=0, help="seed for weights, shuffling and dropout (default 0)")
     net.add_argument("--dropout", type=float, nargs="+", metavar="RATE",
                      help="fraction of each hidden layer's units dropped while training: one rate, or one per "

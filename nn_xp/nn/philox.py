@@ -4,7 +4,7 @@ Algorithm: Salmon, Moraes, Dror and Shaw, "Parallel random numbers: as easy as 1
 as implemented in D. E. Shaw Research's Random123 library (include/Random123/philox.h). A block
 of four 32-bit words is a pure function of a 128-bit counter and a 64-bit key, so any element can
 be drawn without drawing the ones before it, and the same numbers come out bitwise on NumPy,
-array-api-strict and CuPy.
+array-api-strict, CuPy, PyTorch and JAX. The arithmetic stays within 32-bit words (`_mulhilo`).
 """
 
 from __future__ import annotations
@@ -13,15 +13,35 @@ import numbers
 
 import numpy as np
 
+from ..backends import wide_words, word_dtype
+
 M0, M1 = 0xD2511F53, 0xCD9E8D57  # round multipliers
 W0, W1 = 0x9E3779B9, 0xBB67AE85  # key schedule bumps (golden ratio, sqrt(3) - 1)
 MASK32 = 0xFFFFFFFF
 
 
 def _mulhilo(xp, m: int, x):
-    """(high, low) 32-bit halves of the 64-bit product m * x, x a uint32 array."""
-    p = xp.astype(x, xp.uint64) * m
-    return xp.astype(p >> 32, xp.uint32), xp.astype(p & MASK32, xp.uint32)
+    """(high, low) 32-bit halves of the 64-bit product m * x, x an array of `word_dtype` words:
+    the product taken whole in uint64 where the namespace has it (`wide_words`: NumPy, CuPy,
+    array-api-strict; 1.7x faster), else on 16-bit halves (`_mulhilo_halves`). Both are exact."""
+    if wide_words(xp):
+        p = xp.astype(x, xp.uint64) * m
+        return xp.astype(p >> 32, xp.uint32), xp.astype(p & MASK32, xp.uint32)
+    return _mulhilo_halves(m, x)
+
+
+def _mulhilo_halves(m: int, x):
+    """_mulhilo by schoolbook multiplication on 16-bit halves, so that no intermediate value
+    reaches 2**32: the same arithmetic is exact in uint32 (JAX without x64 has no 64-bit integers)
+    and in int64 (PyTorch's uint32 has no +, >> or >= on the CPU), whichever `word_dtype` is used.
+    """
+    m_hi, m_lo = m >> 16, m & 0xFFFF
+    x_hi, x_lo = x >> 16, x & 0xFFFF
+    lo_lo, lo_hi, hi_lo = x_lo * m_lo, x_lo * m_hi, x_hi * m_lo
+    middle = (lo_lo >> 16) + (lo_hi & 0xFFFF) + (hi_lo & 0xFFFF)  # < 3 * 2**16
+    low = (lo_lo & 0xFFFF) | ((middle & 0xFFFF) << 16)
+    high = x_hi * m_hi + (lo_hi >> 16) + (hi_lo >> 16) + (middle >> 16)
+    return high, low
 
 
 def _check_word(value, name: str) -> int:
@@ -37,12 +57,19 @@ def philox4x32(xp, counter, key, rounds: int = 10):
     scalar word. key: 2 Python ints in [0, 2**32). Returns 4 uint32 arrays of the broadcast shape.
     The key used in round r (counting from 0) is the key after r bumps, as in Random123.
     """
+    word = word_dtype(xp)
+    blocks = _philox_words(xp, counter, key, rounds, word)
+    return tuple(xp.asarray(xp.astype(c, xp.uint32)) for c in blocks)  # NumPy makes 0-d results scalars
+
+
+def _philox_words(xp, counter, key, rounds: int, word):
+    """philox4x32 as 4 arrays of `word` dtype holding the 32-bit words."""
     k0, k1 = (_check_word(k, "key word") for k in key)
     device = next((c.device for c in counter if not isinstance(c, numbers.Integral)), None)
     words = [
-        xp.asarray(_check_word(c, "counter word"), dtype=xp.uint32, device=device)
+        xp.asarray(_check_word(c, "counter word"), dtype=word, device=device)
         if isinstance(c, numbers.Integral)
-        else c
+        else (c if c.dtype == word else xp.astype(c, word))
         for c in counter
     ]
     c0, c1, c2, c3 = xp.broadcast_arrays(*words)
@@ -51,8 +78,10 @@ def philox4x32(xp, counter, key, rounds: int = 10):
             k0, k1 = (k0 + W0) & MASK32, (k1 + W1) & MASK32
         hi0, lo0 = _mulhilo(xp, M0, c0)
         hi1, lo1 = _mulhilo(xp, M1, c2)
-        c0, c1, c2, c3 = hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0
-    return tuple(xp.asarray(c) for c in (c0, c1, c2, c3))  # NumPy makes 0-d results scalars
+        # The key words as arrays: JAX refuses Python ints beyond int32 next to uint32 arrays.
+        key0, key1 = (xp.asarray(k, dtype=word, device=device) for k in (k0, k1))
+        c0, c1, c2, c3 = hi1 ^ c1 ^ key0, lo1, hi0 ^ c3 ^ key1, lo0
+    return c0, c1, c2, c3
 
 
 def key_from_seed(seed=None) -> tuple[int, int]:
@@ -74,14 +103,21 @@ def uniform_bits(xp, key, step: int, layer: int, rows, n_units: int):
     step mod 2**32, layer) and `key`. `rows` is a 1-D integer array of global sample indices, so
     a row's bits do not depend on which other rows are drawn with it.
     """
+    return xp.astype(_bits(xp, key, step, layer, rows, n_units), xp.uint32)
+
+
+def _bits(xp, key, step: int, layer: int, rows, n_units: int):
+    """uniform_bits in the namespace's `word_dtype`."""
     layer = _check_word(layer, "layer")
     if isinstance(n_units, bool) or not isinstance(n_units, numbers.Integral) or n_units < 0:
         raise ValueError(f"n_units must be a non-negative integer, got {n_units!r}")
-    wide = rows if rows.dtype in (xp.int64, xp.uint64) else xp.astype(rows, xp.int64)
-    c1 = xp.expand_dims(xp.astype(wide & MASK32, xp.uint32), axis=1)  # (n, 1)
+    word = word_dtype(xp)
+    if rows.dtype in (xp.int64, xp.uint64):
+        rows = rows & MASK32
+    c1 = xp.expand_dims(xp.astype(rows, word), axis=1)  # (n, 1); indices of 32 bits or fewer as they are
     blocks = -(-int(n_units) // 4)
-    c0 = xp.expand_dims(xp.arange(blocks, dtype=xp.uint32, device=rows.device), axis=0)  # (1, blocks)
-    out = philox4x32(xp, (c0, c1, int(step) % 2**32, layer), key)  # 4 x (n, blocks)
+    c0 = xp.expand_dims(xp.arange(blocks, dtype=word, device=rows.device), axis=0)  # (1, blocks)
+    out = _philox_words(xp, (c0, c1, int(step) % 2**32, layer), key, 10, word)  # 4 x (n, blocks)
     bits = xp.reshape(xp.stack(out, axis=-1), (rows.shape[0], 4 * blocks))
     return bits[:, :n_units]
 
@@ -97,4 +133,4 @@ def dropout_mask(xp, key, step: int, layer: int, rows, n_units: int, rate: float
     if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0 <= rate < 1:
         raise ValueError(f"dropout rate must be a number in [0, 1), got rate={rate!r}")
     threshold = min(max(int(rate * 2**32), 0), MASK32)
-    return uniform_bits(xp, key, step, layer, rows, n_units) >= threshold
+    return _bits(xp, key, step, layer, rows, n_units) >= threshold

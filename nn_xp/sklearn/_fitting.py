@@ -13,7 +13,6 @@ from sklearn.utils import shuffle as shuffle_rows
 from ..backends import (
     device_context,
     get_namespace,
-    is_host_array,
     to_device,
     to_numpy,
 )
@@ -396,7 +395,7 @@ class _Fitting:
 
 def _write_params(model, arrays) -> None:
     """Copy `arrays` (host or device) into the model's parameters, in place: the parameter list and
-    its arrays stay the ones the optimizer (and nn_xp's flat-buffer fast path) holds."""
-    for p, a in zip(model.parameters(), arrays):
-        p[...] = to_device(np.asarray(a, dtype=model.dtype) if is_host_array(a) else a, model.device)
+    its arrays stay the ones the optimizer (and nn_xp's flat-buffer fast path) holds (an immutable
+    library's, JAX's, are replaced in that list)."""
+    model.set_parameters(list(arrays))
 

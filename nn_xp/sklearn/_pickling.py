@@ -7,9 +7,7 @@ import warnings
 import numpy as np
 
 from ..backends import (
-    is_host_array,
     resolve_device,
-    to_device,
 )
 from ..models.mlp import MLP
 from ._optimizers import _SklearnAdam, _SklearnSGD
@@ -17,9 +15,9 @@ from ._optimizers import _SklearnAdam, _SklearnSGD
 
 def _write_params(model, arrays) -> None:
     """Copy `arrays` (host or device) into the model's parameters, in place: the parameter list and
-    its arrays stay the ones the optimizer (and nn_xp's flat-buffer fast path) holds."""
-    for p, a in zip(model.parameters(), arrays):
-        p[...] = to_device(np.asarray(a, dtype=model.dtype) if is_host_array(a) else a, model.device)
+    its arrays stay the ones the optimizer (and nn_xp's flat-buffer fast path) holds (an immutable
+    library's, JAX's, are replaced in that list)."""
+    model.set_parameters(list(arrays))
 
 
 _SKLEARN_SETTINGS = ("gradient_scale", "sklearn_epsilon")  # what the estimators' optimizers add

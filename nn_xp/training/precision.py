@@ -38,8 +38,9 @@ def check_precision(precision, model) -> str | None:
         raise ValueError(f"precision={precision!r} keeps float32 master weights: the model must be float32, "
                          f"not {model.dtype}")
     if not backends.has_half_precision(model.device):
-        raise ValueError(f"precision={precision!r} needs NumPy or CuPy arrays (the Array API standard has no "
-                         f"half-precision type); the model is on {model.device!r}")
+        raise ValueError(f"precision={precision!r} needs NumPy or CuPy arrays ('cpu' or 'cuda'; it writes half "
+                         f"copies in place, and the Array API standard has no half-precision type); the model is "
+                         f"on {model.device!r}, where precision='float32' works")
     half = precision.split("_")[1]
     compute_dtype(model.device, half)  # a clear error now, before any work, where the type is missing
     return half

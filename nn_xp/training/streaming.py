@@ -45,6 +45,9 @@ def use_streaming(streaming, X, device: str, dtype: str, *, full_batch: bool = F
         return False
     on_host = backends.is_host(X) and not backends.is_sparse(X)
     if streaming is True:
+        if backends.library_of(device) in ("torch", "jax"):
+            raise ValueError(f"streaming=True copies batches through pinned host buffers to a CuPy GPU ('cuda'), "
+                             f"which the {device!r} device does not have; use streaming=False (X is moved whole)")
         if not on_host:
             where = "sparse" if backends.is_sparse(X) else f"already on {backends.device_of(X)}"
             raise ValueError(f"streaming=True needs X as a dense host array (NumPy or np.memmap); X is {where}")
