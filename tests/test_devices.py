@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 import nn_xp as nx
-from nn_xp.backends import devices
+from nn_xp.backends import arrays, devices, tf32
 
 from .conftest import GPU_COUNT
 
@@ -86,7 +86,7 @@ def test_to_device_and_back_keeps_values_and_dtype(device, source):
         "int": np.arange(4, dtype=np.int64),
     }[source]
     moved = nx.to_device(data, device)
-    assert devices.device_of(moved) == device
+    assert arrays.device_of(moved) == device
     back = nx.to_numpy(moved)
     expected = np.asarray(data)
     assert back.dtype == expected.dtype
@@ -125,12 +125,12 @@ def test_different_seeds_differ():
 
 
 def test_tf32_is_off_unless_asked_for(monkeypatch):
-    monkeypatch.setattr(devices, "_TF32", {"enabled": None})
+    monkeypatch.setattr(tf32, "_TF32", {"enabled": None})
     monkeypatch.delenv("NN_XP_TF32", raising=False)
-    assert devices.tf32_enabled() is False
+    assert tf32.tf32_enabled() is False
     monkeypatch.setenv("NN_XP_TF32", "1")
-    assert devices.tf32_enabled() is True
-    devices.set_tf32(False)  # an explicit choice wins over the environment
-    assert devices.tf32_enabled() is False
+    assert tf32.tf32_enabled() is True
+    tf32.set_tf32(False)  # an explicit choice wins over the environment
+    assert tf32.tf32_enabled() is False
     with pytest.raises(TypeError, match="enabled"):
-        devices.set_tf32("yes")
+        tf32.set_tf32("yes")
