@@ -134,3 +134,42 @@ def test_tf32_is_off_unless_asked_for(monkeypatch):
     assert tf32.tf32_enabled() is False
     with pytest.raises(TypeError, match="enabled"):
         tf32.set_tf32("yes")
+
+
+# Each way to name a device, as API.md's table writes them ("[:N]": with or without a GPU index).
+DEVICE_SPELLINGS = ("cpu", "numpy", "cuda[:N]", "cupy[:N]", "torch:cpu", "torch:cuda[:N]", "torch:mps", "jax:cpu",
+                    "jax:gpu[:N]", "auto")
+
+
+@pytest.mark.parametrize("spelling", DEVICE_SPELLINGS)
+def test_each_documented_device_spelling_is_one_the_grammar_reads(spelling):
+    for name in (spelling.replace("[:N]", ""), spelling.replace("[:N]", ":1")):
+        assert devices._DEVICE_RE.match(name) or devices._LIBRARY_RE.match(name), name
+
+
+def _device_doc(where: str) -> str:
+    """The text that tells a user which devices `where` takes: a docstring, or a command's --device help."""
+    if where.startswith("nn-xp "):
+        from nn_xp.cli.parser import build_parser
+
+        command = build_parser()._subparsers._group_actions[0].choices[where.split()[1]]
+        return next(action.help for action in command._actions if "--device" in action.option_strings)
+    if where in ("MLP", "Sequential"):
+        return getattr(nx, where).__doc__
+    if where == "Network":
+        from nn_xp.nn.network import Network
+
+        return Network.__doc__
+    pytest.importorskip("sklearn")
+    import nn_xp.sklearn
+
+    return nn_xp.sklearn.__doc__ if where == "nn_xp.sklearn" else getattr(nn_xp.sklearn, where).__doc__
+
+
+@pytest.mark.parametrize("where", ["MLP", "Sequential", "Network", "MLPClassifier", "MLPRegressor", "nn_xp.sklearn",
+                                   "nn-xp train", "nn-xp predict", "nn-xp evaluate"])
+def test_the_device_docs_name_every_array_library_s_devices(where):
+    text = " ".join(_device_doc(where).split())
+    quote = "" if where.startswith("nn-xp ") else '"'
+    missing = [s for s in DEVICE_SPELLINGS if f"{quote}{s}{quote}" not in text]
+    assert missing == [], f"{where}'s device doc does not name {missing}"
