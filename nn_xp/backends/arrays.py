@@ -57,7 +57,9 @@ def device_of(x) -> str:
         kind = x.device.type
         return f"torch:cuda:{x.device.index or 0}" if kind == "cuda" else f"torch:{kind}"
     if array_api_compat.is_jax_array(x):
-        where = x.device
+        # A traced array (inside jax.jit) has no device of its own: jit runs it on JAX's default
+        # device unless its inputs are committed to another one.
+        where = getattr(x, "device", None) or import_jax().devices()[0]
         if where.platform == "cpu":
             return "jax:cpu"
         return f"jax:gpu:{jax_gpus(import_jax()).index(where)}"
