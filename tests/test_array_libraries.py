@@ -13,7 +13,7 @@ import scipy.sparse
 
 import nn_xp as nx
 from nn_xp import backends
-from nn_xp.backends import devices
+from nn_xp.backends import libraries
 from nn_xp.nn import layers as L
 from nn_xp.nn.philox import _mulhilo_halves, dropout_mask, philox4x32
 
@@ -89,15 +89,15 @@ def test_a_library_that_is_not_installed_names_its_extra(library, monkeypatch):
     def missing():
         raise ImportError(f"No module named '{library}'")
 
-    monkeypatch.setattr(devices, f"_{library}", missing)
-    devices.library_status.cache_clear()
+    monkeypatch.setattr(libraries, f"import_{library}", missing)
+    libraries.library_status.cache_clear()
     try:
         with pytest.raises(RuntimeError, match=rf"pip install 'nn_xp\[{library}\]'"):
             backends.resolve_device(f"{library}:cpu")
         assert not any(d.startswith(f"{library}:") for d in nx.available_devices())
     finally:
         monkeypatch.undo()
-        devices.library_status.cache_clear()
+        libraries.library_status.cache_clear()
 
 
 def test_devices_a_library_cannot_see_are_refused_with_its_reason():

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 import nn_xp as nx
-from nn_xp.backends import devices
+from nn_xp.backends import arrays, devices, tf32
 
 from .conftest import GPU_COUNT
 
@@ -86,7 +86,7 @@ def test_to_device_and_back_keeps_values_and_dtype(device, source):
         "int": np.arange(4, dtype=np.int64),
     }[source]
     moved = nx.to_device(data, device)
-    assert devices.device_of(moved) == device
+    assert arrays.device_of(moved) == device
     back = nx.to_numpy(moved)
     expected = np.asarray(data)
     assert back.dtype == expected.dtype
@@ -125,12 +125,51 @@ def test_different_seeds_differ():
 
 
 def test_tf32_is_off_unless_asked_for(monkeypatch):
-    monkeypatch.setattr(devices, "_TF32", {"enabled": None})
+    monkeypatch.setattr(tf32, "_TF32", {"enabled": None})
     monkeypatch.delenv("NN_XP_TF32", raising=False)
-    assert devices.tf32_enabled() is False
+    assert tf32.tf32_enabled() is False
     monkeypatch.setenv("NN_XP_TF32", "1")
-    assert devices.tf32_enabled() is True
-    devices.set_tf32(False)  # an explicit choice wins over the environment
-    assert devices.tf32_enabled() is False
+    assert tf32.tf32_enabled() is True
+    tf32.set_tf32(False)  # an explicit choice wins over the environment
+    assert tf32.tf32_enabled() is False
     with pytest.raises(TypeError, match="enabled"):
-        devices.set_tf32("yes")
+        tf32.set_tf32("yes")
+
+
+# Each way to name a device, as API.md's table writes them ("[:N]": with or without a GPU index).
+DEVICE_SPELLINGS = ("cpu", "numpy", "cuda[:N]", "cupy[:N]", "torch:cpu", "torch:cuda[:N]", "torch:mps", "jax:cpu",
+                    "jax:gpu[:N]", "auto")
+
+
+@pytest.mark.parametrize("spelling", DEVICE_SPELLINGS)
+def test_each_documented_device_spelling_is_one_the_grammar_reads(spelling):
+    for name in (spelling.replace("[:N]", ""), spelling.replace("[:N]", ":1")):
+        assert devices._DEVICE_RE.match(name) or devices._LIBRARY_RE.match(name), name
+
+
+def _device_doc(where: str) -> str:
+    """The text that tells a user which devices `where` takes: a docstring, or a command's --device help."""
+    if where.startswith("nn-xp "):
+        from nn_xp.cli.parser import build_parser
+
+        command = build_parser()._subparsers._group_actions[0].choices[where.split()[1]]
+        return next(action.help for action in command._actions if "--device" in action.option_strings)
+    if where in ("MLP", "Sequential"):
+        return getattr(nx, where).__doc__
+    if where == "Network":
+        from nn_xp.nn.network import Network
+
+        return Network.__doc__
+    pytest.importorskip("sklearn")
+    import nn_xp.sklearn
+
+    return nn_xp.sklearn.__doc__ if where == "nn_xp.sklearn" else getattr(nn_xp.sklearn, where).__doc__
+
+
+@pytest.mark.parametrize("where", ["MLP", "Sequential", "Network", "MLPClassifier", "MLPRegressor", "nn_xp.sklearn",
+                                   "nn-xp train", "nn-xp predict", "nn-xp evaluate"])
+def test_the_device_docs_name_every_array_library_s_devices(where):
+    text = " ".join(_device_doc(where).split())
+    quote = "" if where.startswith("nn-xp ") else '"'
+    missing = [s for s in DEVICE_SPELLINGS if f"{quote}{s}{quote}" not in text]
+    assert missing == [], f"{where}'s device doc does not name {missing}"

@@ -595,16 +595,16 @@ def test_a_network_larger_than_the_machine_is_refused_before_drawing_weights():
 
 def test_the_memory_check_looks_at_each_place_with_its_own_need(monkeypatch):
     """The host must hold the float64 draw, a GPU only the parameters in their dtype."""
-    from nn_xp.backends import devices
+    from nn_xp.backends import memory
 
     sizes = {"cpu": 100, "cuda:0": 50}
-    monkeypatch.setattr(devices, "memory_bytes", lambda device: sizes[device])
-    devices.check_memory(100, "cuda:0", 50, "these")  # both fit exactly
+    monkeypatch.setattr(memory, "memory_bytes", lambda device: sizes[device])
+    memory.check_memory(100, "cuda:0", 50, "these")  # both fit exactly
     with pytest.raises(MemoryError, match="these need 0.0 GiB but the GPU has"):
-        devices.check_memory(100, "cuda:0", 51, "these")
+        memory.check_memory(100, "cuda:0", 51, "these")
     with pytest.raises(MemoryError, match="but the host has"):
-        devices.check_memory(101, "cpu", 0, "these")
-    devices.check_memory(100, "cpu", 10**9, "these")  # a CPU model has no GPU to check
+        memory.check_memory(101, "cpu", 0, "these")
+    memory.check_memory(100, "cpu", 10**9, "these")  # a CPU model has no GPU to check
 
 
 def test_a_divergence_is_said_once_without_numpy_floating_point_warnings():

@@ -52,3 +52,28 @@ def test_the_table_example_runs_as_written(capsys):
     assert model.classes == ["Adelie", "Chinstrap", "Gentoo"] and "year" not in model.feature_names
     # The raw table, through the model's own pipeline: nearly every penguin is named right.
     assert np.mean(model.predict(penguins) == penguins["species"].to_numpy()) > 0.9
+
+
+def test_the_array_library_examples_run_as_written(capsys):
+    pytest = __import__("pytest")
+    torch = pytest.importorskip("torch")
+    jax = pytest.importorskip("jax")
+    namespace = {}
+    exec(_block_after("## Any array library"), namespace)  # our own README: PyTorch
+    pred, y = namespace["pred"], namespace["y"]
+    assert isinstance(pred, torch.Tensor) and pred.dtype == torch.float32 and pred.device.type == "cpu"
+    assert all(isinstance(p, torch.Tensor) for p in namespace["model"].parameters())
+    assert float(((pred - y) ** 2).mean()) < 0.05  # it learned the sine
+    assert capsys.readouterr().out.startswith("Tensor torch.float32 ")
+
+    exec(_block_after("moves any array onto any device"), namespace)  # between the libraries
+    assert isinstance(namespace["Xj"], jax.Array) and isinstance(namespace["Xt"], torch.Tensor)
+    on_jax = namespace["on_jax"]  # the torch model's copy
+    assert nx.backends.device_of(on_jax.parameters()[0]) == "jax:cpu"
+    on_jax_pred = on_jax.predict(nx.to_device(namespace["X"], "jax:cpu"))
+    assert np.allclose(nx.to_numpy(on_jax_pred), nx.to_numpy(pred), atol=1e-5)
+
+    namespace = {}
+    exec(_block_after("On JAX, and the same model"), namespace)  # JAX, and NumPy beside it
+    assert isinstance(namespace["pred"], jax.Array) and namespace["pred"].dtype == "float32"
+    assert float(capsys.readouterr().out) < 1e-4  # the same weights and steps as NumPy's, to float32 rounding

@@ -28,7 +28,6 @@ from numpy.testing import assert_allclose  # noqa: E402
 from sklearn.datasets import make_classification  # noqa: E402
 from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 
-from nn_xp.backends import device_of  # noqa: E402
 from nn_xp.sklearn import MLPClassifier, MLPRegressor  # noqa: E402
 from nn_xp.sklearn._array_api import training_device  # noqa: E402
 
@@ -36,33 +35,6 @@ from . import sklearn_array_api_checks as upstream  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SETTINGS = dict(hidden_layer_sizes=(5,), max_iter=5, learning_rate_init=0.01, random_state=0)
-NO_TORCH_DEVICE = "which no nn_xp device holds"
-
-
-def _torch_trains() -> bool:
-    """Whether nn_xp has a device for torch tensors (so that the estimators can train on them)."""
-    try:
-        import torch
-    except ImportError:
-        return False
-    return device_of(torch.zeros(1)).startswith("torch")
-
-
-TORCH_TRAINS = _torch_trains()
-
-
-class NoTorchDevice(Exception):
-    """The one failure expected of a torch case while nn_xp has no torch device."""
-
-
-def _case(case):
-    if "torch" in case and not TORCH_TRAINS:
-        return pytest.param(case, marks=pytest.mark.xfail(
-            strict=False, raises=NoTorchDevice,
-            reason="nn_xp.backends.device_of has no torch device yet: the estimators refuse torch X"))
-    return case
-
-
 CASES = [f"{name}-{case}" for name in ("MLPClassifier", "MLPRegressor") for case in upstream.cases()]
 
 
@@ -77,13 +49,11 @@ def upstream_results():
     return {result["case"]: result for result in json.loads(done.stdout.strip().splitlines()[-1])}
 
 
-@pytest.mark.parametrize("case", [_case(case) for case in CASES])
+@pytest.mark.parametrize("case", CASES)
 def test_scikit_learn_array_api_check(upstream_results, case):
     result = upstream_results[case]
     if result["outcome"] == "skipped":
         pytest.skip(result["detail"])
-    if result["outcome"] == "failed" and "torch" in case and not TORCH_TRAINS and NO_TORCH_DEVICE in result["detail"]:
-        raise NoTorchDevice(result["detail"].splitlines()[0])
     assert result["outcome"] == "passed", result["detail"]
 
 
@@ -236,25 +206,16 @@ def test_the_training_device_is_x_s():
     for device in STRICT_DEVICES:
         assert training_device(_strict(np.zeros((2, 2)), device)) == "array_api_strict"
     torch = pytest.importorskip("torch")
-    if TORCH_TRAINS:
-        assert training_device(torch.zeros((2, 2))) == "torch:cpu"
-    else:
-        with pytest.raises(ValueError, match=NO_TORCH_DEVICE):
-            training_device(torch.zeros((2, 2)))
+    assert training_device(torch.zeros((2, 2))) == "torch:cpu"
 
 
 @pytest.mark.parametrize("estimator", [MLPClassifier, MLPRegressor])
-def test_torch_x_gets_torch_arrays_of_its_dtype_back(dispatch, monkeypatch, estimator):
-    """The conversions at the estimators' edge for torch tensors. Until nn_xp has a torch device,
-    the network trains on the CPU in its place (the one thing patched here)."""
+def test_torch_x_trains_on_torch_and_gets_torch_arrays_of_its_dtype_back(dispatch, estimator):
     torch = pytest.importorskip("torch")
-    if not TORCH_TRAINS:
-        import nn_xp.sklearn._base as base
-
-        monkeypatch.setattr(base, "training_device", lambda X: "cpu")
     X, y = _data("float32")
     Xt = torch.asarray(X)
     fitted = estimator(**SETTINGS).fit(Xt, torch.asarray(y))
+    assert fitted.model_.device == "torch:cpu"
     for array in fitted.coefs_ + fitted.intercepts_:
         assert isinstance(array, torch.Tensor) and array.dtype == torch.float32
     methods = ["predict_proba", "predict_log_proba"] if estimator is MLPClassifier else ["predict"]

@@ -1,7 +1,12 @@
 """The backends: everything in nn_xp that knows which array library or device it is on.
 
-- `devices.py`: device strings, array namespaces and transfers, memory queries, out-of-memory
-  recognition, the half-precision types, TF32;
+- `devices.py`: device strings, their grammar and their resolution at the edge (with the dtype
+  and the seed), each device's namespace and what it offers (half precision, sparse matrices);
+- `libraries.py`: CuPy, PyTorch and JAX imported lazily, the devices each sees or why none;
+- `arrays.py`: what an array is (its namespace, its device, host or not, sparse or not);
+- `transfers.py`: arrays moved between devices and libraries (DLPack), to NumPy, sparse to CSR;
+- `memory.py`: memory queries and checks, out-of-memory recognition;
+- `tf32.py`: whether CuPy's float32 matrix products may use TF32;
 - `ops.py`: `Ops`, the standard version of every array primitive (Array API functions only);
 - `numpy_ops.py` (with `_native.c`, the compiled loops built by setup.py) and `cupy_ops.py` (with
   `cupy_kernels.cu`, the fused CUDA kernels): what each backend does faster;
@@ -21,47 +26,31 @@ import functools
 
 import array_api_compat
 
+from .arrays import device_of, get_namespace, is_host, is_host_array, is_sparse, wide_words, word_dtype
 from .cupy_ops import CupyOps
 from .devices import (
     DTYPES,
     STRICT,
-    apply_tf32,
     available_devices,
-    check_memory,
-    cuda_status,
-    cupy_version,
     default_device,
     device_context,
-    device_of,
-    free_memory,
-    get_namespace,
     half_dtype,
     has_half_precision,
     host_rng,
     is_gpu,
-    is_host,
-    is_host_array,
-    is_out_of_memory,
-    is_sparse,
     library_of,
-    library_status,
-    library_version,
-    memory_bytes,
     namespace,
     rank_device,
     resolve_device,
     resolve_dtype,
-    set_tf32,
-    sparse_csr,
     takes_sparse,
-    tf32_enabled,
-    to_device,
-    to_numpy,
-    wide_words,
-    word_dtype,
 )
+from .libraries import cuda_status, cupy_version, library_status, library_version
+from .memory import check_memory, free_memory, is_out_of_memory, memory_bytes
 from .numpy_ops import NumpyOps
 from .ops import FlatList, Ops
+from .tf32 import apply_tf32, set_tf32, tf32_enabled
+from .transfers import sparse_csr, to_device, to_numpy
 
 
 @functools.cache

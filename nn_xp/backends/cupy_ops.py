@@ -37,7 +37,7 @@ from importlib import resources
 
 import numpy as np
 
-from .devices import is_sparse
+from .arrays import is_sparse
 from .numpy_ops import RELU, SIGMOID, TANH, NumpyOps, _HalfPrecision
 
 _log = logging.getLogger(__name__)

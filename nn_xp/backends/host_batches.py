@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .devices import device_context, is_gpu, to_device
+from .devices import device_context, is_gpu
+from .transfers import to_device
 
 
 class HostBatches:

@@ -9,7 +9,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .devices import cuda_status, device_context
+from .devices import device_context
+from .libraries import cuda_status
 
 
 def nccl_status() -> tuple[bool, str]:

@@ -22,7 +22,7 @@ import os
 
 import numpy as np
 
-from .devices import is_sparse
+from .arrays import is_sparse
 from .ops import FlatList, Ops
 
 try:

@@ -10,6 +10,9 @@ from ..data.columns import MAX_CATEGORIES
 from ..data.labels import MAX_INFERRED_CLASSES
 
 DEFAULT_EPOCHS = {"sine": 1000}
+DEVICE_HELP = ("where the arrays live, and which library's they are: cpu or numpy (NumPy), cuda[:N] or "
+               "cupy[:N] (CuPy), torch:cpu, torch:cuda[:N], torch:mps (PyTorch), jax:cpu, jax:gpu[:N] (JAX), "
+               "or auto: $NN_XP_DEVICE, else cuda:0 when a GPU answers, else cpu (default auto)")
 
 
 def _add(group, *names, **kwargs):
@@ -101,9 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add(net, "--label-smoothing", type=float,
          help="cross_entropy against (1 - s) one-hot + s / classes, s in [0, 1) (default 0)")
     net.add_argument("--dtype", choices=["float32", "float64"], help="default float32")
-    net.add_argument("--device", default="auto",
-                     help="auto, cpu, cuda, cuda:N, or a library's device: torch:cpu, torch:cuda[:N], "
-                     "torch:mps, jax:cpu, jax:gpu[:N] (default auto)")
+    net.add_argument("--device", default="auto", help=DEVICE_HELP)
     net.add_argument("--seed", type=int, default=0, help="seed for weights, shuffling and dropout (default 0)")
     net.add_argument("--dropout", type=float, nargs="+", metavar="RATE",
                      help="fraction of each hidden layer's units dropped while training: one rate, or one per "
@@ -167,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--id", metavar="COLUMN", help="a column to pass through to the output beside each prediction")
     predict.add_argument("--output", "-o", help="write predictions to this .csv or .npy file")
     predict.add_argument("--proba", action="store_true", help="class probabilities instead of labels")
-    predict.add_argument("--device", default="auto")
+    predict.add_argument("--device", default="auto", help=DEVICE_HELP)
     _add_table_options(predict)
     predict.add_argument("--debug", action="store_true")
 
@@ -175,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("model", help="a model file written by --save")
     evaluate.add_argument("data", help="a dataset name or a .csv/.npz file with targets")
     evaluate.add_argument("--target", help="CSV column holding the targets")
-    evaluate.add_argument("--device", default="auto")
+    evaluate.add_argument("--device", default="auto", help=DEVICE_HELP)
     _add_table_options(evaluate)
     evaluate.add_argument("--json", action="store_true", help="print the result as JSON")
     evaluate.add_argument("--held-out", action="store_true",

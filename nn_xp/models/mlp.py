@@ -25,7 +25,10 @@ class MLP(Sequential):
         output_activation: "linear", "sigmoid", "softmax", "tanh", ...
         init: weight initializer ("he", "xavier", "random", ...); biases start at zero.
         dtype: "float32" (default) or "float64", kept end to end.
-        device: "auto", "cpu", "cuda" or "cuda:N".
+        device: where the arrays live, and which library's they are: "cpu" or "numpy" (NumPy),
+            "cuda[:N]" or "cupy[:N]" (CuPy), "torch:cpu", "torch:cuda[:N]" or "torch:mps" (PyTorch),
+            "jax:cpu" or "jax:gpu[:N]" (JAX), or "auto" (the default: $NN_XP_DEVICE, else "cuda:0"
+            when a GPU answers, else "cpu").
         seed: same seed, bitwise-identical initial weights (and dropout masks) on every device.
         dropout: the fraction of each hidden layer's units dropped during `fit` (the Keras/PyTorch
             meaning), one rate or one per hidden layer; 0 (the default) adds no Dropout layers.

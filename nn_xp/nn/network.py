@@ -60,7 +60,10 @@ class Network:
         output_activation: the head's activation on the last layer's output ("linear", "softmax",
             "sigmoid", ...); the loss is chosen from it unless `fit` is given one.
         dtype: "float32" (default) or "float64", kept end to end.
-        device: "auto", "cpu", "cuda" or "cuda:N".
+        device: where the arrays live, and which library's they are: "cpu" or "numpy" (NumPy),
+            "cuda[:N]" or "cupy[:N]" (CuPy), "torch:cpu", "torch:cuda[:N]" or "torch:mps" (PyTorch),
+            "jax:cpu" or "jax:gpu[:N]" (JAX), or "auto" (the default: $NN_XP_DEVICE, else "cuda:0"
+            when a GPU answers, else "cpu").
         seed: same seed, bitwise-identical initial weights and dropout masks on every device.
     """
 

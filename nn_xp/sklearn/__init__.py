@@ -54,7 +54,9 @@ Differences from scikit-learn, on purpose:
   SGD's momentum and adaptive learning rate); scikit-learn's warm start builds a new optimizer.
   Each `fit` call restarts the no-improvement count (scikit-learn's carries over and can stop a
   warm-started fit after one epoch).
-- `device="auto"` picks a GPU when one answers. `dtype=None` (the default) follows scikit-learn's
+- `device` names where the network trains, and in which array library: "cpu" or "numpy",
+  "cuda[:N]" or "cupy[:N]", "torch:cpu", "torch:cuda[:N]", "torch:mps", "jax:cpu", "jax:gpu[:N]";
+  "auto" (the default) picks a GPU when one answers. `dtype=None` (the default) follows scikit-learn's
   rule: float32 X is computed in float32, anything else in float64; `dtype="float32"` forces
   float32 (faster, for example on a GPU).
 - `fit(X, y, sample_weight=...)` as scikit-learn's (the weighted mean loss, the L2 term over the

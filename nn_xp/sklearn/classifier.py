@@ -22,7 +22,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     Softmax output with cross-entropy for multiclass targets; one sigmoid output with binary
     cross-entropy for two classes; one sigmoid per label for multi-label indicator targets.
     Parameters and attributes as in `sklearn.neural_network.MLPClassifier` (see the module docstring
-    for the differences), plus `device` ("auto", "cpu", "cuda", "cuda:N") and `dtype`, and
+    for the differences), plus `device` ("auto", "cpu" or "numpy", "cuda[:N]" or "cupy[:N]",
+    "torch:cpu", "torch:cuda[:N]", "torch:mps", "jax:cpu", "jax:gpu[:N]") and `dtype`, and
     `label_smoothing` in [0, 1) (torch.nn.CrossEntropyLoss's): the multiclass cross-entropy is taken
     against (1 - label_smoothing) * one-hot + label_smoothing / n_classes, in `loss_` and
     `loss_curve_` too; binary and multi-label targets (sigmoid outputs) refuse it.

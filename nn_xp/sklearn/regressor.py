@@ -22,8 +22,9 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     delta=`huber_delta` > 0) and "quantile" (the pinball loss of `quantile` in (0, 1), scikit-learn's
     PinballLoss: the predictions estimate that conditional quantile): linear output, the loss summed
     over outputs and averaged over samples, as for "poisson". Parameters and attributes as in
-    `sklearn.neural_network.MLPRegressor`, plus `quantile`, `huber_delta`, `device` ("auto", "cpu",
-    "cuda", "cuda:N") and `dtype`.
+    `sklearn.neural_network.MLPRegressor`, plus `quantile`, `huber_delta`, `device` ("auto", "cpu"
+    or "numpy", "cuda[:N]" or "cupy[:N]", "torch:cpu", "torch:cuda[:N]", "torch:mps", "jax:cpu",
+    "jax:gpu[:N]") and `dtype`.
     """
 
     def __init__(
