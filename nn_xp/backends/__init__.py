@@ -3,6 +3,7 @@
 - `devices.py`: device strings, array namespaces and transfers, memory queries, out-of-memory
   recognition, the half-precision types, TF32;
 - `ops.py`: `Ops`, the standard version of every array primitive (Array API functions only);
+- `jax_ops.py`: JAX's compiler (jax.jit, jax.lax.scan) for pure training steps;
 - `numpy_ops.py` (with `_native.c`, the compiled loops built by setup.py) and `cupy_ops.py` (with
   `cupy_kernels.cu`, the fused CUDA kernels): what each backend does faster;
 - `host_batches.py`: batches copied from host memory to a GPU through pinned buffers on a second
@@ -60,6 +61,7 @@ from .devices import (
     wide_words,
     word_dtype,
 )
+from .jax_ops import JaxOps
 from .numpy_ops import NumpyOps
 from .ops import FlatList, Ops
 
@@ -70,12 +72,20 @@ def _ops_for_namespace(xp) -> Ops:
         return NumpyOps(xp)
     if array_api_compat.is_cupy_namespace(xp):
         return CupyOps(xp)
+    if array_api_compat.is_jax_namespace(xp):
+        return JaxOps(xp)
     return Ops(xp)
 
 
 def ops_for(xp) -> Ops:
     """The ops object for namespace `xp`: the one place where a backend's faster idiom is chosen."""
     return _ops_for_namespace(xp)
+
+
+def placement(x):
+    """x's device as its namespace's creation functions take it (`device=`): None for an array
+    traced by a compiler (jax.jit), which has no device of its own, and lets the function place it."""
+    return array_api_compat.device(x)
 
 
 def ops_of(*arrays) -> Ops:
@@ -88,6 +98,7 @@ __all__ = [
     "STRICT",
     "CupyOps",
     "FlatList",
+    "JaxOps",
     "NumpyOps",
     "Ops",
     "apply_tf32",
@@ -115,6 +126,7 @@ __all__ = [
     "namespace",
     "ops_for",
     "ops_of",
+    "placement",
     "rank_device",
     "resolve_device",
     "resolve_dtype",

@@ -349,14 +349,16 @@ def get_namespace(*arrays):
 
 def device_of(x) -> str:
     """The device string of an array: "cpu", "cuda:N", "array_api_strict", "torch:cpu",
-    "torch:cuda:N", "torch:mps", "jax:cpu" or "jax:gpu:N"."""
+    "torch:cuda:N", "torch:mps", "jax:cpu" or "jax:gpu:N" ("jax" for one traced by jax.jit)."""
     if array_api_compat.is_cupy_array(x):
         return f"cuda:{x.device.id}"
     if array_api_compat.is_torch_array(x):
         kind = x.device.type
         return f"torch:cuda:{x.device.index or 0}" if kind == "cuda" else f"torch:{kind}"
     if array_api_compat.is_jax_array(x):
-        where = x.device
+        where = array_api_compat.device(x)
+        if where is None:  # traced by jax.jit: placed where the compiled program runs
+            return "jax"
         if where.platform == "cpu":
             return "jax:cpu"
         return f"jax:gpu:{_jax_gpus(_jax()).index(where)}"
