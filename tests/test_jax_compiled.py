@@ -9,10 +9,10 @@ jax = pytest.importorskip("jax")
 
 import nn_xp as nx  # noqa: E402
 from nn_xp import backends  # noqa: E402
-from nn_xp.training.callbacks import Callback, EarlyStopping  # noqa: E402
 from nn_xp.nn.philox import dropout_mask  # noqa: E402
 from nn_xp.optim.schedules import ExponentialDecay, StepDecay  # noqa: E402
 from nn_xp.training import compiled  # noqa: E402
+from nn_xp.training.callbacks import Callback, EarlyStopping  # noqa: E402
 
 RTOL = 1e-12  # float64: the same arithmetic, up to the order of a few roundings
 
@@ -116,9 +116,10 @@ def test_early_stopping_a_schedule_and_a_batch_callback_behave_as_on_numpy():
     for device in ("cpu", "jax:cpu"):
         model = classifier(device)
         steps = _Steps()
-        stop = EarlyStopping(monitor="val_loss", patience=1, min_delta=10.0)  # no epoch improves on the first: stops after the third
-        history = model.fit(X, labels, epochs=6, batch_size=50, learning_rate=0.02, schedule=ExponentialDecay(gamma=0.5),
-                            validation_data=(X_val, labels_val), callbacks=[stop, steps], verbose=0)
+        stop = EarlyStopping(monitor="val_loss", patience=1, min_delta=10.0)  # no epoch improves enough
+        history = model.fit(X, labels, epochs=6, batch_size=50, learning_rate=0.02,
+                            schedule=ExponentialDecay(gamma=0.5), validation_data=(X_val, labels_val),
+                            callbacks=[stop, steps], verbose=0)
         runs.append((model, history, steps))
     (numpy_model, numpy_history, numpy_steps), (jax_model, jax_history, jax_steps) = runs
     assert "_compiled" in jax_model.__dict__
