@@ -52,10 +52,11 @@ class _RunningMetrics:
     def add_sums(self, sums):
         """Add a compiled epoch's running sums: a (4,) array of the loss times the samples (or
         weight), the penalty times the same, the metric's sum and the samples (compiled.py)."""
-        self.loss_sum = self.loss_sum + sums[0]
-        self.penalty_sum = self.penalty_sum + sums[1]
-        self.metric_sum = self.metric_sum + sums[2]
-        self.count = self.count + sums[3]
+        loss, penalty, metric, count = backend.to_numpy(sums).tolist()  # one read, as logs() would make
+        self.loss_sum = self.loss_sum + loss
+        self.penalty_sum = self.penalty_sum + penalty
+        self.metric_sum = self.metric_sum + metric
+        self.count = self.count + count
 
     def logs(self) -> dict:
         """The epoch's numbers as Python floats: the one host synchronisation per epoch.
