@@ -137,7 +137,7 @@ def test_later_epochs_and_fits_reuse_the_compiled_step_and_compilation_off_agree
     model = classifier("jax:cpu", dropout=0.0)
     model.fit(X, labels, epochs=1, batch_size=32, verbose=0)  # 2 full batches under scan, one of 26
     traced = compiled.traces()
-    assert traced >= 2  # the scanned step and the single step
+    assert traced >= 2  # the step scanned over the full batches, and the partial batch's
     model.fit(X, labels, epochs=3, batch_size=32, schedule=StepDecay(step_size=1, gamma=0.5), verbose=0)
     assert compiled.traces() == traced  # later epochs, another fit and new learning rates: no new trace
     plain = classifier("jax:cpu", dropout=0.0)

@@ -11,9 +11,10 @@ written with the model's own `train_step` (its layers, head and dropout masks, k
 penalty times the batch's samples or weight, the head's batch metric, the samples or weight), each
 batch added in turn as `_RunningMetrics.add` adds them, so the history comes out the same.
 
-`CompiledEpoch.run` runs an epoch's batches with it: the full batches under `ops.scan` in one
-compiled call (gathering each batch's rows of X, Y and the weights on the device), then the last,
-partial batch as one call of the compiled single step; where per-batch callbacks are attached (a
+`CompiledEpoch.run` runs an epoch's batches with it in one compiled call: the full batches under
+`ops.scan` (gathering each batch's rows of X, Y and the weights on the device as it goes, so no
+copy of the data is made), then the last, partial batch, if any, as one more step of its own
+shape in the same call; where per-batch callbacks are attached (a
 user's `on_batch_end`, the progress bar), every batch is a call of the compiled single step from
 the Python loop, so the callbacks see each step's parameters. The shuffle order is the one the
 uncompiled epoch gets (the model's host generator), so the results are the same.
@@ -109,16 +110,17 @@ class _Compiled:
             Xb, Yb, Wb = gather(X, Y, W, rows)
             return step_fn(params, buffers, state, sums, Xb, Yb, Wb, rows, step, learning_rate)
 
-        def epoch(params, buffers, state, sums, X, Y, W, batches, step, learning_rate):
+        def epoch(params, buffers, state, sums, X, Y, W, batches, last, step, learning_rate):
             def body(carry, rows):
                 params, buffers, state, sums, step = carry
-                Xb, Yb, Wb = gather(X, Y, W, rows)
-                params, buffers, state, sums = step_fn(params, buffers, state, sums, Xb, Yb, Wb, rows, step,
-                                                       learning_rate)
+                params, buffers, state, sums = one_step(params, buffers, state, sums, X, Y, W, rows, step,
+                                                        learning_rate)
                 return (params, buffers, state, sums, step + 1), None
 
-            (params, buffers, state, sums, _), _ = ops.scan(body, (params, buffers, state, sums, step), batches)
-            return params, buffers, state, sums
+            (params, buffers, state, sums, step), _ = ops.scan(body, (params, buffers, state, sums, step), batches)
+            if last is None:
+                return params, buffers, state, sums
+            return one_step(params, buffers, state, sums, X, Y, W, last, step, learning_rate)
 
         self.step = ops.compile(one_step)
         self.epoch = ops.compile(epoch)
@@ -166,15 +168,16 @@ class CompiledEpoch:
         dtype = model.parameters()[0].dtype
         sums = xp.zeros((4,), dtype=dtype)
         size, n = r.batch_size, r.n
-        full = n // size
+        full = n // size  # >= 1: the batch size is at most n
         start = 0
-        if not self.each_batch and full > 0:
+        if not self.each_batch:  # the whole epoch in one call
             batches = xp.reshape(order[:full * size], (full, size))
+            last = order[full * size:] if full * size < n else None
             learning_rate = xp.asarray(opt.learning_rate, dtype=dtype)
-            result = fns.epoch(*self._state(), sums, r.X, r.Y, r.sample_weight, batches,
+            result = fns.epoch(*self._state(), sums, r.X, r.Y, r.sample_weight, batches, last,
                                xp.asarray(opt.step_count), learning_rate)
-            sums = self._commit(result, full, interrupt)
-            start = full * size
+            sums = self._commit(result, -(-n // size), interrupt)
+            start = n
         for batch, first in enumerate(range(start, n, size), start=start // size):
             if interrupt is not None and interrupt.requested:
                 break
