@@ -2,6 +2,9 @@
 uncompiled one and NumPy's, its history, callbacks, schedules and early stopping behave as
 elsewhere, and the compiled functions are traced once per model and settings."""
 
+import os
+import signal
+
 import numpy as np
 import pytest
 
@@ -11,7 +14,7 @@ import nn_xp as nx  # noqa: E402
 from nn_xp import backends  # noqa: E402
 from nn_xp.nn.philox import dropout_mask  # noqa: E402
 from nn_xp.optim.schedules import ExponentialDecay, StepDecay  # noqa: E402
-from nn_xp.training import compiled  # noqa: E402
+from nn_xp.training import NonFiniteLossWarning, compiled  # noqa: E402
 from nn_xp.training.callbacks import Callback, EarlyStopping  # noqa: E402
 
 RTOL = 1e-12  # float64: the same arithmetic, up to the order of a few roundings
@@ -177,3 +180,45 @@ def test_the_ops_that_compile_and_a_traced_dropout_step():
                                                                           jnp.asarray(2**32 + 9))
     np.testing.assert_array_equal(np.asarray(mask), expected)
     assert 0 < expected.sum() < expected.size
+
+
+class _CtrlC(Callback):
+    """A real SIGINT (Ctrl-C) at the start of an epoch, or after a batch."""
+
+    def __init__(self, epoch, batch=None):
+        self.at = (epoch, batch)
+
+    def on_epoch_begin(self, epoch):
+        if self.at == (epoch, None):
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+class _CtrlCAfterBatch(_CtrlC):
+    def on_batch_end(self, epoch, batch):
+        if self.at == (epoch, batch):
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_ctrl_c_stops_after_the_compiled_call_or_after_the_step():
+    X, labels, _, _ = data(n=100)
+    model = classifier("jax:cpu", dropout=0.0)  # no per-batch callback: each epoch is one compiled call
+    history = model.fit(X, labels, epochs=4, batch_size=30, callbacks=[_CtrlC(1)], verbose=0)
+    assert history.stop_reason == "interrupted" and history.epoch == [0, 1]
+    assert model.optimizer.step_count == 4 + 3  # the call of the 3 full batches ran whole, the last batch not
+    model = classifier("jax:cpu", dropout=0.0)
+    history = model.fit(X, labels, epochs=4, batch_size=30, callbacks=[_CtrlCAfterBatch(1, 2)], verbose=0)
+    assert history.stop_reason == "interrupted" and history.epoch == [0, 1]
+    assert model.optimizer.step_count == 4 + 3  # stopped after the step of the signal
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_diverging_compiled_epoch_is_undone_as_elsewhere():
+    X, labels, _, _ = data(n=100)
+    model = classifier("jax:cpu", dropout=0.0)
+    model.fit(X, labels, epochs=1, batch_size=30, verbose=0)
+    good = host(model.parameters())
+    with pytest.warns(NonFiniteLossWarning, match="training stopped and the model was restored"):
+        history = model.fit(X * 1e200, labels, epochs=2, batch_size=30, learning_rate=1e300, optimizer="sgd",
+                            verbose=0)
+    assert history.stop_reason == "non-finite loss"
+    assert all(np.array_equal(a, b) for a, b in zip(host(model.parameters()), good))
