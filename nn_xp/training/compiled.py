@@ -161,7 +161,7 @@ class CompiledEpoch:
         if r.train_rows is not None:  # positions in the training rows -> rows of X
             order = r.train_rows if order is None else xp.take(r.train_rows, order, axis=0)
         elif order is None:
-            order = xp.arange(r.n)
+            order = xp.arange(r.n, device=placement(r.Y))  # committed, as a shuffled order is
         if opt.state is None:
             opt.state = opt.init(list(model.parameters()))
         dtype = model.parameters()[0].dtype
