@@ -35,11 +35,14 @@ from .workloads import BETAS, EPS, LEARNING_RATE, Workload, one_hot
 
 class NnxpSystem:
     """nn_xp on any of its array libraries: NumPy ("cpu"), CuPy ("cuda:N"), PyTorch ("torch:cpu",
-    "torch:cuda:N") or JAX ("jax:cpu", "jax:gpu:N")."""
+    "torch:cuda:N") or JAX ("jax:cpu", "jax:gpu:N"). On JAX, fit compiles its training step
+    (jax.jit, epochs under jax.lax.scan), in the untimed warm-up call; compile=False (fit's
+    argument) times it one operation at a time instead."""
 
     def __init__(self, nx, workload: Workload, X, y, device: str, dtype: str = "float32",
-                 precision: str = "float32"):
+                 precision: str = "float32", compile=None):
         self.nx, self.workload, self.device, self.precision = nx, workload, device, precision
+        self.compile = compile
         self.model = nx.MLP(
             list(workload.layer_sizes),
             activation="relu",
@@ -67,6 +70,7 @@ class NnxpSystem:
             batch_size=self.workload.batch_size,
             precision=self.precision,
             verbose=0,
+            compile=self.compile,
         )
 
     def sync(self) -> None:

@@ -851,3 +851,25 @@ def test_the_report_says_a_reason_shared_by_every_workload_once():
     text = markdown(results)
     assert text.count(lacks) == 1 and f"every workload: nn_xp (jax:cpu) skipped: {lacks}" in text
     assert "(b) torch_amp-cpu skipped: left out" in text
+
+
+def test_nn_xp_on_jax_is_timed_compiled_and_trains_as_on_numpy():
+    """The "nn_xp on jax:cpu" system runs fit's compiled step (jax.jit, scan), from the same
+    weights and batches as nn_xp on NumPy, to float32 rounding; compile=False times it uncompiled."""
+    pytest.importorskip("jax")
+    import nn_xp as nx
+    from benchmarks.systems import NnxpSystem
+    from nn_xp.training import compiled
+
+    workload, (X, y) = _partial_workload()
+    reference = NnxpSystem(nx, workload, X, y, "cpu")
+    traced = compiled.traces()
+    ours = NnxpSystem(nx, workload, X, y, "jax:cpu")
+    plain = NnxpSystem(nx, workload, X, y, "jax:cpu", compile=False)
+    for system in (reference, ours, plain):
+        system.train(2)
+        system.sync()
+    assert compiled.traces() > traced and "_compiled" in ours.model.__dict__
+    assert "_compiled" not in plain.model.__dict__
+    assert _relative_distance(ours.parameters(), reference.parameters(), reference.initial_parameters) < 1e-4
+    assert _relative_distance(plain.parameters(), reference.parameters(), reference.initial_parameters) < 1e-4

@@ -8,6 +8,7 @@
 - `memory.py`: memory queries and checks, out-of-memory recognition;
 - `tf32.py`: whether CuPy's float32 matrix products may use TF32;
 - `ops.py`: `Ops`, the standard version of every array primitive (Array API functions only);
+- `jax_ops.py`: JAX's compiler (jax.jit, jax.lax.scan) for pure training steps;
 - `numpy_ops.py` (with `_native.c`, the compiled loops built by setup.py) and `cupy_ops.py` (with
   `cupy_kernels.cu`, the fused CUDA kernels): what each backend does faster;
 - `host_batches.py`: batches copied from host memory to a GPU through pinned buffers on a second
@@ -45,6 +46,7 @@ from .devices import (
     resolve_dtype,
     takes_sparse,
 )
+from .jax_ops import JaxOps
 from .libraries import cuda_status, cupy_version, library_status, library_version
 from .memory import check_memory, free_memory, is_out_of_memory, memory_bytes
 from .numpy_ops import NumpyOps
@@ -59,12 +61,20 @@ def _ops_for_namespace(xp) -> Ops:
         return NumpyOps(xp)
     if array_api_compat.is_cupy_namespace(xp):
         return CupyOps(xp)
+    if array_api_compat.is_jax_namespace(xp):
+        return JaxOps(xp)
     return Ops(xp)
 
 
 def ops_for(xp) -> Ops:
     """The ops object for namespace `xp`: the one place where a backend's faster idiom is chosen."""
     return _ops_for_namespace(xp)
+
+
+def placement(x):
+    """x's device as its namespace's creation functions take it (`device=`): None for an array
+    traced by a compiler (jax.jit), which has no device of its own, and lets the function place it."""
+    return array_api_compat.device(x)
 
 
 def ops_of(*arrays) -> Ops:
@@ -77,6 +87,7 @@ __all__ = [
     "STRICT",
     "CupyOps",
     "FlatList",
+    "JaxOps",
     "NumpyOps",
     "Ops",
     "apply_tf32",
@@ -104,6 +115,7 @@ __all__ = [
     "namespace",
     "ops_for",
     "ops_of",
+    "placement",
     "rank_device",
     "resolve_device",
     "resolve_dtype",

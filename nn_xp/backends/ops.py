@@ -7,7 +7,9 @@ order (thinc's `Ops`/`NumpyOps`/`CupyOps` pattern):
 - `NumpyOps` (numpy_ops.py): `out=` and in-place updates, and the compiled single-pass loops of
   `_native.c` where they are built;
 - `CupyOps` (cupy_ops.py): `NumpyOps`' in-place forms, with fused CUDA kernels in place of the
-  compiled loops.
+  compiled loops;
+- `JaxOps` (jax_ops.py): the standard arithmetic, and `compile` / `scan`, which run a pure
+  training step (or an epoch of them) as one compiled program.
 `ops_for(xp)` (the package's `__init__`, above every ops module) is the only place that chooses;
 code above the ops never asks which backend it is on.
 
@@ -44,6 +46,10 @@ class Ops:
 
     name = "standard"
     mutable = False  # True where arrays are written in place (flat buffers, workspaces, out=)
+    # A compiler for pure functions of arrays (JaxOps: jax.jit, with `scan` beside it); None here:
+    # the standard ops run one operation at a time.
+    compile = None
+    scan = None
 
     def __init__(self, xp):
         self.xp = xp

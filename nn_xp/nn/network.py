@@ -258,6 +258,7 @@ class Network:
     def to(self, device):
         """Move parameters (and optimizer state, if any) to `device`; returns self."""
         device = backend.resolve_device(device)
+        self.__dict__.pop("_compiled", None)  # compiled training steps (training/compiled.py) of the old device
         self._assign([backend.to_device(p, device) for p in self._store.params])
         self._store.buffers[:] = [backend.to_device(b, device) for b in self._store.buffers]
         if self.optimizer is not None:
@@ -269,6 +270,7 @@ class Network:
         """An independent copy, optionally in another dtype or on another device (no optimizer)."""
         clone = object.__new__(type(self))
         clone.__dict__.update(self.__dict__)
+        clone.__dict__.pop("_compiled", None)  # compiled training steps hold this model, not the clone
         clone.dtype = backend.resolve_dtype(dtype or self.dtype)
         clone.device = backend.resolve_device(device or self.device)
         clone.layers = [copy.copy(layer) for layer in self.layers]

@@ -13,7 +13,7 @@ import numbers
 
 import numpy as np
 
-from ..backends import wide_words, word_dtype
+from ..backends import placement, wide_words, word_dtype
 
 M0, M1 = 0xD2511F53, 0xCD9E8D57  # round multipliers
 W0, W1 = 0x9E3779B9, 0xBB67AE85  # key schedule bumps (golden ratio, sqrt(3) - 1)
@@ -65,7 +65,7 @@ def philox4x32(xp, counter, key, rounds: int = 10):
 def _philox_words(xp, counter, key, rounds: int, word):
     """philox4x32 as 4 arrays of `word` dtype holding the 32-bit words."""
     k0, k1 = (_check_word(k, "key word") for k in key)
-    device = next((c.device for c in counter if not isinstance(c, numbers.Integral)), None)
+    device = next((placement(c) for c in counter if not isinstance(c, numbers.Integral)), None)
     words = [
         xp.asarray(_check_word(c, "counter word"), dtype=word, device=device)
         if isinstance(c, numbers.Integral)
@@ -100,7 +100,8 @@ def uniform_bits(xp, key, step: int, layer: int, rows, n_units: int):
     """Uniform uint32 bits of shape (len(rows), n_units).
 
     Element (i, j) is word j % 4 of philox4x32 with counter (j // 4, low 32 bits of rows[i],
-    step mod 2**32, layer) and `key`. `rows` is a 1-D integer array of global sample indices, so
+    step mod 2**32, layer) and `key`. `step` is an integer or a 0-d integer array >= 0 (a
+    compiled training step's, traced). `rows` is a 1-D integer array of global sample indices, so
     a row's bits do not depend on which other rows are drawn with it.
     """
     return xp.astype(_bits(xp, key, step, layer, rows, n_units), xp.uint32)
@@ -116,10 +117,20 @@ def _bits(xp, key, step: int, layer: int, rows, n_units: int):
         rows = rows & MASK32
     c1 = xp.expand_dims(xp.astype(rows, word), axis=1)  # (n, 1); indices of 32 bits or fewer as they are
     blocks = -(-int(n_units) // 4)
-    c0 = xp.expand_dims(xp.arange(blocks, dtype=word, device=rows.device), axis=0)  # (1, blocks)
-    out = _philox_words(xp, (c0, c1, int(step) % 2**32, layer), key, 10, word)  # 4 x (n, blocks)
-    bits = xp.reshape(xp.stack(out, axis=-1), (rows.shape[0], 4 * blocks))
-    return bits[:, :n_units]
+    c0 = xp.expand_dims(xp.arange(blocks, dtype=word, device=placement(rows)), axis=0)  # (1, blocks)
+    if isinstance(step, numbers.Integral):
+        step = int(step) % 2**32
+    elif step.dtype in (xp.int64, xp.uint64):  # a 0-d step array (traced by jax.jit): its low 32 bits
+        step = step & MASK32
+    out = _philox_words(xp, (c0, c1, step, layer), key, 10, word)  # 4 x (n, blocks)
+    # Word k of each block to column 4 * block + k, by selection rather than xp.stack: XLA's CPU
+    # compiler takes ~10 s over a concatenation of the four words (jax.jit of a dropout layer),
+    # and well under a second over this.
+    lane = xp.reshape(xp.arange(4, dtype=word, device=placement(rows)), (1, 1, 4))
+    bits = xp.expand_dims(out[3], axis=2)
+    for k in (2, 1, 0):
+        bits = xp.where(lane == k, xp.expand_dims(out[k], axis=2), bits)
+    return xp.reshape(bits, (rows.shape[0], 4 * blocks))[:, :n_units]
 
 
 def dropout_mask(xp, key, step: int, layer: int, rows, n_units: int, rate: float):

@@ -1,5 +1,6 @@
 """fit's argument checks that need the data or the optimizer: the validation fraction, what a
-full-batch optimizer (L-BFGS) allows, and class weights turned into sample weights."""
+full-batch optimizer (L-BFGS) allows, what compile=True covers, and class weights turned into
+sample weights."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import numpy as np
 from .. import backends as backend
 from ..validation import Real
 from .callbacks import Callback
+from .compiled import can_compile
 
 
 def check_validation_split(validation_split, n: int) -> None:
@@ -20,6 +22,18 @@ def check_validation_split(validation_split, n: int) -> None:
             f"validation_split={validation_split} leaves {n_val} of {n} samples for validation; "
             "it must leave at least one sample on each side"
         )
+
+
+def check_compile(device: str, *, lbfgs: bool, half, distributed: bool, streamed: bool) -> None:
+    """fit's compile=True: the device's library must compile (JAX), and the training must be what
+    the compiled step covers."""
+    if not can_compile(backend.ops_for(backend.namespace(device))):
+        raise ValueError(f"compile=True needs a device whose library compiles the training step (JAX: "
+                         f"'jax:cpu', 'jax:gpu'), got device {device!r}; leave compile out")
+    for given, what in ((lbfgs, "optimizer='lbfgs'"), (half is not None, "precision='mixed_*'"),
+                        (distributed, "distributed training"), (streamed, "streaming")):
+        if given:
+            raise ValueError(f"compile=True does not cover {what}, which trains uncompiled: leave compile out")
 
 
 def class_weights(model, head, Y, W, class_weight):

@@ -14,8 +14,10 @@ import numpy as np
 from .. import backends as backend
 from ..backends import FlatList, ops_for
 from ..optim.clipping import clip_grad_norm, clip_grad_value
+from .compiled import CompiledEpoch, can_compile, covers
 from .distributed import part
 from .guards import NonFiniteLossWarning, device_finite, restore_snapshot, take_snapshot
+from .penalty import l2_penalty
 from .streaming import HostBatches
 
 
@@ -47,6 +49,15 @@ class _RunningMetrics:
         self.metric_sum = self.metric_sum + self.head.batch_metric(self.xp, out, Y, W)
         self.count = self.count + n
 
+    def add_sums(self, sums):
+        """Add a compiled epoch's running sums: a (4,) array of the loss times the samples (or
+        weight), the penalty times the same, the metric's sum and the samples (compiled.py)."""
+        loss, penalty, metric, count = backend.to_numpy(sums).tolist()  # one read, as logs() would make
+        self.loss_sum = self.loss_sum + loss
+        self.penalty_sum = self.penalty_sum + penalty
+        self.metric_sum = self.metric_sum + metric
+        self.count = self.count + count
+
     def logs(self) -> dict:
         """The epoch's numbers as Python floats: the one host synchronisation per epoch.
 
@@ -70,27 +81,6 @@ class _RunningMetrics:
         return {"loss": loss, "mse": data, "mae": metric_sum / count, "r2": r2}
 
 
-def l2_penalty(ops, params, grads, decayed, l2: float, n: int):
-    """The L2 penalty of a batch of n samples on the weights (not the biases), added to their gradients:
-
-        L += l2 / (2 n) * sum_l ||W_l||^2,      dW_l += l2 / n * W_l
-
-    (the notebooks' lambda / (2m) and scikit-learn's alpha, m the batch size, or with sample
-    weights the batch's total weight, as scikit-learn's MLP and repeated rows have it). Returns the penalty
-    as a 0-d device array; the gradients are updated in place where the backend allows it.
-
-    decayed: the positions in `params` of the parameters the penalty applies to (`model.decayed()`).
-    """
-    xp = ops.xp
-    penalty = 0.0
-    for i in decayed:
-        W = params[i]
-        flat = xp.reshape(W, (-1,))
-        penalty = penalty + xp.vecdot(flat, flat)
-        grads[i] = ops.add_scaled(grads[i], W, l2 / n)
-    return penalty * (l2 / (2 * n))
-
-
 class Epoch:
     """One pass over the data in batches: what `fit` repeats, and what the scikit-learn estimators
     call once per epoch with their own batch order (after checking everything once).
@@ -110,10 +100,13 @@ class Epoch:
         streaming: X is a NumPy array in host memory, and each batch is gathered there and copied
             to the model's device while the step before runs (streaming.py); Y and the weights
             are on the device.
+        compile: None or True: where the ops compile (JAX) and the epoch is plain (no mixed
+            precision, communicator or streaming), the batches run as compiled calls of one pure
+            training step (compiled.py); False: one operation at a time.
     """
 
     def __init__(self, model, X, Y, head, batch_size, *, l2=0.0, clip_norm=None, clip_value=None, callbacks=(),
-                 train_rows=None, comm=None, weights=None, half=None, streaming=False):
+                 train_rows=None, comm=None, weights=None, half=None, streaming=False, compile=None):
         self.model, self.X, self.Y, self.head = model, X, Y, head
         self.xp = backend.get_namespace(Y)  # the model's namespace (a streamed X stays on the host)
         self.ops = ops_for(self.xp)
@@ -133,12 +126,17 @@ class Epoch:
         self.running = _RunningMetrics(self.xp, head, Y_stats, self.comm, W_stats)
         # A layer that couples the rows of a batch (BatchNorm) takes its statistics over every rank's part.
         self.coupled = any(layer.couples_rows for layer in model.layers)
+        plain = half is None and self.comm is None and self.source is None
+        self.compiled = CompiledEpoch(self) if compile is not False and plain and can_compile(self.ops) else None
 
     def run(self, epoch: int, order=None, interrupt=None) -> dict:
         """Train on every batch once, in `order` (positions in the training rows; None: as stored).
 
-        Returns the epoch's logs (floats). Stops after the current step when `interrupt.requested`.
+        Returns the epoch's logs (floats). Stops after the current step when `interrupt.requested`
+        (the current compiled call, where the epoch's full batches run as one).
         """
+        if self.compiled is not None and covers(self.model.optimizer):
+            return self.compiled.run(epoch, order, interrupt)
         model, X, Y, W, xp, ops = self.model, self.X, self.Y, self.sample_weight, self.xp, self.ops
         opt = model.optimizer
         workspace = model.workspace if ops.mutable else None
@@ -301,6 +299,10 @@ class FullBatchEpoch(Epoch):
     a mini-batch epoch reports each batch's before its update. The optimizer's scalar state is put
     back with the rest when the epoch ends non-finite.
     """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.compiled = None  # a closure step: not a pure function of arrays
 
     def run(self, epoch: int, order=None, interrupt=None) -> dict:
         model, xp, ops, head = self.model, self.xp, self.ops, self.head

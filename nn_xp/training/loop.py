@@ -17,7 +17,7 @@ from ..optim.schedules import get_schedule
 from ..validation import Real, optional_positive, positive_int
 from . import distributed as distributed_
 from .callbacks import check_callbacks
-from .checks import check_full_batch, check_validation_split, class_weights
+from .checks import check_compile, check_full_batch, check_validation_split, class_weights
 from .distributed import part
 from .epoch import Epoch, FullBatchEpoch
 from .guards import Interrupt, Rollback
@@ -125,6 +125,7 @@ def fit(
     precision="float32",
     distributed=None,
     streaming="auto",
+    compile=None,
 ):
     """Train `model` on (X, y) and return its History.
 
@@ -180,13 +181,25 @@ def fit(
             a np.memmap) and each batch is gathered there and copied to the GPU while the step
             before runs (streaming.py); the results are those of X on the GPU. Mini-batches only;
             the targets, weights and validation data are moved to the device as usual.
+        compile: None (default) or True: on a JAX device ("jax:cpu", "jax:gpu[:N]") the training
+            step is compiled with jax.jit, a pure function of the parameters, buffers, optimizer
+            state, batch, step and learning rate written with the same layers, head and optimizer
+            (training/compiled.py), and each epoch's full batches run under jax.lax.scan in one
+            call (batch by batch, still compiled, where a callback has on_batch_end or the
+            progress bar shows); the results are those of the uncompiled step, to rounding. The
+            compiled functions are kept on the model: later epochs and fits reuse them. The
+            learning rate is an argument, so schedules cause no recompilation. L-BFGS,
+            mixed precision, distributed training and streaming run uncompiled (with None; True
+            refuses them). False: one operation at a time, as on the other devices. True on a
+            device whose library does not compile raises ValueError.
 
     Dropout layers (`MLP(..., dropout=...)`) drop units only here, keyed by the optimizer's step
     count and each sample's row in X, so a resumed fit continues the same masks.
 
     A non-finite training loss stops training: the parameters and optimizer state go back to the
     end of the last good epoch, a RuntimeWarning says so, and history.stop_reason is "non-finite loss".
-    Ctrl-C stops after the current step; the epoch so far is recorded and the history returned.
+    Ctrl-C stops after the current step (under compile, after the current compiled call: the
+    epoch's full batches are one); the epoch so far is recorded and the history returned.
     A second Ctrl-C raises KeyboardInterrupt as soon as the current optimizer step is complete.
 
     Bad arguments raise ValueError/TypeError naming the parameter before anything changes. Any
@@ -219,6 +232,8 @@ def fit(
         raise TypeError(f"shuffle must be True or False, got {shuffle!r}")
     callbacks = check_callbacks(callbacks)
     check_streaming(streaming)
+    if compile not in (None, True, False):
+        raise TypeError(f"compile must be None, True or False, got {compile!r}")
     check_full_batch(optimizer, batch_size, clip_norm, clip_value, callbacks)
     schedule = get_schedule(schedule)
     head = model.head(loss)
@@ -233,6 +248,8 @@ def fit(
     if comm is not None and comm.size == 1:
         comm = None
     streamed = use_streaming(streaming, X, model.device, model.dtype, full_batch=lbfgs)
+    if compile:
+        check_compile(model.device, lbfgs=lbfgs, half=half, distributed=comm is not None, streamed=streamed)
     X = model.check_input(X, comm=comm, host=streamed)
     Y = model.check_target(y, X.shape[0], head)
     W = class_weights(model, head, Y, model.check_weights(sample_weight, X.shape[0]), class_weight)
@@ -286,7 +303,7 @@ def fit(
             history, logs, bar = _train(
                 model, opt, X, Y, W, X_val, Y_val, W_val, head, epochs, batch_size, validation_split, shuffle,
                 callbacks, verbose, verbose_epoch, schedule, clip_norm, clip_value, l2, interrupt, comm, lines, half,
-                streamed, metric,
+                streamed, metric, compile,
             )
         except BaseException as error:
             if comm is None:
@@ -301,7 +318,7 @@ def fit(
 
 def _train(model, opt, X, Y, W, X_val, Y_val, W_val, head, epochs, batch_size, validation_split, shuffle,
            callbacks, verbose, verbose_epoch, schedule, clip_norm, clip_value, l2, interrupt, comm=None,
-           lines=True, half=None, streamed=False, metric=None):
+           lines=True, half=None, streamed=False, metric=None, compile=None):
     """The epochs of `fit`, after every check; returns (history, last logs, progress bar)."""
     train_rows = None
     if validation_split:
@@ -325,7 +342,7 @@ def _train(model, opt, X, Y, W, X_val, Y_val, W_val, head, epochs, batch_size, v
         batch_hooks.append(_BarAdvance(bar))
     runner = (FullBatchEpoch if isinstance(opt, LBFGS) else Epoch)(
         model, X, Y, head, batch_size, l2=l2, clip_norm=clip_norm, clip_value=clip_value, callbacks=batch_hooks,
-        train_rows=train_rows, comm=comm, weights=W, half=half, streaming=streamed)
+        train_rows=train_rows, comm=comm, weights=W, half=half, streaming=streamed, compile=compile)
     n = runner.n
     model.stop_training = False
     model.loss = head.spec()

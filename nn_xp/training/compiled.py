@@ -1,0 +1,211 @@
+"""The compiled training step, for the backends whose ops compile (JAX: `ops.compile`, `ops.scan`).
+
+`pure_step` is one training step as a pure function of arrays,
+
+    (params, buffers, optimizer state, sums, Xb, Yb, Wb, rows, step, learning_rate)
+        -> (new params, new buffers, new state, new sums),
+
+written with the model's own `train_step` (its layers, head and dropout masks, keyed by `rows` and
+`step`), the L2 penalty and the clipping as `Epoch.run` applies them, and the optimizer's pure
+`update`: no second implementation. `sums` holds the epoch's running sums so far (the loss and the
+penalty times the batch's samples or weight, the head's batch metric, the samples or weight), each
+batch added in turn as `_RunningMetrics.add` adds them, so the history comes out the same.
+
+`CompiledEpoch.run` runs an epoch's batches with it: the full batches under `ops.scan` in one
+compiled call (gathering each batch's rows of X, Y and the weights on the device as it goes, so no
+copy of the data is made), then the last, partial batch, if any, as one call of the compiled
+single step (the two in one program took XLA's CPU compiler 7 s where apart they take 1.4 s, for
+a small network with dropout); where per-batch callbacks are attached (a
+user's `on_batch_end`, the progress bar), every batch is a call of the compiled single step from
+the Python loop, so the callbacks see each step's parameters. The shuffle order is the one the
+uncompiled epoch gets (the model's host generator), so the results are the same.
+
+The compiled functions are kept on the model (`model._compiled`), keyed by what their trace bakes
+in: the head, the optimizer's class and hyperparameters (but the learning rate, passed as an array),
+the L2 and clipping settings, the dtype and the layers' settings. The compiler's own cache handles
+the shapes, so later epochs and later `fit` calls run without tracing again (`traces()` counts the
+traces). `Network.copy` and `to` drop them; model files never hold them.
+"""
+
+from __future__ import annotations
+
+from ..backends import FlatList, placement
+from ..optim.base import Optimizer
+from ..optim.clipping import clip_grad_norm, clip_grad_value
+from .callbacks import Callback
+from .penalty import l2_penalty
+
+_traces = 0
+
+
+def traces() -> int:
+    """How many times a training step has been traced for compilation in this process."""
+    return _traces
+
+
+def can_compile(ops) -> bool:
+    """True where the backend's ops compile pure functions (JAX)."""
+    return ops.compile is not None
+
+
+def covers(optimizer) -> bool:
+    """True for an optimizer whose stateful `step` is its pure `update` (a subclass that does more
+    in `step`, as the scikit-learn estimators' do, trains uncompiled)."""
+    return type(optimizer).step is Optimizer.step
+
+
+def pure_step(model, head, ops, l2, clip_norm, clip_value):
+    """The training step of `model` with `head`, as a pure function of arrays (module docstring).
+
+    step: the optimizer steps taken before this one, a 0-d integer array (the dropout masks'
+    step; the update is step + 1). learning_rate: a 0-d array. The model's parameter and buffer
+    lists are pointed at the given arrays while its layers run, and put back afterwards.
+    """
+    xp = ops.xp
+    decayed = model.decayed()
+    needs_rows = model.needs_rows
+
+    def step_fn(params, buffers, state, sums, Xb, Yb, Wb, rows, step, learning_rate):
+        global _traces
+        _traces += 1  # Python runs this body only while the compiler traces it
+        store = model._store
+        kept = store.params, store.buffers, store.grads
+        try:
+            store.params, store.buffers = FlatList(params), list(buffers)
+            L, grads, out = model.train_step(Xb, Yb, head, rows=rows if needs_rows else None, step=step,
+                                             weights=Wb, update_buffers=True)
+            grads, new_buffers = list(grads), list(store.buffers)
+        finally:
+            store.params, store.buffers, store.grads = kept
+        n = Xb.shape[0] if Wb is None else xp.sum(Wb)  # the batch's samples, or its total weight
+        penalty = 0.0
+        if l2:
+            m = n if Wb is None else xp.where(n > 0, n, xp.ones_like(n))
+            penalty = l2_penalty(ops, params, grads, decayed, l2, m)
+        if clip_value is not None:
+            grads = clip_grad_value(grads, clip_value)
+        if clip_norm is not None:
+            grads, _ = clip_grad_norm(grads, clip_norm)
+        new_params, new_state = model.optimizer.update(grads, state, params, step=step + 1,
+                                                       learning_rate=learning_rate)
+        metric = head.batch_metric(xp, out, Yb, Wb)
+        count = xp.asarray(float(n), dtype=L.dtype) if Wb is None else n
+        batch = xp.stack([xp.asarray(v, dtype=L.dtype) for v in (L * n, penalty * n, metric, count)])
+        return new_params, new_buffers, new_state, sums + batch
+
+    return step_fn
+
+
+class _Compiled:
+    """The compiled single step and epoch of one trace key."""
+
+    def __init__(self, model, head, ops, l2, clip_norm, clip_value):
+        step_fn = pure_step(model, head, ops, l2, clip_norm, clip_value)
+        xp = ops.xp
+
+        def gather(X, Y, W, rows):
+            take = xp.take
+            return take(X, rows, axis=0), take(Y, rows, axis=0), None if W is None else take(W, rows, axis=0)
+
+        def one_step(params, buffers, state, sums, X, Y, W, rows, step, learning_rate):
+            Xb, Yb, Wb = gather(X, Y, W, rows)
+            return step_fn(params, buffers, state, sums, Xb, Yb, Wb, rows, step, learning_rate)
+
+        def epoch(params, buffers, state, sums, X, Y, W, batches, step, learning_rate):
+            def body(carry, rows):
+                params, buffers, state, sums, step = carry
+                params, buffers, state, sums = one_step(params, buffers, state, sums, X, Y, W, rows, step,
+                                                        learning_rate)
+                return (params, buffers, state, sums, step + 1), None
+
+            (params, buffers, state, sums, _), _ = ops.scan(body, (params, buffers, state, sums, step), batches)
+            return params, buffers, state, sums
+
+        self.step = ops.compile(one_step)
+        self.epoch = ops.compile(epoch)
+
+
+def _trace_key(model, head, l2, clip_norm, clip_value):
+    opt = model.optimizer
+    settings = tuple(sorted((k, repr(v)) for k, v in opt.hyperparameters.items() if k != "learning_rate"))
+    return (repr(head.spec()), type(opt), settings, l2, clip_norm, clip_value, model.dtype,
+            repr(model.architecture()), model.dropout_key)
+
+
+def compiled_for(model, head, ops, l2, clip_norm, clip_value) -> _Compiled:
+    """The compiled functions for this model and these settings, made once and kept on the model."""
+    cache = model.__dict__.setdefault("_compiled", {})
+    key = _trace_key(model, head, l2, clip_norm, clip_value)
+    if key not in cache:
+        cache[key] = _Compiled(model, head, ops, l2, clip_norm, clip_value)
+    return cache[key]
+
+
+def steps_each_batch(callbacks) -> bool:
+    """True where a callback acts after every batch (its own on_batch_end, or the progress bar)."""
+    return any(getattr(type(c), "on_batch_end", None) is not Callback.on_batch_end for c in callbacks)
+
+
+class CompiledEpoch:
+    """`Epoch.run` for an epoch (`runner`, an Epoch) whose ops compile: see the module docstring."""
+
+    def __init__(self, runner):
+        self.runner = runner
+        self.each_batch = steps_each_batch(runner.callbacks)
+
+    def run(self, epoch: int, order=None, interrupt=None) -> dict:
+        r = self.runner
+        model, xp, ops = r.model, r.xp, r.ops
+        opt = model.optimizer
+        fns = compiled_for(model, r.head, ops, r.l2, r.clip_norm, r.clip_value)
+        if r.train_rows is not None:  # positions in the training rows -> rows of X
+            order = r.train_rows if order is None else xp.take(r.train_rows, order, axis=0)
+        elif order is None:
+            order = xp.arange(r.n, device=placement(r.Y))  # committed, as a shuffled order is
+        if opt.state is None:
+            opt.state = opt.init(list(model.parameters()))
+        dtype = model.parameters()[0].dtype
+        # Placed as the parameters (a committed array, as the outputs are: one compilation, not two).
+        sums = xp.zeros((4,), dtype=dtype, device=placement(model.parameters()[0]))
+        size, n = r.batch_size, r.n
+        full = n // size  # >= 1: the batch size is at most n
+        start = 0
+        if not self.each_batch:  # the full batches in one call
+            batches = xp.reshape(order[:full * size], (full, size))
+            learning_rate = xp.asarray(opt.learning_rate, dtype=dtype)
+            result = fns.epoch(*self._state(), sums, r.X, r.Y, r.sample_weight, batches,
+                               xp.asarray(opt.step_count), learning_rate)
+            sums = self._commit(result, full, interrupt)
+            start = full * size
+        for batch, first in enumerate(range(start, n, size), start=start // size):
+            if interrupt is not None and interrupt.requested:
+                break
+            rows = order[first:min(first + size, n)]
+            learning_rate = xp.asarray(opt.learning_rate, dtype=dtype)  # a callback may have changed it
+            result = fns.step(*self._state(), sums, r.X, r.Y, r.sample_weight, rows,
+                              xp.asarray(opt.step_count), learning_rate)
+            sums = self._commit(result, 1, interrupt)
+            for callback in r.callbacks:
+                callback.on_batch_end(epoch, batch)
+        r.running.reset()
+        r.running.add_sums(sums)
+        return r.running.logs()
+
+    def _state(self):
+        model = self.runner.model
+        return list(model.parameters()), model.buffers(), model.optimizer.state
+
+    def _commit(self, result, steps: int, interrupt):
+        """The compiled call's new parameters, buffers and state become the model's; returns the sums."""
+        params, buffers, state, sums = result
+        model = self.runner.model
+        if interrupt is not None:
+            interrupt.hold()
+        model.parameters()[:] = params  # the live list: the optimizer and the layers hold it
+        model._store.buffers[:] = buffers
+        opt = model.optimizer
+        opt.state = state
+        opt.step_count += steps
+        if interrupt is not None:
+            interrupt.release()
+        return sums
