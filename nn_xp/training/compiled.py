@@ -29,6 +29,10 @@ traces). `Network.copy` and `to` drop them; model files never hold them.
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
+
 from ..backends import FlatList, placement
 from ..optim.base import Optimizer
 from ..optim.clipping import clip_grad_norm, clip_grad_value
@@ -97,7 +101,12 @@ def pure_step(model, head, ops, l2, clip_norm, clip_value):
 
 
 class _Compiled:
-    """The compiled single step and epoch of one trace key."""
+    """The compiled single step and epoch of one trace key.
+
+    Both return (params, buffers, state, sums) with `sums` of five entries: the four running sums
+    and, last, the sum of every new parameter and buffer times 0 (NaN where any is NaN or
+    infinite), so the epoch's figures and its finiteness come back in one host read.
+    """
 
     def __init__(self, model, head, ops, l2, clip_norm, clip_value):
         step_fn = pure_step(model, head, ops, l2, clip_norm, clip_value)
@@ -107,19 +116,36 @@ class _Compiled:
             take = xp.take
             return take(X, rows, axis=0), take(Y, rows, axis=0), None if W is None else take(W, rows, axis=0)
 
-        def one_step(params, buffers, state, sums, X, Y, W, rows, step, learning_rate):
+        def finite(params, buffers, sums):  # the four sums, and the check of the arrays (guards.device_finite)
+            check = xp.zeros((), dtype=sums.dtype)
+            for a in list(params) + list(buffers):
+                check = check + xp.astype(xp.sum(a * 0), sums.dtype)
+            return xp.concat([sums[:4], xp.reshape(check, (1,))])
+
+        def train(params, buffers, state, sums, X, Y, W, rows, step, learning_rate):
             Xb, Yb, Wb = gather(X, Y, W, rows)
             return step_fn(params, buffers, state, sums, Xb, Yb, Wb, rows, step, learning_rate)
 
-        def epoch(params, buffers, state, sums, X, Y, W, batches, step, learning_rate):
+        def one_step(params, buffers, state, sums, X, Y, W, rows, train_rows, step, learning_rate):
+            if train_rows is not None:  # positions in the training rows -> rows of X
+                rows = xp.take(train_rows, rows, axis=0)
+            params, buffers, state, sums = train(params, buffers, state, sums[:4], X, Y, W, rows, step,
+                                                 learning_rate)
+            return params, buffers, state, finite(params, buffers, sums)
+
+        def epoch(params, buffers, state, X, Y, W, batches, train_rows, step, learning_rate):
+            if train_rows is not None:
+                batches = xp.take(train_rows, batches, axis=0)  # a (full, size) gather of indices
+
             def body(carry, rows):
                 params, buffers, state, sums, step = carry
-                params, buffers, state, sums = one_step(params, buffers, state, sums, X, Y, W, rows, step,
-                                                        learning_rate)
+                params, buffers, state, sums = train(params, buffers, state, sums, X, Y, W, rows, step,
+                                                     learning_rate)
                 return (params, buffers, state, sums, step + 1), None
 
+            sums = xp.zeros((4,), dtype=params[0].dtype)
             (params, buffers, state, sums, _), _ = ops.scan(body, (params, buffers, state, sums, step), batches)
-            return params, buffers, state, sums
+            return params, buffers, state, finite(params, buffers, sums)
 
         self.step = ops.compile(one_step)
         self.epoch = ops.compile(epoch)
@@ -147,50 +173,61 @@ def steps_each_batch(callbacks) -> bool:
 
 
 class CompiledEpoch:
-    """`Epoch.run` for an epoch (`runner`, an Epoch) whose ops compile: see the module docstring."""
+    """`Epoch.run` for an epoch (`runner`, an Epoch) whose ops compile: see the module docstring.
+
+    An order may be a NumPy array (fit's, drawn on the host): it goes to the compiled call as an
+    argument, with no separate transfer. After `run`, `finite` says whether the parameters and
+    buffers are all finite (None where no compiled call ran), read with the epoch's sums.
+    """
 
     def __init__(self, runner):
         self.runner = runner
         self.each_batch = steps_each_batch(runner.callbacks)
+        self.finite = None
+        self._zeros = None
 
     def run(self, epoch: int, order=None, interrupt=None) -> dict:
         r = self.runner
         model, xp, ops = r.model, r.xp, r.ops
         opt = model.optimizer
         fns = compiled_for(model, r.head, ops, r.l2, r.clip_norm, r.clip_value)
-        if r.train_rows is not None:  # positions in the training rows -> rows of X
-            order = r.train_rows if order is None else xp.take(r.train_rows, order, axis=0)
-        elif order is None:
-            order = xp.arange(r.n, device=placement(r.Y))  # committed, as a shuffled order is
+        if order is None:
+            order = np.arange(r.n)  # a host order, as a shuffled one is: one compilation
         if opt.state is None:
             opt.state = opt.init(list(model.parameters()))
         dtype = model.parameters()[0].dtype
-        # Placed as the parameters (a committed array, as the outputs are: one compilation, not two).
-        sums = xp.zeros((4,), dtype=dtype, device=placement(model.parameters()[0]))
         size, n = r.batch_size, r.n
         full = n // size  # >= 1: the batch size is at most n
         start = 0
+        self.finite = sums = None
         if not self.each_batch:  # the full batches in one call
-            batches = xp.reshape(order[:full * size], (full, size))
-            learning_rate = xp.asarray(opt.learning_rate, dtype=dtype)
-            result = fns.epoch(*self._state(), sums, r.X, r.Y, r.sample_weight, batches,
-                               xp.asarray(opt.step_count), learning_rate)
+            reshape = np.reshape if isinstance(order, np.ndarray) else xp.reshape
+            batches = reshape(order[:full * size], (full, size))
+            result = fns.epoch(*self._state(), r.X, r.Y, r.sample_weight, batches, r.train_rows,
+                               opt.step_count, np.asarray(opt.learning_rate, dtype=dtype))
             sums = self._commit(result, full, interrupt)
             start = full * size
+        elif isinstance(order, np.ndarray):  # sliced batch by batch on the device
+            order = xp.asarray(order, device=placement(r.Y))
+        if sums is None:
+            if self._zeros is None:  # placed as the parameters (committed, as the outputs are: one compilation)
+                self._zeros = xp.zeros((5,), dtype=dtype, device=placement(model.parameters()[0]))
+            sums = self._zeros
         for batch, first in enumerate(range(start, n, size), start=start // size):
             if interrupt is not None and interrupt.requested:
                 break
             rows = order[first:min(first + size, n)]
-            learning_rate = xp.asarray(opt.learning_rate, dtype=dtype)  # a callback may have changed it
-            result = fns.step(*self._state(), sums, r.X, r.Y, r.sample_weight, rows,
-                              xp.asarray(opt.step_count), learning_rate)
+            learning_rate = np.asarray(opt.learning_rate, dtype=dtype)  # a callback may have changed it
+            result = fns.step(*self._state(), sums, r.X, r.Y, r.sample_weight, rows, r.train_rows,
+                              opt.step_count, learning_rate)
             sums = self._commit(result, 1, interrupt)
             for callback in r.callbacks:
                 callback.on_batch_end(epoch, batch)
         r.running.reset()
-        r.running.add_sums(sums)
+        if sums is not self._zeros:  # one host read: the sums and the check of the arrays
+            sums = r.running.add_sums(sums)
+            self.finite = math.isfinite(sums[4])
         return r.running.logs()
-
     def _state(self):
         model = self.runner.model
         return list(model.parameters()), model.buffers(), model.optimizer.state

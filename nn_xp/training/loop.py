@@ -367,7 +367,8 @@ def _train(model, opt, X, Y, W, X_val, Y_val, W_val, head, epochs, batch_size, v
             started = time.perf_counter()
             # One shuffle order per epoch; each batch is gathered on its own, so memory stays
             # at the data plus O(batch_size) however large the data set.
-            order = backend.to_device(model.rng.permutation(n), model.device) if shuffle else None
+            # Drawn on the host; Epoch.run moves it to the device (a compiled epoch takes it as it is).
+            order = model.rng.permutation(n) if shuffle else None
             logs, stop_reason = runner.guarded_run(epoch, order, interrupt, stacklevel=5)
             if stop_reason is not None:
                 history.stop_reason = stop_reason
