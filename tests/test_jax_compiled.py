@@ -204,6 +204,10 @@ def test_ctrl_c_stops_after_the_compiled_call_or_after_the_step():
     model = classifier("jax:cpu", dropout=0.0)  # no per-batch callback: each epoch is one compiled call
     history = model.fit(X, labels, epochs=4, batch_size=30, callbacks=[_CtrlC(1)], verbose=0)
     assert history.stop_reason == "interrupted" and history.epoch == [0, 1]
+    assert model.optimizer.step_count == 4 + 4  # the call of the 3 full batches and the last one ran whole
+    model = classifier("jax:cpu")  # with dropout the last, partial batch is a call of its own
+    history = model.fit(X, labels, epochs=4, batch_size=30, callbacks=[_CtrlC(1)], verbose=0)
+    assert history.stop_reason == "interrupted" and history.epoch == [0, 1]
     assert model.optimizer.step_count == 4 + 3  # the call of the 3 full batches ran whole, the last batch not
     model = classifier("jax:cpu", dropout=0.0)
     history = model.fit(X, labels, epochs=4, batch_size=30, callbacks=[_CtrlCAfterBatch(1, 2)], verbose=0)

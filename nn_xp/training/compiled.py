@@ -11,14 +11,17 @@ written with the model's own `train_step` (its layers, head and dropout masks, k
 penalty times the batch's samples or weight, the head's batch metric, the samples or weight), each
 batch added in turn as `_RunningMetrics.add` adds them, so the history comes out the same.
 
-`CompiledEpoch.run` runs an epoch's batches with it: the full batches under `ops.scan` in one
-compiled call (gathering each batch's rows of X, Y and the weights on the device as it goes, so no
-copy of the data is made), then the last, partial batch, if any, as one call of the compiled
-single step (the two in one program took XLA's CPU compiler 7 s where apart they take 1.4 s, for
-a small network with dropout); where per-batch callbacks are attached (a
-user's `on_batch_end`, the progress bar), every batch is a call of the compiled single step from
+`CompiledEpoch.run` runs an epoch's batches with it: the full batches under `ops.scan` and then
+the last, partial batch, if any, in one compiled call (gathering each batch's rows of X, Y and the
+weights on the device as it goes, so no copy of the data is made). Where the model has Dropout
+layers the partial batch is a call of the compiled single step of its own (the two in one program
+took XLA's CPU compiler 6.4 s where apart they take 1.8 s). Where per-batch callbacks are attached
+(a user's `on_batch_end`, the progress bar), every batch is a call of the compiled single step from
 the Python loop, so the callbacks see each step's parameters. The shuffle order is the one the
-uncompiled epoch gets (the model's host generator), so the results are the same.
+uncompiled epoch gets (the model's host generator, passed to the compiled call as a NumPy array),
+so the results are the same. Each call also returns, with the running sums, whether the new
+parameters and buffers are all finite, so an epoch's figures and the non-finite guard's check
+(epoch.py's `guarded_run`) come back to the host in one read.
 
 The compiled functions are kept on the model (`model._compiled`), keyed by what their trace bakes
 in: the head, the optimizer's class and hyperparameters (but the learning rate, passed as an array),
@@ -34,6 +37,7 @@ import math
 import numpy as np
 
 from ..backends import FlatList, placement
+from ..nn.layers import Dropout
 from ..optim.base import Optimizer
 from ..optim.clipping import clip_grad_norm, clip_grad_value
 from .callbacks import Callback
@@ -133,9 +137,10 @@ class _Compiled:
                                                  learning_rate)
             return params, buffers, state, finite(params, buffers, sums)
 
-        def epoch(params, buffers, state, X, Y, W, batches, train_rows, step, learning_rate):
+        def epoch(params, buffers, state, X, Y, W, batches, tail, train_rows, step, learning_rate):
             if train_rows is not None:
                 batches = xp.take(train_rows, batches, axis=0)  # a (full, size) gather of indices
+                tail = None if tail is None else xp.take(train_rows, tail, axis=0)
 
             def body(carry, rows):
                 params, buffers, state, sums, step = carry
@@ -144,7 +149,10 @@ class _Compiled:
                 return (params, buffers, state, sums, step + 1), None
 
             sums = xp.zeros((4,), dtype=params[0].dtype)
-            (params, buffers, state, sums, _), _ = ops.scan(body, (params, buffers, state, sums, step), batches)
+            (params, buffers, state, sums, step), _ = ops.scan(body, (params, buffers, state, sums, step), batches)
+            if tail is not None:
+                params, buffers, state, sums = train(params, buffers, state, sums, X, Y, W, tail, step,
+                                                     learning_rate)
             return params, buffers, state, finite(params, buffers, sums)
 
         self.step = ops.compile(one_step)
@@ -183,6 +191,9 @@ class CompiledEpoch:
     def __init__(self, runner):
         self.runner = runner
         self.each_batch = steps_each_batch(runner.callbacks)
+        # The partial last batch in the epoch's program, but where Dropout layers hash their masks:
+        # their code twice in one program took XLA's CPU compiler 6.4 s, where apart it takes 1.8 s.
+        self.tail_inside = not any(isinstance(layer, Dropout) for layer in runner.model.layers)
         self.finite = None
         self._zeros = None
 
@@ -203,10 +214,11 @@ class CompiledEpoch:
         if not self.each_batch:  # the full batches in one call
             reshape = np.reshape if isinstance(order, np.ndarray) else xp.reshape
             batches = reshape(order[:full * size], (full, size))
-            result = fns.epoch(*self._state(), r.X, r.Y, r.sample_weight, batches, r.train_rows,
+            tail = order[full * size:] if n % size and self.tail_inside else None
+            result = fns.epoch(*self._state(), r.X, r.Y, r.sample_weight, batches, tail, r.train_rows,
                                opt.step_count, np.asarray(opt.learning_rate, dtype=dtype))
-            sums = self._commit(result, full, interrupt)
-            start = full * size
+            sums = self._commit(result, full + (tail is not None), interrupt)
+            start = n if tail is not None else full * size
         elif isinstance(order, np.ndarray):  # sliced batch by batch on the device
             order = xp.asarray(order, device=placement(r.Y))
         if sums is None:

@@ -141,7 +141,7 @@ class Epoch:
         model's device here, or given as it is to the compiled epoch.
 
         Returns the epoch's logs (floats). Stops after the current step when `interrupt.requested`
-        (the current compiled call, where the epoch's full batches run as one).
+        (the current compiled call, where the epoch's batches run as one).
         """
         if self.compiled is not None and covers(self.model.optimizer):
             return self.compiled.run(epoch, order, interrupt)

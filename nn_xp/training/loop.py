@@ -184,8 +184,9 @@ def fit(
         compile: None (default) or True: on a JAX device ("jax:cpu", "jax:gpu[:N]") the training
             step is compiled with jax.jit, a pure function of the parameters, buffers, optimizer
             state, batch, step and learning rate written with the same layers, head and optimizer
-            (training/compiled.py), and each epoch's full batches run under jax.lax.scan in one
-            call (batch by batch, still compiled, where a callback has on_batch_end or the
+            (training/compiled.py), and each epoch's batches run under jax.lax.scan in one
+            call (its last, partial batch in a call of its own where the model has Dropout
+            layers; batch by batch, still compiled, where a callback has on_batch_end or the
             progress bar shows); the results are those of the uncompiled step, to rounding. The
             compiled functions are kept on the model: later epochs and fits reuse them. The
             learning rate is an argument, so schedules cause no recompilation. L-BFGS,
@@ -199,7 +200,7 @@ def fit(
     A non-finite training loss stops training: the parameters and optimizer state go back to the
     end of the last good epoch, a RuntimeWarning says so, and history.stop_reason is "non-finite loss".
     Ctrl-C stops after the current step (under compile, after the current compiled call: the
-    epoch's full batches are one); the epoch so far is recorded and the history returned.
+    epoch's batches are one); the epoch so far is recorded and the history returned.
     A second Ctrl-C raises KeyboardInterrupt as soon as the current optimizer step is complete.
 
     Bad arguments raise ValueError/TypeError naming the parameter before anything changes. Any
