@@ -159,9 +159,14 @@ class _Compiled:
         self.epoch = ops.compile(epoch)
 
 
+def _settings(opt) -> tuple:
+    """The optimizer's hyperparameters that a trace bakes in (all but the learning rate)."""
+    return tuple(sorted((k, repr(v)) for k, v in opt.hyperparameters.items() if k != "learning_rate"))
+
+
 def _trace_key(model, head, l2, clip_norm, clip_value):
     opt = model.optimizer
-    settings = tuple(sorted((k, repr(v)) for k, v in opt.hyperparameters.items() if k != "learning_rate"))
+    settings = _settings(opt)
     return (repr(head.spec()), type(opt), settings, l2, clip_norm, clip_value, model.dtype,
             repr(model.architecture()), model.dropout_key)
 
@@ -196,12 +201,19 @@ class CompiledEpoch:
         self.tail_inside = not any(isinstance(layer, Dropout) for layer in runner.model.layers)
         self.finite = None
         self._zeros = None
+        self._fns = self._held = None
 
     def run(self, epoch: int, order=None, interrupt=None) -> dict:
         r = self.runner
         model, xp, ops = r.model, r.xp, r.ops
         opt = model.optimizer
-        fns = compiled_for(model, r.head, ops, r.l2, r.clip_norm, r.clip_value)
+        # The rest of the trace key is the epoch's own (its head, settings and model): only the
+        # optimizer may change from one epoch to the next (a callback's doing).
+        held = opt, _settings(opt)
+        if self._held != held:
+            self._fns = compiled_for(model, r.head, ops, r.l2, r.clip_norm, r.clip_value)
+            self._held = held
+        fns = self._fns
         if order is None:
             order = np.arange(r.n)  # a host order, as a shuffled one is: one compilation
         if opt.state is None:

@@ -278,7 +278,7 @@ class Epoch:
         """`run`, and when the loss or the parameters end non-finite, the model put back as it was
         before the epoch with a RuntimeWarning. Returns (logs, "non-finite loss" or None)."""
         model = self.model
-        snapshot = take_snapshot(model)
+        snapshot = take_snapshot(model, self.ops)
         # A diverging step overflows in NumPy's products and sums; the check below says what happened
         # once, where NumPy would print a line per operation.
         if self.compiled is not None:
