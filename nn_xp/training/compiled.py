@@ -190,7 +190,8 @@ class CompiledEpoch:
 
     An order may be a NumPy array (fit's, drawn on the host): it goes to the compiled call as an
     argument, with no separate transfer. After `run`, `finite` says whether the parameters and
-    buffers are all finite (None where no compiled call ran), read with the epoch's sums.
+    buffers are all finite, read with the epoch's sums (None where per-batch callbacks ran after
+    the compiled calls, or none ran).
     """
 
     def __init__(self, runner):
@@ -223,7 +224,7 @@ class CompiledEpoch:
         full = n // size  # >= 1: the batch size is at most n
         start = 0
         self.finite = sums = None
-        if not self.each_batch:  # the full batches in one call
+        if not self.each_batch:  # the epoch's batches in one call
             reshape = np.reshape if isinstance(order, np.ndarray) else xp.reshape
             batches = reshape(order[:full * size], (full, size))
             tail = order[full * size:] if n % size and self.tail_inside else None
@@ -250,8 +251,10 @@ class CompiledEpoch:
         r.running.reset()
         if sums is not self._zeros:  # one host read: the sums and the check of the arrays
             sums = r.running.add_sums(sums)
-            self.finite = math.isfinite(sums[4])
+            # Where per-batch callbacks ran after the last call, guarded_run reads the arrays themselves.
+            self.finite = None if self.each_batch else math.isfinite(sums[4])
         return r.running.logs()
+
     def _state(self):
         model = self.runner.model
         return list(model.parameters()), model.buffers(), model.optimizer.state
