@@ -204,6 +204,10 @@ def test_ctrl_c_stops_after_the_compiled_call_or_after_the_step():
     model = classifier("jax:cpu", dropout=0.0)  # no per-batch callback: each epoch is one compiled call
     history = model.fit(X, labels, epochs=4, batch_size=30, callbacks=[_CtrlC(1)], verbose=0)
     assert history.stop_reason == "interrupted" and history.epoch == [0, 1]
+    assert model.optimizer.step_count == 4 + 4  # the call of the 3 full batches and the last one ran whole
+    model = classifier("jax:cpu")  # with dropout the last, partial batch is a call of its own
+    history = model.fit(X, labels, epochs=4, batch_size=30, callbacks=[_CtrlC(1)], verbose=0)
+    assert history.stop_reason == "interrupted" and history.epoch == [0, 1]
     assert model.optimizer.step_count == 4 + 3  # the call of the 3 full batches ran whole, the last batch not
     model = classifier("jax:cpu", dropout=0.0)
     history = model.fit(X, labels, epochs=4, batch_size=30, callbacks=[_CtrlCAfterBatch(1, 2)], verbose=0)
@@ -222,3 +226,18 @@ def test_a_diverging_compiled_epoch_is_undone_as_elsewhere():
                             verbose=0)
     assert history.stop_reason == "non-finite loss"
     assert all(np.array_equal(a, b) for a, b in zip(host(model.parameters()), good))
+
+
+@pytest.mark.parametrize("compile", [None, False])
+def test_a_non_finite_buffer_with_a_finite_loss_is_caught_compiled_or_not(compile):
+    """The compiled epoch checks its parameters and buffers in the call itself (read back with the
+    sums): a NaN running statistic, which leaves the loss finite, stops the fit as elsewhere."""
+    X, _, target, _ = data(n=100)
+    model = regressor("jax:cpu")
+    model.fit(X, target, epochs=1, batch_size=30, verbose=0, compile=compile)
+    buffers = model._store.buffers
+    buffers[0] = buffers[0] * np.nan
+    with pytest.warns(NonFiniteLossWarning, match="the parameters or buffers became NaN or infinite"):
+        history = model.fit(X, target, epochs=2, batch_size=30, verbose=0, compile=compile)
+    assert history.stop_reason == "non-finite loss" and history.epoch == [0]
+    assert model.optimizer.step_count == 4  # the epoch's 4 steps undone

@@ -49,14 +49,17 @@ class _RunningMetrics:
         self.metric_sum = self.metric_sum + self.head.batch_metric(self.xp, out, Y, W)
         self.count = self.count + n
 
-    def add_sums(self, sums):
-        """Add a compiled epoch's running sums: a (4,) array of the loss times the samples (or
-        weight), the penalty times the same, the metric's sum and the samples (compiled.py)."""
-        loss, penalty, metric, count = backend.to_numpy(sums).tolist()  # one read, as logs() would make
+    def add_sums(self, sums) -> list:
+        """Add a compiled epoch's running sums: an array of the loss times the samples (or weight),
+        the penalty times the same, the metric's sum and the samples, and after them whatever else
+        the compiled call reads back with them (compiled.py). Returns them all, read in one go."""
+        host = backend.to_numpy(sums).tolist()  # one read, as logs() would make
+        loss, penalty, metric, count = host[:4]
         self.loss_sum = self.loss_sum + loss
         self.penalty_sum = self.penalty_sum + penalty
         self.metric_sum = self.metric_sum + metric
         self.count = self.count + count
+        return host
 
     def logs(self) -> dict:
         """The epoch's numbers as Python floats: the one host synchronisation per epoch.
@@ -76,7 +79,9 @@ class _RunningMetrics:
             return {"loss": loss, "accuracy": metric_sum / count}
         if self.head.loss != "mse":  # the data loss is no squared error (poisson): mse and r2 unknown here
             return {"loss": loss, "mae": metric_sum / count}
-        total = float(self.total_ss)
+        if not isinstance(self.total_ss, float):  # read once: the targets do not change
+            self.total_ss = float(self.total_ss)
+        total = self.total_ss
         r2 = 1 - data * count * self.n_outputs / total if total > 0 else 0.0
         return {"loss": loss, "mse": data, "mae": metric_sum / count, "r2": r2}
 
@@ -132,12 +137,17 @@ class Epoch:
     def run(self, epoch: int, order=None, interrupt=None) -> dict:
         """Train on every batch once, in `order` (positions in the training rows; None: as stored).
 
+        `order` may be a NumPy array on any device (fit's, drawn on the host): it is moved to the
+        model's device here, or given as it is to the compiled epoch.
+
         Returns the epoch's logs (floats). Stops after the current step when `interrupt.requested`
-        (the current compiled call, where the epoch's full batches run as one).
+        (the current compiled call, where the epoch's batches run as one).
         """
         if self.compiled is not None and covers(self.model.optimizer):
             return self.compiled.run(epoch, order, interrupt)
         model, X, Y, W, xp, ops = self.model, self.X, self.Y, self.sample_weight, self.xp, self.ops
+        if isinstance(order, np.ndarray):
+            order = backend.to_device(order, model.device)
         opt = model.optimizer
         workspace = model.workspace if ops.mutable else None
         if self.train_rows is not None:  # positions in the training rows -> rows of X
@@ -268,13 +278,18 @@ class Epoch:
         """`run`, and when the loss or the parameters end non-finite, the model put back as it was
         before the epoch with a RuntimeWarning. Returns (logs, "non-finite loss" or None)."""
         model = self.model
-        snapshot = take_snapshot(model)
+        snapshot = take_snapshot(model, self.ops)
         # A diverging step overflows in NumPy's products and sums; the check below says what happened
         # once, where NumPy would print a line per operation.
+        if self.compiled is not None:
+            self.compiled.finite = None
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             logs = self.run(epoch, order, interrupt)
-        if math.isfinite(logs["loss"]) and device_finite(self.xp, model.parameters()) and device_finite(
-                self.xp, model.buffers()):
+        # A compiled epoch read its arrays' check back with its sums; elsewhere, one read each here.
+        finite = None if self.compiled is None else self.compiled.finite
+        if finite is None:
+            finite = device_finite(self.xp, model.parameters()) and device_finite(self.xp, model.buffers())
+        if math.isfinite(logs["loss"]) and finite:
             return logs, None
         if interrupt is not None:
             interrupt.hold()

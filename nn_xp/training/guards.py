@@ -120,11 +120,12 @@ def device_finite(xp, arrays) -> bool:
     return math.isfinite(float(total))
 
 
-def take_snapshot(model):
+def take_snapshot(model, ops=None):
     """Copies of the parameters and the optimizer state to fall back on, made on the model's device,
     and the buffers (which the layers replace, never write into): no transfer to the host and no
-    synchronisation, so taking one every epoch costs a copy."""
-    ops = ops_for(backend.get_namespace(*model.parameters()))
+    synchronisation, so taking one every epoch costs a copy. ops: the model's, where known."""
+    if ops is None:
+        ops = ops_for(backend.get_namespace(*model.parameters()))
     opt = model.optimizer
     state = map_state(opt.state, ops.copy_arrays)
     return ops.copy_arrays(model.parameters()), state, opt.step_count, model.buffers()

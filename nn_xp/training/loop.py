@@ -184,8 +184,9 @@ def fit(
         compile: None (default) or True: on a JAX device ("jax:cpu", "jax:gpu[:N]") the training
             step is compiled with jax.jit, a pure function of the parameters, buffers, optimizer
             state, batch, step and learning rate written with the same layers, head and optimizer
-            (training/compiled.py), and each epoch's full batches run under jax.lax.scan in one
-            call (batch by batch, still compiled, where a callback has on_batch_end or the
+            (training/compiled.py), and each epoch's batches run under jax.lax.scan in one
+            call (its last, partial batch in a call of its own where the model has Dropout
+            layers; batch by batch, still compiled, where a callback has on_batch_end or the
             progress bar shows); the results are those of the uncompiled step, to rounding. The
             compiled functions are kept on the model: later epochs and fits reuse them. The
             learning rate is an argument, so schedules cause no recompilation. L-BFGS,
@@ -199,7 +200,7 @@ def fit(
     A non-finite training loss stops training: the parameters and optimizer state go back to the
     end of the last good epoch, a RuntimeWarning says so, and history.stop_reason is "non-finite loss".
     Ctrl-C stops after the current step (under compile, after the current compiled call: the
-    epoch's full batches are one); the epoch so far is recorded and the history returned.
+    epoch's batches are one); the epoch so far is recorded and the history returned.
     A second Ctrl-C raises KeyboardInterrupt as soon as the current optimizer step is complete.
 
     Bad arguments raise ValueError/TypeError naming the parameter before anything changes. Any
@@ -367,7 +368,8 @@ def _train(model, opt, X, Y, W, X_val, Y_val, W_val, head, epochs, batch_size, v
             started = time.perf_counter()
             # One shuffle order per epoch; each batch is gathered on its own, so memory stays
             # at the data plus O(batch_size) however large the data set.
-            order = backend.to_device(model.rng.permutation(n), model.device) if shuffle else None
+            # Drawn on the host; Epoch.run moves it to the device (a compiled epoch takes it as it is).
+            order = model.rng.permutation(n) if shuffle else None
             logs, stop_reason = runner.guarded_run(epoch, order, interrupt, stacklevel=5)
             if stop_reason is not None:
                 history.stop_reason = stop_reason
