@@ -379,3 +379,27 @@ def test_the_ops_read_the_primitive_an_activation_names_not_its_functions_or_nam
         dZ, db = ops.backward_bias(activation, dA, Z_kept, A, db=nx.to_device(np.empty(2), device))
         np.testing.assert_array_equal(nx.to_numpy(dZ), gradient)
         np.testing.assert_array_equal(nx.to_numpy(db), gradient[0])
+
+
+@pytest.mark.skipif(not TORCH, reason="needs torch")
+def test_a_torch_fit_keeps_flat_buffers_and_never_writes_the_callers_tensors():
+    """On torch:cpu the parameters, gradients and optimizer state stay views of flat tensors, and
+    tensors sharing the caller's NumPy memory (torch.from_numpy) come out of fit as they went in."""
+    import torch
+
+    rng = np.random.default_rng(0)
+    X_host, y_host = rng.normal(size=(40, 6)), rng.integers(0, 3, size=40)
+    X_before = X_host.copy()
+    model = nx.MLP([6, 8, 3], output_activation="softmax", dtype="float64", device="torch:cpu", seed=0)
+    model.fit(torch.from_numpy(X_host), torch.from_numpy(y_host), epochs=2, batch_size=16, verbose=0)
+    np.testing.assert_array_equal(X_host, X_before)
+    params = model.parameters()
+    assert params.is_packed() and isinstance(params.flat, torch.Tensor)
+    state = [field for field in model.optimizer.state if field is not None]
+    assert len(state) == 2  # Adam's moments
+    for field in state:
+        assert isinstance(field, FlatList) and field.is_packed() and isinstance(field.flat, torch.Tensor)
+    reference = nx.MLP([6, 8, 3], output_activation="softmax", dtype="float64", device="cpu", seed=0)
+    reference.fit(X_host, y_host, epochs=2, batch_size=16, verbose=0)
+    for a, b in zip(params, reference.parameters()):
+        assert relative_difference(a, b) <= PARITY_RTOL["float64"]
