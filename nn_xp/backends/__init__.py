@@ -28,7 +28,16 @@ import functools
 
 import array_api_compat
 
-from .arrays import device_of, get_namespace, is_host, is_host_array, is_sparse, wide_words, word_dtype
+from .arrays import (
+    device_of,
+    get_namespace,
+    host_view,
+    is_host,
+    is_host_array,
+    is_sparse,
+    wide_words,
+    word_dtype,
+)
 from .cupy_ops import CupyOps
 from .devices import (
     DTYPES,
@@ -108,6 +117,7 @@ __all__ = [
     "half_dtype",
     "has_half_precision",
     "host_rng",
+    "host_view",
     "is_gpu",
     "is_host",
     "is_host_array",

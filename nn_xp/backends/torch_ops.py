@@ -23,19 +23,9 @@ from __future__ import annotations
 import math
 
 from . import numpy_ops
-from .arrays import is_sparse
+from .arrays import host_view, is_sparse
 from .numpy_ops import LINEAR, RELU, SIGMOID, TANH, _views_of
 from .ops import FlatList, Ops
-
-
-def _numpy_view(t):
-    """The NumPy array sharing CPU tensor t's memory, or None (another device, a dtype NumPy lacks)."""
-    if t.device.type != "cpu":
-        return None
-    try:
-        return t.numpy()
-    except (TypeError, RuntimeError):
-        return None
 
 
 def _native(name: str, *tensors_and_numbers) -> bool:
@@ -46,7 +36,7 @@ def _native(name: str, *tensors_and_numbers) -> bool:
     args = []
     for a in tensors_and_numbers:
         if hasattr(a, "numpy"):
-            a = _numpy_view(a)
+            a = host_view(a)
             if a is None:
                 return False
         args.append(a)
