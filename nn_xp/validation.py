@@ -155,12 +155,13 @@ _FINITE_BLOCK = 1 << 20
 
 def all_finite(X) -> bool:
     """True when the 2-D array X holds no NaN or inf; one host read at the end."""
-    if backends.is_host_array(X) and X.dtype.kind == "f" and X.flags.c_contiguous and X.flags.aligned:
+    host = backends.host_view(X)  # a NumPy array, or a torch tensor's host memory as one
+    if host is not None and host.dtype.kind == "f" and host.flags.c_contiguous and host.flags.aligned:
         # One BLAS pass, a third of the time of isfinite over the blocks: a sum of squares is
         # finite only when every element is. A non-finite one may also be finite values whose
         # squares overflow, so then the exact check below decides. (Not on a misaligned array,
         # such as a memory-mapped .npz member: np.dot would first copy it whole, twice.)
-        flat = X.reshape(-1)
+        flat = host.reshape(-1)
         with np.errstate(all="ignore"):
             if np.isfinite(np.dot(flat, flat)):
                 return True

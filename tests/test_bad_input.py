@@ -249,6 +249,23 @@ def test_the_finiteness_check_finds_every_nan_and_inf(dtype, bad, where):
     assert not _all_finite(X[where[0] % 300 % 2 :: 2])  # not contiguous, the bad row kept
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_the_finiteness_check_reads_a_torch_tensor_through_its_host_memory(bad):
+    torch = pytest.importorskip("torch")
+    from nn_xp.backends import host_view
+    from nn_xp.validation import all_finite as _all_finite
+
+    X = np.random.default_rng(0).normal(size=(300, 7)).astype(np.float32)
+    tensor = torch.from_numpy(X)
+    assert host_view(tensor) is not None and np.shares_memory(host_view(tensor), X)
+    assert host_view(tensor.to(torch.bfloat16)) is None  # a dtype NumPy lacks: the blockwise path
+    assert _all_finite(tensor) and _all_finite(tensor.to(torch.bfloat16))
+    X[137, 5] = bad
+    assert not _all_finite(tensor) and not _all_finite(tensor.to(torch.bfloat16))
+    huge = torch.full((4, 3), 1e30)  # finite, though its sum of squares overflows
+    assert _all_finite(huge)
+
+
 @pytest.mark.parametrize("dtype, huge", [("float32", 1e30), ("float64", 1e200)])
 def test_the_finiteness_check_accepts_values_whose_squares_overflow(dtype, huge):
     # The quick sum of squares overflows for these; the exact check must still say finite.

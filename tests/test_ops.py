@@ -1,6 +1,8 @@
-"""The ops objects (ops.py, numpy_ops.py, cupy_ops.py): each backend's override gives the standard
+"""The ops objects (ops.py, numpy_ops.py, cupy_ops.py, torch_ops.py): each backend's override gives the standard
 version's numbers, the standard version never writes in place, and the flat-buffer paths of the
 model and the optimizers give the per-array numbers."""
+
+import importlib.util
 
 import numpy as np
 import pytest
@@ -11,7 +13,9 @@ from nn_xp.nn.activations import ACTIVATIONS, get_activation
 
 from .conftest import GPU_COUNT, PARITY_RTOL, relative_difference
 
-MUTABLE = ["cpu"] + (["cuda:0"] if GPU_COUNT else [])
+TORCH = importlib.util.find_spec("torch") is not None
+MUTABLE = ["cpu"] + (["torch:cpu"] if TORCH else []) + (["cuda:0"] if GPU_COUNT else [])
+HOST = ("cpu", "torch:cpu")  # NumPy's arithmetic, operation for operation (or its compiled loops)
 HIDDEN = [a for a in ACTIVATIONS if a != "softmax"]
 ARCHITECTURES = [
     dict(layer_sizes=[6, 16, 12, 4], activation="relu", output_activation="softmax", loss="cross_entropy"),
@@ -58,6 +62,9 @@ def test_ops_for_picks_one_object_per_backend():
     assert ops_for(nx.namespace("cpu")) is numpy_ops
     strict = ops_for(nx.namespace("array_api_strict"))
     assert type(strict) is Ops and not strict.mutable
+    if TORCH:
+        torch_ops = ops_for(nx.namespace("torch:cpu"))
+        assert type(torch_ops).__name__ == "TorchOps" and torch_ops.mutable
 
 
 def test_the_standard_ops_never_write_in_place():
@@ -161,8 +168,8 @@ UPDATES = {
 @pytest.mark.parametrize("device", MUTABLE)
 @pytest.mark.parametrize("name", UPDATES)
 def test_optimizer_updates_match_the_standard_ops_same(device, dtype, name):
-    """The same arithmetic in the same order: bitwise equal on NumPy (compiled loops or not);
-    within rounding on CuPy, whose kernels may contract to fused multiply-adds."""
+    """The same arithmetic in the same order: bitwise equal on NumPy and torch:cpu (compiled loops or
+    not); within rounding on CuPy, whose kernels may contract to fused multiply-adds."""
     xp = nx.namespace(device)
     p, g, m, v, v_max = _arrays(device, dtype, *[(301,)] * 5, seed=4)
     v, v_max = xp.abs(v), xp.abs(v_max) + xp.abs(v)
@@ -176,7 +183,7 @@ def test_optimizer_updates_match_the_standard_ops_same(device, dtype, name):
     for a, b in zip(got, expected):
         if b is None:
             continue
-        if device == "cpu":
+        if device in HOST:
             assert _same(a, b)
         else:
             assert relative_difference(a, b) <= (1e-6 if dtype == "float32" else 1e-13)
@@ -303,7 +310,7 @@ def test_a_training_step_writes_into_the_arrays_of_the_step_before():
     np.testing.assert_array_equal(out, first)  # and the same step gives the same numbers
 
 
-@pytest.mark.parametrize("device", ["cpu", "array_api_strict"])
+@pytest.mark.parametrize("device", ["cpu", "array_api_strict"] + (["torch:cpu"] if TORCH else []))
 def test_take_batch_is_take_per_array(device):
     """NumpyOps' override (np.take into the given arrays) against the standard twin (xp.take per
     array, read-only inputs), and the twin against NumPy's indexing."""
@@ -372,3 +379,27 @@ def test_the_ops_read_the_primitive_an_activation_names_not_its_functions_or_nam
         dZ, db = ops.backward_bias(activation, dA, Z_kept, A, db=nx.to_device(np.empty(2), device))
         np.testing.assert_array_equal(nx.to_numpy(dZ), gradient)
         np.testing.assert_array_equal(nx.to_numpy(db), gradient[0])
+
+
+@pytest.mark.skipif(not TORCH, reason="needs torch")
+def test_a_torch_fit_keeps_flat_buffers_and_never_writes_the_callers_tensors():
+    """On torch:cpu the parameters, gradients and optimizer state stay views of flat tensors, and
+    tensors sharing the caller's NumPy memory (torch.from_numpy) come out of fit as they went in."""
+    import torch
+
+    rng = np.random.default_rng(0)
+    X_host, y_host = rng.normal(size=(40, 6)), rng.integers(0, 3, size=40)
+    X_before = X_host.copy()
+    model = nx.MLP([6, 8, 3], output_activation="softmax", dtype="float64", device="torch:cpu", seed=0)
+    model.fit(torch.from_numpy(X_host), torch.from_numpy(y_host), epochs=2, batch_size=16, verbose=0)
+    np.testing.assert_array_equal(X_host, X_before)
+    params = model.parameters()
+    assert params.is_packed() and isinstance(params.flat, torch.Tensor)
+    state = [field for field in model.optimizer.state if field is not None]
+    assert len(state) == 2  # Adam's moments
+    for field in state:
+        assert isinstance(field, FlatList) and field.is_packed() and isinstance(field.flat, torch.Tensor)
+    reference = nx.MLP([6, 8, 3], output_activation="softmax", dtype="float64", device="cpu", seed=0)
+    reference.fit(X_host, y_host, epochs=2, batch_size=16, verbose=0)
+    for a, b in zip(params, reference.parameters()):
+        assert relative_difference(a, b) <= PARITY_RTOL["float64"]

@@ -9,8 +9,9 @@
 - `tf32.py`: whether CuPy's float32 matrix products may use TF32;
 - `ops.py`: `Ops`, the standard version of every array primitive (Array API functions only);
 - `jax_ops.py`: JAX's compiler (jax.jit, jax.lax.scan) for pure training steps;
-- `numpy_ops.py` (with `_native.c`, the compiled loops built by setup.py) and `cupy_ops.py` (with
-  `cupy_kernels.cu`, the fused CUDA kernels): what each backend does faster;
+- `numpy_ops.py` (with `_native.c`, the compiled loops built by setup.py), `cupy_ops.py` (with
+  `cupy_kernels.cu`, the fused CUDA kernels) and `torch_ops.py` (torch's in-place and `out=`
+  functions): what each backend does faster;
 - `host_batches.py`: batches copied from host memory to a GPU through pinned buffers on a second
   stream (streaming);
 - `nccl.py`: NCCL's collectives between GPUs (distributed training).
@@ -27,7 +28,16 @@ import functools
 
 import array_api_compat
 
-from .arrays import device_of, get_namespace, is_host, is_host_array, is_sparse, wide_words, word_dtype
+from .arrays import (
+    device_of,
+    get_namespace,
+    host_view,
+    is_host,
+    is_host_array,
+    is_sparse,
+    wide_words,
+    word_dtype,
+)
 from .cupy_ops import CupyOps
 from .devices import (
     DTYPES,
@@ -52,6 +62,7 @@ from .memory import check_memory, free_memory, is_out_of_memory, memory_bytes
 from .numpy_ops import NumpyOps
 from .ops import FlatList, Ops
 from .tf32 import apply_tf32, set_tf32, tf32_enabled
+from .torch_ops import TorchOps
 from .transfers import sparse_csr, to_device, to_numpy
 
 
@@ -63,6 +74,8 @@ def _ops_for_namespace(xp) -> Ops:
         return CupyOps(xp)
     if array_api_compat.is_jax_namespace(xp):
         return JaxOps(xp)
+    if array_api_compat.is_torch_namespace(xp):
+        return TorchOps(xp)
     return Ops(xp)
 
 
@@ -90,6 +103,7 @@ __all__ = [
     "JaxOps",
     "NumpyOps",
     "Ops",
+    "TorchOps",
     "apply_tf32",
     "available_devices",
     "check_memory",
@@ -103,6 +117,7 @@ __all__ = [
     "half_dtype",
     "has_half_precision",
     "host_rng",
+    "host_view",
     "is_gpu",
     "is_host",
     "is_host_array",

@@ -15,6 +15,20 @@ def is_host_array(x) -> bool:
     return isinstance(x, np.ndarray)
 
 
+def host_view(x):
+    """x as a NumPy array sharing its memory: x itself for a NumPy array, Tensor.numpy() for a torch
+    tensor in host memory; None for anything else (another device or library, a dtype NumPy lacks).
+    Reading it costs no copy; it is written only where x may be."""
+    if isinstance(x, np.ndarray):
+        return x
+    if array_api_compat.is_torch_array(x) and x.device.type == "cpu" and not x.requires_grad:
+        try:
+            return x.numpy()
+        except (TypeError, RuntimeError):  # bfloat16, a conjugated or negative-bit view
+            return None
+    return None
+
+
 def is_numpy(x) -> bool:
     return isinstance(x, (np.ndarray, np.generic))
 

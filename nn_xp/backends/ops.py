@@ -8,6 +8,8 @@ order (thinc's `Ops`/`NumpyOps`/`CupyOps` pattern):
   `_native.c` where they are built;
 - `CupyOps` (cupy_ops.py): `NumpyOps`' in-place forms, with fused CUDA kernels in place of the
   compiled loops;
+- `TorchOps` (torch_ops.py): `NumpyOps`' in-place forms with torch's `out=` and in-place
+  functions (and the compiled loops on torch:cpu, through NumPy views of the same memory);
 - `JaxOps` (jax_ops.py): the standard arithmetic, and `compile` / `scan`, which run a pure
   training step (or an epoch of them) as one compiled program.
 `ops_for(xp)` (the package's `__init__`, above every ops module) is the only place that chooses;

@@ -250,7 +250,7 @@ class Optimizer:
         """Move the state arrays to `device` (the model moves the parameters); returns self."""
         device = backends.resolve_device(device)
         self.state = map_state(self.state, lambda arrays: [backends.to_device(a, device) for a in arrays])
-        self._work, self._flat_state = {}, None  # nothing kept on the old device
+        self._work, self._flat_state, self._checked_views = {}, None, None  # nothing kept on the old device
         return self
 
     def state_dict(self) -> dict:
