@@ -403,3 +403,29 @@ def test_a_torch_fit_keeps_flat_buffers_and_never_writes_the_callers_tensors():
     reference.fit(X_host, y_host, epochs=2, batch_size=16, verbose=0)
     for a, b in zip(params, reference.parameters()):
         assert relative_difference(a, b) <= PARITY_RTOL["float64"]
+
+
+def test_every_ops_class_keeps_the_signatures_it_overrides():
+    """A backend's override takes what the shared code passes: CuPy's kernel scratch once shadowed
+    NumPy's `_scratch(work, like)`, so the in-place SGD, RMSprop and AMSGrad rules, which CuPy
+    inherits, would have called it with the wrong arguments on a GPU."""
+    import inspect
+
+    from nn_xp.backends.cupy_ops import CupyOps
+    from nn_xp.backends.jax_ops import JaxOps
+    from nn_xp.backends.numpy_ops import NumpyOps
+    from nn_xp.backends.torch_ops import TorchOps
+
+    mismatched = []
+    for cls in (NumpyOps, CupyOps, TorchOps, JaxOps):
+        for name, member in vars(cls).items():
+            if not inspect.isfunction(member) or name.startswith("__"):
+                continue
+            for base in cls.__mro__[1:]:
+                inherited = vars(base).get(name)
+                if inspect.isfunction(inherited):
+                    if list(inspect.signature(member).parameters) != list(inspect.signature(inherited).parameters):
+                        mismatched.append(f"{cls.__name__}.{name}{inspect.signature(member)} overrides "
+                                          f"{base.__name__}.{name}{inspect.signature(inherited)}")
+                    break
+    assert not mismatched, "\n".join(mismatched)

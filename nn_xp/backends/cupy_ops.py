@@ -245,7 +245,7 @@ class CupyOps(NumpyOps):
         ndarray = self.raw.ndarray
         return all(type(a) is ndarray and a.flags.c_contiguous for a in arrays)
 
-    def _scratch(self, device_id: int, kind: str, size: int, dtype):
+    def _kernel_scratch(self, device_id: int, kind: str, size: int, dtype):
         """A kept array of at least `size` elements for the kernels' partial sums ("partials") or
         tickets ("tickets": zeros, which every launch leaves at zero), one per device and stream."""
         key = (device_id, self.raw.cuda.get_current_stream().ptr, kind, dtype)
@@ -341,8 +341,8 @@ class CupyOps(NumpyOps):
         (n, k), device_id = dA.shape, dA.device.id
         tiles, chunks, chunk = backward_bias_grid(n, k, _multiprocessors(device_id))
         accumulate = np.float64 if dA.dtype == np.float64 else np.float32
-        partials = self._scratch(device_id, "partials", chunks * k, accumulate)
-        tickets = self._scratch(device_id, "tickets", tiles, np.uint32)
+        partials = self._kernel_scratch(device_id, "partials", chunks * k, accumulate)
+        tickets = self._kernel_scratch(device_id, "tickets", tiles, np.uint32)
         code, slope = fused
         with dA.device:
             _kernel(f"nn_xp::backward_bias<{T}>")(
@@ -364,8 +364,8 @@ class CupyOps(NumpyOps):
                     return self.raw.zeros((), Z.dtype), dZ, Z
             blocks, group = softmax_grid(n, k, _multiprocessors(Z.device.id))
             accumulate = np.float64 if Z.dtype == np.float64 else np.float32
-            partials = self._scratch(Z.device.id, "partials", blocks, accumulate)
-            ticket = self._scratch(Z.device.id, "tickets", 1, np.uint32)
+            partials = self._kernel_scratch(Z.device.id, "partials", blocks, accumulate)
+            ticket = self._kernel_scratch(Z.device.id, "tickets", 1, np.uint32)
             with Z.device:
                 L = self.raw.empty((), Z.dtype)
                 _kernel(f"nn_xp::softmax_cross_entropy<{T}>")(
