@@ -75,7 +75,123 @@ def _native_call(function, *args) -> bool:
     return True
 
 
-class NumpyOps(Ops):
+class InPlaceRules:
+    """The in-place protocol's arithmetic, shared by every mutable ops class (NumpyOps, CupyOps,
+    TorchOps): an activation's derivative from A, and the optimizers' updates, allocating nothing
+    (scratch kept in `work`). It is written against `self.raw`, the library's own module, through
+    the names NumPy, CuPy and torch all give their functions (multiply, add, subtract, divide,
+    sqrt, maximum, each with `out=`), so the arithmetic is the same operation for operation on each.
+    `_native_loop` runs a compiled loop where the class has one."""
+
+    def _native_loop(self, name: str, *args) -> bool:
+        """Run nn_xp's compiled loop `name` on these arrays; False (nothing written) where none runs."""
+        return False
+
+    def _activation_backward(self, activation, dA, Z, A):
+        """dA * f'(A) in place for the activations whose derivative comes from A alone."""
+        fused = activation.fused
+        if fused == RELU:
+            dA *= A > 0
+        elif fused == SIGMOID:
+            dA *= A * (1 - A)
+        elif fused == TANH:
+            dA *= 1 - A * A
+        elif fused != LINEAR:
+            return activation.backward(self.xp, dA, Z, A)
+        return dA
+
+    # ---- optimizer updates: no allocation, scratch kept in `work` ----------------------------
+    def _scratch(self, work: dict, like):
+        return self.buffer(work, "scratch", like.shape, like) if like.ndim else self.raw.empty_like(like)
+
+    def scale(self, p, factor: float):
+        p *= factor
+        return p
+
+    def add_scaled(self, g, p, factor: float):
+        g += factor * p
+        return g
+
+    def sgd(self, p, g, learning_rate: float, work: dict):
+        scratch = self._scratch(work, p)
+        self.raw.multiply(g, learning_rate, out=scratch)
+        p -= scratch
+        return p
+
+    def sgd_momentum(self, p, g, b, *, learning_rate, momentum, dampening, first, nesterov, work):
+        if self._native_loop("sgd_momentum", p, g, b, learning_rate, momentum, 1 - dampening, first, nesterov):
+            return p, b
+        raw, scratch = self.raw, self._scratch(work, p)
+        if first:
+            b[...] = g
+        else:
+            b *= momentum
+            raw.multiply(g, 1 - dampening, out=scratch)
+            b += scratch
+        if nesterov:
+            raw.multiply(b, momentum, out=scratch)
+            scratch += g
+        else:
+            raw.add(b, 0, out=scratch)
+        scratch *= learning_rate
+        p -= scratch
+        return p, b
+
+    def adam(self, p, g, m, v, *, beta1, beta2, eps_c, step_c, work):
+        if self._native_loop("adam", p, g, m, v, beta1, beta2, 1 - beta1, 1 - beta2, eps_c, step_c):
+            return p, m, v
+        return self._adam(p, g, m, v, None, beta1, beta2, eps_c, step_c, work)[:3]
+
+    def amsgrad(self, p, g, m, v, v_max, *, beta1, beta2, eps_c, step_c, work):
+        return self._adam(p, g, m, v, v_max, beta1, beta2, eps_c, step_c, work)
+
+    def _adam(self, p, g, m, v, v_max, beta1, beta2, eps_c, step_c, work):
+        """Adam's update in place, allocating nothing; with `v_max`, AMSGrad's running maximum of v."""
+        raw, scratch = self.raw, self._scratch(work, p)
+        m *= beta1
+        raw.multiply(g, 1 - beta1, out=scratch)
+        m += scratch
+        v *= beta2
+        raw.multiply(g, g, out=scratch)
+        scratch *= 1 - beta2
+        v += scratch
+        if v_max is not None:
+            raw.maximum(v_max, v, out=v_max)
+        raw.sqrt(v if v_max is None else v_max, out=scratch)
+        scratch += eps_c
+        raw.divide(m, scratch, out=scratch)
+        scratch *= step_c
+        p -= scratch
+        return p, m, v, v_max
+
+    def rmsprop(self, p, g, v, g_avg, b, *, learning_rate, rho, eps, momentum, work):
+        raw, scratch = self.raw, self._scratch(work, p)
+        v *= rho
+        raw.multiply(g, g, out=scratch)
+        scratch *= 1 - rho
+        v += scratch
+        if g_avg is not None:
+            g_avg *= rho
+            raw.multiply(g, 1 - rho, out=scratch)
+            g_avg += scratch
+            raw.multiply(g_avg, g_avg, out=scratch)
+            raw.subtract(v, scratch, out=scratch)
+            raw.sqrt(scratch, out=scratch)
+        else:
+            raw.sqrt(v, out=scratch)
+        scratch += eps
+        raw.divide(g, scratch, out=scratch)
+        if b is not None:
+            b *= momentum
+            b += scratch
+            raw.multiply(b, learning_rate, out=scratch)
+        else:
+            scratch *= learning_rate
+        p -= scratch
+        return p, v, g_avg, b
+
+
+class NumpyOps(InPlaceRules, Ops):
     """The standard primitives with `out=`, in place, and the compiled loops."""
 
     name = "numpy"
@@ -87,6 +203,9 @@ class NumpyOps(Ops):
         self.raw = raw  # the module itself (numpy, cupy), for out= and in-place calls
         # The module's own functions, called without a wrapper: these run several times a step.
         self.matmul = raw.matmul
+
+    def _native_loop(self, name: str, *args) -> bool:
+        return self.native and _native_call(getattr(_native, name), *args)
 
     # ---- memory -------------------------------------------------------------------------------
     def _empty(self, shape, like):
@@ -140,7 +259,7 @@ class NumpyOps(Ops):
         return self.raw.sum(A, axis=0, out=out)
 
     def bias_activate(self, activation, Z, b):
-        if activation.fused == RELU and self.native and _native_call(_native.bias_relu, Z, b):
+        if activation.fused == RELU and self._native_loop("bias_relu", Z, b):
             return Z, None
         Z += b
         if activation.fused == RELU:
@@ -150,24 +269,10 @@ class NumpyOps(Ops):
         return activation.forward(self.xp, Z), Z
 
     def backward_bias(self, activation, dA, Z, A, db=None):
-        if (activation.fused == RELU and db is not None and self.native
-                and _native_call(_native.relu_backward_bias_grad, dA, A, db)):
+        if activation.fused == RELU and db is not None and self._native_loop("relu_backward_bias_grad", dA, A, db):
             return dA, db
         dZ = self._activation_backward(activation, dA, Z, A)
         return dZ, self.raw.sum(dZ, axis=0, out=db)
-
-    def _activation_backward(self, activation, dA, Z, A):
-        """dA * f'(A) in place for the activations whose derivative comes from A alone."""
-        fused = activation.fused
-        if fused == RELU:
-            dA *= A > 0
-        elif fused == SIGMOID:
-            dA *= A * (1 - A)
-        elif fused == TANH:
-            dA *= 1 - A * A
-        elif fused != LINEAR:
-            return activation.backward(self.xp, dA, Z, A)
-        return dA
 
     def dropout(self, X, keep, scale, out=None):
         out = self.raw.multiply(X, keep, out=out)
@@ -188,14 +293,7 @@ class NumpyOps(Ops):
         E *= weight
         return L, E, Z
 
-    # ---- optimizer updates: no allocation, scratch kept in `work` ----------------------------
-    def _scratch(self, work: dict, like):
-        return self.buffer(work, "scratch", like.shape, like) if like.ndim else self.raw.empty_like(like)
-
-    def scale(self, p, factor: float):
-        p *= factor
-        return p
-
+    # ---- mixed precision ------------------------------------------------------------------------
     def half(self):
         """NumPy's float16/bfloat16 products accumulate in their own precision; tensor cores (and
         cuBLAS) accumulate in float32. These ops do as the GPU does, so the emulation is faithful."""
@@ -208,89 +306,6 @@ class NumpyOps(Ops):
         if factor != 1.0:
             out *= factor
         return out
-
-    def add_scaled(self, g, p, factor: float):
-        g += factor * p
-        return g
-
-    def sgd(self, p, g, learning_rate: float, work: dict):
-        scratch = self._scratch(work, p)
-        self.raw.multiply(g, learning_rate, out=scratch)
-        p -= scratch
-        return p
-
-    def sgd_momentum(self, p, g, b, *, learning_rate, momentum, dampening, first, nesterov, work):
-        if self.native and _native_call(_native.sgd_momentum, p, g, b, learning_rate, momentum, 1 - dampening,
-                                        first, nesterov):
-            return p, b
-        raw, scratch = self.raw, self._scratch(work, p)
-        if first:
-            b[...] = g
-        else:
-            b *= momentum
-            raw.multiply(g, 1 - dampening, out=scratch)
-            b += scratch
-        if nesterov:
-            raw.multiply(b, momentum, out=scratch)
-            scratch += g
-        else:
-            raw.add(b, 0, out=scratch)
-        scratch *= learning_rate
-        p -= scratch
-        return p, b
-
-    def adam(self, p, g, m, v, *, beta1, beta2, eps_c, step_c, work):
-        if self.native and _native_call(_native.adam, p, g, m, v, beta1, beta2, 1 - beta1, 1 - beta2, eps_c, step_c):
-            return p, m, v
-        return self._adam(p, g, m, v, None, beta1, beta2, eps_c, step_c, work)[:3]
-
-    def amsgrad(self, p, g, m, v, v_max, *, beta1, beta2, eps_c, step_c, work):
-        return self._adam(p, g, m, v, v_max, beta1, beta2, eps_c, step_c, work)
-
-    def _adam(self, p, g, m, v, v_max, beta1, beta2, eps_c, step_c, work):
-        """Adam's update in place, allocating nothing; with `v_max`, AMSGrad's running maximum of v."""
-        raw, scratch = self.raw, self._scratch(work, p)
-        m *= beta1
-        raw.multiply(g, 1 - beta1, out=scratch)
-        m += scratch
-        v *= beta2
-        raw.multiply(g, g, out=scratch)
-        scratch *= 1 - beta2
-        v += scratch
-        if v_max is not None:
-            raw.maximum(v_max, v, out=v_max)
-        raw.sqrt(v if v_max is None else v_max, out=scratch)
-        scratch += eps_c
-        raw.divide(m, scratch, out=scratch)
-        scratch *= step_c
-        p -= scratch
-        return p, m, v, v_max
-
-    def rmsprop(self, p, g, v, g_avg, b, *, learning_rate, rho, eps, momentum, work):
-        raw, scratch = self.raw, self._scratch(work, p)
-        v *= rho
-        raw.multiply(g, g, out=scratch)
-        scratch *= 1 - rho
-        v += scratch
-        if g_avg is not None:
-            g_avg *= rho
-            raw.multiply(g, 1 - rho, out=scratch)
-            g_avg += scratch
-            raw.multiply(g_avg, g_avg, out=scratch)
-            raw.subtract(v, scratch, out=scratch)
-            raw.sqrt(scratch, out=scratch)
-        else:
-            raw.sqrt(v, out=scratch)
-        scratch += eps
-        raw.divide(g, scratch, out=scratch)
-        if b is not None:
-            b *= momentum
-            b += scratch
-            raw.multiply(b, learning_rate, out=scratch)
-        else:
-            scratch *= learning_rate
-        p -= scratch
-        return p, v, g_avg, b
 
 
 def _views_of(flat, shapes) -> FlatList:

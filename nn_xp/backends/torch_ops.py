@@ -24,26 +24,11 @@ import math
 
 from . import numpy_ops
 from .arrays import host_view, is_sparse
-from .numpy_ops import LINEAR, RELU, SIGMOID, TANH, _views_of
+from .numpy_ops import LINEAR, RELU, InPlaceRules, _views_of
 from .ops import FlatList, Ops
 
 
-def _native(name: str, *tensors_and_numbers) -> bool:
-    """Run the compiled loop `name` on NumPy views of CPU tensors; False (nothing written) where it
-    does not take them (loops off or not built, another device, a dtype or layout they lack)."""
-    if not numpy_ops.native_enabled():
-        return False
-    args = []
-    for a in tensors_and_numbers:
-        if hasattr(a, "numpy"):
-            a = host_view(a)
-            if a is None:
-                return False
-        args.append(a)
-    return numpy_ops._native_call(getattr(numpy_ops._native, name), *args)
-
-
-class TorchOps(Ops):
+class TorchOps(InPlaceRules, Ops):
     """The standard primitives with torch's `out=` and in-place functions."""
 
     name = "torch"
@@ -55,6 +40,20 @@ class TorchOps(Ops):
         super().__init__(xp)
         self.raw = torch
         self.matmul = torch.matmul  # (A, B, out=None): called several times a step, no wrapper
+
+    def _native_loop(self, name: str, *args) -> bool:
+        """Run the compiled loop `name` on NumPy views of CPU tensors; False (nothing written) where it
+        does not take them (loops off or not built, another device, a dtype or layout they lack)."""
+        if not numpy_ops.native_enabled():
+            return False
+        views = []
+        for a in args:
+            if hasattr(a, "numpy"):
+                a = host_view(a)
+                if a is None:
+                    return False
+            views.append(a)
+        return numpy_ops._native_call(getattr(numpy_ops._native, name), *views)
 
     # ---- memory -------------------------------------------------------------------------------
     def _empty(self, shape, like):
@@ -103,7 +102,7 @@ class TorchOps(Ops):
 
     def bias_activate(self, activation, Z, b):
         fused = activation.fused
-        if fused == RELU and _native("bias_relu", Z, b):
+        if fused == RELU and self._native_loop("bias_relu", Z, b):
             return Z, None
         Z += b
         if fused == RELU:
@@ -113,23 +112,10 @@ class TorchOps(Ops):
         return activation.forward(self.xp, Z), Z
 
     def backward_bias(self, activation, dA, Z, A, db=None):
-        if activation.fused == RELU and db is not None and _native("relu_backward_bias_grad", dA, A, db):
+        if activation.fused == RELU and db is not None and self._native_loop("relu_backward_bias_grad", dA, A, db):
             return dA, db
         dZ = self._activation_backward(activation, dA, Z, A)
         return dZ, self.sum_rows(dZ, out=db)
-
-    def _activation_backward(self, activation, dA, Z, A):
-        """dA * f'(A) in place for the activations whose derivative comes from A alone."""
-        fused = activation.fused
-        if fused == RELU:
-            dA *= A > 0
-        elif fused == SIGMOID:
-            dA *= A * (1 - A)
-        elif fused == TANH:
-            dA *= 1 - A * A
-        elif fused != LINEAR:
-            return activation.backward(self.xp, dA, Z, A)
-        return dA
 
     def dropout(self, X, keep, scale, out=None):
         out = self.raw.mul(X, keep) if out is None else self.raw.mul(X, keep, out=out)
@@ -150,99 +136,9 @@ class TorchOps(Ops):
         E *= weight
         return L, E, Z
 
-    # ---- optimizer updates: in place, scratch kept in `work` ---------------------------------
-    def _scratch(self, work: dict, like):
-        return self.buffer(work, "scratch", tuple(like.shape), like) if like.ndim else self.raw.empty_like(like)
-
-    def scale(self, p, factor: float):
-        p *= factor
-        return p
-
+    # ---- mixed precision's unscaling (the updates are InPlaceRules', numpy_ops.py) -------------
     def unscale_into(self, half, out, factor: float):
         out.copy_(half)  # the cast, then the scaling in place: no temporary
         if factor != 1.0:
             out *= factor
         return out
-
-    def add_scaled(self, g, p, factor: float):
-        g += factor * p
-        return g
-
-    def sgd(self, p, g, learning_rate: float, work: dict):
-        scratch = self._scratch(work, p)
-        self.raw.mul(g, learning_rate, out=scratch)
-        p -= scratch
-        return p
-
-    def sgd_momentum(self, p, g, b, *, learning_rate, momentum, dampening, first, nesterov, work):
-        if _native("sgd_momentum", p, g, b, learning_rate, momentum, 1 - dampening, first, nesterov):
-            return p, b
-        raw, scratch = self.raw, self._scratch(work, p)
-        if first:
-            b.copy_(g)
-        else:
-            b *= momentum
-            raw.mul(g, 1 - dampening, out=scratch)
-            b += scratch
-        if nesterov:
-            raw.mul(b, momentum, out=scratch)
-            scratch += g
-        else:
-            scratch.copy_(b)
-        scratch *= learning_rate
-        p -= scratch
-        return p, b
-
-    def adam(self, p, g, m, v, *, beta1, beta2, eps_c, step_c, work):
-        if _native("adam", p, g, m, v, beta1, beta2, 1 - beta1, 1 - beta2, eps_c, step_c):
-            return p, m, v
-        return self._adam(p, g, m, v, None, beta1, beta2, eps_c, step_c, work)[:3]
-
-    def amsgrad(self, p, g, m, v, v_max, *, beta1, beta2, eps_c, step_c, work):
-        return self._adam(p, g, m, v, v_max, beta1, beta2, eps_c, step_c, work)
-
-    def _adam(self, p, g, m, v, v_max, beta1, beta2, eps_c, step_c, work):
-        """Adam's update in place, NumPy's operations in NumPy's order; with `v_max`, AMSGrad's."""
-        raw, scratch = self.raw, self._scratch(work, p)
-        m *= beta1
-        raw.mul(g, 1 - beta1, out=scratch)
-        m += scratch
-        v *= beta2
-        raw.mul(g, g, out=scratch)
-        scratch *= 1 - beta2
-        v += scratch
-        if v_max is not None:
-            raw.maximum(v_max, v, out=v_max)
-        raw.sqrt(v if v_max is None else v_max, out=scratch)
-        scratch += eps_c
-        raw.div(m, scratch, out=scratch)
-        scratch *= step_c
-        p -= scratch
-        return p, m, v, v_max
-
-    def rmsprop(self, p, g, v, g_avg, b, *, learning_rate, rho, eps, momentum, work):
-        raw, scratch = self.raw, self._scratch(work, p)
-        v *= rho
-        raw.mul(g, g, out=scratch)
-        scratch *= 1 - rho
-        v += scratch
-        if g_avg is not None:
-            g_avg *= rho
-            raw.mul(g, 1 - rho, out=scratch)
-            g_avg += scratch
-            raw.mul(g_avg, g_avg, out=scratch)
-            raw.sub(v, scratch, out=scratch)
-            raw.sqrt(scratch, out=scratch)
-        else:
-            raw.sqrt(v, out=scratch)
-        scratch += eps
-        raw.div(g, scratch, out=scratch)
-        if b is not None:
-            b *= momentum
-            b += scratch
-            raw.mul(b, learning_rate, out=scratch)
-        else:
-            scratch *= learning_rate
-        p -= scratch
-        return p, v, g_avg, b
-
